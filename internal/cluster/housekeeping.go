@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// HousekeepingInputs is what the leader's housekeeping cycle decides on (§4.4).
+type HousekeepingInputs struct {
+	Now time.Time
+	// Self is the instance id of the leader running the cycle.
+	Self string
+	// GroupKnown is false when the group listing failed.
+	GroupKnown bool
+	// Group is every instance the provider listed, terminated ones included.
+	Group   []Instance
+	Members []Member
+	// Healthy tells, per member, whether it answered a status request.
+	Healthy map[ID]bool
+	// FirstSeen and AbsentSince are the memory of earlier cycles, as returned
+	// by the previous plan.
+	FirstSeen   map[ID]time.Time
+	AbsentSince map[ID]time.Time
+	// Protected members are never removed (upgrade lock, §4.7).
+	Protected map[ID]bool
+
+	StaleGrace     time.Duration
+	LearnerTimeout time.Duration
+}
+
+// Removal is one member to remove, with why.
+type Removal struct {
+	Member Member `json:"member"`
+	Reason string `json:"reason"`
+}
+
+// HousekeepingPlan is the decision of DecideHousekeeping.
+type HousekeepingPlan struct {
+	// Remove is at most one member to remove this cycle.
+	Remove *Removal `json:"remove,omitempty"`
+	// Promote lists started learners that are healthy; etcd accepts the
+	// promotion once they are in sync.
+	Promote []ID `json:"promote,omitempty"`
+	// Held lists removals that were due but refused, with the rule that refused them.
+	Held []string `json:"held,omitempty"`
+	// FirstSeen and AbsentSince are fed back into the next cycle's inputs.
+	FirstSeen   map[ID]time.Time `json:"-"`
+	AbsentSince map[ID]time.Time `json:"-"`
+}
+
+type candidate struct {
+	member    Member
+	reason    string
+	rank      int // lower is removed first
+	confirmed bool
+}
+
+// DecideHousekeeping is the leader's housekeeping of §4.4 as a pure function.
+func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
+	plan := HousekeepingPlan{FirstSeen: map[ID]time.Time{}, AbsentSince: map[ID]time.Time{}}
+	for _, m := range in.Members {
+		if t, ok := in.FirstSeen[m.ID]; ok {
+			plan.FirstSeen[m.ID] = t
+		} else {
+			plan.FirstSeen[m.ID] = in.Now
+		}
+		if m.IsLearner && m.Started() && in.Healthy[m.ID] {
+			plan.Promote = append(plan.Promote, m.ID)
+		}
+	}
+
+	if !in.GroupKnown {
+		// Keep the absence clocks as they were: an unknown group says nothing.
+		for id, t := range in.AbsentSince {
+			if _, ok := plan.FirstSeen[id]; ok {
+				plan.AbsentSince[id] = t
+			}
+		}
+		plan.Held = append(plan.Held, "group listing failed: no removal on an unknown group")
+		return plan
+	}
+	byID := map[string]Instance{}
+	for _, inst := range in.Group {
+		byID[inst.ID] = inst
+	}
+	if self, ok := byID[in.Self]; !ok || !self.State.InGroup() {
+		plan.Held = append(plan.Held, fmt.Sprintf("the group listing does not contain this instance %s: no removal", in.Self))
+		return plan
+	}
+
+	var candidates []candidate
+	for _, m := range in.Members {
+		if c, ok := staleCandidate(in, m, byID, &plan); ok {
+			candidates = append(candidates, c)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		a, b := candidates[i], candidates[j]
+		if a.rank != b.rank {
+			return a.rank < b.rank
+		}
+		if a.confirmed != b.confirmed {
+			return a.confirmed
+		}
+		return a.member.ID < b.member.ID
+	})
+	for _, c := range candidates {
+		if why := refuseRemoval(in, c.member); why != "" {
+			plan.Held = append(plan.Held, fmt.Sprintf("member %s (%s) is stale (%s) but %s", c.member.ID, c.member.Name, c.reason, why))
+			continue
+		}
+		plan.Remove = &Removal{Member: c.member, Reason: c.reason}
+		break
+	}
+	return plan
+}
+
+// staleCandidate says whether m is stale and updates the absence clock.
+func staleCandidate(in HousekeepingInputs, m Member, byID map[string]Instance, plan *HousekeepingPlan) (candidate, bool) {
+	if !m.Started() {
+		// An added member that never started: it is the joiner's, until the
+		// learner timeout says the joiner gave up.
+		age := in.Now.Sub(plan.FirstSeen[m.ID])
+		if age >= in.LearnerTimeout {
+			return candidate{member: m, rank: 0, confirmed: true,
+				reason: fmt.Sprintf("added %s ago and never started (learner timeout %s)", age.Round(time.Second), in.LearnerTimeout)}, true
+		}
+		return candidate{}, false
+	}
+	rank := 2
+	if m.IsLearner {
+		rank = 1
+	}
+	inst, listed := byID[m.Name]
+	if listed && inst.State.InGroup() {
+		return candidate{}, false
+	}
+	if listed && inst.State == InstanceTerminated {
+		return candidate{member: m, rank: rank, confirmed: true, reason: fmt.Sprintf("instance %s is terminated", m.Name)}, true
+	}
+	since, ok := in.AbsentSince[m.ID]
+	if !ok {
+		since = in.Now
+	}
+	plan.AbsentSince[m.ID] = since
+	absent := in.Now.Sub(since)
+	if absent < in.StaleGrace {
+		return candidate{}, false
+	}
+	return candidate{member: m, rank: rank,
+		reason: fmt.Sprintf("instance %s absent from the group for %s (grace %s)", m.Name, absent.Round(time.Second), in.StaleGrace)}, true
+}
+
+// refuseRemoval returns why removing m would break a safety rule, or "".
+func refuseRemoval(in HousekeepingInputs, m Member) string {
+	if in.Protected[m.ID] {
+		return "it holds the upgrade lock"
+	}
+	if m.Name == in.Self {
+		return "it is this leader itself"
+	}
+	if m.IsLearner {
+		return ""
+	}
+	var remaining, healthy int
+	for _, v := range in.Members {
+		if v.IsLearner || v.ID == m.ID {
+			continue
+		}
+		remaining++
+		if in.Healthy[v.ID] {
+			healthy++
+		}
+	}
+	if remaining == 0 {
+		return "it is the last voter"
+	}
+	if healthy < Quorum(remaining) {
+		return fmt.Sprintf("only %d of the %d remaining voters are healthy, below their quorum of %d", healthy, remaining, Quorum(remaining))
+	}
+	return ""
+}

@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+)
+
+// StartupAction is what an instance does to get its etcd running (§4.2).
+type StartupAction string
+
+const (
+	// StartMember starts etcd on intact local data of a live cluster's member.
+	StartMember StartupAction = "start-member"
+	// Rejoin removes the instance's old member, wipes the local data and joins again.
+	Rejoin StartupAction = "rejoin"
+	// ReplaceStale removes a stale member that holds this instance's peer URL, then joins.
+	ReplaceStale StartupAction = "replace-stale"
+	// Join adds the instance as a learner and starts etcd with state existing.
+	Join StartupAction = "join"
+	// ResumeJoin starts etcd for a member that was added for this instance but never started.
+	ResumeJoin StartupAction = "resume-join"
+	// StartOnData starts etcd on local data while no live cluster answers (whole-group reboot).
+	StartOnData StartupAction = "start-on-data"
+	// Bootstrap creates a new cluster of one member; the others join it.
+	Bootstrap StartupAction = "bootstrap"
+	// Wait does nothing and looks again later.
+	Wait StartupAction = "wait"
+)
+
+// StartupInputs is everything the startup plan depends on.
+type StartupInputs struct {
+	Self Instance
+	// GroupKnown is false when listing the group failed: an unknown group is
+	// never read as an empty one.
+	GroupKnown bool
+	Group      []Instance
+	// Peers holds the answers of group instances to GET /v1/peer, by instance
+	// id; a missing entry is an unreachable peer. The own answer is included.
+	Peers map[string]PeerAnswer
+	// Cluster is the member list from a live member, nil when none answered.
+	Cluster *ClusterView
+	Local   LocalData
+}
+
+// StartupPlan is the decision of DecideStartup.
+type StartupPlan struct {
+	Action StartupAction `json:"action"`
+	Reason string        `json:"reason"`
+	// RemoveMember is removed from the cluster before joining (0: none).
+	RemoveMember ID `json:"remove_member,omitempty"`
+	// Wipe moves the local data aside before etcd starts.
+	Wipe bool `json:"wipe,omitempty"`
+	// Seeder is the instance allowed to create the cluster, when one was chosen.
+	Seeder string `json:"seeder,omitempty"`
+}
+
+func wait(format string, args ...any) StartupPlan {
+	return StartupPlan{Action: Wait, Reason: fmt.Sprintf(format, args...)}
+}
+
+// DecideStartup is the startup plan of §4.2 as a pure function.
+func DecideStartup(in StartupInputs) StartupPlan {
+	if in.Cluster != nil {
+		return decideWithLiveCluster(in)
+	}
+	return decideWithoutLiveCluster(in)
+}
+
+func decideWithLiveCluster(in StartupInputs) StartupPlan {
+	c := in.Cluster
+	if m, ok := c.MemberByName(in.Self.ID); ok {
+		switch {
+		case in.Local.Exists && in.Local.Known && in.Local.ClusterID == c.ClusterID && in.Local.MemberID == m.ID:
+			return StartupPlan{Action: StartMember, Reason: fmt.Sprintf("member %s of live cluster %s with intact data", m.ID, c.ClusterID)}
+		case !in.Local.Exists:
+			return StartupPlan{Action: Rejoin, RemoveMember: m.ID,
+				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data dir is empty", m.ID, c.ClusterID)}
+		case !in.Local.Known:
+			return StartupPlan{Action: Rejoin, RemoveMember: m.ID, Wipe: true,
+				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data dir's owner was never recorded", m.ID, c.ClusterID)}
+		default:
+			return StartupPlan{Action: Rejoin, RemoveMember: m.ID, Wipe: true,
+				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data belongs to member %s of cluster %s",
+					m.ID, c.ClusterID, in.Local.MemberID, in.Local.ClusterID)}
+		}
+	}
+
+	if !in.GroupKnown {
+		return wait("the group listing failed; not joining on an unknown group")
+	}
+	if !inGroup(in.Group, in.Self.ID) {
+		return wait("this instance %s is not in the group listing yet", in.Self.ID)
+	}
+
+	for _, m := range c.Members {
+		if !m.HasPeerHost(in.Self.Address) {
+			continue
+		}
+		if !m.Started() {
+			return StartupPlan{Action: ResumeJoin, Wipe: in.Local.Exists,
+				Reason: fmt.Sprintf("member %s was added for this address and never started", m.ID)}
+		}
+		return StartupPlan{Action: ReplaceStale, RemoveMember: m.ID, Wipe: in.Local.Exists,
+			Reason: fmt.Sprintf("stale member %s (%s) holds this instance's address %s", m.ID, m.Name, in.Self.Address)}
+	}
+	reason := fmt.Sprintf("not a member of live cluster %s", c.ClusterID)
+	if in.Local.Exists {
+		reason += fmt.Sprintf("; local data of cluster %s is set aside", in.Local.ClusterID)
+	}
+	return StartupPlan{Action: Join, Wipe: in.Local.Exists, Reason: reason}
+}
+
+func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
+	if in.Local.Exists {
+		return StartupPlan{Action: StartOnData,
+			Reason: "no live cluster answers and this instance has data: start on it and wait for peers"}
+	}
+	if !in.GroupKnown {
+		return wait("no live cluster and the group listing failed")
+	}
+	if !inGroup(in.Group, in.Self.ID) {
+		return wait("this instance %s is not in the group listing yet", in.Self.ID)
+	}
+	members := groupMembers(in.Group)
+	var answers []PeerState
+	for _, inst := range members {
+		a, ok := in.Peers[inst.ID]
+		if !ok || !a.Reachable || a.State.InstanceID != inst.ID {
+			return wait("no live cluster and peer %s (%s) did not answer: never create a cluster on a partial view", inst.ID, inst.Address)
+		}
+		if a.State.EtcdRunning || a.State.HasData {
+			return wait("no live cluster yet, but peer %s has data or runs etcd: waiting for it", inst.ID)
+		}
+		answers = append(answers, a.State)
+	}
+	seeder := Seeder(answers)
+	if seeder != in.Self.ID {
+		return StartupPlan{Action: Wait, Seeder: seeder,
+			Reason: fmt.Sprintf("no cluster exists; %s is the seeder and creates it", seeder)}
+	}
+	return StartupPlan{Action: Bootstrap, Seeder: seeder,
+		Reason: fmt.Sprintf("all %d group instances answered, none has data, and this instance is the seeder", len(members))}
+}
+
+// Seeder picks the one instance allowed to create a cluster: the highest data
+// revision, ties broken by the lowest instance id.
+func Seeder(answers []PeerState) string {
+	if len(answers) == 0 {
+		return ""
+	}
+	sorted := append([]PeerState(nil), answers...)
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].Revision != sorted[j].Revision {
+			return sorted[i].Revision > sorted[j].Revision
+		}
+		return sorted[i].InstanceID < sorted[j].InstanceID
+	})
+	return sorted[0].InstanceID
+}
+
+// groupMembers returns the instances that count as the group, ordered by id.
+func groupMembers(all []Instance) []Instance {
+	var out []Instance
+	for _, inst := range all {
+		if inst.State.InGroup() {
+			out = append(out, inst)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func inGroup(all []Instance, id string) bool {
+	for _, inst := range all {
+		if inst.ID == id && inst.State.InGroup() {
+			return true
+		}
+	}
+	return false
+}
+
+// Quorum is the number of voters needed for a majority of n voters.
+func Quorum(n int) int { return n/2 + 1 }

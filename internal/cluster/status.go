@@ -1,0 +1,54 @@
+package cluster
+
+import "time"
+
+// Roles of a member in a status report.
+const (
+	RoleVoter     = "voter"
+	RoleLearner   = "learner"
+	RoleUnstarted = "unstarted"
+)
+
+// MemberStatus is one member's health as seen from the instance that reports.
+type MemberStatus struct {
+	ID        ID       `json:"id"`
+	Name      string   `json:"name"`
+	Role      string   `json:"role"`
+	Healthy   bool     `json:"healthy"`
+	Leader    bool     `json:"leader"`
+	InGroup   bool     `json:"in_group"`
+	Revision  int64    `json:"revision"`
+	RaftIndex uint64   `json:"raft_index"`
+	RaftTerm  uint64   `json:"raft_term"`
+	DBSize    int64    `json:"db_size"`
+	Version   string   `json:"version,omitempty"`
+	Alarms    []string `json:"alarms,omitempty"`
+	ClientURL string   `json:"client_url,omitempty"`
+	PeerURL   string   `json:"peer_url,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// ClusterStatus is the whole-cluster health view of GET /v1/status.
+type ClusterStatus struct {
+	// Reporter is the instance that made the report.
+	Reporter   string         `json:"reporter"`
+	ObservedAt time.Time      `json:"observed_at"`
+	ClusterID  ID             `json:"cluster_id"`
+	Leader     ID             `json:"leader"`
+	Members    []MemberStatus `json:"members"`
+	GroupKnown bool           `json:"group_known"`
+	Group      []Instance     `json:"group"`
+	// Error says why no member list could be read, when none could.
+	Error string `json:"error,omitempty"`
+}
+
+// HealthyVoters counts started, healthy voters.
+func (s ClusterStatus) HealthyVoters() int {
+	n := 0
+	for _, m := range s.Members {
+		if m.Role == RoleVoter && m.Healthy {
+			n++
+		}
+	}
+	return n
+}

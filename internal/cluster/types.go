@@ -1,0 +1,169 @@
+// Package cluster holds the appliance's decisions as pure functions: the
+// startup plan (§4.2), the housekeeping plan (§4.4) and the quorum arithmetic
+// they share. Nothing here performs I/O or reads the clock; callers gather the
+// inputs (including Now), call a decide function and apply its result. The
+// safety rules of the product live here so that they can be tested exhaustively
+// with tables.
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+)
+
+// ID is an etcd member or cluster id. It reads as hex, as etcd prints it.
+type ID uint64
+
+func (id ID) String() string { return strconv.FormatUint(uint64(id), 16) }
+
+// MarshalText writes the id as hex so that JSON and logs agree with etcdctl.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads a hex id.
+func (id *ID) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*id = 0
+		return nil
+	}
+	v, err := strconv.ParseUint(string(b), 16, 64)
+	if err != nil {
+		return fmt.Errorf("parsing id %q: %w", b, err)
+	}
+	*id = ID(v)
+	return nil
+}
+
+// InstanceState is the life state of a group instance as the provider sees it.
+type InstanceState string
+
+const (
+	InstancePending    InstanceState = "pending"
+	InstanceRunning    InstanceState = "running"
+	InstanceStopping   InstanceState = "stopping"
+	InstanceStopped    InstanceState = "stopped"
+	InstanceTerminated InstanceState = "terminated"
+)
+
+// InGroup reports whether an instance in this state counts as part of the
+// group that should form the cluster.
+func (s InstanceState) InGroup() bool {
+	return s == InstancePending || s == InstanceRunning
+}
+
+// Instance is a machine of the group. Its ID is also its etcd member name.
+type Instance struct {
+	ID      string        `json:"id"`
+	Address string        `json:"address"`
+	State   InstanceState `json:"state"`
+	Region  string        `json:"region,omitempty"`
+	Zone    string        `json:"zone,omitempty"`
+}
+
+// Ports are the TCP ports an instance serves on its own address.
+type Ports struct {
+	Client  int `json:"client"`
+	Peer    int `json:"peer"`
+	Metrics int `json:"metrics"`
+	API     int `json:"api"`
+}
+
+// DefaultPorts are the ports of SPEC §5.
+var DefaultPorts = Ports{Client: 2379, Peer: 2380, Metrics: 2381, API: 2378}
+
+// PeerURL is the etcd peer URL of an instance.
+func (p Ports) PeerURL(scheme, address string) string {
+	return scheme + "://" + net.JoinHostPort(address, strconv.Itoa(p.Peer))
+}
+
+// ClientURL is the etcd client URL of an instance.
+func (p Ports) ClientURL(scheme, address string) string {
+	return scheme + "://" + net.JoinHostPort(address, strconv.Itoa(p.Client))
+}
+
+// Member is an etcd cluster member as the member list reports it.
+type Member struct {
+	ID         ID       `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peer_urls"`
+	ClientURLs []string `json:"client_urls"`
+	IsLearner  bool     `json:"is_learner"`
+}
+
+// Started reports whether the member's etcd has ever run: etcd lists members
+// that were added but never started without a name.
+func (m Member) Started() bool { return m.Name != "" }
+
+// HasPeerHost reports whether one of the member's peer URLs points at address.
+func (m Member) HasPeerHost(address string) bool {
+	for _, u := range m.PeerURLs {
+		if hostOf(u) == address {
+			return true
+		}
+	}
+	return false
+}
+
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// ClusterView is what a live member told us about the cluster. A view exists
+// only when a member answered a linearizable member list, that is, when the
+// cluster has quorum.
+type ClusterView struct {
+	ClusterID ID       `json:"cluster_id"`
+	Members   []Member `json:"members"`
+}
+
+// MemberByName returns the member named name.
+func (v *ClusterView) MemberByName(name string) (Member, bool) {
+	for _, m := range v.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// PeerState is what an instance publishes about itself on GET /v1/peer.
+type PeerState struct {
+	InstanceID  string `json:"instance_id"`
+	Address     string `json:"address"`
+	EtcdRunning bool   `json:"etcd_running"`
+	// HasData is true when the instance's data dir holds etcd data.
+	HasData bool `json:"has_data"`
+	// ClusterID and MemberID identify the data the instance holds (zero if unknown).
+	ClusterID ID `json:"cluster_id"`
+	MemberID  ID `json:"member_id"`
+	// Revision is the newest revision of the local data, 0 when unknown.
+	Revision    int64  `json:"revision"`
+	EtcdVersion string `json:"etcd_version"`
+	ClientURL   string `json:"client_url"`
+	PeerURL     string `json:"peer_url"`
+	// Phase is what the appliance is doing (planning, running, leaving...).
+	Phase string `json:"phase"`
+}
+
+// PeerAnswer is the outcome of asking one instance for its PeerState.
+type PeerAnswer struct {
+	Reachable bool      `json:"reachable"`
+	State     PeerState `json:"state"`
+}
+
+// LocalData describes the instance's own data dir.
+type LocalData struct {
+	// Exists is true when the data dir holds etcd data (a WAL).
+	Exists bool `json:"exists"`
+	// Known is true when the appliance recorded which cluster and member the
+	// data belongs to.
+	Known     bool  `json:"known"`
+	ClusterID ID    `json:"cluster_id"`
+	MemberID  ID    `json:"member_id"`
+	Revision  int64 `json:"revision"`
+}

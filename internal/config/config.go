@@ -1,0 +1,228 @@
+// Package config is the appliance's configuration: one struct, its defaults,
+// the flags that set it, the ETCD_APPLIANCE_* environment that sets flags not
+// given on the command line, and a Validate that names the flag at fault.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Providers the appliance knows.
+const (
+	ProviderLocal = "local"
+	ProviderAWS   = "aws"
+)
+
+// Values of --leave-on-shutdown.
+const (
+	LeaveNever  = "never"
+	LeaveAlways = "always"
+)
+
+// EnvPrefix prefixes the environment variable of every flag.
+const EnvPrefix = "ETCD_APPLIANCE_"
+
+// Config is the configuration of `etcd-appliance run`.
+type Config struct {
+	Provider    string
+	InstanceID  string
+	GroupFile   string
+	ClusterName string
+	DataDir     string
+	Address     string
+
+	ClientPort  int
+	PeerPort    int
+	MetricsPort int
+	APIPort     int
+
+	EtcdBinary string
+	EtcdFlags  stringList
+
+	ReconcileInterval time.Duration
+	StartupInterval   time.Duration
+	StaleGrace        time.Duration
+	LearnerTimeout    time.Duration
+	StopTimeout       time.Duration
+
+	LeaveOnShutdown string
+
+	QuotaBackendBytes       int64
+	AutoCompactionRetention string
+
+	LogFormat string
+	LogLevel  string
+}
+
+// NewConfig returns the defaults.
+func NewConfig() *Config {
+	return &Config{
+		Provider:                ProviderLocal,
+		DataDir:                 "/var/lib/etcd-appliance",
+		ClientPort:              2379,
+		PeerPort:                2380,
+		MetricsPort:             2381,
+		APIPort:                 2378,
+		ReconcileInterval:       5 * time.Second,
+		StartupInterval:         500 * time.Millisecond,
+		StaleGrace:              30 * time.Second,
+		LearnerTimeout:          2 * time.Minute,
+		StopTimeout:             20 * time.Second,
+		LeaveOnShutdown:         LeaveNever,
+		QuotaBackendBytes:       2 << 30,
+		AutoCompactionRetention: "1h",
+		LogLevel:                "info",
+	}
+}
+
+// RegisterFlags binds every field to a flag of fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Provider, "provider", c.Provider, "where identity and group come from: local or aws")
+	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "local provider: this instance's id in the group file")
+	fs.StringVar(&c.GroupFile, "group-file", c.GroupFile, "local provider: JSON file listing the group's instances")
+	fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "name of the cluster (default: the group's name)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd data and appliance state")
+	fs.StringVar(&c.Address, "address", c.Address, "IP address to serve on (default: the instance's address from the provider)")
+	fs.IntVar(&c.ClientPort, "client-port", c.ClientPort, "etcd client port")
+	fs.IntVar(&c.PeerPort, "peer-port", c.PeerPort, "etcd peer port")
+	fs.IntVar(&c.MetricsPort, "metrics-port", c.MetricsPort, "etcd metrics port")
+	fs.IntVar(&c.APIPort, "api-port", c.APIPort, "appliance API port (/v1/peer, /healthz, /readyz, /metrics, /v1/status)")
+	fs.StringVar(&c.EtcdBinary, "etcd-binary", c.EtcdBinary, "external etcd binary to run instead of the bundled one")
+	fs.Var(&c.EtcdFlags, "etcd-flag", "extra flag passed to etcd as is, e.g. --etcd-flag=--heartbeat-interval=200 (repeatable)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "how often the leader does housekeeping")
+	fs.DurationVar(&c.StartupInterval, "startup-interval", c.StartupInterval, "how often a starting instance looks at its peers again")
+	fs.DurationVar(&c.StaleGrace, "stale-grace", c.StaleGrace, "how long a member's instance may be absent from the group before removal")
+	fs.DurationVar(&c.LearnerTimeout, "learner-timeout", c.LearnerTimeout, "how long an added member may stay unstarted before removal")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "grace period for etcd to stop after SIGTERM before SIGKILL")
+	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
+	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
+	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (default: json unless stderr is a terminal)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+// ApplyEnv sets every flag of fs that was not given on the command line from
+// ETCD_APPLIANCE_<FLAG> (dashes as underscores), as etcd's SetFlagsFromEnv does.
+// The seed appliance's environment is honoured through seedEnv.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		key := EnvName(f.Name)
+		v, ok := lookup(key)
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q (flag --%s): %w", key, v, f.Name, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Validate checks the configuration; its errors name the flag and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flagName, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s %s", flagName, fmt.Sprintf(format, args...)))
+	}
+	switch c.Provider {
+	case ProviderLocal:
+		if c.InstanceID == "" {
+			bad("instance-id", "is required with --provider local: set it to this instance's id in the group file")
+		}
+		if c.GroupFile == "" {
+			bad("group-file", "is required with --provider local: point it at the group's JSON file")
+		}
+	case ProviderAWS:
+		bad("provider", "%q is not available in this build yet: use --provider local", c.Provider)
+	default:
+		bad("provider", "%q is unknown: use local or aws", c.Provider)
+	}
+	if c.DataDir == "" {
+		bad("data-dir", "must not be empty")
+	} else if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
+		bad("data-dir", "%q is a file, not a directory: point it at a directory", c.DataDir)
+	}
+	if c.Address != "" && net.ParseIP(c.Address) == nil {
+		bad("address", "%q is not an IP address", c.Address)
+	}
+	if ip := net.ParseIP(c.Address); ip != nil && ip.IsUnspecified() {
+		bad("address", "%q is unspecified: etcd must advertise the instance's own address", c.Address)
+	}
+	ports := map[int]string{}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"client-port", c.ClientPort}, {"peer-port", c.PeerPort}, {"metrics-port", c.MetricsPort}, {"api-port", c.APIPort}} {
+		if p.v < 1 || p.v > 65535 {
+			bad(p.name, "%d is out of range: use 1-65535", p.v)
+			continue
+		}
+		if other, dup := ports[p.v]; dup {
+			bad(p.name, "%d is already used by --%s: give each port its own number", p.v, other)
+		}
+		ports[p.v] = p.name
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"reconcile-interval", c.ReconcileInterval}, {"startup-interval", c.StartupInterval},
+		{"stale-grace", c.StaleGrace}, {"learner-timeout", c.LearnerTimeout}, {"stop-timeout", c.StopTimeout}} {
+		if d.v <= 0 {
+			bad(d.name, "%s must be positive", d.v)
+		}
+	}
+	switch c.LeaveOnShutdown {
+	case LeaveNever, LeaveAlways:
+	default:
+		bad("leave-on-shutdown", "%q is unknown: use never or always", c.LeaveOnShutdown)
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		bad("log-format", "%q is unknown: use json or text", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "%q is unknown: use debug, info, warn or error", c.LogLevel)
+	}
+	if c.QuotaBackendBytes < 0 {
+		bad("quota-backend-bytes", "%d must not be negative", c.QuotaBackendBytes)
+	}
+	if c.EtcdBinary != "" {
+		if fi, err := os.Stat(c.EtcdBinary); err != nil || fi.IsDir() {
+			bad("etcd-binary", "%q is not an executable file", c.EtcdBinary)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, " ") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// Strings returns the values given.
+func (l stringList) Strings() []string { return append([]string(nil), l...) }
