@@ -1,12 +1,99 @@
+// Command etcd-appliance turns the instances of a group (an EC2 Auto Scaling
+// group, or a local group file) into a self-managing etcd cluster: it
+// bootstraps or joins the cluster, supervises etcd, removes members whose
+// instances are gone and leaves cleanly.
+//
+// Subcommands:
+//
+//	run      the daemon, one per instance
+//	etcd     the bundled etcd server (what `run` executes as its child)
+//	status   the cluster's members, roles and health, from the appliance API
+//	demo     a local group of 3 on loopback addresses: bootstrap, replace, verify
+//	version  the appliance's and the bundled etcd's versions
+//
+// Flags of `run` (each also as the environment variable ETCD_APPLIANCE_<FLAG>,
+// dashes as underscores, used when the flag is not on the command line):
+//
+//	--provider local                  where identity and group come from: local or aws
+//	--instance-id ""                  local provider: this instance's id in the group file
+//	--group-file ""                   local provider: JSON file listing the group's instances
+//	--cluster-name ""                 name of the cluster (default: the group's name)
+//	--data-dir /var/lib/etcd-appliance
+//	--address ""                      IP to serve on (default: the instance's address)
+//	--client-port 2379 --peer-port 2380 --metrics-port 2381 --api-port 2378
+//	--etcd-binary ""                  external etcd instead of the bundled one
+//	--etcd-flag ""                    extra etcd flag, repeatable
+//	--reconcile-interval 5s           leader housekeeping period
+//	--startup-interval 500ms          how often a starting instance looks again
+//	--stale-grace 30s                 absence from the group before a member is removed
+//	--learner-timeout 2m              an added member that never started is removed after this
+//	--stop-timeout 20s                etcd's grace after SIGTERM before SIGKILL
+//	--leave-on-shutdown never         never: keep membership on SIGTERM; always: remove this member first
+//	--quota-backend-bytes 2147483648
+//	--auto-compaction-retention 1h
+//	--log-format json|text            default: json unless stderr is a terminal
+//	--log-level info
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-	_ "go.etcd.io/etcd/client/v3"
-	_ "go.etcd.io/etcd/client/v3/concurrency"
-	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	"os/signal"
+	"syscall"
 )
 
-func main() { etcdmain.Main(os.Args) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "etcd" {
+		// etcd installs its own signal handling; ours must not intercept it.
+		os.Exit(runEtcd(os.Args[2:]))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `etcd-appliance: a self-managing etcd cluster on a group of instances
+
+Usage: etcd-appliance <command> [flags]
+
+Commands:
+  run       run the appliance daemon on this instance
+  etcd      run the bundled etcd server (flags are etcd's)
+  status    show the cluster's members and health
+  demo      run a local 3-instance demo (no AWS needed)
+  version   print the appliance and bundled etcd versions
+
+Run 'etcd-appliance <command> --help' for a command's flags.
+`)
+}
+
+// run dispatches a subcommand and returns the exit code.
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		usage()
+		return 2
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return runDaemon(ctx, rest)
+	case "etcd":
+		return runEtcd(rest)
+	case "status":
+		return runStatus(ctx, rest)
+	case "demo":
+		return runDemo(ctx, rest)
+	case "version", "--version":
+		printVersion(os.Stdout)
+		return 0
+	case "help", "-h", "--help":
+		usage()
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "etcd-appliance: unknown command %q\n\n", cmd)
+		usage()
+		return 2
+	}
+}

@@ -65,7 +65,7 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 		} else {
 			plan.FirstSeen[m.ID] = in.Now
 		}
-		if m.IsLearner && m.Started() && in.Healthy[m.ID] {
+		if m.IsLearner && m.Started() && in.Healthy[m.ID] && !leftGroup(in, m) {
 			plan.Promote = append(plan.Promote, m.ID)
 		}
 	}
@@ -114,6 +114,23 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 		break
 	}
 	return plan
+}
+
+// leftGroup reports whether a known group listing says that m's instance is
+// no longer part of the group. Such a learner is not promoted: a voter about
+// to disappear costs the cluster its fault tolerance, and its removal, planned
+// for a learner, would skip the voters' quorum check.
+func leftGroup(in HousekeepingInputs, m Member) bool {
+	if !in.GroupKnown {
+		return false
+	}
+	left := true
+	for _, inst := range in.Group {
+		if inst.ID == m.Name {
+			left = !inst.State.InGroup()
+		}
+	}
+	return left
 }
 
 // staleCandidate says whether m is stale and updates the absence clock.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -68,13 +69,28 @@ func DecideStartup(in StartupInputs) StartupPlan {
 
 func decideWithLiveCluster(in StartupInputs) StartupPlan {
 	c := in.Cluster
-	if m, ok := c.MemberByName(in.Self.ID); ok {
+	m, listed := c.MemberByName(in.Self.ID)
+	if listed && in.Local.Exists && in.Local.Unusable == "" && in.Local.Known &&
+		in.Local.ClusterID == c.ClusterID && in.Local.MemberID == m.ID {
+		// A restart needs nothing but the cluster: not even the group listing.
+		return StartupPlan{Action: StartMember, Reason: fmt.Sprintf("member %s of live cluster %s with intact data", m.ID, c.ClusterID)}
+	}
+	// Every other plan changes the membership, which an instance does only
+	// while the group listing shows it as part of the group.
+	if !in.GroupKnown {
+		return wait("the group listing failed; no membership change on an unknown group")
+	}
+	if !inGroup(in.Group, in.Self.ID) {
+		return wait("this instance %s is not in the group listing", in.Self.ID)
+	}
+	if listed {
 		switch {
-		case in.Local.Exists && in.Local.Known && in.Local.ClusterID == c.ClusterID && in.Local.MemberID == m.ID:
-			return StartupPlan{Action: StartMember, Reason: fmt.Sprintf("member %s of live cluster %s with intact data", m.ID, c.ClusterID)}
 		case !in.Local.Exists:
 			return StartupPlan{Action: Rejoin, RemoveMember: m.ID,
 				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data dir is empty", m.ID, c.ClusterID)}
+		case in.Local.Unusable != "":
+			return StartupPlan{Action: Rejoin, RemoveMember: m.ID, Wipe: true,
+				Reason: fmt.Sprintf("listed as member %s of cluster %s but etcd cannot run on the local data (%s)", m.ID, c.ClusterID, in.Local.Unusable)}
 		case !in.Local.Known:
 			return StartupPlan{Action: Rejoin, RemoveMember: m.ID, Wipe: true,
 				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data dir's owner was never recorded", m.ID, c.ClusterID)}
@@ -83,13 +99,6 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 				Reason: fmt.Sprintf("listed as member %s of cluster %s but the data belongs to member %s of cluster %s",
 					m.ID, c.ClusterID, in.Local.MemberID, in.Local.ClusterID)}
 		}
-	}
-
-	if !in.GroupKnown {
-		return wait("the group listing failed; not joining on an unknown group")
-	}
-	if !inGroup(in.Group, in.Self.ID) {
-		return wait("this instance %s is not in the group listing yet", in.Self.ID)
 	}
 
 	for _, m := range c.Members {
@@ -111,6 +120,11 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 }
 
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
+	if in.Local.Exists && in.Local.Unusable != "" {
+		// Without a live cluster to copy from, these bytes may be the newest
+		// data there is: never wipe them, and don't restart etcd on them blindly.
+		return wait("etcd cannot run on the local data (%s) and no live cluster answers to rejoin: keeping the data for recovery", in.Local.Unusable)
+	}
 	if in.Local.Exists {
 		return StartupPlan{Action: StartOnData,
 			Reason: "no live cluster answers and this instance has data: start on it and wait for peers"}
@@ -122,16 +136,25 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return wait("this instance %s is not in the group listing yet", in.Self.ID)
 	}
 	members := groupMembers(in.Group)
+	view := GroupView(in.Group)
 	var answers []PeerState
 	for _, inst := range members {
 		a, ok := in.Peers[inst.ID]
 		if !ok || !a.Reachable || a.State.InstanceID != inst.ID {
 			return wait("no live cluster and peer %s (%s) did not answer: never create a cluster on a partial view", inst.ID, inst.Address)
 		}
-		if a.State.EtcdRunning || a.State.HasData {
-			return wait("no live cluster yet, but peer %s has data or runs etcd: waiting for it", inst.ID)
-		}
 		answers = append(answers, a.State)
+	}
+	for _, a := range answers {
+		if a.EtcdRunning || a.HasData || a.Phase == PhaseStarting {
+			return wait("no live cluster yet, but peer %s has data or is starting etcd: waiting for it", a.InstanceID)
+		}
+	}
+	for _, a := range answers {
+		if !slices.Equal(a.GroupView, view) {
+			return wait("peer %s sees the group as %v, this instance as %v: a cluster is created only on one agreed group",
+				a.InstanceID, a.GroupView, view)
+		}
 	}
 	seeder := Seeder(answers)
 	if seeder != in.Self.ID {

@@ -97,8 +97,21 @@ func (m Member) Started() bool { return m.Name != "" }
 
 // HasPeerHost reports whether one of the member's peer URLs points at address.
 func (m Member) HasPeerHost(address string) bool {
+	if address == "" {
+		return false
+	}
 	for _, u := range m.PeerURLs {
 		if hostOf(u) == address {
+			return true
+		}
+	}
+	return false
+}
+
+// HasPeerURL reports whether u is one of the member's peer URLs.
+func (m Member) HasPeerURL(u string) bool {
+	for _, p := range m.PeerURLs {
+		if p == u {
 			return true
 		}
 	}
@@ -123,6 +136,9 @@ type ClusterView struct {
 
 // MemberByName returns the member named name.
 func (v *ClusterView) MemberByName(name string) (Member, bool) {
+	if name == "" {
+		return Member{}, false
+	}
 	for _, m := range v.Members {
 		if m.Name == name {
 			return m, true
@@ -146,8 +162,34 @@ type PeerState struct {
 	EtcdVersion string `json:"etcd_version"`
 	ClientURL   string `json:"client_url"`
 	PeerURL     string `json:"peer_url"`
-	// Phase is what the appliance is doing (planning, running, leaving...).
-	Phase string `json:"phase"`
+	// Phase is what the appliance is doing (planning, starting, running...).
+	Phase Phase `json:"phase"`
+	// GroupView is the sorted ids of the group as this instance last listed
+	// it. A cluster is created only when every instance sees the same group,
+	// so two instances with different listings can't both seed a cluster.
+	GroupView []string `json:"group_view"`
+}
+
+// Phase is what an appliance is doing, as published in its PeerState.
+type Phase string
+
+const (
+	PhasePlanning Phase = "planning"
+	// PhaseStarting: a plan other than wait is being applied; etcd may be
+	// about to create data.
+	PhaseStarting Phase = "starting"
+	PhaseRunning  Phase = "running"
+	PhaseLeaving  Phase = "leaving"
+	PhaseStopped  Phase = "stopped"
+)
+
+// GroupView is the sorted ids of the instances that count as the group.
+func GroupView(all []Instance) []string {
+	var ids []string
+	for _, inst := range groupMembers(all) {
+		ids = append(ids, inst.ID)
+	}
+	return ids
 }
 
 // PeerAnswer is the outcome of asking one instance for its PeerState.
@@ -166,4 +208,7 @@ type LocalData struct {
 	ClusterID ID    `json:"cluster_id"`
 	MemberID  ID    `json:"member_id"`
 	Revision  int64 `json:"revision"`
+	// Unusable says why etcd could not run on the data (corrupt, or of
+	// another cluster), as learned from etcd's last exit; empty when usable.
+	Unusable string `json:"unusable,omitempty"`
 }

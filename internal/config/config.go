@@ -109,7 +109,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // ApplyEnv sets every flag of fs that was not given on the command line from
 // ETCD_APPLIANCE_<FLAG> (dashes as underscores), as etcd's SetFlagsFromEnv does.
-// The seed appliance's environment is honoured through seedEnv.
 func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -207,7 +206,7 @@ func (c *Config) Validate() error {
 		bad("quota-backend-bytes", "%d must not be negative", c.QuotaBackendBytes)
 	}
 	if c.EtcdBinary != "" {
-		if fi, err := os.Stat(c.EtcdBinary); err != nil || fi.IsDir() {
+		if fi, err := os.Stat(c.EtcdBinary); err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
 			bad("etcd-binary", "%q is not an executable file", c.EtcdBinary)
 		}
 	}

@@ -67,6 +67,10 @@ func (p *Provider) Instances(ctx context.Context) ([]cluster.Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", provider.ErrGroupUnknown, err)
 	}
+	if len(f.Instances) == 0 {
+		// An empty listing is never "the group is empty" (SPEC §4.1).
+		return nil, fmt.Errorf("%w: group file %s lists no instances", provider.ErrGroupUnknown, p.path)
+	}
 	return f.Instances, nil
 }
 

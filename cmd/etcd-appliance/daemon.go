@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
+	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
+)
+
+// runDaemon is `etcd-appliance run`.
+func runDaemon(ctx context.Context, args []string) int {
+	cfg := config.NewConfig()
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid environment: %v\n", err)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %v\n", err)
+		return 2
+	}
+	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
+	logger.Info("etcd-appliance starting", "version", version, "etcd_version", bundledEtcdVersion(), "provider", cfg.Provider)
+
+	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
+	if err != nil {
+		logger.Error("cannot find the etcd to run", "err", err)
+		return 1
+	}
+	p := local.New(cfg.GroupFile, cfg.InstanceID)
+	a := appliance.New(appliance.Options{
+		Config:      cfg,
+		Logger:      logger.With("component", "appliance"),
+		Identity:    p,
+		Group:       p,
+		EtcdCommand: etcdCmd,
+		EtcdVersion: bundledEtcdVersion(),
+	})
+	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+		logger.Error("appliance stopped", "err", err)
+		return 1
+	}
+	logger.Info("etcd-appliance stopped")
+	return 0
+}
+
+// etcdCommand is how the appliance runs etcd: an external binary, or its
+// own executable with the etcd subcommand.
+func etcdCommand(external string) ([]string, error) {
+	if external != "" {
+		return []string{external}, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locating the appliance's own binary: %w", err)
+	}
+	return []string{self, "etcd"}, nil
+}
+
+func newLogger(format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

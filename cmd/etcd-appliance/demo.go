@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/demo"
+)
+
+// runDemo is `etcd-appliance demo`.
+func runDemo(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	members := fs.Int("members", 3, "instances in the demo group (3-5 recommended)")
+	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *members < 1 || *members > 9 {
+		fmt.Fprintln(os.Stderr, "etcd-appliance demo: --members must be between 1 and 9")
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
+		return 1
+	}
+	if err := demo.Run(ctx, demo.Options{Binary: self, Members: *members, Keep: *keep, Out: os.Stdout}); err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// runStatus is `etcd-appliance status`.
+func runStatus(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	api := fs.String("api", os.Getenv("ETCD_APPLIANCE_API"), "appliance API URL, e.g. http://10.0.1.5:2378 (default: this host's addresses on port 2378)")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	candidates := []string{*api}
+	if *api == "" {
+		candidates = localAPIs(2378)
+	}
+	var lastErr error
+	for _, base := range candidates {
+		st, err := fetchStatus(ctx, base)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(st)
+		} else {
+			printStatus(os.Stdout, st)
+		}
+		if st.Error != "" || st.HealthyVoters() < cluster.Quorum(countVoters(st)) {
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "etcd-appliance status: no appliance API answered (tried %s): %v\n", strings.Join(candidates, ", "), lastErr)
+	return 1
+}
+
+func countVoters(st cluster.ClusterStatus) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Role == cluster.RoleVoter {
+			n++
+		}
+	}
+	return n
+}
+
+// localAPIs lists the API URLs on this host's own addresses.
+func localAPIs(port int) []string {
+	var out, loopback []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		u := "http://" + net.JoinHostPort(ipn.IP.String(), fmt.Sprint(port))
+		if ipn.IP.IsLoopback() {
+			loopback = append(loopback, u)
+		} else {
+			out = append(out, u)
+		}
+	}
+	return append(out, loopback...)
+}
+
+func fetchStatus(ctx context.Context, base string) (cluster.ClusterStatus, error) {
+	var st cluster.ClusterStatus
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("%s: %w", req.URL, err)
+	}
+	return st, nil
+}
+
+// printStatus writes the human table of a cluster status.
+func printStatus(w io.Writer, st cluster.ClusterStatus) {
+	fmt.Fprintf(w, "cluster %s, reported by %s at %s\n", st.ClusterID, st.Reporter, st.ObservedAt.Format(time.RFC3339))
+	if st.Error != "" {
+		fmt.Fprintf(w, "warning: %s\n", st.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tNAME\tROLE\tHEALTH\tLEADER\tREVISION\tRAFT INDEX\tIN GROUP\tCLIENT URL")
+	for _, m := range st.Members {
+		health := "healthy"
+		if !m.Healthy {
+			health = "unhealthy"
+		}
+		if len(m.Alarms) > 0 {
+			health = "alarm: " + strings.Join(m.Alarms, ",")
+		}
+		leader := ""
+		if m.Leader {
+			leader = "*"
+		}
+		name := m.Name
+		if name == "" {
+			name = "(unstarted)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%t\t%s\n", m.ID, name, m.Role, health, leader, m.Revision, m.RaftIndex, m.InGroup, m.ClientURL)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d voters healthy\n", st.HealthyVoters(), countVoters(st))
+}

@@ -1,0 +1,311 @@
+// Package appliance runs the appliance's loops on one instance: the startup
+// loop that gathers the world, asks cluster.DecideStartup what to do and does
+// it; the supervision of the etcd child; the leader's housekeeping; leaving on
+// shutdown; and the HTTP API that peers and operators read.
+//
+// Every cycle is gather (I/O) → decide (pure, internal/cluster) → apply (I/O).
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider"
+)
+
+// Options are the parts an Appliance is built from.
+type Options struct {
+	Config   *config.Config
+	Logger   *slog.Logger
+	Identity provider.Identity
+	Group    provider.Group
+	// EtcdCommand is the program and leading arguments that run etcd: the
+	// appliance's own binary with the "etcd" subcommand, or --etcd-binary.
+	EtcdCommand []string
+	// EtcdVersion is the version of the etcd that EtcdCommand runs.
+	EtcdVersion string
+	// EtcdOutput receives the etcd child's log.
+	EtcdOutput io.Writer
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Appliance is the daemon of one instance.
+type Appliance struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	ident   provider.Identity
+	group   provider.Group
+	etcdCmd []string
+	etcdVer string
+	etcdOut io.Writer
+	now     func() time.Time
+	data    dataDir
+	metrics *metrics
+	http    *http.Client
+
+	self    cluster.Instance
+	address string
+	ports   cluster.Ports
+
+	mu    sync.Mutex
+	peer  cluster.PeerState
+	proc  *etcd.Process
+	ready bool // the local member is started, healthy and a voter
+
+	lastPlan cluster.StartupPlan
+	hk       housekeepingMemory
+	// unusable says why etcd could not run on the local data, from its last
+	// exit; cleared when the data is wiped or etcd runs well on it again.
+	unusable string
+}
+
+// New builds an appliance; Run starts it.
+func New(opts Options) *Appliance {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	out := opts.EtcdOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	cfg := opts.Config
+	return &Appliance{
+		cfg:     cfg,
+		log:     opts.Logger,
+		ident:   opts.Identity,
+		group:   opts.Group,
+		etcdCmd: opts.EtcdCommand,
+		etcdVer: opts.EtcdVersion,
+		etcdOut: out,
+		now:     now,
+		data:    dataDir{root: cfg.DataDir},
+		metrics: newMetrics(),
+		http:    &http.Client{Timeout: time.Second},
+		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
+	}
+}
+
+// Run runs the appliance until ctx is cancelled, then stops etcd (leaving
+// the cluster first with --leave-on-shutdown=always).
+func (a *Appliance) Run(ctx context.Context) error {
+	if err := a.data.ensure(); err != nil {
+		return err
+	}
+	self, err := a.identify(ctx)
+	if err != nil {
+		return err
+	}
+	a.self = self
+	a.address = self.Address
+	if a.cfg.Address != "" {
+		a.address = a.cfg.Address
+	}
+	a.self.Address = a.address
+	a.log = a.log.With("instance", self.ID)
+	a.setPeer(func(p *cluster.PeerState) {
+		*p = cluster.PeerState{
+			InstanceID:  self.ID,
+			Address:     a.address,
+			EtcdVersion: a.etcdVer,
+			ClientURL:   a.clientURL(),
+			PeerURL:     a.peerURL(),
+			Phase:       cluster.PhasePlanning,
+		}
+	})
+	a.refreshLocal()
+
+	if err := etcd.KillLeftover(a.log, a.data.pidFile(), a.data.etcd()); err != nil {
+		return fmt.Errorf("stopping an etcd left over by an earlier run: %w", err)
+	}
+
+	srv, err := a.serveAPI()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("appliance started", "address", a.address, "group", a.group.Name(), "etcd_version", a.etcdVer,
+		"data_dir", a.cfg.DataDir)
+
+	backoff := etcd.DefaultBackoff()
+	var delay time.Duration
+	for {
+		proc, err := a.startEtcd(ctx)
+		if ctx.Err() != nil {
+			if proc != nil {
+				a.shutdown(proc)
+			}
+			return nil
+		}
+		if err != nil {
+			a.log.Warn("starting etcd failed; looking again", "err", err)
+			if !sleep(ctx, a.cfg.StartupInterval) {
+				return nil
+			}
+			continue
+		}
+		started := a.now()
+		a.supervise(ctx, proc)
+		if ctx.Err() != nil {
+			a.shutdown(proc)
+			return nil
+		}
+		exited := a.now()
+		kind := etcd.ClassifyExit(proc.LastLines())
+		a.metrics.etcdRestarts.WithLabelValues(string(kind)).Inc()
+		if kind == etcd.ExitDataCorrupt || kind == etcd.ExitClusterMismatch {
+			a.unusable = string(kind)
+		}
+		delay = backoff.Next(delay, started, exited)
+		a.log.Warn("etcd exited; planning again", "err", proc.Err(), "kind", kind, "ran", exited.Sub(started).Round(time.Millisecond),
+			"restart_in", delay)
+		if !sleep(ctx, delay) {
+			return nil
+		}
+	}
+}
+
+// identify asks the provider who this instance is, retrying until it answers.
+func (a *Appliance) identify(ctx context.Context) (cluster.Instance, error) {
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		self, err := a.ident.Self(ictx)
+		cancel()
+		if err == nil {
+			if net.ParseIP(self.Address) == nil && a.cfg.Address == "" {
+				return cluster.Instance{}, fmt.Errorf("instance %s has no usable address %q: set --address", self.ID, self.Address)
+			}
+			return self, nil
+		}
+		a.log.Warn("identity unknown; retrying", "err", err)
+		if !sleep(ctx, a.cfg.StartupInterval) {
+			return cluster.Instance{}, ctx.Err()
+		}
+	}
+}
+
+// startEtcd loops over the startup plan until etcd runs.
+func (a *Appliance) startEtcd(ctx context.Context) (*etcd.Process, error) {
+	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhasePlanning })
+	for {
+		in, err := a.gatherStartup(ctx)
+		if err != nil {
+			return nil, err
+		}
+		plan := cluster.DecideStartup(in)
+		a.logPlan(plan)
+		if plan.Action != cluster.Wait {
+			a.metrics.plans.WithLabelValues(string(plan.Action)).Inc()
+			a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStarting })
+			return a.applyStartup(ctx, in, plan)
+		}
+		if !sleep(ctx, a.cfg.StartupInterval) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// logPlan logs a plan once at Info; repeats of the same plan go to Debug.
+func (a *Appliance) logPlan(plan cluster.StartupPlan) {
+	level := slog.LevelInfo
+	if plan.Action == a.lastPlan.Action && plan.Reason == a.lastPlan.Reason {
+		level = slog.LevelDebug
+	}
+	a.lastPlan = plan
+	a.log.Log(context.Background(), level, "startup plan", "action", plan.Action, "reason", plan.Reason,
+		"remove_member", plan.RemoveMember, "wipe", plan.Wipe, "seeder", plan.Seeder)
+}
+
+func (a *Appliance) clientURL() string { return a.ports.ClientURL("http", a.address) }
+func (a *Appliance) peerURL() string   { return a.ports.PeerURL("http", a.address) }
+
+func (a *Appliance) setPeer(f func(*cluster.PeerState)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(&a.peer)
+}
+
+func (a *Appliance) peerState() cluster.PeerState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.peer
+}
+
+// refreshLocal publishes what the data dir holds.
+func (a *Appliance) refreshLocal() cluster.LocalData {
+	ld, err := a.data.local()
+	if err != nil {
+		a.log.Warn("reading data dir", "err", err)
+	}
+	a.setPeer(func(p *cluster.PeerState) {
+		p.HasData = ld.Exists
+		p.ClusterID, p.MemberID = ld.ClusterID, ld.MemberID
+		if ld.Revision > p.Revision || !ld.Exists {
+			p.Revision = ld.Revision
+		}
+	})
+	return ld
+}
+
+func (a *Appliance) setReady(ready bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ready = ready
+}
+
+func (a *Appliance) isReady() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready
+}
+
+// clusterToken makes every created cluster's id unique, so that members of
+// an earlier cluster on the same addresses can never be mistaken for members
+// of a new one.
+func clusterToken(name string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return name + "-" + hex.EncodeToString(b)
+}
+
+func (a *Appliance) clusterName() string {
+	if a.cfg.ClusterName != "" {
+		return a.cfg.ClusterName
+	}
+	return a.group.Name()
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func portString(p int) string { return strconv.Itoa(p) }
+
+var errPlanChanged = errors.New("the plan changed under the join lock")

@@ -1,0 +1,136 @@
+package appliance
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// dataDir is the appliance's directory layout:
+//
+//	<root>/etcd          etcd's own data dir
+//	<root>/member.json   which cluster and member the etcd data belongs to
+//	<root>/etcd.pid      the running etcd child's pid
+//	<root>/wiped-<time>  data set aside by a rejoin, kept until the next wipe
+//
+// Data is never deleted by a plan: a wipe renames it, so an operator can still
+// recover from the copy; only the copies of older wipes are removed.
+type dataDir struct {
+	root string
+}
+
+// marker records the identity of the etcd data, written once the member has
+// started and refreshed with the newest revision seen.
+type marker struct {
+	ClusterID cluster.ID `json:"cluster_id"`
+	MemberID  cluster.ID `json:"member_id"`
+	Name      string     `json:"name"`
+	Revision  int64      `json:"revision"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// keptWipes is how many set-aside data dirs are kept.
+const keptWipes = 1
+
+func (d dataDir) etcd() string    { return filepath.Join(d.root, "etcd") }
+func (d dataDir) marker() string  { return filepath.Join(d.root, "member.json") }
+func (d dataDir) pidFile() string { return filepath.Join(d.root, "etcd.pid") }
+
+func (d dataDir) ensure() error {
+	if err := os.MkdirAll(d.root, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	return nil
+}
+
+// local describes the etcd data for the startup plan.
+func (d dataDir) local() (cluster.LocalData, error) {
+	entries, err := os.ReadDir(filepath.Join(d.etcd(), "member", "wal"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return cluster.LocalData{}, nil
+	}
+	if err != nil {
+		return cluster.LocalData{}, fmt.Errorf("reading etcd data dir: %w", err)
+	}
+	ld := cluster.LocalData{Exists: len(entries) > 0}
+	if !ld.Exists {
+		return ld, nil
+	}
+	m, ok, err := d.readMarker()
+	if err != nil {
+		return ld, err
+	}
+	if ok {
+		ld.Known = true
+		ld.ClusterID, ld.MemberID, ld.Revision = m.ClusterID, m.MemberID, m.Revision
+	}
+	return ld, nil
+}
+
+func (d dataDir) readMarker() (marker, bool, error) {
+	b, err := os.ReadFile(d.marker())
+	if errors.Is(err, fs.ErrNotExist) {
+		return marker{}, false, nil
+	}
+	if err != nil {
+		return marker{}, false, fmt.Errorf("reading member marker: %w", err)
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		// A torn marker means unknown identity, which the plan handles safely.
+		return marker{}, false, nil
+	}
+	return m, true, nil
+}
+
+func (d dataDir) writeMarker(m marker) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := d.marker() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("writing member marker: %w", err)
+	}
+	if err := os.Rename(tmp, d.marker()); err != nil {
+		return fmt.Errorf("writing member marker: %w", err)
+	}
+	return nil
+}
+
+// wipe sets the etcd data and its marker aside and returns where they went.
+func (d dataDir) wipe(now time.Time) (string, error) {
+	aside := filepath.Join(d.root, "wiped-"+now.UTC().Format("20060102T150405.000000000"))
+	if err := os.MkdirAll(aside, 0o700); err != nil {
+		return "", fmt.Errorf("wiping data dir: %w", err)
+	}
+	for _, p := range []string{d.etcd(), d.marker()} {
+		err := os.Rename(p, filepath.Join(aside, filepath.Base(p)))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("wiping data dir: %w", err)
+		}
+	}
+	return aside, d.pruneWipes()
+}
+
+func (d dataDir) pruneWipes() error {
+	wipes, err := filepath.Glob(filepath.Join(d.root, "wiped-*"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(wipes)
+	for len(wipes) > keptWipes {
+		if err := os.RemoveAll(wipes[0]); err != nil {
+			return fmt.Errorf("pruning old wiped data: %w", err)
+		}
+		wipes = wipes[1:]
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package appliance
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+func writeWAL(t *testing.T, d dataDir) {
+	t.Helper()
+	wal := filepath.Join(d.etcd(), "member", "wal")
+	if err := os.MkdirAll(wal, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wal, "0000000000000000-0000000000000000.wal"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalDataStates(t *testing.T) {
+	d := dataDir{root: t.TempDir()}
+	ld, err := d.local()
+	if err != nil || ld.Exists {
+		t.Fatalf("empty dir: got %+v, %v; want no data", ld, err)
+	}
+
+	if err := os.MkdirAll(filepath.Join(d.etcd(), "member", "wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if ld, _ := d.local(); ld.Exists {
+		t.Fatalf("empty wal dir counts as data: %+v", ld)
+	}
+
+	writeWAL(t, d)
+	ld, err = d.local()
+	if err != nil || !ld.Exists || ld.Known {
+		t.Fatalf("wal without marker: got %+v, %v; want data of unknown identity", ld, err)
+	}
+
+	if err := d.writeMarker(marker{ClusterID: 0xabc, MemberID: 0x123, Name: "i-1", Revision: 42}); err != nil {
+		t.Fatal(err)
+	}
+	ld, err = d.local()
+	want := cluster.LocalData{Exists: true, Known: true, ClusterID: 0xabc, MemberID: 0x123, Revision: 42}
+	if err != nil || ld != want {
+		t.Fatalf("wal with marker: got %+v, %v; want %+v", ld, err, want)
+	}
+
+	// A torn marker must read as unknown identity, never as an error that stops the appliance.
+	if err := os.WriteFile(d.marker(), []byte("{\"cluster"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ld, err := d.local(); err != nil || !ld.Exists || ld.Known {
+		t.Fatalf("torn marker: got %+v, %v; want data of unknown identity", ld, err)
+	}
+}
+
+func TestWipeSetsDataAsideAndKeepsTheNewestCopy(t *testing.T) {
+	d := dataDir{root: t.TempDir()}
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var asides []string
+	for i := range 3 {
+		writeWAL(t, d)
+		if err := d.writeMarker(marker{MemberID: cluster.ID(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		aside, err := d.wipe(base.Add(time.Duration(i) * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		asides = append(asides, aside)
+		if ld, _ := d.local(); ld.Exists || ld.Known {
+			t.Fatalf("after wipe %d the data dir still holds data: %+v", i, ld)
+		}
+		if _, err := os.Stat(filepath.Join(aside, "etcd", "member", "wal")); err != nil {
+			t.Fatalf("wipe %d lost the data instead of setting it aside: %v", i, err)
+		}
+	}
+	for _, old := range asides[:2] {
+		if _, err := os.Stat(old); !os.IsNotExist(err) {
+			t.Errorf("old copy %s kept; want only the newest %d", old, keptWipes)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(asides[2], "member.json")); err != nil {
+		t.Errorf("newest copy lost its marker: %v", err)
+	}
+}
+
+func TestInitialClusterNamesThisInstanceAndKeepsUnstartedMembers(t *testing.T) {
+	ms := []cluster.Member{
+		{ID: 1, Name: "i-a", PeerURLs: []string{"http://127.0.0.2:2380"}},
+		{ID: 2, Name: "i-b", PeerURLs: []string{"http://127.0.0.3:2380"}},
+		{ID: 3, PeerURLs: []string{"http://127.0.0.4:2380"}}, // this instance, added, not started
+	}
+	got := initialCluster(ms, "i-c", "http://127.0.0.4:2380")
+	if len(got) != 3 {
+		t.Fatalf("got %d entries %+v; want every member, as etcd compares the count", len(got), got)
+	}
+	if got[2].Name != "i-c" || got[2].PeerURL != "http://127.0.0.4:2380" {
+		t.Errorf("own entry = %+v; want i-c=http://127.0.0.4:2380", got[2])
+	}
+	if got[0].Name != "i-a" || got[1].Name != "i-b" {
+		t.Errorf("other entries renamed: %+v", got)
+	}
+}

@@ -1,0 +1,308 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+)
+
+// Timeouts of the startup steps.
+const (
+	groupTimeout     = 5 * time.Second
+	joinLockTimeout  = 30 * time.Second
+	joinLockTTL      = 10 // seconds
+	etcdReadyTimeout = 60 * time.Second
+	promoteTimeout   = 60 * time.Second
+)
+
+// gatherStartup collects the inputs of the startup plan.
+func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, error) {
+	in := cluster.StartupInputs{Self: a.self}
+	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
+	group, err := a.group.Instances(gctx)
+	cancel()
+	if err != nil {
+		a.log.Debug("group listing failed", "err", err)
+	} else {
+		in.GroupKnown, in.Group = true, group
+		a.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
+	}
+	in.Local = a.refreshLocal()
+	if in.Local.Exists {
+		in.Local.Unusable = a.unusable
+	}
+	in.Peers = a.askPeers(ctx, in.Group)
+	in.Peers[a.self.ID] = cluster.PeerAnswer{Reachable: true, State: a.peerState()}
+	in.Cluster = a.findLiveCluster(ctx, in.Peers)
+	return in, ctx.Err()
+}
+
+// askPeers asks every other group instance for its state, concurrently.
+func (a *Appliance) askPeers(ctx context.Context, group []cluster.Instance) map[string]cluster.PeerAnswer {
+	answers := map[string]cluster.PeerAnswer{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, inst := range group {
+		if inst.ID == a.self.ID || !inst.State.InGroup() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := a.askPeer(ctx, inst.Address)
+			if err != nil {
+				a.log.Debug("peer did not answer", "peer", inst.ID, "err", err)
+				return
+			}
+			mu.Lock()
+			answers[inst.ID] = cluster.PeerAnswer{Reachable: true, State: st}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return answers
+}
+
+func (a *Appliance) askPeer(ctx context.Context, address string) (cluster.PeerState, error) {
+	url := "http://" + net.JoinHostPort(address, portString(a.ports.API)) + "/v1/peer"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return cluster.PeerState{}, err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return cluster.PeerState{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return cluster.PeerState{}, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var st cluster.PeerState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return cluster.PeerState{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return st, nil
+}
+
+// findLiveCluster reads the member list from any peer that runs etcd.
+func (a *Appliance) findLiveCluster(ctx context.Context, peers map[string]cluster.PeerAnswer) *cluster.ClusterView {
+	var endpoints []string
+	for _, p := range peers {
+		if p.Reachable && p.State.EtcdRunning && p.State.ClientURL != "" {
+			endpoints = append(endpoints, p.State.ClientURL)
+		}
+	}
+	if len(endpoints) == 0 {
+		return nil
+	}
+	c, err := newClient(endpoints)
+	if err != nil {
+		a.log.Debug("no live cluster", "err", err)
+		return nil
+	}
+	defer c.Close()
+	view, err := clusterView(ctx, c)
+	if err != nil {
+		a.log.Debug("no live cluster", "endpoints", endpoints, "err", err)
+		return nil
+	}
+	return view
+}
+
+// applyStartup carries out a startup plan and returns the running etcd.
+func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, plan cluster.StartupPlan) (*etcd.Process, error) {
+	spec := etcd.ServerSpec{
+		Name:                    a.self.ID,
+		DataDir:                 a.data.etcd(),
+		Address:                 a.address,
+		ClientPort:              a.ports.Client,
+		PeerPort:                a.ports.Peer,
+		MetricsPort:             a.ports.Metrics,
+		InitialCluster:          []etcd.NamedPeer{{Name: a.self.ID, PeerURL: a.peerURL()}},
+		InitialClusterState:     "existing",
+		ClusterToken:            a.clusterName(),
+		QuotaBackendBytes:       a.cfg.QuotaBackendBytes,
+		AutoCompactionRetention: a.cfg.AutoCompactionRetention,
+		ExtraFlags:              a.cfg.EtcdFlags.Strings(),
+	}
+	switch plan.Action {
+	case cluster.StartOnData:
+		return a.launch(ctx, spec)
+	case cluster.StartMember:
+		spec.InitialCluster = initialCluster(in.Cluster.Members, a.self.ID, a.peerURL())
+		return a.launch(ctx, spec)
+	case cluster.Bootstrap:
+		spec.InitialClusterState = "new"
+		spec.ClusterToken = clusterToken(a.clusterName())
+		return a.launch(ctx, spec)
+	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
+		return a.join(ctx, in, plan, spec)
+	default:
+		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
+	}
+}
+
+// initialCluster lists every member for --initial-cluster, naming this
+// instance's entry, as etcd checks it against the live membership.
+func initialCluster(ms []cluster.Member, self, selfPeerURL string) []etcd.NamedPeer {
+	var out []etcd.NamedPeer
+	for _, m := range ms {
+		name := m.Name
+		if m.HasPeerURL(selfPeerURL) {
+			name = self
+		}
+		for _, u := range m.PeerURLs {
+			out = append(out, etcd.NamedPeer{Name: name, PeerURL: u})
+		}
+	}
+	return out
+}
+
+// join makes this instance a member of the live cluster: under the
+// cluster-wide join lock it re-checks the plan, removes the member the plan
+// names, adds itself as a learner, starts etcd and waits for its promotion.
+func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan cluster.StartupPlan, spec etcd.ServerSpec) (*etcd.Process, error) {
+	c, err := newClient(clientURLs(in.Cluster.Members))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+
+	lctx, cancel := context.WithTimeout(ctx, joinLockTimeout)
+	defer cancel()
+	session, err := concurrency.NewSession(c, concurrency.WithTTL(joinLockTTL), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("opening a session for the join lock: %w", err)
+	}
+	defer session.Close()
+	lock := concurrency.NewMutex(session, joinLockKey)
+	if err := lock.Lock(lctx); err != nil {
+		return nil, fmt.Errorf("taking the join lock: %w", err)
+	}
+	a.log.Debug("join lock taken")
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), requestTimout)
+		defer cancel()
+		if err := lock.Unlock(uctx); err != nil {
+			a.log.Warn("releasing the join lock", "err", err)
+		}
+	}()
+
+	// Another instance may have changed the membership while we waited.
+	view, err := clusterView(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	in.Cluster = view
+	if again := cluster.DecideStartup(in); again.Action != plan.Action || again.RemoveMember != plan.RemoveMember {
+		a.log.Info("plan changed under the join lock", "was", plan.Action, "now", again.Action, "reason", again.Reason)
+		return nil, errPlanChanged
+	}
+
+	if plan.RemoveMember != 0 {
+		rctx, cancel := context.WithTimeout(ctx, requestTimout)
+		_, err := c.MemberRemove(rctx, uint64(plan.RemoveMember))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("removing member %s: %w", plan.RemoveMember, err)
+		}
+		a.metrics.removals.Inc()
+		a.log.Info("member removed before joining", "member", plan.RemoveMember, "reason", plan.Reason)
+	}
+	if plan.Wipe {
+		aside, err := a.data.wipe(a.now())
+		if err != nil {
+			return nil, err
+		}
+		a.unusable = ""
+		a.refreshLocal()
+		a.log.Info("local data set aside", "to", aside, "reason", plan.Reason)
+	}
+
+	var memberID cluster.ID
+	ms := view.Members
+	if plan.Action == cluster.ResumeJoin {
+		for _, m := range ms {
+			if m.HasPeerURL(a.peerURL()) {
+				memberID = m.ID
+			}
+		}
+	} else {
+		actx, cancel := context.WithTimeout(ctx, requestTimout)
+		resp, err := c.MemberAddAsLearner(actx, []string{a.peerURL()})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("adding %s as a learner: %w", a.peerURL(), err)
+		}
+		memberID, ms = cluster.ID(resp.Member.ID), members(resp.Members)
+		a.log.Info("added as learner", "member", memberID, "cluster", view.ClusterID)
+	}
+	// Record whose data etcd is about to create, so that a crash before the
+	// member first answers does not leave data of unknown identity.
+	if err := a.data.writeMarker(marker{ClusterID: view.ClusterID, MemberID: memberID, Name: a.self.ID, UpdatedAt: a.now()}); err != nil {
+		return nil, err
+	}
+	spec.InitialCluster = initialCluster(ms, a.self.ID, a.peerURL())
+	proc, err := a.launch(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.awaitPromotion(ctx, c, proc, memberID); err != nil {
+		// etcd runs as a learner; the leader's housekeeping promotes it later.
+		a.log.Warn("not promoted yet; the leader will promote when in sync", "member", memberID, "err", err)
+	}
+	return proc, nil
+}
+
+// awaitPromotion promotes this learner as soon as etcd accepts it.
+func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc *etcd.Process, id cluster.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, promoteTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, requestTimout)
+		_, err := c.MemberPromote(pctx, uint64(id))
+		pcancel()
+		if err == nil {
+			a.log.Info("promoted to voter", "member", id)
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promoting %s: %w", id, lastErr)
+		case <-proc.Done():
+			return errors.New("etcd exited before promotion")
+		case <-tick.C:
+		}
+	}
+}
+
+// launch starts the etcd child.
+func (a *Appliance) launch(ctx context.Context, spec etcd.ServerSpec) (*etcd.Process, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	argv := append(append([]string(nil), a.etcdCmd[1:]...), etcd.Args(spec)...)
+	a.log.Info("starting etcd", "state", spec.InitialClusterState, "initial_cluster", spec.InitialCluster)
+	proc, err := etcd.Start(ctx, a.log, a.etcdCmd[0], argv, os.Environ(), a.etcdOut, a.data.pidFile())
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd: %w", err)
+	}
+	a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = true })
+	return proc, nil
+}

@@ -1,0 +1,254 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+)
+
+// housekeepingMemory carries the clocks of DecideHousekeeping between cycles.
+type housekeepingMemory struct {
+	firstSeen   map[cluster.ID]time.Time
+	absentSince map[cluster.ID]time.Time
+	lastRun     time.Time
+	held        map[string]bool
+}
+
+// How often the running member is looked at; housekeeping runs every
+// --reconcile-interval on top of that.
+const watchInterval = 250 * time.Millisecond
+
+// markerEvery bounds how often the marker's revision is refreshed.
+const markerEvery = 10 * time.Second
+
+// supervise watches the running etcd until it exits or ctx is done: it
+// records the member's identity once it runs, publishes its state, and does
+// the housekeeping while it is the leader.
+func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
+	defer func() {
+		a.setReady(false)
+		a.metrics.leader.Set(0)
+		a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = false })
+	}()
+	c, err := newClient([]string{a.clientURL()})
+	if err != nil {
+		a.log.Error("cannot watch the local etcd", "err", err)
+		<-proc.Done()
+		return
+	}
+	defer c.Close()
+	tick := time.NewTicker(watchInterval)
+	defer tick.Stop()
+	var lastMarker time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-proc.Done():
+			return
+		case <-tick.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		st, err := c.Status(sctx, a.clientURL())
+		cancel()
+		if err != nil {
+			a.setReady(false)
+			a.log.Debug("local etcd not answering", "err", err)
+			continue
+		}
+		a.setReady(len(st.Errors) == 0 && !st.IsLearner)
+		a.unusable = ""
+		a.setPeer(func(p *cluster.PeerState) {
+			p.Phase = cluster.PhaseRunning
+			p.HasData = true
+			p.ClusterID, p.MemberID = cluster.ID(st.Header.ClusterId), cluster.ID(st.Header.MemberId)
+			p.Revision = st.Header.Revision
+			p.EtcdVersion = st.Version
+		})
+		if now := a.now(); now.Sub(lastMarker) >= markerEvery {
+			m := marker{ClusterID: cluster.ID(st.Header.ClusterId), MemberID: cluster.ID(st.Header.MemberId),
+				Name: a.self.ID, Revision: st.Header.Revision, UpdatedAt: now}
+			if err := a.data.writeMarker(m); err != nil {
+				a.log.Warn("recording member identity", "err", err)
+			} else {
+				if lastMarker.IsZero() {
+					a.log.Info("member running", "member", m.MemberID, "cluster", m.ClusterID, "revision", m.Revision)
+				}
+				lastMarker = now
+			}
+		}
+		leader := st.Leader == st.Header.MemberId
+		if leader {
+			a.metrics.leader.Set(1)
+		} else {
+			a.metrics.leader.Set(0)
+		}
+		if leader && a.now().Sub(a.hk.lastRun) >= a.cfg.ReconcileInterval {
+			a.hk.lastRun = a.now()
+			a.housekeeping(ctx, c)
+		}
+	}
+}
+
+// housekeeping is one leader cycle of §4.4: gather, decide, apply.
+func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
+	a.metrics.housekeeping.Inc()
+	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
+	group, gerr := a.group.Instances(gctx)
+	cancel()
+	view, err := clusterView(ctx, c)
+	if err != nil {
+		a.log.Warn("housekeeping: no member list", "err", err)
+		return
+	}
+	health := memberHealth(ctx, c, view.Members)
+	healthy := map[cluster.ID]bool{}
+	roles := map[string]float64{cluster.RoleVoter: 0, cluster.RoleLearner: 0, cluster.RoleUnstarted: 0}
+	for _, m := range view.Members {
+		healthy[m.ID] = health[m.ID].Healthy
+		roles[role(m)]++
+	}
+	for r, n := range roles {
+		a.metrics.members.WithLabelValues(r).Set(n)
+	}
+	if gerr != nil {
+		a.log.Warn("housekeeping: group listing failed", "err", gerr)
+	}
+	plan := cluster.DecideHousekeeping(cluster.HousekeepingInputs{
+		Now:            a.now(),
+		Self:           a.self.ID,
+		GroupKnown:     gerr == nil,
+		Group:          group,
+		Members:        view.Members,
+		Healthy:        healthy,
+		FirstSeen:      a.hk.firstSeen,
+		AbsentSince:    a.hk.absentSince,
+		StaleGrace:     a.cfg.StaleGrace,
+		LearnerTimeout: a.cfg.LearnerTimeout,
+	})
+	a.hk.firstSeen, a.hk.absentSince = plan.FirstSeen, plan.AbsentSince
+
+	held := map[string]bool{}
+	for _, h := range plan.Held {
+		held[h] = true
+		if !a.hk.held[h] {
+			a.log.Warn("housekeeping: removal held", "reason", h)
+		}
+	}
+	a.hk.held = held
+
+	for _, id := range plan.Promote {
+		pctx, cancel := context.WithTimeout(ctx, requestTimout)
+		_, err := c.MemberPromote(pctx, uint64(id))
+		cancel()
+		if err != nil {
+			a.log.Debug("learner not promoted yet", "member", id, "err", err)
+			continue
+		}
+		a.log.Info("learner promoted", "member", id, "reason", "in sync with the leader")
+	}
+	if r := plan.Remove; r != nil {
+		rctx, cancel := context.WithTimeout(ctx, requestTimout)
+		_, err := c.MemberRemove(rctx, uint64(r.Member.ID))
+		cancel()
+		if err != nil {
+			a.log.Warn("removing stale member failed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
+			return
+		}
+		a.metrics.removals.Inc()
+		delete(a.hk.absentSince, r.Member.ID)
+		a.log.Info("stale member removed", "member", r.Member.ID, "name", r.Member.Name, "reason", r.Reason)
+	}
+}
+
+// shutdown stops etcd when the appliance is told to stop, leaving the
+// cluster first when configured to.
+func (a *Appliance) shutdown(proc *etcd.Process) {
+	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseLeaving })
+	if a.cfg.LeaveOnShutdown == config.LeaveAlways {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if err := a.leave(ctx); err != nil {
+			a.log.Warn("not leaving the cluster", "err", err)
+		}
+		cancel()
+	}
+	if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+		a.log.Warn("stopping etcd", "err", err)
+	}
+	a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.Phase = false, cluster.PhaseStopped })
+	a.log.Info("etcd stopped", "left_cluster", a.cfg.LeaveOnShutdown == config.LeaveAlways)
+}
+
+// leave removes this member from the cluster, handing leadership over first.
+// It refuses when removing this member would break the quorum safety rule or
+// when this is the last member.
+func (a *Appliance) leave(ctx context.Context) error {
+	local, err := newClient([]string{a.clientURL()})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	view, err := clusterView(ctx, local)
+	if err != nil {
+		return err
+	}
+	me, ok := view.MemberByName(a.self.ID)
+	if !ok {
+		return fmt.Errorf("this instance is not a member")
+	}
+	health := memberHealth(ctx, local, view.Members)
+	var others []string
+	var transferee cluster.ID
+	remaining, healthy := 0, 0
+	for _, m := range view.Members {
+		if m.ID == me.ID {
+			continue
+		}
+		others = append(others, m.ClientURLs...)
+		if m.IsLearner || !m.Started() {
+			continue
+		}
+		remaining++
+		if health[m.ID].Healthy {
+			healthy++
+			if transferee == 0 {
+				transferee = m.ID
+			}
+		}
+	}
+	if len(others) == 0 || (!me.IsLearner && remaining == 0) {
+		return fmt.Errorf("member %s is the last voter: leaving would destroy the cluster", me.ID)
+	}
+	if !me.IsLearner && healthy < cluster.Quorum(remaining) {
+		return fmt.Errorf("only %d of the %d remaining voters are healthy, below their quorum of %d", healthy, remaining, cluster.Quorum(remaining))
+	}
+	if health[me.ID].Leader && transferee != 0 {
+		mctx, cancel := context.WithTimeout(ctx, requestTimout)
+		_, err := local.MoveLeader(mctx, uint64(transferee))
+		cancel()
+		if err != nil {
+			a.log.Warn("moving leadership before leaving", "to", transferee, "err", err)
+		} else {
+			a.log.Info("leadership moved before leaving", "to", transferee)
+		}
+	}
+	rest, err := newClient(others)
+	if err != nil {
+		return err
+	}
+	defer rest.Close()
+	rctx, cancel := context.WithTimeout(ctx, requestTimout)
+	defer cancel()
+	if _, err := rest.MemberRemove(rctx, uint64(me.ID)); err != nil {
+		return fmt.Errorf("removing member %s: %w", me.ID, err)
+	}
+	a.metrics.removals.Inc()
+	a.log.Info("left the cluster", "member", me.ID, "reason", "--leave-on-shutdown=always")
+	return nil
+}

@@ -1,0 +1,418 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validLocal is the smallest valid configuration: the defaults with the two
+// settings the local provider needs.
+func validLocal(t *testing.T) *Config {
+	t.Helper()
+	c := NewConfig()
+	c.InstanceID = "i-a"
+	c.GroupFile = filepath.Join(t.TempDir(), "group.json")
+	c.DataDir = filepath.Join(t.TempDir(), "data")
+	return c
+}
+
+// joined returns the individual errors of an errors.Join result.
+func joined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	c := NewConfig()
+	c.InstanceID, c.GroupFile = "i-a", "group.json"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults with --instance-id and --group-file: %v", err)
+	}
+	if err := validLocal(t).Validate(); err != nil {
+		t.Fatalf("defaults in a temp dir: %v", err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := NewConfig()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"provider", c.Provider, ProviderLocal},
+		{"client-port", c.ClientPort, 2379},
+		{"peer-port", c.PeerPort, 2380},
+		{"metrics-port", c.MetricsPort, 2381},
+		{"api-port", c.APIPort, 2378},
+		{"reconcile-interval", c.ReconcileInterval, 5 * time.Second},
+		{"stale-grace", c.StaleGrace, 30 * time.Second},
+		{"leave-on-shutdown", c.LeaveOnShutdown, LeaveNever},
+		{"log-format", c.LogFormat, ""},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("default --%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestValidateNamesTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "not-a-dir")
+	if err := os.WriteFile(aFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mod    func(c *Config)
+		flag   string // the flag the single error must name
+		hasAlt string // another word the message must contain (the value or the fix)
+	}{
+		{"unknown provider", func(c *Config) { c.Provider = "gce" }, "--provider", "gce"},
+		{"empty provider", func(c *Config) { c.Provider = "" }, "--provider", "local"},
+		{"missing instance id", func(c *Config) { c.InstanceID = "" }, "--instance-id", "required"},
+		{"missing group file", func(c *Config) { c.GroupFile = "" }, "--group-file", "required"},
+		{"empty data dir", func(c *Config) { c.DataDir = "" }, "--data-dir", "empty"},
+		{"data dir is a file", func(c *Config) { c.DataDir = aFile }, "--data-dir", aFile},
+		{"unspecified ipv4 address", func(c *Config) { c.Address = "0.0.0.0" }, "--address", "0.0.0.0"},
+		{"unspecified ipv6 address", func(c *Config) { c.Address = "::" }, "--address", "unspecified"},
+		{"garbage address", func(c *Config) { c.Address = "not-an-ip" }, "--address", "not-an-ip"},
+		{"address with port", func(c *Config) { c.Address = "10.0.0.1:2380" }, "--address", "not an IP"},
+		{"client port zero", func(c *Config) { c.ClientPort = 0 }, "--client-port", "1-65535"},
+		{"peer port too high", func(c *Config) { c.PeerPort = 65536 }, "--peer-port", "65536"},
+		{"metrics port negative", func(c *Config) { c.MetricsPort = -1 }, "--metrics-port", "-1"},
+		{"api port too high", func(c *Config) { c.APIPort = 70000 }, "--api-port", "70000"},
+		{"duplicate ports", func(c *Config) { c.APIPort = c.ClientPort }, "--api-port", "--client-port"},
+		{"duplicate peer and metrics ports", func(c *Config) { c.MetricsPort = c.PeerPort }, "--metrics-port", "--peer-port"},
+		{"negative reconcile interval", func(c *Config) { c.ReconcileInterval = -time.Second }, "--reconcile-interval", "positive"},
+		{"zero startup interval", func(c *Config) { c.StartupInterval = 0 }, "--startup-interval", "positive"},
+		{"negative stale grace", func(c *Config) { c.StaleGrace = -time.Second }, "--stale-grace", "positive"},
+		{"zero stale grace", func(c *Config) { c.StaleGrace = 0 }, "--stale-grace", "positive"},
+		{"negative learner timeout", func(c *Config) { c.LearnerTimeout = -time.Minute }, "--learner-timeout", "positive"},
+		{"negative stop timeout", func(c *Config) { c.StopTimeout = -time.Second }, "--stop-timeout", "positive"},
+		{"unknown leave-on-shutdown", func(c *Config) { c.LeaveOnShutdown = "sometimes" }, "--leave-on-shutdown", "never or always"},
+		{"unknown log format", func(c *Config) { c.LogFormat = "xml" }, "--log-format", "json or text"},
+		{"unknown log level", func(c *Config) { c.LogLevel = "verbose" }, "--log-level", "debug, info, warn or error"},
+		{"empty log level", func(c *Config) { c.LogLevel = "" }, "--log-level", "info"},
+		{"negative quota", func(c *Config) { c.QuotaBackendBytes = -1 }, "--quota-backend-bytes", "negative"},
+		{"missing etcd binary", func(c *Config) { c.EtcdBinary = filepath.Join(dir, "nope") }, "--etcd-binary", "nope"},
+		{"etcd binary is a directory", func(c *Config) { c.EtcdBinary = dir }, "--etcd-binary", dir},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validLocal(t)
+			tt.mod(c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() accepted %+v", c)
+			}
+			errs := joined(err)
+			if len(errs) != 1 {
+				t.Errorf("want exactly one error, got %d: %v", len(errs), err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tt.flag+" ") {
+				t.Errorf("error %q does not start with the flag %s", msg, tt.flag)
+			}
+			if !strings.Contains(msg, tt.hasAlt) {
+				t.Errorf("error %q does not mention %q", msg, tt.hasAlt)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := validLocal(t)
+	c.InstanceID, c.Address, c.PeerPort, c.LogLevel = "", "0.0.0.0", 0, "loud"
+	err := c.Validate()
+	for _, f := range []string{"--instance-id", "--address", "--peer-port", "--log-level"} {
+		if err == nil || !strings.Contains(err.Error(), f) {
+			t.Errorf("error %v does not name %s", err, f)
+		}
+	}
+	if n := len(joined(err)); n != 4 {
+		t.Errorf("got %d errors, want 4: %v", n, err)
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "etcd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		mod  func(c *Config)
+	}{
+		{"ipv4 address", func(c *Config) { c.Address = "127.0.0.2" }},
+		{"ipv6 address", func(c *Config) { c.Address = "fd00::2" }},
+		{"data dir that exists", func(c *Config) { c.DataDir = dir }},
+		{"data dir not created yet", func(c *Config) { c.DataDir = filepath.Join(dir, "a", "b") }},
+		{"custom distinct ports", func(c *Config) { c.ClientPort, c.PeerPort, c.MetricsPort, c.APIPort = 1, 65535, 12381, 12378 }},
+		{"leave always", func(c *Config) { c.LeaveOnShutdown = LeaveAlways }},
+		{"json logs", func(c *Config) { c.LogFormat = "json" }},
+		{"text logs at debug", func(c *Config) { c.LogFormat, c.LogLevel = "text", "debug" }},
+		{"external etcd binary", func(c *Config) { c.EtcdBinary = bin }},
+		{"quota zero (etcd's default)", func(c *Config) { c.QuotaBackendBytes = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validLocal(t)
+			tt.mod(c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	return fs
+}
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	c := NewConfig()
+	fs := newFlagSet(c)
+	err := fs.Parse([]string{
+		"--provider=local", "--instance-id=i-b", "--group-file=/tmp/g.json", "--cluster-name=demo",
+		"--data-dir=/tmp/d", "--address=127.0.0.2", "--client-port=12379", "--peer-port=12380",
+		"--metrics-port=12381", "--api-port=12378", "--etcd-binary=/usr/bin/etcd",
+		"--etcd-flag=--heartbeat-interval=200", "--etcd-flag=--election-timeout=2000",
+		"--reconcile-interval=1s", "--startup-interval=100ms", "--stale-grace=10s", "--learner-timeout=1m",
+		"--stop-timeout=5s", "--leave-on-shutdown=always", "--quota-backend-bytes=1024",
+		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Provider: "local", InstanceID: "i-b", GroupFile: "/tmp/g.json", ClusterName: "demo",
+		DataDir: "/tmp/d", Address: "127.0.0.2", ClientPort: 12379, PeerPort: 12380, MetricsPort: 12381, APIPort: 12378,
+		EtcdBinary: "/usr/bin/etcd", EtcdFlags: stringList{"--heartbeat-interval=200", "--election-timeout=2000"},
+		ReconcileInterval: time.Second, StartupInterval: 100 * time.Millisecond, StaleGrace: 10 * time.Second,
+		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
+		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)
+	}
+	if got := c.EtcdFlags.Strings(); !reflect.DeepEqual(got, []string{"--heartbeat-interval=200", "--election-timeout=2000"}) {
+		t.Errorf("EtcdFlags.Strings() = %q", got)
+	}
+}
+
+func TestRegisterFlagsKeepsDefaults(t *testing.T) {
+	c := NewConfig()
+	if err := newFlagSet(c).Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, NewConfig()) {
+		t.Errorf("parsing no flags changed the defaults: %+v", c)
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c *Config)
+	}{
+		{
+			name: "env sets flags not on the command line",
+			env: map[string]string{
+				"ETCD_APPLIANCE_INSTANCE_ID":         "i-env",
+				"ETCD_APPLIANCE_PEER_PORT":           "12380",
+				"ETCD_APPLIANCE_STALE_GRACE":         "45s",
+				"ETCD_APPLIANCE_LEAVE_ON_SHUTDOWN":   "always",
+				"ETCD_APPLIANCE_QUOTA_BACKEND_BYTES": "4096",
+			},
+			check: func(t *testing.T, c *Config) {
+				if c.InstanceID != "i-env" || c.PeerPort != 12380 || c.StaleGrace != 45*time.Second ||
+					c.LeaveOnShutdown != "always" || c.QuotaBackendBytes != 4096 {
+					t.Errorf("env not applied: %+v", c)
+				}
+			},
+		},
+		{
+			name: "the command line wins over env",
+			args: []string{"--instance-id=i-flag", "--peer-port=22380"},
+			env:  map[string]string{"ETCD_APPLIANCE_INSTANCE_ID": "i-env", "ETCD_APPLIANCE_PEER_PORT": "12380"},
+			check: func(t *testing.T, c *Config) {
+				if c.InstanceID != "i-flag" || c.PeerPort != 22380 {
+					t.Errorf("env overrode the command line: instance %q, peer port %d", c.InstanceID, c.PeerPort)
+				}
+			},
+		},
+		{
+			name: "a flag given with its default value still wins over env",
+			args: []string{"--log-level=info"},
+			env:  map[string]string{"ETCD_APPLIANCE_LOG_LEVEL": "debug"},
+			check: func(t *testing.T, c *Config) {
+				if c.LogLevel != "info" {
+					t.Errorf("log level %q, want the command line's info", c.LogLevel)
+				}
+			},
+		},
+		{
+			name: "no env leaves the defaults",
+			env:  map[string]string{"UNRELATED": "x", "ETCD_APPLIANCE_": "x", "PEER_PORT": "1"},
+			check: func(t *testing.T, c *Config) {
+				if !reflect.DeepEqual(c, NewConfig()) {
+					t.Errorf("config changed: %+v", c)
+				}
+			},
+		},
+		{
+			name: "an empty env value sets the flag empty",
+			env:  map[string]string{"ETCD_APPLIANCE_CLUSTER_NAME": ""},
+			check: func(t *testing.T, c *Config) {
+				if c.ClusterName != "" {
+					t.Errorf("cluster name %q", c.ClusterName)
+				}
+			},
+		},
+		{
+			name: "env gives one extra etcd flag",
+			env:  map[string]string{"ETCD_APPLIANCE_ETCD_FLAG": "--heartbeat-interval=200"},
+			check: func(t *testing.T, c *Config) {
+				if got := c.EtcdFlags.Strings(); !reflect.DeepEqual(got, []string{"--heartbeat-interval=200"}) {
+					t.Errorf("etcd flags %q", got)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewConfig()
+			fs := newFlagSet(c)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ApplyEnv(fs, envOf(tt.env)); err != nil {
+				t.Fatalf("ApplyEnv: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestApplyEnvBadValueNamesTheVariable(t *testing.T) {
+	tests := []struct {
+		key, value, flag string
+	}{
+		{"ETCD_APPLIANCE_PEER_PORT", "twenty", "--peer-port"},
+		{"ETCD_APPLIANCE_STALE_GRACE", "30", "--stale-grace"},
+		{"ETCD_APPLIANCE_QUOTA_BACKEND_BYTES", "2GB", "--quota-backend-bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			c := NewConfig()
+			fs := newFlagSet(c)
+			if err := fs.Parse(nil); err != nil {
+				t.Fatal(err)
+			}
+			err := ApplyEnv(fs, envOf(map[string]string{tt.key: tt.value}))
+			if err == nil {
+				t.Fatalf("%s=%s accepted", tt.key, tt.value)
+			}
+			for _, want := range []string{tt.key, tt.value, tt.flag} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+
+	// Every bad variable is reported, not only the first.
+	c := NewConfig()
+	fs := newFlagSet(c)
+	_ = fs.Parse(nil)
+	err := ApplyEnv(fs, envOf(map[string]string{"ETCD_APPLIANCE_PEER_PORT": "x", "ETCD_APPLIANCE_CLIENT_PORT": "y"}))
+	if n := len(joined(err)); n != 2 {
+		t.Errorf("got %d errors, want 2: %v", n, err)
+	}
+}
+
+func TestApplyEnvBadValueOnTheCommandLineIsNotRead(t *testing.T) {
+	c := NewConfig()
+	fs := newFlagSet(c)
+	if err := fs.Parse([]string{"--peer-port=2390"}); err != nil {
+		t.Fatal(err)
+	}
+	// The env value is bad, but the flag was given: env must not even be parsed.
+	if err := ApplyEnv(fs, envOf(map[string]string{"ETCD_APPLIANCE_PEER_PORT": "bad"})); err != nil {
+		t.Errorf("ApplyEnv = %v, want nil: the command line set --peer-port", err)
+	}
+	if c.PeerPort != 2390 {
+		t.Errorf("peer port %d", c.PeerPort)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"provider":                  "ETCD_APPLIANCE_PROVIDER",
+		"data-dir":                  "ETCD_APPLIANCE_DATA_DIR",
+		"instance-id":               "ETCD_APPLIANCE_INSTANCE_ID",
+		"leave-on-shutdown":         "ETCD_APPLIANCE_LEAVE_ON_SHUTDOWN",
+		"auto-compaction-retention": "ETCD_APPLIANCE_AUTO_COMPACTION_RETENTION",
+	} {
+		if got := EnvName(flagName); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+}
+
+// TestEveryFlagHasAnEnvName checks §5's "every flag also as env": each
+// registered flag is reachable through its variable.
+func TestEveryFlagHasAnEnvName(t *testing.T) {
+	c := NewConfig()
+	fs := newFlagSet(c)
+	env := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		name := EnvName(f.Name)
+		if !strings.HasPrefix(name, EnvPrefix) || strings.ContainsAny(name, "-abcdefghijklmnopqrstuvwxyz") {
+			t.Errorf("flag --%s has env name %q", f.Name, name)
+		}
+		env[name] = f.DefValue
+	})
+	if len(env) < 20 {
+		t.Fatalf("only %d flags registered", len(env))
+	}
+	seen := map[string]bool{}
+	err := ApplyEnv(fs, func(k string) (string, bool) {
+		seen[k] = true
+		v, ok := env[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Errorf("applying every flag's default through env: %v", err)
+	}
+	for k := range env {
+		if !seen[k] {
+			t.Errorf("ApplyEnv never looked up %s", k)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+// Package demo is `etcd-appliance demo`: a newcomer's first run. It starts a
+// local group of appliance processes on loopback addresses (through
+// internal/testcluster), lets them bootstrap a cluster, writes keys,
+// replaces one instance by a new one on a new address, checks that no key
+// was lost and prints what it saw. Its last line of output is one JSON
+// object with the figures, for scripts.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+)
+
+// Deadlines are generous: §7's targets are 5 s for both steps.
+const (
+	bootstrapTimeout = 90 * time.Second
+	replaceTimeout   = 90 * time.Second
+	keysTimeout      = 30 * time.Second
+	progressInterval = 200 * time.Millisecond
+	keyCount         = 100
+	keyPrefix        = "/demo/"
+)
+
+// applianceArgs are quicker than production defaults so the demo takes
+// seconds; see `etcd-appliance run --help`.
+var applianceArgs = []string{
+	"--startup-interval", "200ms",
+	"--reconcile-interval", "1s",
+	"--stale-grace", "5s",
+}
+
+// Options configures Run.
+type Options struct {
+	// Binary is the etcd-appliance binary the instances run; the CLI passes
+	// its own executable. Empty builds one (testcluster.BuildBinary).
+	Binary string
+	// Members is the size of the group, default 3.
+	Members int
+	// Keep leaves the group running after the tour, until ctx is cancelled,
+	// and keeps its directory.
+	Keep bool
+	// Out receives the tour; default os.Stdout.
+	Out io.Writer
+}
+
+// Result is the JSON object of the last output line.
+type Result struct {
+	OK               bool    `json:"ok"`
+	Members          int     `json:"members"`
+	Healthy          int     `json:"healthy"`
+	ClusterID        string  `json:"cluster_id,omitempty"`
+	BootstrapSeconds float64 `json:"bootstrap_seconds"`
+	ReplaceSeconds   float64 `json:"replace_seconds"`
+	KeysWritten      int     `json:"keys_written"`
+	KeysLost         int     `json:"keys_lost"`
+	Dir              string  `json:"dir,omitempty"`
+	Error            string  `json:"error,omitempty"`
+}
+
+// Run runs the demo. It fails when the group does not converge within a
+// generous deadline or when a key was lost.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Members <= 0 {
+		opts.Members = 3
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	d := &tour{opts: opts, out: &lockedWriter{w: opts.Out}}
+	err := d.run(ctx)
+	d.cleanup(err)
+
+	d.res.OK = err == nil
+	if err != nil {
+		d.res.Error = err.Error()
+	}
+	b, _ := json.Marshal(d.res)
+	fmt.Fprintf(d.out, "%s\n", b)
+	return err
+}
+
+type tour struct {
+	opts Options
+	out  *lockedWriter
+	dir  string
+	g    *testcluster.Group
+	res  Result
+}
+
+func (d *tour) printf(format string, args ...any) {
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+func (d *tour) run(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "etcd-appliance-demo-")
+	if err != nil {
+		return err
+	}
+	d.dir = dir
+	binary := d.opts.Binary
+	if binary == "" {
+		d.printf("building etcd-appliance ...")
+		if binary, err = testcluster.BuildBinary(ctx, filepath.Join(dir, "bin")); err != nil {
+			return err
+		}
+	}
+	d.g, err = testcluster.New(testcluster.Options{Binary: binary, Dir: dir, Name: "demo", Args: applianceArgs})
+	if err != nil {
+		return err
+	}
+	d.printf("etcd-appliance demo: a group of %d instances, each an appliance process on its own loopback address", d.opts.Members)
+	d.printf("  directory   %s (group file, data, one log per instance)", dir)
+	d.printf("  group file  %s", d.g.GroupFile())
+	d.printf("")
+
+	if err := d.bootstrap(ctx); err != nil {
+		return err
+	}
+	if err := d.writeKeys(ctx); err != nil {
+		return err
+	}
+	if err := d.replace(ctx); err != nil {
+		return err
+	}
+	if err := d.checkKeys(ctx); err != nil {
+		return err
+	}
+	st, err := d.g.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the final status: %w", err)
+	}
+	d.res.Members, d.res.Healthy = len(st.Members), st.HealthyVoters()
+	d.printf("")
+	d.printTable(st)
+	if d.opts.Keep {
+		d.keep(ctx, st)
+	}
+	return nil
+}
+
+func (d *tour) bootstrap(ctx context.Context) error {
+	d.printf("1. Launching %d instances at once; they find each other through the group file and", d.opts.Members)
+	d.printf("   agree on one seeder that creates the cluster; the others join it as learners.")
+	start := time.Now()
+	stop := d.showProgress(ctx, start)
+	insts, err := d.g.LaunchN(ctx, d.opts.Members)
+	if err != nil {
+		stop()
+		return err
+	}
+	for _, inst := range insts {
+		d.printf("   launched %s at %s", inst.ID, inst.Address)
+	}
+	wctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
+	st, err := d.g.WaitConverged(wctx, d.opts.Members)
+	cancel()
+	stop()
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	d.res.BootstrapSeconds = seconds(time.Since(start))
+	d.res.ClusterID = st.ClusterID.String()
+	d.printf("   => cluster %s: %d healthy voters after %.1fs", st.ClusterID, st.HealthyVoters(), d.res.BootstrapSeconds)
+	d.printf("")
+	return nil
+}
+
+func (d *tour) writeKeys(ctx context.Context) error {
+	d.printf("2. Writing %d keys under %s", keyCount, keyPrefix)
+	c, err := d.g.Client(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, keysTimeout)
+	defer cancel()
+	for i := range keyCount {
+		if _, err := c.Put(ctx, demoKey(i), demoValue(i)); err != nil {
+			return fmt.Errorf("writing %s: %w", demoKey(i), err)
+		}
+		d.res.KeysWritten++
+	}
+	d.printf("   => %d keys written", keyCount)
+	d.printf("")
+	return nil
+}
+
+func (d *tour) replace(ctx context.Context) error {
+	st, err := d.g.Status(ctx)
+	if err != nil {
+		return err
+	}
+	running := d.g.Running()
+	if len(running) == 0 {
+		return errors.New("replacement: no instance runs")
+	}
+	victim, what := running[0], "a follower"
+	for _, m := range st.Members {
+		if inst := d.g.Instance(m.Name); m.Leader && inst != nil {
+			victim, what = inst, "the etcd leader"
+		}
+	}
+	d.printf("3. Terminating %s (%s, %s) and launching a replacement on a new address,", victim.ID, victim.Address, what)
+	d.printf("   as an autoscaling group would. The leader removes the stale member; the new")
+	d.printf("   instance joins as a learner and is promoted to voter once in sync.")
+	if err := d.g.Terminate(ctx, victim.ID); err != nil {
+		return err
+	}
+	start := time.Now()
+	stop := d.showProgress(ctx, start)
+	repl, err := d.g.Launch(ctx)
+	if err != nil {
+		stop()
+		return err
+	}
+	d.printf("   launched %s at %s", repl.ID, repl.Address)
+	wctx, cancel := context.WithTimeout(ctx, replaceTimeout)
+	st, err = d.g.WaitConverged(wctx, d.opts.Members)
+	cancel()
+	stop()
+	if err != nil {
+		return fmt.Errorf("replacement: %w", err)
+	}
+	d.res.ReplaceSeconds = seconds(time.Since(start))
+	d.printf("   => %d healthy voters again %.1fs after the replacement started", st.HealthyVoters(), d.res.ReplaceSeconds)
+	d.printf("")
+	return nil
+}
+
+func (d *tour) checkKeys(ctx context.Context) error {
+	d.printf("4. Reading the %d keys back", keyCount)
+	c, err := d.g.Client(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, keysTimeout)
+	defer cancel()
+	resp, err := c.Get(ctx, keyPrefix, clientv3.WithPrefix())
+	if err != nil {
+		d.res.KeysLost = d.res.KeysWritten
+		return fmt.Errorf("reading the keys back: %w", err)
+	}
+	got := map[string]string{}
+	for _, kv := range resp.Kvs {
+		got[string(kv.Key)] = string(kv.Value)
+	}
+	for i := range d.res.KeysWritten {
+		if got[demoKey(i)] != demoValue(i) {
+			d.res.KeysLost++
+		}
+	}
+	if d.res.KeysLost > 0 {
+		d.printf("   => %d of %d keys LOST", d.res.KeysLost, d.res.KeysWritten)
+		return fmt.Errorf("%d of %d keys lost", d.res.KeysLost, d.res.KeysWritten)
+	}
+	d.printf("   => all %d keys are there", d.res.KeysWritten)
+	return nil
+}
+
+func (d *tour) printTable(st cluster.ClusterStatus) {
+	d.printf("Cluster %s, as %s reports it (GET /v1/status):", st.ClusterID, st.Reporter)
+	members := slices.Clone(st.Members)
+	slices.SortFunc(members, func(a, b cluster.MemberStatus) int { return strings.Compare(a.Name, b.Name) })
+	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  MEMBER\tMEMBER ID\tADDRESS\tROLE\tHEALTHY\tLEADER\tREVISION\tIN GROUP")
+	for _, m := range members {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.ID, hostOf(m.PeerURL), m.Role,
+			yesNo(m.Healthy), yesNo(m.Leader), m.Revision, yesNo(m.InGroup))
+	}
+	tw.Flush()
+}
+
+func (d *tour) keep(ctx context.Context, st cluster.ClusterStatus) {
+	var endpoints []string
+	running, _ := d.g.RunningInGroup()
+	for _, inst := range running {
+		endpoints = append(endpoints, inst.ClientURL())
+	}
+	d.printf("")
+	d.printf("The group keeps running. Try:")
+	d.printf("  ETCDCTL_ENDPOINTS=%s etcdctl member list -w table", strings.Join(endpoints, ","))
+	if len(running) > 0 {
+		d.printf("  curl %s/v1/status", running[0].APIURL())
+		d.printf("  tail -f %s", running[0].LogPath)
+	}
+	d.printf("  edit %s to launch or terminate instances", d.g.GroupFile())
+	d.printf("Press Ctrl-C to stop the group.")
+	<-ctx.Done()
+}
+
+// cleanup stops the group; the directory goes too unless the group was
+// kept or the run failed (its logs tell why).
+func (d *tour) cleanup(runErr error) {
+	if d.g != nil {
+		d.g.Close()
+	}
+	if d.dir == "" {
+		return
+	}
+	if d.opts.Keep || runErr != nil {
+		d.res.Dir = d.dir
+		if runErr != nil && !errors.Is(runErr, context.Canceled) {
+			d.printf("The logs of every instance are kept in %s", d.dir)
+		}
+		return
+	}
+	os.RemoveAll(d.dir)
+}
+
+// showProgress prints a line whenever the cluster's picture changes, until
+// the returned function is called.
+func (d *tour) showProgress(ctx context.Context, start time.Time) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		last := ""
+		for {
+			if line := d.picture(ctx); line != last && ctx.Err() == nil {
+				d.printf("   %5.1fs  %s", time.Since(start).Seconds(), line)
+				last = line
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// picture describes the cluster in one line: its members when a member
+// list can be read, else what each appliance is doing.
+func (d *tour) picture(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := d.g.Status(ctx); err == nil && st.Error == "" && len(st.Members) > 0 {
+		members := slices.Clone(st.Members)
+		slices.SortFunc(members, func(a, b cluster.MemberStatus) int { return strings.Compare(a.Name, b.Name) })
+		var parts []string
+		for _, m := range members {
+			name := m.Name
+			if name == "" {
+				name = m.ID.String()
+			}
+			p := fmt.Sprintf("%s %s", name, m.Role)
+			if !m.Healthy && m.Role != cluster.RoleUnstarted {
+				p += " (down)"
+			}
+			if m.Leader {
+				p += " (leader)"
+			}
+			if !m.InGroup && m.Name != "" {
+				p += " (not in group)"
+			}
+			parts = append(parts, p)
+		}
+		return "members: " + strings.Join(parts, ", ")
+	}
+	var parts []string
+	for _, inst := range d.g.Running() {
+		phase := "not answering"
+		if ps, err := d.g.Peer(ctx, inst.ID); err == nil {
+			phase = ps.Phase
+		}
+		parts = append(parts, inst.ID+" "+phase)
+	}
+	if len(parts) == 0 {
+		return "no appliance answers yet"
+	}
+	return "no cluster yet: " + strings.Join(parts, ", ")
+}
+
+func demoKey(i int) string   { return fmt.Sprintf("%skey-%03d", keyPrefix, i) }
+func demoValue(i int) string { return fmt.Sprintf("value %d", i) }
+
+func seconds(d time.Duration) float64 {
+	return float64(d.Round(10*time.Millisecond)) / float64(time.Second)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// lockedWriter serializes the tour's lines and its progress lines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,122 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// instancePorts are the ports every appliance binds on its own address (§5).
+var instancePorts = []int{
+	cluster.DefaultPorts.API,
+	cluster.DefaultPorts.Client,
+	cluster.DefaultPorts.Peer,
+	cluster.DefaultPorts.Metrics,
+}
+
+// subnet is a /24 of 127.0.0.0/8 that one Group owns for its lifetime. The
+// ownership is an flock on a file named after the subnet, so groups in
+// parallel test binaries, the demo and benchmarks never share addresses;
+// the kernel drops the lock when the process dies.
+type subnet struct {
+	a, b byte
+	lock *os.File
+}
+
+// reserveSubnet picks a random free /24, avoiding 127.0.0.0/24 (the usual
+// loopback) and 127.0.1.0/24 (the moto-backed tests' VPC subnet).
+func reserveSubnet() (*subnet, error) {
+	dir := filepath.Join(os.TempDir(), "etcd-appliance-testcluster")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, fmt.Errorf("reserving a loopback subnet: %w", err)
+	}
+	var lastErr error
+	for range 64 {
+		a, b := byte(rand.IntN(256)), byte(rand.IntN(256))
+		if a == 0 && (b == 0 || b == 1) {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", a, b))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			lastErr = err
+			continue
+		}
+		s := &subnet{a: a, b: b, lock: f}
+		// A process that does not use our locks may sit on the subnet.
+		if !portsFree(s.address(1)) {
+			s.release()
+			lastErr = fmt.Errorf("127.%d.%d.1 is in use", a, b)
+			continue
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("no free loopback /24 found: %w", lastErr)
+}
+
+func (s *subnet) address(host int) string {
+	return net.IPv4(127, s.a, s.b, byte(host)).String()
+}
+
+func (s *subnet) String() string { return fmt.Sprintf("127.%d.%d.0/24", s.a, s.b) }
+
+func (s *subnet) release() {
+	if s.lock != nil {
+		s.lock.Close() // closing drops the flock
+		s.lock = nil
+	}
+}
+
+// portsFree reports whether every appliance port can be bound on address.
+func portsFree(address string) bool {
+	for _, p := range instancePorts {
+		l, err := net.Listen("tcp", net.JoinHostPort(address, strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
+// waitPortsFree polls until every appliance port of address can be bound.
+func waitPortsFree(ctx context.Context, address string) error {
+	err := Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+		return portsFree(address), "a port of " + address + " is still bound"
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the ports of %s: %w", address, err)
+	}
+	return nil
+}
+
+// Poll calls cond every interval until it reports done or ctx ends. On
+// expiry the error carries the last reason cond gave for not being done.
+func Poll(ctx context.Context, interval time.Duration, cond func() (done bool, why string)) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		done, why := cond()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", why, ctx.Err())
+		case <-t.C:
+		}
+	}
+}

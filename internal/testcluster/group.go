@@ -1,0 +1,807 @@
+// Package testcluster starts groups of real etcd-appliance processes on
+// loopback addresses, with a local provider group file, for the end-to-end
+// tests, the demo and the benchmarks.
+//
+// Each Group owns a random /24 of 127.0.0.0/8 (Linux routes all of it to lo)
+// and gives every instance its own address, so that all instances bind the
+// product's fixed ports (2378 API, 2379 client, 2380 peer, 2381 metrics) side
+// by side. The harness plays the cloud: Launch adds an instance to the group
+// file and starts its appliance; Terminate marks it terminated and kills it;
+// Kill, KillEtcd, Stop, Start and WipeData are the faults and operations the
+// scenarios need. Everything that waits polls a condition under a context
+// deadline; nothing sleeps to synchronize.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
+)
+
+// Bounds of the harness's own waits when the caller's context allows more.
+const (
+	healthyTimeout = 30 * time.Second
+	killTimeout    = 10 * time.Second
+	closeGrace     = 2 * time.Second
+	pollInterval   = 50 * time.Millisecond
+)
+
+// ErrNotRunning is returned for operations that need a running appliance
+// (or a running etcd) on an instance that has none.
+var ErrNotRunning = errors.New("not running")
+
+// Options configures a Group.
+type Options struct {
+	// Binary is the etcd-appliance binary to run (see BuildBinary).
+	Binary string
+	// Dir receives the group file, a data dir per instance (Dir/<id>) and a
+	// log per instance (Dir/<id>.log).
+	Dir string
+	// Name is the group's name, which also names the cluster; default a
+	// random tc-xxxxxx.
+	Name string
+	// Args are extra flags of `etcd-appliance run`. They come after the
+	// harness's own flags, so they win over them (--log-format, ...).
+	Args []string
+	// Logger receives the harness's actions; nil discards them.
+	Logger *slog.Logger
+}
+
+// Instance is one instance of the group: an entry of the group file, a data
+// dir and, while it runs, an appliance process.
+type Instance struct {
+	ID      string
+	Address string
+	// DataDir is the appliance's --data-dir; etcd's data is DataDir/etcd.
+	DataDir string
+	LogPath string
+
+	g    *Group
+	proc *process // guarded by g.mu; nil before the first start
+}
+
+// ClientURL is the instance's etcd client URL.
+func (i *Instance) ClientURL() string {
+	return cluster.DefaultPorts.ClientURL("http", i.Address)
+}
+
+// PeerURL is the instance's etcd peer URL.
+func (i *Instance) PeerURL() string {
+	return cluster.DefaultPorts.PeerURL("http", i.Address)
+}
+
+// APIURL is the base URL of the instance's appliance API.
+func (i *Instance) APIURL() string {
+	return "http://" + net.JoinHostPort(i.Address, fmt.Sprint(cluster.DefaultPorts.API))
+}
+
+// Running reports whether the instance's appliance process is alive.
+func (i *Instance) Running() bool {
+	i.g.mu.Lock()
+	defer i.g.mu.Unlock()
+	return i.proc != nil && !i.proc.exited()
+}
+
+// PID is the appliance's pid, 0 when it does not run.
+func (i *Instance) PID() int {
+	i.g.mu.Lock()
+	defer i.g.mu.Unlock()
+	if i.proc == nil || i.proc.exited() {
+		return 0
+	}
+	return i.proc.pid()
+}
+
+// EtcdPID is the pid of the instance's etcd child from DataDir/etcd.pid, 0
+// when no such process is alive.
+func (i *Instance) EtcdPID() (int, error) {
+	pid, err := readPIDFile(filepath.Join(i.DataDir, "etcd.pid"))
+	if err != nil || pid == 0 {
+		return 0, err
+	}
+	if !pidAlive(pid) || !cmdlineContains(pid, i.DataDir, i.ID) {
+		return 0, nil
+	}
+	return pid, nil
+}
+
+func (i *Instance) String() string { return i.ID + "@" + i.Address }
+
+// Group is a local group of appliance instances.
+type Group struct {
+	opts Options
+	file string
+	log  *slog.Logger
+	net  *subnet
+
+	mu        sync.Mutex
+	instances []*Instance // in launch order
+	nextHost  int
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New creates an empty group: a group file in opts.Dir and a reserved
+// loopback /24. Close releases it.
+func New(opts Options) (*Group, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("testcluster: Options.Binary is required (see BuildBinary)")
+	}
+	if fi, err := os.Stat(opts.Binary); err != nil || fi.IsDir() {
+		return nil, fmt.Errorf("testcluster: binary %q is not a file", opts.Binary)
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("testcluster: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = dir
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	if opts.Name == "" {
+		opts.Name = fmt.Sprintf("tc-%06x", rand.Uint32()&0xffffff)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	sn, err := reserveSubnet()
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	g := &Group{
+		opts:     opts,
+		file:     filepath.Join(opts.Dir, "group.json"),
+		net:      sn,
+		nextHost: 1,
+	}
+	g.log = opts.Logger.With("component", "testcluster", "group", opts.Name)
+	if err := local.Write(g.file, local.File{Name: opts.Name, Instances: []cluster.Instance{}}); err != nil {
+		sn.release()
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	g.log.Info("group created", "file", g.file, "subnet", sn.String())
+	return g, nil
+}
+
+// Name is the group's name.
+func (g *Group) Name() string { return g.opts.Name }
+
+// GroupFile is the path of the group file the appliances read.
+func (g *Group) GroupFile() string { return g.file }
+
+// Dir is the group's directory.
+func (g *Group) Dir() string { return g.opts.Dir }
+
+// Subnet is the loopback /24 the group's addresses come from.
+func (g *Group) Subnet() string { return g.net.String() }
+
+// Instance returns the instance id, nil if the group never had it.
+func (g *Group) Instance(id string) *Instance {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lookupLocked(id)
+}
+
+func (g *Group) lookupLocked(id string) *Instance {
+	for _, inst := range g.instances {
+		if inst.ID == id {
+			return inst
+		}
+	}
+	return nil
+}
+
+func (g *Group) lookup(id string) (*Instance, error) {
+	if inst := g.Instance(id); inst != nil {
+		return inst, nil
+	}
+	return nil, fmt.Errorf("testcluster: no instance %q in group %s", id, g.opts.Name)
+}
+
+// Instances returns every instance the group ever had, in launch order.
+func (g *Group) Instances() []*Instance {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.instances)
+}
+
+// Running returns the instances whose appliance process is alive, by id.
+func (g *Group) Running() []*Instance {
+	var out []*Instance
+	for _, inst := range g.Instances() {
+		if inst.Running() {
+			out = append(out, inst)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Instance) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// RunningInGroup returns the running instances whose group file state
+// counts them in the group (pending or running): the instances a converged
+// cluster consists of.
+func (g *Group) RunningInGroup() ([]*Instance, error) {
+	f, err := local.Read(g.file)
+	if err != nil {
+		return nil, err
+	}
+	in := map[string]bool{}
+	for _, e := range f.Instances {
+		if e.State.InGroup() {
+			in[e.ID] = true
+		}
+	}
+	var out []*Instance
+	for _, inst := range g.Running() {
+		if in[inst.ID] {
+			out = append(out, inst)
+		}
+	}
+	return out, nil
+}
+
+// File returns the group file's content.
+func (g *Group) File() (local.File, error) { return local.Read(g.file) }
+
+// Add registers n new instances in the group file, state running, in one
+// write, without starting their appliances (see Start). Each gets a fresh
+// id and the next free address of the group's subnet.
+func (g *Group) Add(n int) ([]*Instance, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errors.New("testcluster: group is closed")
+	}
+	var added []*Instance
+	for range n {
+		addr, err := g.nextAddressLocked()
+		if err != nil {
+			return nil, err
+		}
+		inst, err := g.newInstanceLocked(addr)
+		if err != nil {
+			return nil, err
+		}
+		added = append(added, inst)
+	}
+	if err := g.registerLocked(added); err != nil {
+		return nil, err
+	}
+	return added, nil
+}
+
+// Launch adds one instance to the group and starts its appliance; it
+// returns once the appliance answers /healthz.
+func (g *Group) Launch(ctx context.Context) (*Instance, error) {
+	insts, err := g.LaunchN(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	return insts[0], nil
+}
+
+// LaunchN adds n instances to the group file in one write and starts all
+// their appliances at once, as an autoscaling group does.
+func (g *Group) LaunchN(ctx context.Context, n int) ([]*Instance, error) {
+	insts, err := g.Add(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Start(ctx, ids(insts)...); err != nil {
+		return insts, err
+	}
+	return insts, nil
+}
+
+// LaunchAt launches a new instance (new id) on a given address, typically
+// the address of a terminated instance, as a cloud reuses private IPs. It
+// waits for the address's ports to be free first.
+func (g *Group) LaunchAt(ctx context.Context, address string) (*Instance, error) {
+	if net.ParseIP(address) == nil {
+		return nil, fmt.Errorf("testcluster: %q is not an IP address", address)
+	}
+	if err := waitPortsFree(ctx, address); err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	inst, err := g.newInstanceLocked(address)
+	if err == nil {
+		err = g.registerLocked([]*Instance{inst})
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Start(ctx, inst.ID); err != nil {
+		return inst, err
+	}
+	return inst, nil
+}
+
+func (g *Group) nextAddressLocked() (string, error) {
+	used := map[string]bool{}
+	for _, inst := range g.instances {
+		used[inst.Address] = true
+	}
+	for ; g.nextHost <= 254; g.nextHost++ {
+		addr := g.net.address(g.nextHost)
+		if used[addr] || !portsFree(addr) {
+			continue
+		}
+		g.nextHost++
+		return addr, nil
+	}
+	return "", fmt.Errorf("testcluster: subnet %s has no free address left", g.net)
+}
+
+func (g *Group) newInstanceLocked(address string) (*Instance, error) {
+	var id string
+	for id == "" || g.lookupLocked(id) != nil {
+		id = fmt.Sprintf("i-0%016x", rand.Uint64())
+	}
+	inst := &Instance{
+		ID:      id,
+		Address: address,
+		DataDir: filepath.Join(g.opts.Dir, id),
+		LogPath: filepath.Join(g.opts.Dir, id+".log"),
+		g:       g,
+	}
+	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	return inst, nil
+}
+
+func (g *Group) registerLocked(insts []*Instance) error {
+	err := g.editFile(func(f *local.File) {
+		for _, inst := range insts {
+			f.Instances = append(f.Instances, cluster.Instance{
+				ID: inst.ID, Address: inst.Address, State: cluster.InstanceRunning,
+				Region: "local", Zone: "local-a",
+			})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	g.instances = append(g.instances, insts...)
+	for _, inst := range insts {
+		g.log.Info("instance added to the group file", "id", inst.ID, "address", inst.Address)
+	}
+	return nil
+}
+
+// editFile rewrites the group file atomically. Callers serialize through g.mu.
+func (g *Group) editFile(edit func(*local.File)) error {
+	f, err := local.Read(g.file)
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	edit(&f)
+	if err := local.Write(g.file, f); err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	return nil
+}
+
+// SetState sets an instance's state in the group file; its process is left
+// alone.
+func (g *Group) SetState(id string, state cluster.InstanceState) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	found := false
+	err := g.editFile(func(f *local.File) {
+		for i := range f.Instances {
+			if f.Instances[i].ID == id {
+				f.Instances[i].State = state
+				found = true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("testcluster: no instance %q in the group file", id)
+	}
+	g.log.Info("instance state set", "id", id, "state", state)
+	return nil
+}
+
+// Start starts the appliances of instances that do not run, on whatever
+// their data dirs hold, all at once, and waits until each answers /healthz.
+func (g *Group) Start(ctx context.Context, ids ...string) error {
+	var started []*Instance
+	var errs []error
+	for _, id := range ids {
+		inst, err := g.startOne(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		started = append(started, inst)
+	}
+	var wg sync.WaitGroup
+	waitErrs := make([]error, len(started))
+	for k, inst := range started {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			waitErrs[k] = g.waitHealthy(ctx, inst)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(append(errs, waitErrs...)...)
+}
+
+func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if inst.Running() {
+		return nil, fmt.Errorf("testcluster: %s already runs (pid %d)", inst, inst.PID())
+	}
+	// The previous process of this address may have just died.
+	if err := waitPortsFree(ctx, inst.Address); err != nil {
+		return nil, err
+	}
+	args := []string{"run",
+		"--provider", "local",
+		"--instance-id", inst.ID,
+		"--group-file", g.file,
+		"--data-dir", inst.DataDir,
+		"--log-format", "text",
+	}
+	args = append(args, g.opts.Args...)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errors.New("testcluster: group is closed")
+	}
+	p, err := startProcess(g.opts.Binary, args, inst.LogPath)
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
+	}
+	inst.proc = p
+	g.log.Info("appliance started", "id", inst.ID, "address", inst.Address, "pid", p.pid())
+	return inst, nil
+}
+
+// waitHealthy waits until the appliance answers /healthz with 200, failing
+// early when it exits.
+func (g *Group) waitHealthy(ctx context.Context, inst *Instance) error {
+	ctx, cancel := context.WithTimeout(ctx, healthyTimeout)
+	defer cancel()
+	g.mu.Lock()
+	p := inst.proc
+	g.mu.Unlock()
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	var last error
+	for {
+		if p.exited() {
+			return fmt.Errorf("testcluster: appliance %s exited (%v) before answering /healthz; log tail:\n%s",
+				inst, p.exitError(), tail(inst.LogPath, 20))
+		}
+		code, _, err := g.get(ctx, inst, "/healthz")
+		if err == nil && code == 200 {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("/healthz answered %d", code)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testcluster: appliance %s did not answer /healthz: %v: %w", inst, last, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Kill sends SIGKILL to an instance's appliance only, as a crash would, and
+// waits until both the appliance and its etcd child are gone: the etcd
+// child must die with its parent (Pdeathsig). The group file is unchanged.
+func (g *Group) Kill(id string) error {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	p := inst.proc
+	g.mu.Unlock()
+	if p == nil || p.exited() {
+		return fmt.Errorf("testcluster: killing %s: appliance %w", inst, ErrNotRunning)
+	}
+	etcdPID, _ := inst.EtcdPID()
+	p.signal(syscall.SIGKILL)
+	g.log.Info("appliance killed", "id", id, "pid", p.pid(), "etcd_pid", etcdPID)
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	if err := waitExit(ctx, p); err != nil {
+		return fmt.Errorf("testcluster: appliance %s survived SIGKILL: %w", inst, err)
+	}
+	if etcdPID == 0 {
+		return nil
+	}
+	err = Poll(ctx, pollInterval, func() (bool, string) {
+		return !pidAlive(etcdPID), fmt.Sprintf("etcd pid %d still alive", etcdPID)
+	})
+	if err != nil {
+		// Leave no orphan behind, but report it: etcd must die with its appliance.
+		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
+		return fmt.Errorf("testcluster: etcd (pid %d) of %s outlived its killed appliance: %w", etcdPID, inst, err)
+	}
+	return nil
+}
+
+// KillEtcd sends SIGKILL to an instance's etcd child, found by its pid
+// file, waits until it is gone and returns its pid.
+func (g *Group) KillEtcd(id string) (int, error) {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := inst.EtcdPID()
+	if err != nil {
+		return 0, fmt.Errorf("testcluster: %s: %w", inst, err)
+	}
+	if pid == 0 {
+		return 0, fmt.Errorf("testcluster: killing the etcd of %s: etcd %w", inst, ErrNotRunning)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, fmt.Errorf("testcluster: killing etcd pid %d of %s: %w", pid, inst, err)
+	}
+	g.log.Info("etcd killed", "id", id, "etcd_pid", pid)
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	err = Poll(ctx, pollInterval, func() (bool, string) {
+		return !pidAlive(pid), fmt.Sprintf("etcd pid %d still alive", pid)
+	})
+	if err != nil {
+		return pid, fmt.Errorf("testcluster: etcd pid %d of %s survived SIGKILL: %w", pid, inst, err)
+	}
+	return pid, nil
+}
+
+// Terminate plays the cloud terminating an instance: its group file state
+// becomes terminated, then its appliance and etcd get SIGKILL (a terminated
+// machine does not shut down politely). It waits until both are gone.
+func (g *Group) Terminate(ctx context.Context, id string) error {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return err
+	}
+	if err := g.SetState(id, cluster.InstanceTerminated); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	p := inst.proc
+	g.mu.Unlock()
+	etcdPID, _ := inst.EtcdPID()
+	if p != nil && !p.exited() {
+		p.signal(syscall.SIGKILL)
+	}
+	if etcdPID != 0 {
+		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
+	}
+	g.log.Info("instance terminated", "id", id, "etcd_pid", etcdPID)
+	ctx, cancel := context.WithTimeout(ctx, killTimeout)
+	defer cancel()
+	if p != nil {
+		if err := waitExit(ctx, p); err != nil {
+			return fmt.Errorf("testcluster: terminating %s: %w", inst, err)
+		}
+	}
+	err = Poll(ctx, pollInterval, func() (bool, string) {
+		return !pidAlive(etcdPID), fmt.Sprintf("etcd pid %d still alive", etcdPID)
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: terminating %s: %w", inst, err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM to an instance's appliance and waits for it to exit.
+// It fails when the appliance exits with a non-zero status, or when its
+// etcd child is still alive after the appliance exited.
+func (g *Group) Stop(ctx context.Context, id string) error {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	p := inst.proc
+	g.mu.Unlock()
+	if p == nil || p.exited() {
+		return fmt.Errorf("testcluster: stopping %s: appliance %w", inst, ErrNotRunning)
+	}
+	etcdPID, _ := inst.EtcdPID()
+	start := time.Now()
+	p.signal(syscall.SIGTERM)
+	g.log.Info("appliance sent SIGTERM", "id", id, "pid", p.pid())
+	if err := waitExit(ctx, p); err != nil {
+		return fmt.Errorf("testcluster: %s did not exit after SIGTERM: %w", inst, err)
+	}
+	if err := p.exitError(); err != nil {
+		return fmt.Errorf("testcluster: %s exited after SIGTERM with %v (want exit 0); log tail:\n%s", inst, err, tail(inst.LogPath, 20))
+	}
+	g.log.Info("appliance stopped", "id", id, "after", time.Since(start).Round(time.Millisecond))
+	if etcdPID != 0 && pidAlive(etcdPID) {
+		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
+		return fmt.Errorf("testcluster: etcd (pid %d) of %s still ran after its appliance exited on SIGTERM", etcdPID, inst)
+	}
+	return nil
+}
+
+// StopAll sends SIGTERM to every running appliance at once and waits for all
+// of them, as a whole-group shutdown.
+func (g *Group) StopAll(ctx context.Context) error {
+	running := g.Running()
+	errs := make([]error, len(running))
+	var wg sync.WaitGroup
+	for k, inst := range running {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = g.Stop(ctx, inst.ID)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Restart stops an instance's appliance with SIGTERM if it runs, then starts
+// it again on the same data dir.
+func (g *Group) Restart(ctx context.Context, id string) error {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return err
+	}
+	if inst.Running() {
+		if err := g.Stop(ctx, id); err != nil {
+			return err
+		}
+	}
+	return g.Start(ctx, id)
+}
+
+// WipeData empties the data dir of an instance whose appliance does not run,
+// as a replaced disk would.
+func (g *Group) WipeData(id string) error {
+	inst, err := g.lookup(id)
+	if err != nil {
+		return err
+	}
+	if inst.Running() {
+		return fmt.Errorf("testcluster: refusing to wipe the data of %s while its appliance runs", inst)
+	}
+	if err := os.RemoveAll(inst.DataDir); err != nil {
+		return fmt.Errorf("testcluster: wiping %s: %w", inst, err)
+	}
+	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
+		return fmt.Errorf("testcluster: wiping %s: %w", inst, err)
+	}
+	g.log.Info("data dir wiped", "id", id, "dir", inst.DataDir)
+	return nil
+}
+
+// LogTail returns the last n lines of an instance's log.
+func (g *Group) LogTail(id string, n int) string {
+	inst := g.Instance(id)
+	if inst == nil {
+		return fmt.Sprintf("(no instance %q)", id)
+	}
+	return tail(inst.LogPath, n)
+}
+
+// LogTails returns the last n lines of every instance's log, with headers.
+func (g *Group) LogTails(n int) string {
+	var b strings.Builder
+	for _, inst := range g.Instances() {
+		state := "not running"
+		if pid := inst.PID(); pid != 0 {
+			state = fmt.Sprintf("running, pid %d", pid)
+		}
+		fmt.Fprintf(&b, "----- %s (%s), last %d lines of %s -----\n%s\n", inst, state, n, inst.LogPath, tail(inst.LogPath, n))
+	}
+	return b.String()
+}
+
+// Close stops every appliance (SIGTERM, then SIGKILL after a short grace),
+// kills any etcd left behind and releases the group's subnet. The files in
+// Dir are kept. Close is bounded and idempotent.
+func (g *Group) Close() error {
+	g.closeOnce.Do(func() {
+		g.mu.Lock()
+		g.closed = true
+		insts := slices.Clone(g.instances)
+		g.mu.Unlock()
+
+		var errs []error
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, inst := range insts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := closeInstance(inst); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		g.net.release()
+		g.closeErr = errors.Join(errs...)
+		g.log.Info("group closed")
+	})
+	return g.closeErr
+}
+
+func closeInstance(inst *Instance) error {
+	inst.g.mu.Lock()
+	p := inst.proc
+	inst.g.mu.Unlock()
+	etcdPID, _ := inst.EtcdPID()
+	if p != nil && !p.exited() {
+		p.signal(syscall.SIGTERM)
+		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		err := waitExit(ctx, p)
+		cancel()
+		if err != nil {
+			p.signal(syscall.SIGKILL)
+			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+			err = waitExit(ctx, p)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("testcluster: closing %s: %w", inst, err)
+			}
+		}
+	}
+	if pidAlive(etcdPID) {
+		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		return Poll(ctx, pollInterval, func() (bool, string) {
+			return !pidAlive(etcdPID), fmt.Sprintf("closing %s: etcd pid %d still alive", inst, etcdPID)
+		})
+	}
+	return nil
+}
+
+func waitExit(ctx context.Context, p *process) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pid %d still running: %w", p.pid(), ctx.Err())
+	}
+}
+
+func ids(insts []*Instance) []string {
+	out := make([]string, len(insts))
+	for k, inst := range insts {
+		out[k] = inst.ID
+	}
+	return out
+}
