@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
@@ -29,7 +30,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		return 2
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %v\n", err)
+		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel)

@@ -384,7 +384,7 @@ func (d *tour) picture(ctx context.Context) string {
 	for _, inst := range d.g.Running() {
 		phase := "not answering"
 		if ps, err := d.g.Peer(ctx, inst.ID); err == nil {
-			phase = ps.Phase
+			phase = string(ps.Phase)
 		}
 		parts = append(parts, inst.ID+" "+phase)
 	}

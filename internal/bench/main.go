@@ -1,0 +1,309 @@
+// Command bench measures the figures of SPEC §7 on this machine with real
+// appliance processes on loopback addresses, and writes them as Markdown
+// (docs/BENCHMARKS.md via `make bench`).
+//
+// Each figure is the median (with min and max) of -runs runs. The limit the
+// appliance is compared with is a plain static etcd cluster of the same size
+// started by hand: the bundled etcd with a fixed --initial-cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+)
+
+// Flags the appliance runs with in every benchmark: the defaults, but for
+// the startup poll, which a person would tune the same way on a LAN.
+var applianceArgs = []string{"--startup-interval=200ms", "--reconcile-interval=1s", "--stale-grace=5s", "--log-format=json"}
+
+func main() {
+	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
+	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
+	runs := flag.Int("runs", 5, "runs per figure")
+	flag.Parse()
+	if err := run(*binary, *out, *runs); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+}
+
+type figure struct {
+	name    string
+	target  string
+	samples []float64
+	unit    string
+	note    string
+}
+
+func (f figure) row() string {
+	if len(f.samples) == 0 {
+		return fmt.Sprintf("| %s | %s | no sample | | | %s |", f.name, f.target, f.note)
+	}
+	s := slices.Clone(f.samples)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, med, f.unit, s[0], s[len(s)-1], len(s), f.note)
+}
+
+func run(binary, out string, runs int) error {
+	binary, err := filepath.Abs(binary)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var figs []figure
+	for _, n := range []int{3, 5} {
+		target := "≤ 5 s"
+		if n == 5 {
+			target = "≤ 8 s"
+		}
+		boot := figure{name: fmt.Sprintf("fresh group of %d → %d healthy voters", n, n), target: target, unit: "s"}
+		static := figure{name: fmt.Sprintf("limit: static etcd cluster of %d started by hand → healthy", n), target: "—", unit: "s"}
+		for i := range runs {
+			d, err := measureBootstrap(ctx, binary, n)
+			if err != nil {
+				return fmt.Errorf("bootstrap of %d, run %d: %w", n, i, err)
+			}
+			boot.samples = append(boot.samples, d.Seconds())
+			d, err = measureStatic(ctx, binary, n)
+			if err != nil {
+				return fmt.Errorf("static etcd of %d, run %d: %w", n, i, err)
+			}
+			static.samples = append(static.samples, d.Seconds())
+			log.Printf("bootstrap %d: run %d done", n, i)
+		}
+		figs = append(figs, boot, static)
+	}
+	crash, replace, rss, err := measureGroupFigures(ctx, binary, runs)
+	if err != nil {
+		return err
+	}
+	figs = append(figs, crash, replace, rss)
+	return write(out, figs, runs)
+}
+
+func newGroup(binary string) (*testcluster.Group, func(), error) {
+	dir, err := os.MkdirTemp("", "etcd-appliance-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := testcluster.New(testcluster.Options{Binary: binary, Dir: dir, Args: applianceArgs})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return g, func() { g.Close(); os.RemoveAll(dir) }, nil
+}
+
+// measureBootstrap times a fresh group from the start of its processes to
+// n healthy voters.
+func measureBootstrap(ctx context.Context, binary string, n int) (time.Duration, error) {
+	g, done, err := newGroup(binary)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if _, err := g.LaunchN(ctx, n); err != nil {
+		return 0, err
+	}
+	if _, err := g.WaitConverged(ctx, n); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// measureGroupFigures runs one group of 3 and, runs times each, kills an
+// etcd child and replaces an instance; it samples the appliances' RSS.
+func measureGroupFigures(ctx context.Context, binary string, runs int) (figure, figure, figure, error) {
+	crash := figure{name: "etcd child SIGKILLed → member healthy again", target: "≤ 2 s", unit: "s"}
+	replace := figure{name: "instance terminated and replaced → new voter healthy, stale member gone",
+		target: "≤ 5 s", unit: "s", note: "timed from the replacement's process start"}
+	rss := figure{name: "appliance RSS (etcd child excluded), group of 3 after the runs", target: "≤ 50 MB", unit: "MB"}
+	g, done, err := newGroup(binary)
+	if err != nil {
+		return crash, replace, rss, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if _, err := g.LaunchN(ctx, 3); err != nil {
+		return crash, replace, rss, err
+	}
+	if _, err := g.WaitConverged(ctx, 3); err != nil {
+		return crash, replace, rss, err
+	}
+	for i := range runs {
+		victim := g.Running()[i%3]
+		if _, err := g.KillEtcd(victim.ID); err != nil {
+			return crash, replace, rss, err
+		}
+		start := time.Now()
+		if err := waitReady(ctx, victim); err != nil {
+			return crash, replace, rss, fmt.Errorf("crash run %d: %w", i, err)
+		}
+		crash.samples = append(crash.samples, time.Since(start).Seconds())
+		if _, err := g.WaitConverged(ctx, 3); err != nil {
+			return crash, replace, rss, err
+		}
+		log.Printf("crash restart: run %d done", i)
+	}
+	for i := range runs {
+		victim := g.Running()[0]
+		if err := g.Terminate(ctx, victim.ID); err != nil {
+			return crash, replace, rss, err
+		}
+		start := time.Now()
+		if _, err := g.Launch(ctx); err != nil {
+			return crash, replace, rss, err
+		}
+		if _, err := g.WaitConverged(ctx, 3); err != nil {
+			return crash, replace, rss, fmt.Errorf("replacement run %d: %w", i, err)
+		}
+		replace.samples = append(replace.samples, time.Since(start).Seconds())
+		log.Printf("replacement: run %d done", i)
+	}
+	for _, inst := range g.Running() {
+		if kb, err := rssKB(inst.PID()); err == nil {
+			rss.samples = append(rss.samples, float64(kb)/1024)
+		}
+	}
+	return crash, replace, rss, nil
+}
+
+// waitReady polls the instance's /readyz until its member is a healthy voter.
+func waitReady(ctx context.Context, inst *testcluster.Instance) error {
+	return testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		resp, err := httpGet(ctx, inst.APIURL()+"/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp == 200, fmt.Sprintf("readyz answered %d", resp)
+	})
+}
+
+// measureStatic starts a static etcd cluster of n by hand with the bundled
+// etcd and times it to n healthy members: the limit of any appliance.
+func measureStatic(ctx context.Context, binary string, n int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "etcd-static-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	// Borrow free addresses from a harness group that starts nothing.
+	g, done, err := newGroup(binary)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	insts, err := g.Add(n)
+	if err != nil {
+		return 0, err
+	}
+	var initial []string
+	for _, inst := range insts {
+		initial = append(initial, inst.ID+"="+cluster.DefaultPorts.PeerURL("http", inst.Address))
+	}
+	start := time.Now()
+	var cmds []*exec.Cmd
+	defer func() {
+		for _, c := range cmds {
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			_ = c.Wait()
+		}
+	}()
+	var endpoints []string
+	for _, inst := range insts {
+		client := cluster.DefaultPorts.ClientURL("http", inst.Address)
+		endpoints = append(endpoints, client)
+		cmd := exec.Command(binary, "etcd",
+			"--name="+inst.ID, "--data-dir="+filepath.Join(dir, inst.ID),
+			"--listen-client-urls="+client, "--advertise-client-urls="+client,
+			"--listen-peer-urls="+cluster.DefaultPorts.PeerURL("http", inst.Address),
+			"--initial-advertise-peer-urls="+cluster.DefaultPorts.PeerURL("http", inst.Address),
+			"--initial-cluster="+strings.Join(initial, ","), "--initial-cluster-state=new",
+			"--initial-cluster-token=static-bench", "--log-level=error")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	err = testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		for _, ep := range endpoints {
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := c.Status(sctx, ep)
+			cancel()
+			if err != nil || st.Leader == 0 || len(st.Errors) > 0 {
+				return false, fmt.Sprintf("%s not healthy: %v", ep, err)
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func rssKB(pid int) (int, error) {
+	if pid == 0 {
+		return 0, errors.New("not running")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+func write(path string, figs []figure, runs int) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s (%d cores, %s/%s, %s). "+
+		"Local provider, real appliance processes and the bundled etcd on 127.x loopback addresses; "+
+		"each figure is the median of %d runs, with the range. Appliance flags: `%s`.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
+		runs, strings.Join(applianceArgs, " "))
+	b.WriteString("| figure (SPEC §7) | target | median | range | runs | note |\n|---|---|---|---|---|---|\n")
+	for _, f := range figs {
+		b.WriteString(f.row() + "\n")
+	}
+	b.WriteString(notes)
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}

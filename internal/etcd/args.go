@@ -1,0 +1,189 @@
+package etcd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Values of ServerSpec.InitialClusterState, as etcd spells them.
+const (
+	StateNew      = "new"
+	StateExisting = "existing"
+)
+
+// NamedPeer is one entry of --initial-cluster.
+type NamedPeer struct {
+	Name, PeerURL string
+}
+
+// ServerSpec is everything the appliance decides about one run of etcd.
+// Args turns it into etcd's command line.
+type ServerSpec struct {
+	Name    string // the member name; the instance id (SPEC §2)
+	DataDir string
+	// Address is the instance's own IP. etcd both listens and advertises on
+	// it, so it is never 0.0.0.0: an unspecified address advertised to peers
+	// is an address nobody can reach.
+	Address string
+
+	ClientPort, PeerPort, MetricsPort int
+
+	InitialCluster      []NamedPeer // in the order given; must include Name
+	InitialClusterState string      // StateNew or StateExisting
+	ClusterToken        string
+	ForceNewCluster     bool
+
+	QuotaBackendBytes       int64  // 0 leaves etcd's default
+	AutoCompactionRetention string // "" leaves auto-compaction off; otherwise periodic, e.g. "1h"
+
+	// ExtraFlags are the user's own etcd flags, passed through verbatim.
+	// They come last so that, etcd's flag parser keeping the last value,
+	// they override ours.
+	ExtraFlags []string
+}
+
+// ClientURL is the URL etcd listens on and advertises for clients.
+func (s ServerSpec) ClientURL() string { return hostURL(s.Address, s.ClientPort) }
+
+// PeerURL is the URL etcd listens on and advertises for peers; it is the
+// member's entry in --initial-cluster.
+func (s ServerSpec) PeerURL() string { return hostURL(s.Address, s.PeerPort) }
+
+// MetricsURL is the URL etcd serves /metrics and /health on.
+func (s ServerSpec) MetricsURL() string { return hostURL(s.Address, s.MetricsPort) }
+
+// hostURL joins with net.JoinHostPort so IPv6 addresses get their brackets.
+func hostURL(addr string, port int) string {
+	return "http://" + net.JoinHostPort(addr, strconv.Itoa(port))
+}
+
+// Args is etcd's command line (without argv[0]) for s. It does not check s;
+// call Validate first.
+func Args(s ServerSpec) []string {
+	cluster := make([]string, 0, len(s.InitialCluster))
+	for _, p := range s.InitialCluster {
+		cluster = append(cluster, p.Name+"="+p.PeerURL)
+	}
+	args := []string{
+		"--name=" + s.Name,
+		"--data-dir=" + s.DataDir,
+		"--listen-client-urls=" + s.ClientURL(),
+		"--advertise-client-urls=" + s.ClientURL(),
+		"--listen-peer-urls=" + s.PeerURL(),
+		"--initial-advertise-peer-urls=" + s.PeerURL(),
+		"--listen-metrics-urls=" + s.MetricsURL(),
+		"--initial-cluster=" + strings.Join(cluster, ","),
+		"--initial-cluster-state=" + s.InitialClusterState,
+		"--initial-cluster-token=" + s.ClusterToken,
+		// Refuse membership changes that would cost the cluster its quorum;
+		// the appliance's own rules (SPEC §4.4) are the first line, this the second.
+		"--strict-reconfig-check",
+	}
+	if s.AutoCompactionRetention != "" {
+		args = append(args,
+			"--auto-compaction-mode=periodic",
+			"--auto-compaction-retention="+s.AutoCompactionRetention)
+	}
+	if s.QuotaBackendBytes != 0 {
+		args = append(args, "--quota-backend-bytes="+strconv.FormatInt(s.QuotaBackendBytes, 10))
+	}
+	if s.ForceNewCluster {
+		args = append(args, "--force-new-cluster")
+	}
+	// JSON lines on stderr: the supervisor keeps the last of them to tell why
+	// etcd exited (ClassifyExit), and operators get one log format.
+	args = append(args, "--logger=zap", "--log-outputs=stderr")
+	return append(args, s.ExtraFlags...)
+}
+
+// Validate reports every problem of s that would make etcd refuse to start or
+// start wrong, naming the etcd flag at fault.
+func (s ServerSpec) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if s.Name == "" {
+		bad("--name must not be empty")
+	}
+	if s.DataDir == "" {
+		bad("--data-dir must not be empty")
+	}
+	switch ip := net.ParseIP(s.Address); {
+	case s.Address == "":
+		bad("address must not be empty: etcd listens and advertises on it")
+	case ip == nil:
+		// etcd binds its listen URLs, and binding needs an IP.
+		bad("address %q is not an IP address", s.Address)
+	case ip.IsUnspecified():
+		bad("address %q is unspecified: peers and clients could not reach the advertised URLs", s.Address)
+	}
+	for _, p := range []struct {
+		flag string
+		port int
+	}{
+		{"--listen-client-urls", s.ClientPort},
+		{"--listen-peer-urls", s.PeerPort},
+		{"--listen-metrics-urls", s.MetricsPort},
+	} {
+		if p.port < 1 || p.port > 65535 {
+			bad("%s port %d is out of range 1-65535", p.flag, p.port)
+		}
+	}
+	if s.InitialClusterState != StateNew && s.InitialClusterState != StateExisting {
+		bad("--initial-cluster-state %q must be %q or %q", s.InitialClusterState, StateNew, StateExisting)
+	}
+	if s.ClusterToken == "" {
+		// etcd's default token would let two clusters of the same members
+		// get the same cluster ID.
+		bad("--initial-cluster-token must not be empty")
+	}
+	errs = append(errs, s.validateInitialCluster()...)
+	if s.QuotaBackendBytes < 0 {
+		bad("--quota-backend-bytes %d must not be negative", s.QuotaBackendBytes)
+	}
+	if r := s.AutoCompactionRetention; r != "" && !validRetention(r) {
+		bad("--auto-compaction-retention %q must be hours (\"1\") or a duration (\"30m\")", r)
+	}
+	return errors.Join(errs...)
+}
+
+func (s ServerSpec) validateInitialCluster() []error {
+	if len(s.InitialCluster) == 0 {
+		return []error{errors.New("--initial-cluster must not be empty")}
+	}
+	var errs []error
+	seen := make(map[string]bool, len(s.InitialCluster))
+	for _, p := range s.InitialCluster {
+		if p.Name == "" || p.PeerURL == "" {
+			errs = append(errs, fmt.Errorf("--initial-cluster entry %q=%q needs a name and a peer URL", p.Name, p.PeerURL))
+			continue
+		}
+		if seen[p.Name] {
+			errs = append(errs, fmt.Errorf("--initial-cluster names %q twice", p.Name))
+		}
+		seen[p.Name] = true
+		// etcd refuses to start when its own entry and
+		// --initial-advertise-peer-urls disagree; say so before it does.
+		if s.Name != "" && p.Name == s.Name && s.Address != "" && p.PeerURL != s.PeerURL() {
+			errs = append(errs, fmt.Errorf("--initial-cluster has %s=%s but --initial-advertise-peer-urls is %s", p.Name, p.PeerURL, s.PeerURL()))
+		}
+	}
+	if s.Name != "" && !seen[s.Name] {
+		errs = append(errs, fmt.Errorf("--initial-cluster must include this member %q", s.Name))
+	}
+	return errs
+}
+
+// validRetention mirrors etcd's parsing of --auto-compaction-retention in
+// periodic mode: a bare integer is hours, anything else a Go duration.
+func validRetention(r string) bool {
+	if n, err := strconv.Atoi(r); err == nil {
+		return n >= 0
+	}
+	d, err := time.ParseDuration(r)
+	return err == nil && d >= 0
+}

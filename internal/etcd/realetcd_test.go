@@ -1,0 +1,132 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// realEtcdEnv names an etcd binary (a plain etcd, or a wrapper script running
+// `etcd-appliance etcd "$@"`) to run these tests against; without it they skip.
+const realEtcdEnv = "ETCD_TEST_BINARY"
+
+func realEtcd(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv(realEtcdEnv)
+	if bin == "" || testing.Short() {
+		t.Skipf("set %s to run against a real etcd", realEtcdEnv)
+	}
+	return bin
+}
+
+// A real etcd started from Args answers on its metrics URL, stops on SIGTERM
+// within the grace period, and its exit is no reason to replan.
+func TestRealEtcdStartStop(t *testing.T) {
+	bin := realEtcd(t)
+	spec := singleMemberSpec(t)
+	pidFile := filepath.Join(t.TempDir(), "etcd.pid")
+
+	p := startEtcd(t, bin, spec, pidFile)
+	waitHealthy(t, p, spec)
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// etcd re-raises SIGTERM after its graceful shutdown.
+	var ee *exec.ExitError
+	if !errors.As(p.Err(), &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("Err() = %v, want etcd ended by its own SIGTERM", p.Err())
+	}
+	if kind := ClassifyExit(p.LastLines()); kind != ExitOther {
+		t.Errorf("ClassifyExit after a stop = %q, want %q", kind, ExitOther)
+	}
+	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after exit: %v", err)
+	}
+}
+
+// A database overwritten with garbage makes etcd exit at once, and the kept
+// lines say why.
+func TestRealEtcdCorruptDatabase(t *testing.T) {
+	bin := realEtcd(t)
+	spec := singleMemberSpec(t)
+	p := startEtcd(t, bin, spec, "")
+	waitHealthy(t, p, spec)
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	db := filepath.Join(spec.DataDir, "member", "snap", "db")
+	if err := os.WriteFile(db, []byte("not a bbolt database, not at all, no"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startEtcd(t, bin, spec, "")
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("etcd did not exit on a corrupt database")
+	}
+	if kind := ClassifyExit(p.LastLines()); kind != ExitDataCorrupt {
+		t.Errorf("ClassifyExit = %q, want %q; last lines:\n%q", kind, ExitDataCorrupt, p.LastLines())
+	}
+}
+
+func singleMemberSpec(t *testing.T) ServerSpec {
+	s := ServerSpec{
+		Name:                "i-test",
+		DataDir:             filepath.Join(t.TempDir(), "etcd"),
+		Address:             "127.0.0.1",
+		ClientPort:          freePort(t),
+		PeerPort:            freePort(t),
+		MetricsPort:         freePort(t),
+		InitialClusterState: StateNew,
+		ClusterToken:        "test",
+	}
+	s.InitialCluster = []NamedPeer{{Name: s.Name, PeerURL: s.PeerURL()}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func startEtcd(t *testing.T, bin string, spec ServerSpec, pidFile string) *Process {
+	t.Helper()
+	p, err := Start(context.Background(), testLogger(t), bin, Args(spec), os.Environ(), &syncBuffer{}, pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(0) })
+	return p
+}
+
+func waitHealthy(t *testing.T, p *Process, spec ServerSpec) {
+	t.Helper()
+	waitFor(t, "etcd healthy", func() bool {
+		select {
+		case <-p.Done():
+			t.Fatalf("etcd exited: %v; last lines:\n%q", p.Err(), p.LastLines())
+		default:
+		}
+		resp, err := http.Get(spec.MetricsURL() + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
