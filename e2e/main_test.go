@@ -86,7 +86,9 @@ func newGroup(t *testing.T, extraArgs ...string) *testcluster.Group {
 			if f, err := g.File(); err == nil {
 				t.Logf("group file: %+v", f)
 			}
-			t.Logf("instance logs:\n%s", g.LogTails(80))
+			t.Logf("instance logs (appliance lines; etcd's own are in the saved logs):\n%s", applianceLogTails(g, 60))
+		}
+		if t.Failed() || os.Getenv("E2E_KEEP_LOGS") != "" {
 			if dir, err := saveLogs(t, g); err == nil {
 				t.Logf("full logs saved in %s", dir)
 			}
@@ -121,6 +123,34 @@ func saveLogs(t *testing.T, g *testcluster.Group) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// applianceLogTails returns the last n lines of every instance's log that
+// the appliance wrote, leaving out the etcd child's JSON lines.
+func applianceLogTails(g *testcluster.Group, n int) string {
+	var b strings.Builder
+	for _, inst := range g.Instances() {
+		state := "not running"
+		if pid := inst.PID(); pid != 0 {
+			state = fmt.Sprintf("running, pid %d", pid)
+		}
+		raw, err := os.ReadFile(inst.LogPath)
+		if err != nil {
+			fmt.Fprintf(&b, "----- %s: %v\n", inst, err)
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+			if !strings.HasPrefix(l, "{") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", inst, state, strings.Join(lines, "\n"))
+	}
+	return b.String()
 }
 
 // testContext is bounded by d and by the test's own deadline.

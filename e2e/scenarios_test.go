@@ -26,16 +26,7 @@ func TestFreshGroup(t *testing.T) {
 
 			for _, inst := range insts {
 				m := memberByName(t, st, inst.ID)
-				peer, err := g.Peer(ctx, inst.ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !peer.EtcdRunning || peer.ClusterID != st.ClusterID || peer.MemberID != m.ID || peer.InstanceID != inst.ID {
-					t.Errorf("%s publishes %+v, want etcd running as member %s of cluster %s", inst.ID, peer, m.ID, st.ClusterID)
-				}
-				if ready, err := g.Ready(ctx, inst.ID); err != nil || !ready {
-					t.Errorf("%s: /readyz is not 200 on a healthy voter (err %v)", inst.ID, err)
-				}
+				assertInstanceReady(t, ctx, g, inst, st.ClusterID, m.ID)
 				if code, _, err := g.Get(ctx, inst.ID, "/metrics"); err != nil || code != http.StatusOK {
 					t.Errorf("%s: /metrics answered %d (err %v)", inst.ID, code, err)
 				}
@@ -433,6 +424,31 @@ func TestConcurrentJoins(t *testing.T) {
 		t.Fatalf("cluster id changed from %s to %s", st.ClusterID, after.ClusterID)
 	}
 	checkKeysOnEach(t, ctx, g, "before", 100)
+}
+
+// assertInstanceReady waits a little for an instance's own view to catch up
+// with the cluster's (the appliance looks at its etcd every 250 ms): its
+// /v1/peer must publish the member it is, and /readyz must answer 200.
+func assertInstanceReady(t *testing.T, ctx context.Context, g *testcluster.Group, inst *testcluster.Instance, clusterID, memberID cluster.ID) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := testcluster.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+		peer, err := g.Peer(ctx, inst.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !peer.EtcdRunning || peer.ClusterID != clusterID || peer.MemberID != memberID || peer.InstanceID != inst.ID {
+			return false, fmt.Sprintf("%s publishes %+v, want etcd running as member %s of cluster %s", inst.ID, peer, memberID, clusterID)
+		}
+		if ready, err := g.Ready(ctx, inst.ID); err != nil || !ready {
+			return false, fmt.Sprintf("%s: /readyz is not 200 on a healthy voter (err %v)", inst.ID, err)
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 func ids(insts []*testcluster.Instance) []string {

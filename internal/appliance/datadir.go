@@ -18,6 +18,7 @@ import (
 //	<root>/etcd          etcd's own data dir
 //	<root>/member.json   which cluster and member the etcd data belongs to
 //	<root>/etcd.pid      the running etcd child's pid
+//	<root>/bootstrap.json the bootstrap offer accepted, until etcd has data
 //	<root>/wiped-<time>  data set aside by a rejoin, kept until the next wipe
 //
 // Data is never deleted by a plan: a wipe renames it, so an operator can still
@@ -42,6 +43,7 @@ const keptWipes = 1
 func (d dataDir) etcd() string    { return filepath.Join(d.root, "etcd") }
 func (d dataDir) marker() string  { return filepath.Join(d.root, "member.json") }
 func (d dataDir) pidFile() string { return filepath.Join(d.root, "etcd.pid") }
+func (d dataDir) offer() string   { return filepath.Join(d.root, "bootstrap.json") }
 
 func (d dataDir) ensure() error {
 	if err := os.MkdirAll(d.root, 0o700); err != nil {
@@ -54,14 +56,14 @@ func (d dataDir) ensure() error {
 func (d dataDir) local() (cluster.LocalData, error) {
 	entries, err := os.ReadDir(filepath.Join(d.etcd(), "member", "wal"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return cluster.LocalData{}, nil
+		return d.withOffer(cluster.LocalData{})
 	}
 	if err != nil {
 		return cluster.LocalData{}, fmt.Errorf("reading etcd data dir: %w", err)
 	}
 	ld := cluster.LocalData{Exists: len(entries) > 0}
 	if !ld.Exists {
-		return ld, nil
+		return d.withOffer(ld)
 	}
 	m, ok, err := d.readMarker()
 	if err != nil {
@@ -72,6 +74,36 @@ func (d dataDir) local() (cluster.LocalData, error) {
 		ld.ClusterID, ld.MemberID, ld.Revision = m.ClusterID, m.MemberID, m.Revision
 	}
 	return ld, nil
+}
+
+// withOffer adds the bootstrap offer accepted earlier, when there is one.
+func (d dataDir) withOffer(ld cluster.LocalData) (cluster.LocalData, error) {
+	b, err := os.ReadFile(d.offer())
+	if errors.Is(err, fs.ErrNotExist) {
+		return ld, nil
+	}
+	if err != nil {
+		return ld, fmt.Errorf("reading bootstrap offer: %w", err)
+	}
+	var o cluster.BootstrapOffer
+	if err := json.Unmarshal(b, &o); err != nil || o.Token == "" {
+		// Written atomically, so only a hand edit tears it; without it the
+		// instance simply waits for a live cluster.
+		return ld, nil
+	}
+	ld.Offer = &o
+	return ld, nil
+}
+
+func (d dataDir) writeOffer(o *cluster.BootstrapOffer) error {
+	return writeFileJSON(d.offer(), o)
+}
+
+func (d dataDir) removeOffer() error {
+	if err := os.Remove(d.offer()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing bootstrap offer: %w", err)
+	}
+	return nil
 }
 
 func (d dataDir) readMarker() (marker, bool, error) {
@@ -91,16 +123,33 @@ func (d dataDir) readMarker() (marker, bool, error) {
 }
 
 func (d dataDir) writeMarker(m marker) error {
-	b, err := json.Marshal(m)
+	return writeFileJSON(d.marker(), m)
+}
+
+// writeFileJSON replaces path atomically and durably.
+func writeFileJSON(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := d.marker() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("writing member marker: %w", err)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, d.marker()); err != nil {
-		return fmt.Errorf("writing member marker: %w", err)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }
@@ -111,7 +160,7 @@ func (d dataDir) wipe(now time.Time) (string, error) {
 	if err := os.MkdirAll(aside, 0o700); err != nil {
 		return "", fmt.Errorf("wiping data dir: %w", err)
 	}
-	for _, p := range []string{d.etcd(), d.marker()} {
+	for _, p := range []string{d.etcd(), d.marker(), d.offer()} {
 		err := os.Rename(p, filepath.Join(aside, filepath.Base(p)))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("wiping data dir: %w", err)

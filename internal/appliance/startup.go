@@ -100,7 +100,7 @@ func (a *Appliance) askPeer(ctx context.Context, address string) (cluster.PeerSt
 func (a *Appliance) findLiveCluster(ctx context.Context, peers map[string]cluster.PeerAnswer) *cluster.ClusterView {
 	var endpoints []string
 	for _, p := range peers {
-		if p.Reachable && p.State.EtcdRunning && p.State.ClientURL != "" {
+		if p.Reachable && p.State.EtcdRunning && p.State.HasLeader && p.State.ClientURL != "" {
 			endpoints = append(endpoints, p.State.ClientURL)
 		}
 	}
@@ -113,7 +113,11 @@ func (a *Appliance) findLiveCluster(ctx context.Context, peers map[string]cluste
 		return nil
 	}
 	defer c.Close()
-	view, err := clusterView(ctx, c)
+	// A member with quorum answers in milliseconds; waiting longer on one
+	// without only delays the plan, whose safety doesn't depend on it.
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	view, err := clusterView(lctx, c)
 	if err != nil {
 		a.log.Debug("no live cluster", "endpoints", endpoints, "err", err)
 		return nil
@@ -143,9 +147,24 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 	case cluster.StartMember:
 		spec.InitialCluster = initialCluster(in.Cluster.Members, a.self.ID, a.peerURL())
 		return a.launch(ctx, spec)
-	case cluster.Bootstrap:
-		spec.InitialClusterState = "new"
-		spec.ClusterToken = clusterToken(a.clusterName())
+	case cluster.Bootstrap, cluster.BootstrapMember:
+		offer := *plan.Offer
+		if plan.Action == cluster.Bootstrap {
+			offer.Token = clusterToken(a.clusterName())
+		}
+		// Recorded before anyone can see it: whoever accepts the offer may
+		// start etcd on it, and this instance must then start on it too,
+		// even after a crash.
+		if err := a.data.writeOffer(&offer); err != nil {
+			return nil, err
+		}
+		a.setPeer(func(p *cluster.PeerState) { p.Offer = &offer })
+		spec.InitialClusterState = etcd.StateNew
+		spec.ClusterToken = offer.Token
+		spec.InitialCluster = nil
+		for _, m := range offer.Members {
+			spec.InitialCluster = append(spec.InitialCluster, etcd.NamedPeer{Name: m.Name, PeerURL: m.PeerURL})
+		}
 		return a.launch(ctx, spec)
 	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
 		return a.join(ctx, in, plan, spec)
@@ -232,11 +251,12 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	}
 
 	var memberID cluster.ID
+	learner := true
 	ms := view.Members
 	if plan.Action == cluster.ResumeJoin {
 		for _, m := range ms {
 			if m.HasPeerURL(a.peerURL()) {
-				memberID = m.ID
+				memberID, learner = m.ID, m.IsLearner
 			}
 		}
 	} else {
@@ -258,6 +278,10 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	proc, err := a.launch(ctx, spec)
 	if err != nil {
 		return nil, err
+	}
+	if !learner {
+		// A voter of the initial membership that had not started yet.
+		return proc, nil
 	}
 	if err := a.awaitPromotion(ctx, c, proc, memberID); err != nil {
 		// etcd runs as a learner; the leader's housekeeping promotes it later.

@@ -34,7 +34,7 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 	defer func() {
 		a.setReady(false)
 		a.metrics.leader.Set(0)
-		a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = false })
+		a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.HasLeader = false, false })
 	}()
 	c, err := newClient([]string{a.clientURL()})
 	if err != nil {
@@ -59,6 +59,7 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 		cancel()
 		if err != nil {
 			a.setReady(false)
+			a.setPeer(func(p *cluster.PeerState) { p.HasLeader = false })
 			a.log.Debug("local etcd not answering", "err", err)
 			continue
 		}
@@ -70,6 +71,7 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			p.ClusterID, p.MemberID = cluster.ID(st.Header.ClusterId), cluster.ID(st.Header.MemberId)
 			p.Revision = st.Header.Revision
 			p.EtcdVersion = st.Version
+			p.HasLeader = st.Leader != 0
 		})
 		if now := a.now(); now.Sub(lastMarker) >= markerEvery {
 			m := marker{ClusterID: cluster.ID(st.Header.ClusterId), MemberID: cluster.ID(st.Header.MemberId),
@@ -79,6 +81,11 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			} else {
 				if lastMarker.IsZero() {
 					a.log.Info("member running", "member", m.MemberID, "cluster", m.ClusterID, "revision", m.Revision)
+					// The data now says who this member is; the offer is history.
+					if err := a.data.removeOffer(); err != nil {
+						a.log.Warn("removing bootstrap offer", "err", err)
+					}
+					a.setPeer(func(p *cluster.PeerState) { p.Offer = nil })
 				}
 				lastMarker = now
 			}

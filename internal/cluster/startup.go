@@ -22,8 +22,11 @@ const (
 	ResumeJoin StartupAction = "resume-join"
 	// StartOnData starts etcd on local data while no live cluster answers (whole-group reboot).
 	StartOnData StartupAction = "start-on-data"
-	// Bootstrap creates a new cluster of one member; the others join it.
+	// Bootstrap creates a new cluster: the seeder offers the agreed group as
+	// the initial members and starts etcd with state new.
 	Bootstrap StartupAction = "bootstrap"
+	// BootstrapMember starts etcd with state new as a member of an offer.
+	BootstrapMember StartupAction = "bootstrap-member"
 	// Wait does nothing and looks again later.
 	Wait StartupAction = "wait"
 )
@@ -53,6 +56,9 @@ type StartupPlan struct {
 	Wipe bool `json:"wipe,omitempty"`
 	// Seeder is the instance allowed to create the cluster, when one was chosen.
 	Seeder string `json:"seeder,omitempty"`
+	// Offer is the initial membership for Bootstrap (its token is left for
+	// the caller to fill with a fresh random one) and BootstrapMember.
+	Offer *BootstrapOffer `json:"offer,omitempty"`
 }
 
 func wait(format string, args ...any) StartupPlan {
@@ -129,6 +135,10 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return StartupPlan{Action: StartOnData,
 			Reason: "no live cluster answers and this instance has data: start on it and wait for peers"}
 	}
+	if in.Local.Offer != nil {
+		return StartupPlan{Action: BootstrapMember, Offer: in.Local.Offer,
+			Reason: "no live cluster and this instance accepted a bootstrap offer before: start it again with the same offer"}
+	}
 	if !in.GroupKnown {
 		return wait("no live cluster and the group listing failed")
 	}
@@ -136,6 +146,9 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return wait("this instance %s is not in the group listing yet", in.Self.ID)
 	}
 	members := groupMembers(in.Group)
+	if plan, ok := decideOnOffers(in, members); ok {
+		return plan
+	}
 	view := GroupView(in.Group)
 	var answers []PeerState
 	for _, inst := range members {
@@ -161,8 +174,42 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return StartupPlan{Action: Wait, Seeder: seeder,
 			Reason: fmt.Sprintf("no cluster exists; %s is the seeder and creates it", seeder)}
 	}
-	return StartupPlan{Action: Bootstrap, Seeder: seeder,
+	offer := &BootstrapOffer{}
+	for _, a := range answers {
+		if hostOf(a.PeerURL) != a.Address || a.Address == "" {
+			return wait("peer %s publishes peer URL %q that is not on its address %q", a.InstanceID, a.PeerURL, a.Address)
+		}
+		offer.Members = append(offer.Members, NamedPeer{Name: a.InstanceID, PeerURL: a.PeerURL})
+	}
+	return StartupPlan{Action: Bootstrap, Seeder: seeder, Offer: offer,
 		Reason: fmt.Sprintf("all %d group instances answered, none has data, and this instance is the seeder", len(members))}
+}
+
+// decideOnOffers accepts the one bootstrap offer that lists this instance.
+func decideOnOffers(in StartupInputs, members []Instance) (StartupPlan, bool) {
+	var offers []*BootstrapOffer
+	var from []string
+	for _, inst := range members {
+		a, ok := in.Peers[inst.ID]
+		if !ok || !a.Reachable || a.State.InstanceID != inst.ID || a.State.Offer == nil {
+			continue
+		}
+		if !slices.ContainsFunc(offers, func(o *BootstrapOffer) bool { return o.Token == a.State.Offer.Token }) {
+			offers = append(offers, a.State.Offer)
+			from = append(from, inst.ID)
+		}
+	}
+	switch {
+	case len(offers) == 0:
+		return StartupPlan{}, false
+	case len(offers) > 1:
+		return wait("conflicting bootstrap offers from %v: accepting none", from), true
+	case !offers[0].Lists(in.Self):
+		return wait("a cluster is being created by %s without this instance; joining once it is live", from[0]), true
+	default:
+		return StartupPlan{Action: BootstrapMember, Offer: offers[0],
+			Reason: fmt.Sprintf("%s offers to create the cluster with this instance among %d members", from[0], len(offers[0].Members))}, true
+	}
 }
 
 // Seeder picks the one instance allowed to create a cluster: the highest data

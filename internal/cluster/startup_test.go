@@ -52,7 +52,7 @@ func fullLiveCluster() *ClusterView {
 func freshAnswers(group []Instance) map[string]PeerAnswer {
 	out := map[string]PeerAnswer{}
 	for _, inst := range group {
-		out[inst.ID] = PeerAnswer{Reachable: true, State: PeerState{InstanceID: inst.ID, Address: inst.Address, GroupView: GroupView(group)}}
+		out[inst.ID] = PeerAnswer{Reachable: true, State: PeerState{InstanceID: inst.ID, Address: inst.Address, PeerURL: peerURL(inst.Address), GroupView: GroupView(group)}}
 	}
 	return out
 }
@@ -520,8 +520,107 @@ func TestDecideStartup(t *testing.T) {
 				t.Errorf("reason %q does not mention %q", got.Reason, tt.reasonHas)
 			}
 			got.Reason = ""
-			if got != tt.want {
-				t.Errorf("DecideStartup() = %+v, want %+v", got, tt.want)
+			if got.Action == Bootstrap && tt.want.Offer == nil {
+				checkSeederOffer(t, tt.in, got.Offer)
+				got.Offer = nil
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DecideStartup() = %+v (offer %+v), want %+v (offer %+v)", got, got.Offer, tt.want, tt.want.Offer)
+			}
+		})
+	}
+}
+
+// checkSeederOffer asserts that a seeder offers exactly the group instances,
+// in id order, each at its own peer URL, and leaves the token to the caller.
+func checkSeederOffer(t *testing.T, in StartupInputs, offer *BootstrapOffer) {
+	t.Helper()
+	if offer == nil {
+		t.Fatal("bootstrap plan without an offer")
+	}
+	var want []NamedPeer
+	for _, inst := range groupMembers(in.Group) {
+		want = append(want, NamedPeer{Name: inst.ID, PeerURL: peerURL(inst.Address)})
+	}
+	if !reflect.DeepEqual(offer.Members, want) || offer.Token != "" {
+		t.Errorf("offer = %+v, want members %+v and no token", offer, want)
+	}
+}
+
+func TestDecideStartupBootstrapOffers(t *testing.T) {
+	offerAB := &BootstrapOffer{Token: "t1", Members: []NamedPeer{
+		{Name: "i-a", PeerURL: peerURL("10.0.0.1")}, {Name: "i-b", PeerURL: peerURL("10.0.0.2")}, {Name: "i-c", PeerURL: peerURL("10.0.0.3")}}}
+	offerOther := &BootstrapOffer{Token: "t2", Members: []NamedPeer{{Name: "i-b", PeerURL: peerURL("10.0.0.2")}}}
+	withOffer := func(from string, o *BootstrapOffer) func(in *StartupInputs) {
+		return func(in *StartupInputs) {
+			a := in.Peers[from]
+			a.State.Offer, a.State.Phase = o, PhaseStarting
+			in.Peers[from] = a
+		}
+	}
+	tests := []struct {
+		name string
+		in   StartupInputs
+		want StartupPlan
+	}{
+		{"the seeder offers and lists me: start as a member of the offer",
+			startupInputs("i-b", withOffer("i-a", offerAB)),
+			StartupPlan{Action: BootstrapMember, Offer: offerAB}},
+		{"an offer that does not list me: wait for the cluster to be live, then join",
+			startupInputs("i-c", withOffer("i-b", offerOther)),
+			StartupPlan{Action: Wait}},
+		{"an offer listing my name at another address is not mine",
+			startupInputs("i-b", withOffer("i-a", &BootstrapOffer{Token: "t3", Members: []NamedPeer{{Name: "i-b", PeerURL: peerURL("10.9.9.9")}}})),
+			StartupPlan{Action: Wait}},
+		{"two different offers: accept none",
+			startupInputs("i-c", func(in *StartupInputs) {
+				withOffer("i-a", offerAB)(in)
+				withOffer("i-b", &BootstrapOffer{Token: "t9", Members: offerAB.Members})(in)
+			}),
+			StartupPlan{Action: Wait}},
+		{"the same offer published by two members is one offer",
+			startupInputs("i-c", func(in *StartupInputs) {
+				withOffer("i-a", offerAB)(in)
+				withOffer("i-b", offerAB)(in)
+			}),
+			StartupPlan{Action: BootstrapMember, Offer: offerAB}},
+		{"an offer from an unreachable peer is not seen",
+			startupInputs("i-b", func(in *StartupInputs) {
+				withOffer("i-a", offerAB)(in)
+				a := in.Peers["i-a"]
+				a.Reachable = false
+				in.Peers["i-a"] = a
+			}),
+			StartupPlan{Action: Wait}},
+		{"an offer accepted before, no data yet: start again with it, even on an unknown group",
+			startupInputs("i-b", func(in *StartupInputs) {
+				in.Local.Offer = offerAB
+				in.GroupKnown, in.Group = false, nil
+			}),
+			StartupPlan{Action: BootstrapMember, Offer: offerAB}},
+		{"an offer accepted before but a live cluster answers: the live cluster decides",
+			startupInputs("i-b", func(in *StartupInputs) {
+				in.Local.Offer = offerAB
+				in.Cluster = liveCluster(startedMember(0xa, "i-a", "10.0.0.1"), unstartedMember(0xb, "10.0.0.2"))
+			}),
+			StartupPlan{Action: ResumeJoin}},
+		{"the seeder never offers a peer URL off the peer's address",
+			startupInputs("i-a", func(in *StartupInputs) {
+				a := in.Peers["i-c"]
+				a.State.PeerURL = peerURL("10.9.9.9")
+				in.Peers["i-c"] = a
+			}),
+			StartupPlan{Action: Wait}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DecideStartup(tt.in)
+			if got.Reason == "" {
+				t.Errorf("plan %+v has no reason", got)
+			}
+			got.Reason, got.Seeder = "", ""
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DecideStartup() = %+v (offer %+v), want %+v (offer %+v)", got, got.Offer, tt.want, tt.want.Offer)
 			}
 		})
 	}
@@ -534,7 +633,7 @@ func TestDecideStartup(t *testing.T) {
 func TestDecideStartupBootstrapsOnlyOnACompleteView(t *testing.T) {
 	kinds := []string{"fresh", "missing", "unreachable", "other-instance", "has-data", "runs-etcd", "starting", "other-view"}
 	answer := func(inst Instance, kind string) (PeerAnswer, bool) {
-		fresh := PeerAnswer{Reachable: true, State: PeerState{InstanceID: inst.ID, Address: inst.Address, GroupView: GroupView(fixtureGroup())}}
+		fresh := PeerAnswer{Reachable: true, State: PeerState{InstanceID: inst.ID, Address: inst.Address, PeerURL: peerURL(inst.Address), GroupView: GroupView(fixtureGroup())}}
 		switch kind {
 		case "missing":
 			return PeerAnswer{}, false

@@ -152,6 +152,9 @@ type PeerState struct {
 	InstanceID  string `json:"instance_id"`
 	Address     string `json:"address"`
 	EtcdRunning bool   `json:"etcd_running"`
+	// HasLeader is true when the instance's etcd last knew a leader; only
+	// such peers are asked for the member list.
+	HasLeader bool `json:"has_leader"`
 	// HasData is true when the instance's data dir holds etcd data.
 	HasData bool `json:"has_data"`
 	// ClusterID and MemberID identify the data the instance holds (zero if unknown).
@@ -168,6 +171,33 @@ type PeerState struct {
 	// it. A cluster is created only when every instance sees the same group,
 	// so two instances with different listings can't both seed a cluster.
 	GroupView []string `json:"group_view"`
+	// Offer is the bootstrap offer this instance takes part in, if any.
+	Offer *BootstrapOffer `json:"bootstrap_offer,omitempty"`
+}
+
+// NamedPeer is one entry of etcd's --initial-cluster.
+type NamedPeer struct {
+	Name    string `json:"name"`
+	PeerURL string `json:"peer_url"`
+}
+
+// BootstrapOffer is how a cluster is created: the seeder publishes the
+// initial members (the whole agreed group) and a token unique to this
+// creation, and every listed instance starts etcd with exactly these, so the
+// group forms one cluster at once instead of growing one member at a time.
+type BootstrapOffer struct {
+	Token   string      `json:"token"`
+	Members []NamedPeer `json:"members"`
+}
+
+// Lists reports whether the offer names the instance at its address.
+func (o *BootstrapOffer) Lists(self Instance) bool {
+	for _, m := range o.Members {
+		if m.Name == self.ID && hostOf(m.PeerURL) == self.Address {
+			return true
+		}
+	}
+	return false
 }
 
 // Phase is what an appliance is doing, as published in its PeerState.
@@ -211,4 +241,7 @@ type LocalData struct {
 	// Unusable says why etcd could not run on the data (corrupt, or of
 	// another cluster), as learned from etcd's last exit; empty when usable.
 	Unusable string `json:"unusable,omitempty"`
+	// Offer is a bootstrap offer this instance accepted and recorded before
+	// its etcd created any data; it is started again with the same offer.
+	Offer *BootstrapOffer `json:"offer,omitempty"`
 }
