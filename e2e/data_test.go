@@ -30,8 +30,18 @@ func putKeys(t *testing.T, ctx context.Context, g *testcluster.Group, prefix str
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for i := range n {
-		if _, err := c.Put(ctx, keyName(prefix, i), keyValue(prefix, i)); err != nil {
-			t.Fatalf("writing %s: %v", keyName(prefix, i), err)
+		// A put in flight when a leader dies times out; writing the same
+		// value again is harmless, so retry as a client would.
+		err := testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+			pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+			defer pcancel()
+			if _, err := c.Put(pctx, keyName(prefix, i), keyValue(prefix, i)); err != nil {
+				return false, fmt.Sprintf("writing %s: %v", keyName(prefix, i), err)
+			}
+			return true, ""
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }

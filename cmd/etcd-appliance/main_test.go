@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+func TestBadConfigurationExitsNonZero(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"run", "--provider", "nope"},
+		{"run", "--instance-id", "i-1"},
+		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--data-dir", file},
+		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--client-port", "70000"},
+		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--address", "0.0.0.0"},
+		{"run", "--no-such-flag"},
+		{"no-such-command"},
+		{},
+	} {
+		if code := run(context.Background(), args); code != 2 {
+			t.Errorf("run %q = %d, want 2", args, code)
+		}
+	}
+}
+
+func TestBadEnvironmentExitsNonZero(t *testing.T) {
+	t.Setenv("ETCD_APPLIANCE_PEER_PORT", "not-a-port")
+	if code := run(context.Background(), []string{"run", "--instance-id", "i-1", "--group-file", "g.json"}); code != 2 {
+		t.Errorf("run with a bad env value = %d, want 2", code)
+	}
+}
+
+func TestVersionAndStatusWithoutAnAPI(t *testing.T) {
+	if code := run(context.Background(), []string{"version"}); code != 0 {
+		t.Errorf("version = %d", code)
+	}
+	var b bytes.Buffer
+	printVersion(&b)
+	if !strings.Contains(b.String(), "bundled etcd 3.6.") {
+		t.Errorf("version output %q lacks the bundled etcd version", b.String())
+	}
+	if code := run(context.Background(), []string{"status", "--api", "http://127.0.0.1:1", "--timeout", "2s"}); code != 1 {
+		t.Errorf("status against nothing = %d, want 1", code)
+	}
+}
+
+func TestStatusTable(t *testing.T) {
+	st := cluster.ClusterStatus{Reporter: "i-a", ObservedAt: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), ClusterID: 0x1f,
+		Members: []cluster.MemberStatus{
+			{ID: 0xa, Name: "i-a", Role: cluster.RoleVoter, Healthy: true, Leader: true, Revision: 7, InGroup: true},
+			{ID: 0xb, Name: "i-b", Role: cluster.RoleVoter, Healthy: false, InGroup: false, Error: "deadline exceeded"},
+			{ID: 0xc, Role: cluster.RoleUnstarted},
+		}}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{"cluster 1f", "i-a", "voter", "healthy", "unhealthy", "(unstarted)", "1 of 2 voters healthy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q:\n%s", want, out)
+		}
+	}
+}
