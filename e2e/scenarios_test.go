@@ -93,7 +93,28 @@ func TestApplianceKilledAndRestarted(t *testing.T) {
 	if err := g.Kill(victim.ID); err != nil {
 		t.Fatal(err)
 	}
+	// Let the survivors see the member down, so the restart has to catch up
+	// and is not a blip the cluster never noticed.
+	survivor := insts[1]
+	err := testcluster.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
+		st, err := g.StatusOf(ctx, survivor.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range st.Members {
+			if m.Name == victim.ID && !m.Healthy {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s does not see %s down: %s", survivor.ID, victim.ID, testcluster.Summarize(st))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	putKeys(t, ctx, g, "during", 50) // two of three voters keep quorum
+	if st, err := g.Status(ctx); err != nil || len(st.Members) != 3 {
+		t.Fatalf("while %s is down the cluster must keep its member: %s (err %v)", victim.ID, testcluster.Summarize(st), err)
+	}
 
 	restarted := time.Now()
 	if err := g.Start(ctx, victim.ID); err != nil {

@@ -2,9 +2,11 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -23,6 +25,9 @@ type housekeepingMemory struct {
 // How often the running member is looked at; housekeeping runs every
 // --reconcile-interval on top of that.
 const watchInterval = 250 * time.Millisecond
+
+// leaveTimeout bounds leaving the cluster on shutdown.
+const leaveTimeout = 15 * time.Second
 
 // markerEvery bounds how often the marker's revision is refreshed.
 const markerEvery = 10 * time.Second
@@ -111,7 +116,9 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 	cancel()
 	view, err := clusterView(ctx, c)
 	if err != nil {
-		a.log.Warn("housekeeping: no member list", "err", err)
+		if ctx.Err() == nil {
+			a.log.Warn("housekeeping: no member list", "err", err)
+		}
 		return
 	}
 	health := memberHealth(ctx, c, view.Members)
@@ -178,10 +185,13 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 // cluster first when configured to.
 func (a *Appliance) shutdown(proc *etcd.Process) {
 	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseLeaving })
+	left := false
 	if a.cfg.LeaveOnShutdown == config.LeaveAlways {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := a.leave(ctx); err != nil {
 			a.log.Warn("not leaving the cluster", "err", err)
+		} else {
+			left = true
 		}
 		cancel()
 	}
@@ -189,7 +199,7 @@ func (a *Appliance) shutdown(proc *etcd.Process) {
 		a.log.Warn("stopping etcd", "err", err)
 	}
 	a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.Phase = false, cluster.PhaseStopped })
-	a.log.Info("etcd stopped", "left_cluster", a.cfg.LeaveOnShutdown == config.LeaveAlways)
+	a.log.Info("etcd stopped", "left_cluster", left)
 }
 
 // leave removes this member from the cluster, handing leadership over first.
@@ -250,10 +260,23 @@ func (a *Appliance) leave(ctx context.Context) error {
 		return err
 	}
 	defer rest.Close()
-	rctx, cancel := context.WithTimeout(ctx, requestTimout)
-	defer cancel()
-	if _, err := rest.MemberRemove(rctx, uint64(me.ID)); err != nil {
-		return fmt.Errorf("removing member %s: %w", me.ID, err)
+	// etcd's --strict-reconfig-check refuses a removal until the leader has
+	// been connected to a quorum for 5 s, as right after a leader change:
+	// try again until the leave deadline.
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimout)
+		_, err := rest.MemberRemove(rctx, uint64(me.ID))
+		cancel()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return fmt.Errorf("removing member %s: %w", me.ID, err)
+		}
+		a.log.Info("removal refused until the cluster is stable; retrying", "member", me.ID, "err", err)
+		if !sleep(ctx, 500*time.Millisecond) {
+			return fmt.Errorf("removing member %s: %w", me.ID, err)
+		}
 	}
 	a.metrics.removals.Inc()
 	a.log.Info("left the cluster", "member", me.ID, "reason", "--leave-on-shutdown=always")
