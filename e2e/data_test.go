@@ -120,6 +120,10 @@ type memberWatch struct {
 	// seen in one member list.
 	maxPending   int
 	pendingAtMax string
+	// unstartedVoters lists new members seen as voters before they had
+	// started (published their name): a learner must be promoted only
+	// once it runs, as housekeeping does.
+	unstartedVoters map[uint64]bool
 	polls, fails int
 
 	cancel context.CancelFunc
@@ -137,7 +141,8 @@ func watchMembers(t *testing.T, ctx context.Context, g *testcluster.Group) *memb
 		c.Close()
 		t.Fatalf("listing members: %v", err)
 	}
-	w := &memberWatch{initial: map[uint64]bool{}, firstSeenLearner: map[uint64]bool{}, names: map[uint64]string{}, done: make(chan struct{})}
+	w := &memberWatch{initial: map[uint64]bool{}, firstSeenLearner: map[uint64]bool{}, names: map[uint64]string{},
+		unstartedVoters: map[uint64]bool{}, done: make(chan struct{})}
 	for _, m := range first.Members {
 		w.initial[m.ID] = true
 	}
@@ -182,6 +187,9 @@ func (w *memberWatch) record(resp *clientv3.MemberListResponse, err error) {
 		if w.initial[m.ID] {
 			continue
 		}
+		if !m.IsLearner && m.Name == "" {
+			w.unstartedVoters[m.ID] = true
+		}
 		if _, seen := w.firstSeenLearner[m.ID]; !seen {
 			w.firstSeenLearner[m.ID] = m.IsLearner
 		}
@@ -217,6 +225,9 @@ func (w *memberWatch) assertJoinedAsLearners(t *testing.T, wantNew int) {
 	}
 	if len(ids) != wantNew {
 		t.Errorf("saw %d new members (%x), want %d", len(ids), ids, wantNew)
+	}
+	for id := range w.unstartedVoters {
+		t.Errorf("new member %x (%s) was a voter before it started: a learner must be promoted only once it runs and has published itself", id, w.names[id])
 	}
 	if w.maxPending > 1 {
 		t.Errorf("saw %d learners or unstarted members at once (%s): joins must be one at a time", w.maxPending, w.pendingAtMax)

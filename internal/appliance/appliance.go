@@ -128,7 +128,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			Phase:       cluster.PhasePlanning,
 		}
 	})
-	a.refreshLocal()
+	_, _ = a.refreshLocal()
 
 	if err := etcd.KillLeftover(a.log, a.data.pidFile(), a.data.etcd()); err != nil {
 		return fmt.Errorf("stopping an etcd left over by an earlier run: %w", err)
@@ -172,7 +172,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 		exited := a.now()
 		kind := etcd.ClassifyExit(proc.LastLines())
 		a.metrics.etcdRestarts.WithLabelValues(string(kind)).Inc()
-		if kind == etcd.ExitDataCorrupt || kind == etcd.ExitClusterMismatch {
+		// Only corruption makes the data unusable: a cluster-id mismatch is
+		// also logged by healthy members that meet a foreign peer, so it is
+		// left to the startup plan, which compares ids with the live cluster.
+		if kind == etcd.ExitDataCorrupt {
 			a.unusable = string(kind)
 		}
 		delay = backoff.Next(delay, started, exited)
@@ -250,11 +253,15 @@ func (a *Appliance) peerState() cluster.PeerState {
 	return a.peer
 }
 
-// refreshLocal publishes what the data dir holds.
-func (a *Appliance) refreshLocal() cluster.LocalData {
+// refreshLocal reads the data dir and publishes what it holds. When it
+// can't be read, the instance publishes that it has data: unknown is never
+// reported as empty, so nobody creates a cluster past it.
+func (a *Appliance) refreshLocal() (cluster.LocalData, error) {
 	ld, err := a.data.local()
 	if err != nil {
 		a.log.Warn("reading data dir", "err", err)
+		a.setPeer(func(p *cluster.PeerState) { p.HasData = true })
+		return ld, err
 	}
 	a.setPeer(func(p *cluster.PeerState) {
 		p.HasData = ld.Exists
@@ -262,8 +269,11 @@ func (a *Appliance) refreshLocal() cluster.LocalData {
 		if ld.Revision > p.Revision || !ld.Exists {
 			p.Revision = ld.Revision
 		}
+		// An accepted offer stays published until the cluster had a leader,
+		// so members that have not started yet can still accept it.
+		p.Offer = ld.Offer
 	})
-	return ld
+	return ld, nil
 }
 
 func (a *Appliance) setReady(ready bool) {
@@ -308,4 +318,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 func portString(p int) string { return strconv.Itoa(p) }
 
-var errPlanChanged = errors.New("the plan changed under the join lock")
+var errPlanChanged = errors.New("the plan changed under the membership lock")

@@ -8,7 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+	"go.uber.org/zap"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
@@ -37,7 +42,9 @@ type marker struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 }
 
-// keptWipes is how many set-aside data dirs are kept.
+// keptWipes is how many set-aside copies of the live cluster's own data are
+// kept; copies of any other or unknown cluster are never pruned, as they may
+// be the only ones left.
 const keptWipes = 1
 
 func (d dataDir) etcd() string    { return filepath.Join(d.root, "etcd") }
@@ -73,7 +80,7 @@ func (d dataDir) local() (cluster.LocalData, error) {
 		ld.Known = true
 		ld.ClusterID, ld.MemberID, ld.Revision = m.ClusterID, m.MemberID, m.Revision
 	}
-	return ld, nil
+	return d.withOffer(ld)
 }
 
 // withOffer adds the bootstrap offer accepted earlier, when there is one.
@@ -155,7 +162,8 @@ func writeFileJSON(path string, v any) error {
 }
 
 // wipe sets the etcd data and its marker aside and returns where they went.
-func (d dataDir) wipe(now time.Time) (string, error) {
+// live is the cluster the instance is about to (re)join.
+func (d dataDir) wipe(now time.Time, live cluster.ID) (string, error) {
 	aside := filepath.Join(d.root, "wiped-"+now.UTC().Format("20060102T150405.000000000"))
 	if err := os.MkdirAll(aside, 0o700); err != nil {
 		return "", fmt.Errorf("wiping data dir: %w", err)
@@ -166,20 +174,51 @@ func (d dataDir) wipe(now time.Time) (string, error) {
 			return "", fmt.Errorf("wiping data dir: %w", err)
 		}
 	}
-	return aside, d.pruneWipes()
+	return aside, d.pruneWipes(live)
 }
 
-func (d dataDir) pruneWipes() error {
+// pruneWipes removes the older set-aside copies of the live cluster's own
+// data, which the live cluster holds anyway.
+func (d dataDir) pruneWipes(live cluster.ID) error {
 	wipes, err := filepath.Glob(filepath.Join(d.root, "wiped-*"))
 	if err != nil {
 		return err
 	}
 	sort.Strings(wipes)
-	for len(wipes) > keptWipes {
-		if err := os.RemoveAll(wipes[0]); err != nil {
+	var own []string
+	for _, w := range wipes {
+		m, ok, err := dataDir{root: w}.readMarker()
+		if err == nil && ok && m.ClusterID == live && live != 0 {
+			own = append(own, w)
+		}
+	}
+	for len(own) > keptWipes {
+		if err := os.RemoveAll(own[0]); err != nil {
 			return fmt.Errorf("pruning old wiped data: %w", err)
 		}
-		wipes = wipes[1:]
+		own = own[1:]
 	}
 	return nil
+}
+
+// offerIdentity computes the cluster and member ids that etcd derives from
+// a bootstrap offer, exactly as etcd does.
+func offerIdentity(o *cluster.BootstrapOffer, name string) (cluster.ID, cluster.ID, error) {
+	var pairs []string
+	for _, m := range o.Members {
+		pairs = append(pairs, m.Name+"="+m.PeerURL)
+	}
+	urls, err := types.NewURLsMap(strings.Join(pairs, ","))
+	if err != nil {
+		return 0, 0, fmt.Errorf("bootstrap offer: %w", err)
+	}
+	rc, err := membership.NewClusterFromURLsMap(zap.NewNop(), o.Token, urls)
+	if err != nil {
+		return 0, 0, fmt.Errorf("bootstrap offer: %w", err)
+	}
+	m := rc.MemberByName(name)
+	if m == nil {
+		return 0, 0, fmt.Errorf("bootstrap offer does not list %s", name)
+	}
+	return cluster.ID(rc.ID()), cluster.ID(m.ID), nil
 }

@@ -64,10 +64,10 @@ func TestWipeSetsDataAsideAndKeepsTheNewestCopy(t *testing.T) {
 	var asides []string
 	for i := range 3 {
 		writeWAL(t, d)
-		if err := d.writeMarker(marker{MemberID: cluster.ID(i + 1)}); err != nil {
+		if err := d.writeMarker(marker{ClusterID: 0x77, MemberID: cluster.ID(i + 1)}); err != nil {
 			t.Fatal(err)
 		}
-		aside, err := d.wipe(base.Add(time.Duration(i) * time.Second))
+		aside, err := d.wipe(base.Add(time.Duration(i)*time.Second), 0x77)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,5 +104,51 @@ func TestInitialClusterNamesThisInstanceAndKeepsUnstartedMembers(t *testing.T) {
 	}
 	if got[0].Name != "i-a" || got[1].Name != "i-b" {
 		t.Errorf("other entries renamed: %+v", got)
+	}
+}
+
+func TestWipeNeverPrunesDataOfAnotherCluster(t *testing.T) {
+	d := dataDir{root: t.TempDir()}
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var asides []string
+	for i, owner := range []cluster.ID{0x99, 0, 0x77, 0x77} {
+		writeWAL(t, d)
+		if owner != 0 {
+			if err := d.writeMarker(marker{ClusterID: owner, MemberID: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		aside, err := d.wipe(base.Add(time.Duration(i)*time.Second), 0x77)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asides = append(asides, aside)
+	}
+	for i, want := range []bool{true, true, false, true} {
+		_, err := os.Stat(asides[i])
+		if kept := err == nil; kept != want {
+			t.Errorf("copy %d (%s): kept = %v, want %v", i, asides[i], kept, want)
+		}
+	}
+}
+
+func TestOfferIdentityMatchesEtcd(t *testing.T) {
+	o := &cluster.BootstrapOffer{Token: "tok", Members: []cluster.NamedPeer{
+		{Name: "i-a", PeerURL: "http://127.0.0.1:2380"}, {Name: "i-b", PeerURL: "http://127.0.0.2:2380"}}}
+	cid, aid, err := offerIdentity(o, "i-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid2, bid, err := offerIdentity(o, "i-b")
+	if err != nil || cid2 != cid || aid == bid || cid == 0 || aid == 0 {
+		t.Fatalf("ids: cluster %s/%s, members %s %s, err %v", cid, cid2, aid, bid, err)
+	}
+	o2 := *o
+	o2.Token = "other"
+	if cid3, _, _ := offerIdentity(&o2, "i-a"); cid3 == cid {
+		t.Errorf("another token gave the same cluster id %s", cid)
+	}
+	if _, _, err := offerIdentity(o, "i-z"); err == nil {
+		t.Error("an instance outside the offer got an identity")
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
@@ -22,14 +22,13 @@ import (
 const (
 	groupTimeout     = 5 * time.Second
 	joinLockTimeout  = 30 * time.Second
-	joinLockTTL      = 10 // seconds
 	etcdReadyTimeout = 60 * time.Second
 	promoteTimeout   = 60 * time.Second
 )
 
 // gatherStartup collects the inputs of the startup plan.
 func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, error) {
-	in := cluster.StartupInputs{Self: a.self}
+	in := cluster.StartupInputs{Self: a.self, SelfPeerURL: a.peerURL()}
 	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
 	group, err := a.group.Instances(gctx)
 	cancel()
@@ -39,14 +38,26 @@ func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, e
 		in.GroupKnown, in.Group = true, group
 		a.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
 	}
-	in.Local = a.refreshLocal()
-	if in.Local.Exists {
-		in.Local.Unusable = a.unusable
+	local, err := a.localInputs()
+	if err != nil {
+		// Unknown is not empty: never plan on a data dir that can't be read.
+		return in, err
 	}
+	in.Local = local
 	in.Peers = a.askPeers(ctx, in.Group)
 	in.Peers[a.self.ID] = cluster.PeerAnswer{Reachable: true, State: a.peerState()}
 	in.Cluster = a.findLiveCluster(ctx, in.Peers)
 	return in, ctx.Err()
+}
+
+// localInputs is the local data as the startup plan sees it, including
+// what etcd's last exit said about it.
+func (a *Appliance) localInputs() (cluster.LocalData, error) {
+	ld, err := a.refreshLocal()
+	if err == nil && ld.Exists {
+		ld.Unusable = a.unusable
+	}
+	return ld, err
 }
 
 // askPeers asks every other group instance for its state, concurrently.
@@ -145,7 +156,7 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 	case cluster.StartOnData:
 		return a.launch(ctx, spec)
 	case cluster.StartMember:
-		spec.InitialCluster = initialCluster(in.Cluster.Members, a.self.ID, a.peerURL())
+		// With data, etcd takes the membership from its WAL, not the flags.
 		return a.launch(ctx, spec)
 	case cluster.Bootstrap, cluster.BootstrapMember:
 		offer := *plan.Offer
@@ -157,6 +168,17 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 		// even after a crash.
 		if err := a.data.writeOffer(&offer); err != nil {
 			return nil, err
+		}
+		if !in.Local.Exists {
+			// The offer fixes the ids etcd will create; recording them now
+			// means data etcd creates is never of unknown identity.
+			cid, mid, err := offerIdentity(&offer, a.self.ID)
+			if err != nil {
+				return nil, err
+			}
+			if err := a.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: a.self.ID, UpdatedAt: a.now()}); err != nil {
+				return nil, err
+			}
 		}
 		a.setPeer(func(p *cluster.PeerState) { p.Offer = &offer })
 		spec.InitialClusterState = etcd.StateNew
@@ -179,8 +201,13 @@ func initialCluster(ms []cluster.Member, self, selfPeerURL string) []etcd.NamedP
 	var out []etcd.NamedPeer
 	for _, m := range ms {
 		name := m.Name
-		if m.HasPeerURL(selfPeerURL) {
+		switch {
+		case m.HasPeerURL(selfPeerURL):
 			name = self
+		case name == "":
+			// An added member that never started has no name yet; etcd
+			// matches the entries by peer URL, so any unique name does.
+			name = "unstarted-" + m.ID.String()
 		}
 		for _, u := range m.PeerURLs {
 			out = append(out, etcd.NamedPeer{Name: name, PeerURL: u})
@@ -199,32 +226,25 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	}
 	defer c.Close()
 
-	lctx, cancel := context.WithTimeout(ctx, joinLockTimeout)
-	defer cancel()
-	session, err := concurrency.NewSession(c, concurrency.WithTTL(joinLockTTL), concurrency.WithContext(ctx))
+	unlock, err := a.lockMembership(ctx, c, joinLockTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("opening a session for the join lock: %w", err)
+		return nil, err
 	}
-	defer session.Close()
-	lock := concurrency.NewMutex(session, joinLockKey)
-	if err := lock.Lock(lctx); err != nil {
-		return nil, fmt.Errorf("taking the join lock: %w", err)
-	}
-	a.log.Debug("join lock taken")
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.Background(), requestTimout)
-		defer cancel()
-		if err := lock.Unlock(uctx); err != nil {
-			a.log.Warn("releasing the join lock", "err", err)
-		}
-	}()
+	defer unlock()
 
-	// Another instance may have changed the membership while we waited.
+	// The world may have changed while we waited: decide again on fresh inputs.
 	view, err := clusterView(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	in.Cluster = view
+	gctx, gcancel := context.WithTimeout(ctx, groupTimeout)
+	group, gerr := a.group.Instances(gctx)
+	gcancel()
+	in.GroupKnown, in.Group = gerr == nil, group
+	if in.Local, err = a.localInputs(); err != nil {
+		return nil, err
+	}
 	if again := cluster.DecideStartup(in); again.Action != plan.Action || again.RemoveMember != plan.RemoveMember {
 		a.log.Info("plan changed under the join lock", "was", plan.Action, "now", again.Action, "reason", again.Reason)
 		return nil, errPlanChanged
@@ -241,12 +261,14 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 		a.log.Info("member removed before joining", "member", plan.RemoveMember, "reason", plan.Reason)
 	}
 	if plan.Wipe {
-		aside, err := a.data.wipe(a.now())
+		aside, err := a.data.wipe(a.now(), view.ClusterID)
 		if err != nil {
 			return nil, err
 		}
 		a.unusable = ""
-		a.refreshLocal()
+		if _, err := a.refreshLocal(); err != nil {
+			return nil, err
+		}
 		a.log.Info("local data set aside", "to", aside, "reason", plan.Reason)
 	}
 
@@ -301,9 +323,15 @@ func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc
 		pctx, pcancel := context.WithTimeout(ctx, requestTimout)
 		_, err := c.MemberPromote(pctx, uint64(id))
 		pcancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			a.log.Info("promoted to voter", "member", id)
 			return nil
+		case errors.Is(err, rpctypes.ErrMemberNotLearner):
+			a.log.Info("promoted to voter by the leader", "member", id)
+			return nil
+		case errors.Is(err, rpctypes.ErrMemberNotFound):
+			return fmt.Errorf("member %s was removed while joining", id)
 		}
 		lastErr = err
 		select {

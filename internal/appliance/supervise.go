@@ -26,8 +26,19 @@ type housekeepingMemory struct {
 // --reconcile-interval on top of that.
 const watchInterval = 250 * time.Millisecond
 
+// A member without a leader for orphanAfter looks, every orphanCheckEvery,
+// whether a live cluster exists without it.
+const (
+	orphanAfter      = 30 * time.Second
+	orphanCheckEvery = 5 * time.Second
+)
+
 // leaveTimeout bounds leaving the cluster on shutdown.
 const leaveTimeout = 15 * time.Second
+
+// removeLockWait bounds how long housekeeping waits for the membership lock;
+// the next cycle tries again.
+const removeLockWait = 2 * time.Second
 
 // markerEvery bounds how often the marker's revision is refreshed.
 const markerEvery = 10 * time.Second
@@ -50,7 +61,8 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 	defer c.Close()
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
-	var lastMarker time.Time
+	var lastMarker, lastOrphanCheck time.Time
+	lastLeader := a.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -86,13 +98,30 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			} else {
 				if lastMarker.IsZero() {
 					a.log.Info("member running", "member", m.MemberID, "cluster", m.ClusterID, "revision", m.Revision)
-					// The data now says who this member is; the offer is history.
-					if err := a.data.removeOffer(); err != nil {
-						a.log.Warn("removing bootstrap offer", "err", err)
-					}
-					a.setPeer(func(p *cluster.PeerState) { p.Offer = nil })
 				}
 				lastMarker = now
+			}
+		}
+		if st.Leader != 0 && a.peerState().Offer != nil {
+			// The cluster of the offer had a leader: it exists, and members
+			// that did not start yet join it as a live cluster.
+			if err := a.data.removeOffer(); err != nil {
+				a.log.Warn("removing bootstrap offer", "err", err)
+			} else {
+				a.setPeer(func(p *cluster.PeerState) { p.Offer = nil })
+			}
+		}
+		if st.Leader != 0 {
+			lastLeader = a.now()
+		} else if now := a.now(); now.Sub(lastLeader) >= orphanAfter && now.Sub(lastOrphanCheck) >= orphanCheckEvery {
+			lastOrphanCheck = now
+			if a.orphaned(ctx, cluster.ID(st.Header.ClusterId)) {
+				a.log.Warn("etcd has had no leader while a live cluster answers without this member: stopping it to plan again",
+					"no_leader_for", now.Sub(lastLeader).Round(time.Second))
+				if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+					a.log.Warn("stopping etcd", "err", err)
+				}
+				return
 			}
 		}
 		leader := st.Leader == st.Header.MemberId
@@ -106,6 +135,27 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			a.housekeeping(ctx, c)
 		}
 	}
+}
+
+// orphaned reports whether a live cluster answers that is not this
+// member's: another cluster id, or one that no longer lists it. Such a
+// member waits for a leader forever (its peers moved on), so it must plan
+// again, which rejoins it.
+func (a *Appliance) orphaned(ctx context.Context, own cluster.ID) bool {
+	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
+	group, err := a.group.Instances(gctx)
+	cancel()
+	if err != nil {
+		return false
+	}
+	view := a.findLiveCluster(ctx, a.askPeers(ctx, group))
+	if view == nil {
+		return false
+	}
+	if _, listed := view.MemberByName(a.self.ID); listed && view.ClusterID == own {
+		return false
+	}
+	return true
 }
 
 // housekeeping is one leader cycle of §4.4: gather, decide, apply.
@@ -134,7 +184,7 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 	if gerr != nil {
 		a.log.Warn("housekeeping: group listing failed", "err", gerr)
 	}
-	plan := cluster.DecideHousekeeping(cluster.HousekeepingInputs{
+	in := cluster.HousekeepingInputs{
 		Now:            a.now(),
 		Self:           a.self.ID,
 		GroupKnown:     gerr == nil,
@@ -145,8 +195,10 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 		AbsentSince:    a.hk.absentSince,
 		StaleGrace:     a.cfg.StaleGrace,
 		LearnerTimeout: a.cfg.LearnerTimeout,
-	})
+	}
+	plan := cluster.DecideHousekeeping(in)
 	a.hk.firstSeen, a.hk.absentSince = plan.FirstSeen, plan.AbsentSince
+	in.FirstSeen, in.AbsentSince = plan.FirstSeen, plan.AbsentSince
 
 	held := map[string]bool{}
 	for _, h := range plan.Held {
@@ -167,18 +219,46 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 		}
 		a.log.Info("learner promoted", "member", id, "reason", "in sync with the leader")
 	}
-	if r := plan.Remove; r != nil {
-		rctx, cancel := context.WithTimeout(ctx, requestTimout)
-		_, err := c.MemberRemove(rctx, uint64(r.Member.ID))
-		cancel()
-		if err != nil {
-			a.log.Warn("removing stale member failed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
-			return
-		}
-		a.metrics.removals.Inc()
-		delete(a.hk.absentSince, r.Member.ID)
-		a.log.Info("stale member removed", "member", r.Member.ID, "name", r.Member.Name, "reason", r.Reason)
+	if plan.Remove != nil {
+		a.removeStale(ctx, c, in, plan.Remove)
 	}
+}
+
+// removeStale removes a stale member under the membership lock, after
+// deciding again on a fresh member list and health: a join or a leave may
+// have changed the membership since the plan was made.
+func (a *Appliance) removeStale(ctx context.Context, c *clientv3.Client, in cluster.HousekeepingInputs, r *cluster.Removal) {
+	unlock, err := a.lockMembership(ctx, c, removeLockWait)
+	if err != nil {
+		a.log.Info("stale member removal postponed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
+		return
+	}
+	defer unlock()
+	view, err := clusterView(ctx, c)
+	if err != nil {
+		a.log.Warn("stale member removal postponed", "member", r.Member.ID, "err", err)
+		return
+	}
+	health := memberHealth(ctx, c, view.Members)
+	in.Members, in.Healthy = view.Members, map[cluster.ID]bool{}
+	for _, m := range view.Members {
+		in.Healthy[m.ID] = health[m.ID].Healthy
+	}
+	again := cluster.DecideHousekeeping(in)
+	if again.Remove == nil || again.Remove.Member.ID != r.Member.ID {
+		a.log.Info("stale member removal dropped: the membership changed", "member", r.Member.ID, "name", r.Member.Name)
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimout)
+	_, err = c.MemberRemove(rctx, uint64(r.Member.ID))
+	cancel()
+	if err != nil {
+		a.log.Warn("removing stale member failed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
+		return
+	}
+	a.metrics.removals.Inc()
+	delete(a.hk.absentSince, r.Member.ID)
+	a.log.Info("stale member removed", "member", r.Member.ID, "name", r.Member.Name, "reason", r.Reason)
 }
 
 // shutdown stops etcd when the appliance is told to stop, leaving the
@@ -204,7 +284,8 @@ func (a *Appliance) shutdown(proc *etcd.Process) {
 
 // leave removes this member from the cluster, handing leadership over first.
 // It refuses when removing this member would break the quorum safety rule or
-// when this is the last member.
+// when this is the last member. The membership lock is taken through the
+// other members, since this member's etcd goes away with the removal.
 func (a *Appliance) leave(ctx context.Context) error {
 	local, err := newClient([]string{a.clientURL()})
 	if err != nil {
@@ -215,20 +296,38 @@ func (a *Appliance) leave(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var others []string
+	for _, m := range view.Members {
+		if m.Name != a.self.ID {
+			others = append(others, m.ClientURLs...)
+		}
+	}
+	if len(others) == 0 {
+		return fmt.Errorf("this is the last member: leaving would destroy the cluster")
+	}
+	rest, err := newClient(others)
+	if err != nil {
+		return err
+	}
+	defer rest.Close()
+	unlock, err := a.lockMembership(ctx, rest, leaveTimeout/2)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if view, err = clusterView(ctx, rest); err != nil {
+		return err
+	}
 	me, ok := view.MemberByName(a.self.ID)
 	if !ok {
 		return fmt.Errorf("this instance is not a member")
 	}
-	health := memberHealth(ctx, local, view.Members)
-	var others []string
+	health := memberHealth(ctx, rest, view.Members)
 	var transferee cluster.ID
 	remaining, healthy := 0, 0
 	for _, m := range view.Members {
-		if m.ID == me.ID {
-			continue
-		}
-		others = append(others, m.ClientURLs...)
-		if m.IsLearner || !m.Started() {
+		if m.ID == me.ID || m.IsLearner || !m.Started() {
 			continue
 		}
 		remaining++
@@ -239,7 +338,7 @@ func (a *Appliance) leave(ctx context.Context) error {
 			}
 		}
 	}
-	if len(others) == 0 || (!me.IsLearner && remaining == 0) {
+	if !me.IsLearner && remaining == 0 {
 		return fmt.Errorf("member %s is the last voter: leaving would destroy the cluster", me.ID)
 	}
 	if !me.IsLearner && healthy < cluster.Quorum(remaining) {
@@ -255,11 +354,6 @@ func (a *Appliance) leave(ctx context.Context) error {
 			a.log.Info("leadership moved before leaving", "to", transferee)
 		}
 	}
-	rest, err := newClient(others)
-	if err != nil {
-		return err
-	}
-	defer rest.Close()
 	// etcd's --strict-reconfig-check refuses a removal until the leader has
 	// been connected to a quorum for 5 s, as right after a leader change:
 	// try again until the leave deadline.

@@ -65,7 +65,7 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 		} else {
 			plan.FirstSeen[m.ID] = in.Now
 		}
-		if m.IsLearner && m.Started() && in.Healthy[m.ID] && !leftGroup(in, m) {
+		if m.IsLearner && m.Name != "" && in.Healthy[m.ID] && !leftGroup(in, m) {
 			plan.Promote = append(plan.Promote, m.ID)
 		}
 	}
@@ -135,9 +135,10 @@ func leftGroup(in HousekeepingInputs, m Member) bool {
 
 // staleCandidate says whether m is stale and updates the absence clock.
 func staleCandidate(in HousekeepingInputs, m Member, byID map[string]Instance, plan *HousekeepingPlan) (candidate, bool) {
-	if !m.Started() {
+	if m.Name == "" {
 		// An added member that never started: it is the joiner's, until the
-		// learner timeout says the joiner gave up.
+		// learner timeout says the joiner gave up. (Members of a bootstrap
+		// have names from the start and are judged by their instance.)
 		age := in.Now.Sub(plan.FirstSeen[m.ID])
 		if age >= in.LearnerTimeout {
 			return candidate{member: m, rank: 0, confirmed: true,

@@ -684,7 +684,7 @@ func checkHousekeepingInvariants(t *testing.T, in HousekeepingInputs, plan House
 			t.Errorf("%s: %s is both promoted and removed", describe(), id)
 		}
 		for _, m := range in.Members {
-			if m.ID == id && (!m.IsLearner || !m.Started() || !in.Healthy[id] || !instState[m.Name].InGroup()) {
+			if m.ID == id && (!m.IsLearner || m.Name == "" || !in.Healthy[id] || !instState[m.Name].InGroup()) {
 				t.Errorf("%s: promotes %s, which is not a healthy started learner of the group", describe(), id)
 			}
 		}

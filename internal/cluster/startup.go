@@ -34,6 +34,8 @@ const (
 // StartupInputs is everything the startup plan depends on.
 type StartupInputs struct {
 	Self Instance
+	// SelfPeerURL is this instance's etcd peer URL.
+	SelfPeerURL string
 	// GroupKnown is false when listing the group failed: an unknown group is
 	// never read as an empty one.
 	GroupKnown bool
@@ -89,6 +91,10 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 	if !inGroup(in.Group, in.Self.ID) {
 		return wait("this instance %s is not in the group listing", in.Self.ID)
 	}
+	if listed && !m.Started() && m.HasPeerURL(in.SelfPeerURL) && !in.Local.Exists {
+		return StartupPlan{Action: ResumeJoin,
+			Reason: fmt.Sprintf("member %s was created for this instance and never started", m.ID)}
+	}
 	if listed {
 		switch {
 		case !in.Local.Exists:
@@ -108,7 +114,7 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 	}
 
 	for _, m := range c.Members {
-		if !m.HasPeerHost(in.Self.Address) {
+		if !m.HasPeerURL(in.SelfPeerURL) {
 			continue
 		}
 		if !m.Started() {
@@ -126,6 +132,13 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 }
 
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
+	if in.Local.Offer != nil && !in.Local.Known {
+		// Accepted before; etcd may or may not have created its data. Start
+		// again with the same offer: the same token and members give the
+		// same cluster and member ids, whatever happened before.
+		return StartupPlan{Action: BootstrapMember, Offer: in.Local.Offer,
+			Reason: "no live cluster and this instance accepted a bootstrap offer before: start it again with the same offer"}
+	}
 	if in.Local.Exists && in.Local.Unusable != "" {
 		// Without a live cluster to copy from, these bytes may be the newest
 		// data there is: never wipe them, and don't restart etcd on them blindly.
@@ -135,10 +148,7 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return StartupPlan{Action: StartOnData,
 			Reason: "no live cluster answers and this instance has data: start on it and wait for peers"}
 	}
-	if in.Local.Offer != nil {
-		return StartupPlan{Action: BootstrapMember, Offer: in.Local.Offer,
-			Reason: "no live cluster and this instance accepted a bootstrap offer before: start it again with the same offer"}
-	}
+
 	if !in.GroupKnown {
 		return wait("no live cluster and the group listing failed")
 	}

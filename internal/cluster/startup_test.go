@@ -65,6 +65,7 @@ func startupInputs(self string, mod func(in *StartupInputs)) StartupInputs {
 	for _, inst := range group {
 		if inst.ID == self {
 			in.Self = inst
+			in.SelfPeerURL = peerURL(inst.Address)
 		}
 	}
 	if mod != nil {

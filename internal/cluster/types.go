@@ -91,9 +91,10 @@ type Member struct {
 	IsLearner  bool     `json:"is_learner"`
 }
 
-// Started reports whether the member's etcd has ever run: etcd lists members
-// that were added but never started without a name.
-func (m Member) Started() bool { return m.Name != "" }
+// Started reports whether the member's etcd has ever run: a started member
+// publishes its client URLs. (Members of a bootstrap's --initial-cluster get
+// their names at once, so a name alone proves nothing.)
+func (m Member) Started() bool { return len(m.ClientURLs) > 0 }
 
 // HasPeerHost reports whether one of the member's peer URLs points at address.
 func (m Member) HasPeerHost(address string) bool {

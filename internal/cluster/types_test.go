@@ -126,10 +126,16 @@ func TestMemberStartedAndByName(t *testing.T) {
 	if (Member{ID: 1}).Started() {
 		t.Error("a member without a name is reported started")
 	}
-	if !(Member{ID: 1, Name: "i-a"}).Started() {
-		t.Error("a named member is reported unstarted")
+	if (Member{ID: 1, Name: "i-a"}).Started() {
+		t.Error("a named member without client URLs (an initial member that never ran) is reported started")
+	}
+	if !(Member{ID: 1, Name: "i-a", ClientURLs: []string{"http://10.0.0.1:2379"}}).Started() {
+		t.Error("a member that published its client URLs is reported unstarted")
 	}
 	v := &ClusterView{Members: []Member{{ID: 1}, {ID: 2, Name: "i-a"}, {ID: 3, Name: "i-b"}}}
+	if _, ok := v.MemberByName(""); ok {
+		t.Error(`MemberByName("") matched an unnamed member`)
+	}
 	if m, ok := v.MemberByName("i-b"); !ok || m.ID != 3 {
 		t.Errorf("MemberByName(i-b) = %v, %v", m, ok)
 	}

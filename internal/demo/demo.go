@@ -158,15 +158,14 @@ func (d *tour) bootstrap(ctx context.Context) error {
 	d.printf("1. Launching %d instances at once; they find each other through the group file and", d.opts.Members)
 	d.printf("   agree on one seeder that creates the cluster; the others join it as learners.")
 	start := time.Now()
-	stop := d.showProgress(ctx, start)
 	insts, err := d.g.LaunchN(ctx, d.opts.Members)
 	if err != nil {
-		stop()
 		return err
 	}
 	for _, inst := range insts {
 		d.printf("   launched %s at %s", inst.ID, inst.Address)
 	}
+	stop := d.showProgress(ctx, start)
 	wctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
 	st, err := d.g.WaitConverged(wctx, d.opts.Members)
 	cancel()
@@ -223,13 +222,12 @@ func (d *tour) replace(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	stop := d.showProgress(ctx, start)
 	repl, err := d.g.Launch(ctx)
 	if err != nil {
-		stop()
 		return err
 	}
 	d.printf("   launched %s at %s", repl.ID, repl.Address)
+	stop := d.showProgress(ctx, start)
 	wctx, cancel := context.WithTimeout(ctx, replaceTimeout)
 	st, err = d.g.WaitConverged(wctx, d.opts.Members)
 	cancel()
@@ -355,9 +353,10 @@ func (d *tour) showProgress(ctx context.Context, start time.Time) (stop func()) 
 // picture describes the cluster in one line: its members when a member
 // list can be read, else what each appliance is doing.
 func (d *tour) picture(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if st, err := d.g.Status(ctx); err == nil && st.Error == "" && len(st.Members) > 0 {
+	sctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	st, err := d.g.Status(sctx)
+	cancel()
+	if err == nil && st.Error == "" && len(st.Members) > 0 {
 		members := slices.Clone(st.Members)
 		slices.SortFunc(members, func(a, b cluster.MemberStatus) int { return strings.Compare(a.Name, b.Name) })
 		var parts []string
@@ -381,17 +380,26 @@ func (d *tour) picture(ctx context.Context) string {
 		return "members: " + strings.Join(parts, ", ")
 	}
 	var parts []string
+	etcdRuns := false
 	for _, inst := range d.g.Running() {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		ps, err := d.g.Peer(pctx, inst.ID)
+		cancel()
 		phase := "not answering"
-		if ps, err := d.g.Peer(ctx, inst.ID); err == nil {
+		if err == nil {
 			phase = string(ps.Phase)
+			etcdRuns = etcdRuns || ps.EtcdRunning
 		}
 		parts = append(parts, inst.ID+" "+phase)
 	}
-	if len(parts) == 0 {
+	switch {
+	case len(parts) == 0:
 		return "no appliance answers yet"
+	case etcdRuns:
+		return "no member list right now (electing a leader?): " + strings.Join(parts, ", ")
+	default:
+		return "no cluster yet: " + strings.Join(parts, ", ")
 	}
-	return "no cluster yet: " + strings.Join(parts, ", ")
 }
 
 func demoKey(i int) string   { return fmt.Sprintf("%skey-%03d", keyPrefix, i) }

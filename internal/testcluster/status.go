@@ -18,7 +18,7 @@ import (
 )
 
 // requestTimeout bounds every call to an appliance API.
-const requestTimeout = 2 * time.Second
+const requestTimeout = 6 * time.Second
 
 var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
