@@ -124,7 +124,7 @@ type memberWatch struct {
 	// started (published their name): a learner must be promoted only
 	// once it runs, as housekeeping does.
 	unstartedVoters map[uint64]bool
-	polls, fails int
+	polls, fails    int
 
 	cancel context.CancelFunc
 	done   chan struct{}

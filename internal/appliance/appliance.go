@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
@@ -157,7 +159,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			a.log.Warn("starting etcd failed; looking again", "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, errPlanChanged) || errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrTooManyLearners) {
+				// Expected while the cluster settles (etcd refuses new members
+				// until its members were connected for 5 s) or another joins.
+				level = slog.LevelDebug
+			}
+			a.log.Log(ctx, level, "starting etcd failed; looking again", "err", err)
 			if !sleep(ctx, a.cfg.StartupInterval) {
 				return nil
 			}

@@ -320,8 +320,16 @@ func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc
 	defer tick.Stop()
 	var lastErr error
 	for {
+		// Promote only a member that has published itself: etcd promotes an
+		// in-sync learner that has not, and then its own publish request
+		// waits out a 7 s timeout before it serves clients.
 		pctx, pcancel := context.WithTimeout(ctx, requestTimout)
-		_, err := c.MemberPromote(pctx, uint64(id))
+		published, err := isPublished(pctx, c, id)
+		if err == nil && published {
+			_, err = c.MemberPromote(pctx, uint64(id))
+		} else if err == nil {
+			err = errors.New("not published yet")
+		}
 		pcancel()
 		switch {
 		case err == nil:
@@ -342,6 +350,20 @@ func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc
 		case <-tick.C:
 		}
 	}
+}
+
+// isPublished reports whether member id has published its client URLs.
+func isPublished(ctx context.Context, c *clientv3.Client, id cluster.ID) (bool, error) {
+	view, err := clusterView(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range view.Members {
+		if m.ID == id {
+			return m.Started(), nil
+		}
+	}
+	return false, rpctypes.ErrMemberNotFound
 }
 
 // launch starts the etcd child.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -158,6 +159,9 @@ func (a *Appliance) orphaned(ctx context.Context, own cluster.ID) bool {
 	return true
 }
 
+// durations matches the durations in a held removal's reason.
+var durations = regexp.MustCompile(`[0-9.]+(ns|µs|ms|s|m|h)`)
+
 // housekeeping is one leader cycle of §4.4: gather, decide, apply.
 func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 	a.metrics.housekeeping.Inc()
@@ -202,8 +206,10 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 
 	held := map[string]bool{}
 	for _, h := range plan.Held {
-		held[h] = true
-		if !a.hk.held[h] {
+		// Once per situation: the reasons carry growing durations.
+		key := durations.ReplaceAllString(h, "")
+		held[key] = true
+		if !a.hk.held[key] {
 			a.log.Warn("housekeeping: removal held", "reason", h)
 		}
 	}

@@ -158,11 +158,12 @@ func measureGroupFigures(ctx context.Context, binary string, runs int) (figure, 
 	}
 	for i := range runs {
 		victim := g.Running()[i%3]
-		if _, err := g.KillEtcd(victim.ID); err != nil {
+		oldPID, err := g.KillEtcd(victim.ID)
+		if err != nil {
 			return crash, replace, rss, err
 		}
 		start := time.Now()
-		if err := waitReady(ctx, victim); err != nil {
+		if err := waitEtcdBack(ctx, victim, oldPID); err != nil {
 			return crash, replace, rss, fmt.Errorf("crash run %d: %w", i, err)
 		}
 		crash.samples = append(crash.samples, time.Since(start).Seconds())
@@ -194,14 +195,26 @@ func measureGroupFigures(ctx context.Context, binary string, runs int) (figure, 
 	return crash, replace, rss, nil
 }
 
-// waitReady polls the instance's /readyz until its member is a healthy voter.
-func waitReady(ctx context.Context, inst *testcluster.Instance) error {
-	return testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
-		resp, err := httpGet(ctx, inst.APIURL()+"/readyz")
-		if err != nil {
-			return false, err.Error()
+// waitEtcdBack polls until a new etcd child of the instance serves as a
+// voter that knows its leader.
+func waitEtcdBack(ctx context.Context, inst *testcluster.Instance, oldPID int) error {
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{inst.ClientURL()}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return testcluster.Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		pid, err := inst.EtcdPID()
+		if err != nil || pid == 0 || pid == oldPID {
+			return false, fmt.Sprintf("etcd not restarted (pid %d, err %v)", pid, err)
 		}
-		return resp == 200, fmt.Sprintf("readyz answered %d", resp)
+		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		st, err := c.Status(sctx, inst.ClientURL())
+		cancel()
+		if err != nil || st.Leader == 0 || st.IsLearner || len(st.Errors) > 0 {
+			return false, fmt.Sprintf("etcd pid %d not serving yet: %v", pid, err)
+		}
+		return true, ""
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -118,57 +119,80 @@ func (g *Group) Get(ctx context.Context, id, path string) (int, []byte, error) {
 // exactly voters members, all started, healthy voters in the group, one
 // leader, and member names equal to the running instances' ids. It returns
 // the status of the first instance. When ctx ends first, the error
-// describes the last view.
+// describes what each instance reported last.
 func (g *Group) WaitConverged(ctx context.Context, voters int) (cluster.ClusterStatus, error) {
-	var (
-		last   cluster.ClusterStatus
-		reason string
-	)
+	var last convergence
 	err := Poll(ctx, 100*time.Millisecond, func() (bool, string) {
-		var ok bool
-		last, ok, reason = g.converged(ctx, voters)
-		if ok {
-			return true, ""
-		}
-		return false, reason
+		last = g.converged(ctx, voters)
+		return last.ok, last.reason
 	})
 	if err != nil {
-		return last, fmt.Errorf("testcluster: group %s did not converge to %d healthy voters: %s\nlast status: %s",
-			g.opts.Name, voters, reason, Summarize(last))
+		return last.first, fmt.Errorf("testcluster: group %s did not converge to %d healthy voters: %s\nlast views:\n  %s",
+			g.opts.Name, voters, last.reason, strings.Join(last.views, "\n  "))
 	}
-	return last, nil
+	return last.first, nil
 }
 
-// converged checks the convergence condition of WaitConverged once.
-func (g *Group) converged(ctx context.Context, voters int) (cluster.ClusterStatus, bool, string) {
+// convergence is one look at the group by WaitConverged.
+type convergence struct {
+	ok     bool
+	reason string
+	first  cluster.ClusterStatus
+	// views has one line per running instance: its status or its error.
+	views []string
+}
+
+// converged checks the convergence condition of WaitConverged once, asking
+// every running instance of the group.
+func (g *Group) converged(ctx context.Context, voters int) convergence {
+	var c convergence
 	running, err := g.RunningInGroup()
 	if err != nil {
-		return cluster.ClusterStatus{}, false, err.Error()
+		c.reason = err.Error()
+		return c
 	}
 	want := ids(running)
 	slices.Sort(want)
 	if len(want) != voters {
-		return cluster.ClusterStatus{}, false, fmt.Sprintf("%d instances run in the group (%s), want %d",
-			len(want), strings.Join(want, ", "), voters)
+		c.reason = fmt.Sprintf("%d instances run in the group (%s), want %d", len(want), strings.Join(want, ", "), voters)
 	}
-	var first cluster.ClusterStatus
+	// Ask everyone concurrently: a slow answer must not hide the others.
+	statuses := make([]cluster.ClusterStatus, len(running))
+	errs := make([]error, len(running))
+	var wg sync.WaitGroup
 	for k, inst := range running {
-		st, err := g.StatusOf(ctx, inst.ID)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[k], errs[k] = g.StatusOf(ctx, inst.ID)
+		}()
+	}
+	wg.Wait()
+	for k, inst := range running {
+		st, err := statuses[k], errs[k]
 		if err != nil {
-			return first, false, err.Error()
+			c.views = append(c.views, fmt.Sprintf("%s: %v", inst.ID, err))
+			if c.reason == "" {
+				c.reason = err.Error()
+			}
+			continue
 		}
+		c.views = append(c.views, Summarize(st))
 		if k == 0 {
-			first = st
+			c.first = st
+		}
+		if c.reason != "" {
+			continue
 		}
 		if why := checkStatus(st, want); why != "" {
-			return st, false, fmt.Sprintf("%s reports: %s", inst.ID, why)
-		}
-		if st.ClusterID != first.ClusterID {
-			return st, false, fmt.Sprintf("%s reports cluster %s but %s reports cluster %s",
-				inst.ID, st.ClusterID, running[0].ID, first.ClusterID)
+			c.reason = fmt.Sprintf("%s reports: %s", inst.ID, why)
+		} else if st.ClusterID != statuses[0].ClusterID {
+			c.reason = fmt.Sprintf("%s reports cluster %s but %s reports cluster %s",
+				inst.ID, st.ClusterID, running[0].ID, statuses[0].ClusterID)
 		}
 	}
-	return first, true, ""
+	c.ok = c.reason == ""
+	return c
 }
 
 func checkStatus(st cluster.ClusterStatus, want []string) string {

@@ -203,6 +203,11 @@ func TestGroupProcessHandling(t *testing.T) {
 	if err != nil || len(running) != 1 || running[0] != c {
 		t.Fatalf("RunningInGroup = %v, %v; want only %s", running, err, c)
 	}
+	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer wcancel()
+	if _, err := g.WaitConverged(wctx, 1); err == nil || !strings.Contains(err.Error(), c.ID+": GET /v1/status") {
+		t.Errorf("WaitConverged on appliances without /v1/status: %v; want an error naming %s's view", err, c.ID)
+	}
 	if !strings.Contains(g.LogTail(a.ID, 5), "testcluster") {
 		t.Errorf("log of %s lacks the harness's start line:\n%s", a.ID, g.LogTail(a.ID, 5))
 	}

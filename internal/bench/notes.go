@@ -1,0 +1,19 @@
+package main
+
+// notes explain the figures; they are part of the generated file.
+const notes = `
+## How to read these
+
+- *Bootstrap* is timed from the moment the processes of a fresh group are started until every instance's
+  /v1/status shows the group's size in healthy, started voters. Only the seeder may create the cluster, and only
+  when every instance answered with the same view of the group; it then offers the whole agreed group as the
+  initial membership and every instance starts etcd with it at once. The price of that safety over the static
+  limit is one round of peer answers (one --startup-interval).
+- *Crash restart* is timed from SIGKILL of the etcd child until a new etcd process of the instance answers a
+  status request as a voter that knows its leader. It includes the restart backoff (200 ms first) and a new
+  startup plan.
+- *Replacement* is timed from the start of the replacement's appliance process, right after the old instance is
+  marked terminated in the group file and killed, until the member list has exactly the 3 running instances as
+  healthy voters: the stale member removed by the leader and the new one joined and promoted.
+- *RSS* is VmRSS of each appliance process (the etcd child is a separate process and not counted).
+`
