@@ -24,6 +24,9 @@ const (
 	joinLockTimeout  = 30 * time.Second
 	etcdReadyTimeout = 60 * time.Second
 	promoteTimeout   = 60 * time.Second
+	// publishGrace is how long a joined etcd may take to serve clients
+	// before it is restarted to publish itself again.
+	publishGrace = 1500 * time.Millisecond
 )
 
 // gatherStartup collects the inputs of the startup plan.
@@ -301,6 +304,19 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	if err != nil {
 		return nil, err
 	}
+	if !a.awaitServing(ctx, c, proc, publishGrace) {
+		// etcd sends a joiner the leader's snapshot and, applying it, resets
+		// its peer connections; the member's first request to publish itself
+		// can be lost with them, and etcd retries it only after its 7 s
+		// request timeout. A restart on the data it has now publishes at once.
+		a.log.Info("joined etcd does not serve yet; restarting it on its data to publish again", "member", memberID, "after", publishGrace)
+		if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+			a.log.Warn("stopping etcd", "err", err)
+		}
+		if proc, err = a.launch(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
 	if !learner {
 		// A voter of the initial membership that had not started yet.
 		return proc, nil
@@ -312,6 +328,29 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	return proc, nil
 }
 
+// awaitServing waits up to grace for the local etcd to serve clients.
+func (a *Appliance) awaitServing(ctx context.Context, c *clientv3.Client, proc *etcd.Process, grace time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sctx, scancel := context.WithTimeout(ctx, statusTimeout)
+		_, err := c.Status(sctx, a.clientURL())
+		scancel()
+		if err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-proc.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
 // awaitPromotion promotes this learner as soon as etcd accepts it.
 func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc *etcd.Process, id cluster.ID) error {
 	ctx, cancel := context.WithTimeout(ctx, promoteTimeout)
@@ -320,15 +359,14 @@ func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc
 	defer tick.Stop()
 	var lastErr error
 	for {
-		// Promote only a member that has published itself: etcd promotes an
-		// in-sync learner that has not, and then its own publish request
-		// waits out a 7 s timeout before it serves clients.
+		// Promote only a member that serves clients: etcd promotes an
+		// in-sync learner whose own publish request has not returned yet,
+		// and that request then waits out its 7 s timeout before the member
+		// serves anything.
 		pctx, pcancel := context.WithTimeout(ctx, requestTimout)
-		published, err := isPublished(pctx, c, id)
-		if err == nil && published {
+		_, err := c.Status(pctx, a.clientURL())
+		if err == nil {
 			_, err = c.MemberPromote(pctx, uint64(id))
-		} else if err == nil {
-			err = errors.New("not published yet")
 		}
 		pcancel()
 		switch {
@@ -350,20 +388,6 @@ func (a *Appliance) awaitPromotion(ctx context.Context, c *clientv3.Client, proc
 		case <-tick.C:
 		}
 	}
-}
-
-// isPublished reports whether member id has published its client URLs.
-func isPublished(ctx context.Context, c *clientv3.Client, id cluster.ID) (bool, error) {
-	view, err := clusterView(ctx, c)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range view.Members {
-		if m.ID == id {
-			return m.Started(), nil
-		}
-	}
-	return false, rpctypes.ErrMemberNotFound
 }
 
 // launch starts the etcd child.
