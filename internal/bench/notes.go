@@ -14,6 +14,9 @@ const notes = `
   startup plan.
 - *Replacement* is timed from the start of the replacement's appliance process, right after the old instance is
   marked terminated in the group file and killed, until the member list has exactly the 3 running instances as
-  healthy voters: the stale member removed by the leader and the new one joined and promoted.
+  healthy voters: the stale member removed by the leader and the new one joined and promoted. Each replacement
+  starts on a cluster left untouched for 6 s: etcd's --strict-reconfig-check refuses any membership change until
+  the leader has been connected to its members for 5 s, so replacements closer together than that wait for etcd,
+  not for the appliance. The first replacement of a just-created cluster pays those 5 s too.
 - *RSS* is VmRSS of each appliance process (the etcd child is a separate process and not counted).
 `
