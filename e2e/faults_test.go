@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,5 +79,29 @@ func TestCorruptDataDirRejoins(t *testing.T) {
 	}
 	if b, err := os.ReadFile(aside[0]); err != nil || len(b) != len(garbage) || b[0] != 0xA5 {
 		t.Errorf("the set-aside copy is not the original corrupt db (len %d, err %v)", len(b), err)
+	}
+}
+
+// TestExternalEtcdBinary runs the group with --etcd-binary: the appliance
+// starts that program with etcd's flags instead of its bundled etcd.
+func TestExternalEtcdBinary(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "external-etcd")
+	script := "#!/bin/sh\nexec " + binary + " etcd \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := newGroup(t, "--etcd-binary", wrapper)
+	ctx := testContext(t, 3*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "external", 20)
+	checkKeysOnEach(t, ctx, g, "external", 20)
+	for _, inst := range insts {
+		log, err := os.ReadFile(inst.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "bin="+wrapper) {
+			t.Errorf("%s did not start the external etcd %s", inst.ID, wrapper)
+		}
 	}
 }
