@@ -156,7 +156,8 @@ func (d *tour) run(ctx context.Context) error {
 
 func (d *tour) bootstrap(ctx context.Context) error {
 	d.printf("1. Launching %d instances at once; they find each other through the group file and", d.opts.Members)
-	d.printf("   agree on one seeder that creates the cluster; the others join it as learners.")
+	d.printf("   agree on one seeder, which offers the whole group as the initial membership;")
+	d.printf("   every instance starts etcd with that offer, so one cluster forms at once.")
 	start := time.Now()
 	insts, err := d.g.LaunchN(ctx, d.opts.Members)
 	if err != nil {
@@ -217,7 +218,9 @@ func (d *tour) replace(ctx context.Context) error {
 	}
 	d.printf("3. Terminating %s (%s, %s) and launching a replacement on a new address,", victim.ID, victim.Address, what)
 	d.printf("   as an autoscaling group would. The leader removes the stale member; the new")
-	d.printf("   instance joins as a learner and is promoted to voter once in sync.")
+	d.printf("   instance joins as a learner and is promoted to voter once in sync. (etcd accepts")
+	d.printf("   membership changes only once its members were connected for 5 s, which a cluster")
+	d.printf("   this young has not been yet.)")
 	if err := d.g.Terminate(ctx, victim.ID); err != nil {
 		return err
 	}
