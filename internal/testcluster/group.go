@@ -517,19 +517,29 @@ func (g *Group) waitHealthy(ctx context.Context, inst *Instance) error {
 	}
 }
 
-// Kill sends SIGKILL to an instance's appliance only, as a crash would, and
-// waits until both the appliance and its etcd child are gone: the etcd
-// child must die with its parent (Pdeathsig). The group file is unchanged.
-func (g *Group) Kill(id string) error {
+// runningProc returns the instance and its live appliance process, or an
+// error naming the action that needed it.
+func (g *Group) runningProc(id, action string) (*Instance, *process, error) {
 	inst, err := g.lookup(id)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	g.mu.Lock()
 	p := inst.proc
 	g.mu.Unlock()
 	if p == nil || p.exited() {
-		return fmt.Errorf("testcluster: killing %s: appliance %w", inst, ErrNotRunning)
+		return nil, nil, fmt.Errorf("testcluster: %s %s: appliance %w", action, inst, ErrNotRunning)
+	}
+	return inst, p, nil
+}
+
+// Kill sends SIGKILL to an instance's appliance only, as a crash would, and
+// waits until both the appliance and its etcd child are gone: the etcd
+// child must die with its parent (Pdeathsig). The group file is unchanged.
+func (g *Group) Kill(id string) error {
+	inst, p, err := g.runningProc(id, "killing")
+	if err != nil {
+		return err
 	}
 	etcdPID, _ := inst.EtcdPID()
 	p.signal(syscall.SIGKILL)
@@ -624,15 +634,9 @@ func (g *Group) Terminate(ctx context.Context, id string) error {
 // It fails when the appliance exits with a non-zero status, or when its
 // etcd child is still alive after the appliance exited.
 func (g *Group) Stop(ctx context.Context, id string) error {
-	inst, err := g.lookup(id)
+	inst, p, err := g.runningProc(id, "stopping")
 	if err != nil {
 		return err
-	}
-	g.mu.Lock()
-	p := inst.proc
-	g.mu.Unlock()
-	if p == nil || p.exited() {
-		return fmt.Errorf("testcluster: stopping %s: appliance %w", inst, ErrNotRunning)
 	}
 	etcdPID, _ := inst.EtcdPID()
 	start := time.Now()
