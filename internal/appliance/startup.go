@@ -220,7 +220,7 @@ func initialCluster(ms []cluster.Member, self, selfPeerURL string) []etcd.NamedP
 }
 
 // join makes this instance a member of the live cluster: under the
-// cluster-wide join lock it re-checks the plan, removes the member the plan
+// cluster-wide membership lock it re-checks the plan, removes the member the plan
 // names, adds itself as a learner, starts etcd and waits for its promotion.
 func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan cluster.StartupPlan, spec etcd.ServerSpec) (*etcd.Process, error) {
 	c, err := newClient(clientURLs(in.Cluster.Members))
@@ -249,7 +249,7 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 		return nil, err
 	}
 	if again := cluster.DecideStartup(in); again.Action != plan.Action || again.RemoveMember != plan.RemoveMember {
-		a.log.Info("plan changed under the join lock", "was", plan.Action, "now", again.Action, "reason", again.Reason)
+		a.log.Info("plan changed under the membership lock", "was", plan.Action, "now", again.Action, "reason", again.Reason)
 		return nil, errPlanChanged
 	}
 
