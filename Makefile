@@ -21,8 +21,8 @@ test: lint build test-unit test-e2e ## everything CI runs: lint, unit tests (rac
 test-unit: ## unit tests with the race detector
 	$(GO) test -race -short -count=1 -timeout 10m ./internal/... ./cmd/...
 
-test-e2e: build ## end-to-end tests: real appliance processes and real etcd on 127.x addresses
-	$(GO) test -count=1 -timeout 14m ./e2e/...
+test-e2e: build ## every test without -short: end-to-end (real appliance processes, real etcd on 127.x), real-etcd and harness tests
+	$(GO) test -count=1 -timeout 14m ./...
 
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
 	$(GO) run ./internal/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md

@@ -14,16 +14,28 @@ import (
 )
 
 // realEtcdEnv names an etcd binary (a plain etcd, or a wrapper script running
-// `etcd-appliance etcd "$@"`) to run these tests against; without it they skip.
+// `etcd-appliance etcd "$@"`) to run these tests against. Without it they run
+// the bundled etcd of $ETCD_APPLIANCE_BIN (set by `make test`); they are
+// skipped only in the -short unit tier, and fail when no etcd is given.
 const realEtcdEnv = "ETCD_TEST_BINARY"
 
 func realEtcd(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv(realEtcdEnv)
-	if bin == "" || testing.Short() {
-		t.Skipf("set %s to run against a real etcd", realEtcdEnv)
+	if testing.Short() {
+		t.Skip("real etcd: runs in the end-to-end tier")
 	}
-	return bin
+	if bin := os.Getenv(realEtcdEnv); bin != "" {
+		return bin
+	}
+	appliance := os.Getenv("ETCD_APPLIANCE_BIN")
+	if appliance == "" {
+		t.Fatalf("no etcd to test against: set %s or ETCD_APPLIANCE_BIN (make test does)", realEtcdEnv)
+	}
+	wrapper := filepath.Join(t.TempDir(), "etcd")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+appliance+" etcd \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper
 }
 
 // A real etcd started from Args answers on its metrics URL, stops on SIGTERM
