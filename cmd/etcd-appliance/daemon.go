@@ -9,8 +9,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider"
+	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
 )
 
@@ -41,14 +45,20 @@ func runDaemon(ctx context.Context, args []string) int {
 		logger.Error("cannot find the etcd to run", "err", err)
 		return 1
 	}
-	p := local.New(cfg.GroupFile, cfg.InstanceID)
+	registry := prometheus.NewRegistry()
+	ident, group, err := newProvider(ctx, cfg, logger, registry)
+	if err != nil {
+		logger.Error("cannot set up the provider", "provider", cfg.Provider, "err", err)
+		return 1
+	}
 	a := appliance.New(appliance.Options{
 		Config:      cfg,
 		Logger:      logger.With("component", "appliance"),
-		Identity:    p,
-		Group:       p,
+		Identity:    ident,
+		Group:       group,
 		EtcdCommand: etcdCmd,
 		EtcdVersion: bundledEtcdVersion(),
+		Registry:    registry,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("appliance stopped", "err", err)
@@ -56,6 +66,22 @@ func runDaemon(ctx context.Context, args []string) int {
 	}
 	logger.Info("etcd-appliance stopped")
 	return 0
+}
+
+// newProvider builds the provider that --provider names.
+// Its metrics go to reg, the registry the appliance serves on /metrics.
+func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (provider.Identity, provider.Group, error) {
+	switch cfg.Provider {
+	case config.ProviderAWS:
+		p, err := awsprovider.New(ctx, awsprovider.Options{Registerer: reg, Logger: logger.With("component", "aws")})
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p, nil
+	default:
+		p := local.New(cfg.GroupFile, cfg.InstanceID)
+		return p, p, nil
+	}
 }
 
 // etcdCommand is how the appliance runs etcd: an external binary, or its

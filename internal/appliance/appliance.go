@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -44,6 +45,9 @@ type Options struct {
 	EtcdOutput io.Writer
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Registry is served on /metrics with the appliance's own metrics
+	// registered on it; nil makes a new one.
+	Registry *prometheus.Registry
 }
 
 // Appliance is the daemon of one instance.
@@ -97,7 +101,7 @@ func New(opts Options) *Appliance {
 		etcdOut: out,
 		now:     now,
 		data:    dataDir{root: cfg.DataDir},
-		metrics: newMetrics(),
+		metrics: newMetrics(opts.Registry),
 		http:    &http.Client{Timeout: time.Second},
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}

@@ -16,9 +16,12 @@ type metrics struct {
 	housekeeping prometheus.Counter
 }
 
-func newMetrics() *metrics {
+func newMetrics(registry *prometheus.Registry) *metrics {
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: registry,
 		etcdRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcd_appliance_etcd_restarts_total",
 			Help: "Exits of the etcd child that the appliance restarted from, by why etcd exited.",

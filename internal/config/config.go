@@ -149,7 +149,14 @@ func (c *Config) Validate() error {
 			bad("group-file", "is required with --provider local: point it at the group's JSON file")
 		}
 	case ProviderAWS:
-		bad("provider", "%q is not available in this build yet: use --provider local", c.Provider)
+		// The instance and its group come from IMDS and Auto Scaling; a
+		// local-provider flag here would be silently ignored, so say so.
+		if c.InstanceID != "" {
+			bad("instance-id", "is for --provider local: with --provider aws the instance id comes from IMDS; remove it")
+		}
+		if c.GroupFile != "" {
+			bad("group-file", "is for --provider local: with --provider aws the group is the instance's Auto Scaling group; remove it")
+		}
 	default:
 		bad("provider", "%q is unknown: use local or aws", c.Provider)
 	}

@@ -44,6 +44,36 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 }
 
+func TestAWSProviderValidates(t *testing.T) {
+	c := NewConfig()
+	c.Provider = ProviderAWS
+	c.DataDir = filepath.Join(t.TempDir(), "data")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("--provider aws needs no --instance-id or --group-file: %v", err)
+	}
+	for _, tt := range []struct {
+		name, flag string
+		mod        func(c *Config)
+	}{
+		{"instance id", "--instance-id", func(c *Config) { c.InstanceID = "i-a" }},
+		{"group file", "--group-file", func(c *Config) { c.GroupFile = "group.json" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewConfig()
+			c.Provider = ProviderAWS
+			c.DataDir = filepath.Join(t.TempDir(), "data")
+			tt.mod(c)
+			err := c.Validate()
+			if err == nil || len(joined(err)) != 1 {
+				t.Fatalf("Validate() = %v, want one error naming %s", err, tt.flag)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, tt.flag+" ") || !strings.Contains(msg, "--provider local") {
+				t.Errorf("error %q should name %s and say it is for --provider local", msg, tt.flag)
+			}
+		})
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c := NewConfig()
 	checks := []struct {

@@ -1,0 +1,156 @@
+// Package aws is the provider of an EC2 Auto Scaling group: the instance
+// learns who it is from the instance metadata service (IMDSv2 only, never the
+// token-less v1), and its group is its own Auto Scaling group, with each
+// instance's EC2 state and private address from DescribeInstances.
+//
+// Every AWS call is bounded by a timeout, retried with jittered exponential
+// backoff on throttling, 5xx and connection errors (the SDK's standard
+// retryer), and counted per API and outcome in
+// etcd_appliance_aws_requests_total. A listing that fails or comes back
+// empty is reported as provider.ErrGroupUnknown, never as an empty group.
+//
+// Endpoints come from the standard AWS environment unless Options set them:
+// AWS_ENDPOINT_URL (the AWS APIs, e.g. moto in tests) and
+// AWS_EC2_METADATA_SERVICE_ENDPOINT (IMDS). Credentials come from the SDK's
+// default chain; the instance-role lookup uses the same IMDSv2-only client.
+package aws
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/provider"
+)
+
+const (
+	// callTimeout bounds one AWS call, its retries included.
+	callTimeout = 5 * time.Second
+	// maxAttempts is how often a call is tried before its error is returned.
+	maxAttempts = 5
+	// maxBackoff caps the jittered delay between two attempts, so that the
+	// retries of a call fit in callTimeout.
+	maxBackoff = time.Second
+)
+
+// Options configure a Provider. All fields are optional.
+type Options struct {
+	// Region is the AWS region of the group; default: this instance's
+	// region from IMDS.
+	Region string
+	// Endpoint is the base URL of the AWS APIs; default: the SDK's, which
+	// honours AWS_ENDPOINT_URL.
+	Endpoint string
+	// IMDSEndpoint is the instance metadata service's URL; default: the
+	// SDK's, which honours AWS_EC2_METADATA_SERVICE_ENDPOINT.
+	IMDSEndpoint string
+	// Registerer receives the provider's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Provider is this instance's identity (IMDSv2) and its Auto Scaling group.
+type Provider struct {
+	log     *slog.Logger
+	region  string
+	meta    metadataAPI
+	asg     autoscalingAPI
+	ec2     ec2API
+	metrics *metrics
+
+	mu   sync.Mutex
+	self *Metadata // cached: an instance's identity never changes
+	name string    // cached group name, once found
+}
+
+var (
+	_ provider.Identity = (*Provider)(nil)
+	_ provider.Group    = (*Provider)(nil)
+)
+
+// metadataAPI is the part of the IMDS client the provider uses.
+type metadataAPI interface {
+	GetMetadata(ctx context.Context, in *imds.GetMetadataInput, optFns ...func(*imds.Options)) (*imds.GetMetadataOutput, error)
+}
+
+// autoscalingAPI is the part of the Auto Scaling client the provider uses.
+type autoscalingAPI interface {
+	DescribeAutoScalingInstances(ctx context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error)
+	DescribeAutoScalingGroups(ctx context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
+}
+
+// ec2API is the part of the EC2 client the provider uses.
+type ec2API interface {
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+}
+
+// New builds the provider. Without Options.Region it asks IMDS for the
+// region, so on an instance it fails when IMDS does not answer.
+func New(ctx context.Context, opts Options) (*Provider, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	// EnableFallback false: a failed token request is an error, never a
+	// silent IMDSv1 request (SPEC §4.1, §4.8).
+	meta := imds.New(imds.Options{
+		Endpoint:       opts.IMDSEndpoint,
+		EnableFallback: aws.FalseTernary,
+	})
+	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m}
+	if p.region == "" {
+		self, err := p.Metadata(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("finding the region: %w", err)
+		}
+		p.region = self.Region
+	}
+
+	loadOpts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(p.region),
+		awsconfig.WithRetryer(newRetryer),
+		awsconfig.WithAPIOptions([]func(*middleware.Stack) error{m.countRequests}),
+		awsconfig.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) { o.Client = meta }),
+	}
+	if opts.Endpoint != "" {
+		loadOpts = append(loadOpts, awsconfig.WithBaseEndpoint(opts.Endpoint))
+	}
+	lctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(lctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
+	}
+	p.asg = autoscaling.NewFromConfig(cfg)
+	p.ec2 = ec2.NewFromConfig(cfg)
+	return p, nil
+}
+
+// newRetryer is the SDK's standard retryer (throttling, 5xx, connection
+// errors; jittered exponential backoff; a retry quota), tried a few more
+// times than the default with a short backoff cap.
+func newRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = maxAttempts
+		o.MaxBackoff = maxBackoff
+	})
+}
+
+// Region is the group's region.
+func (p *Provider) Region() string { return p.region }

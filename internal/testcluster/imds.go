@@ -1,0 +1,144 @@
+package testcluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// InstanceMetadata is what a fake IMDS tells about its instance.
+type InstanceMetadata struct {
+	InstanceID string
+	Region     string
+	Zone       string
+	PrivateIP  string
+	// PublicIP and PublicHostname are optional; without them IMDS answers
+	// 404, as for an instance without a public address.
+	PublicIP       string
+	PublicHostname string
+	AccountID      string
+}
+
+// IMDS is the instance metadata service of one instance, as EC2 serves it
+// with HttpTokens=required (IMDSv2 only): PUT /latest/api/token with a TTL
+// header gives a token, and every GET under /latest/ must carry it in
+// X-aws-ec2-metadata-token, or gets 401. moto has no per-instance metadata
+// service, so the AWS end-to-end tests run one of these per instance and
+// point the instance's SDK at it with AWS_EC2_METADATA_SERVICE_ENDPOINT=URL.
+type IMDS struct {
+	// URL is the service's base URL.
+	URL string
+	srv *httptest.Server
+
+	mu         sync.Mutex
+	values     map[string]string // by path under /latest/
+	tokens     map[string]bool
+	tokenless  int // GETs without a valid token
+	tokenCalls int
+}
+
+// StartIMDS serves the metadata of one instance on a free port of 127.0.0.1.
+func StartIMDS(m InstanceMetadata) *IMDS {
+	s := &IMDS{values: map[string]string{}, tokens: map[string]bool{}}
+	set := func(path, v string) {
+		if v != "" {
+			s.values[path] = v
+		}
+	}
+	set("meta-data/instance-id", m.InstanceID)
+	set("meta-data/placement/region", m.Region)
+	set("meta-data/placement/availability-zone", m.Zone)
+	set("meta-data/local-ipv4", m.PrivateIP)
+	set("meta-data/public-ipv4", m.PublicIP)
+	set("meta-data/public-hostname", m.PublicHostname)
+	account := m.AccountID
+	if account == "" {
+		account = "123456789012"
+	}
+	doc, _ := json.Marshal(map[string]string{
+		"instanceId":       m.InstanceID,
+		"region":           m.Region,
+		"availabilityZone": m.Zone,
+		"privateIp":        m.PrivateIP,
+		"accountId":        account,
+	})
+	set("dynamic/instance-identity/document", string(doc))
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Set sets (or, with "", removes) the value at path under /latest/meta-data/,
+// e.g. "autoscaling/target-lifecycle-state" to "Terminated".
+func (s *IMDS) Set(path, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := "meta-data/" + strings.TrimPrefix(path, "/")
+	if value == "" {
+		delete(s.values, key)
+		return
+	}
+	s.values[key] = value
+}
+
+// TokenlessRequests counts the metadata requests that came without a valid
+// token: IMDSv1 requests, which a v2-only client never sends.
+func (s *IMDS) TokenlessRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenless
+}
+
+// TokenRequests counts the token requests.
+func (s *IMDS) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenCalls
+}
+
+// Close stops the service.
+func (s *IMDS) Close() { s.srv.Close() }
+
+func (s *IMDS) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.URL.Path == "/latest/api/token" {
+		s.tokenCalls++
+		if r.Method != http.MethodPut {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		ttl, err := strconv.Atoi(r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds"))
+		if err != nil || ttl < 1 || ttl > 21600 {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		token := hex.EncodeToString(b)
+		s.tokens[token] = true
+		w.Header().Set("X-aws-ec2-metadata-token-ttl-seconds", strconv.Itoa(ttl))
+		_, _ = w.Write([]byte(token))
+		return
+	}
+	if !s.tokens[r.Header.Get("X-aws-ec2-metadata-token")] {
+		s.tokenless++
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if r.Method != http.MethodGet {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	v, ok := s.values[strings.TrimPrefix(r.URL.Path, "/latest/")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	_, _ = w.Write([]byte(v))
+}
