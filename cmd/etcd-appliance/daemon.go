@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
@@ -46,7 +47,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		return 1
 	}
 	registry := prometheus.NewRegistry()
-	ident, group, err := newProvider(ctx, cfg, logger, registry)
+	ident, group, dns, dnsSpec, err := newProvider(ctx, cfg, logger, registry)
 	if err != nil {
 		logger.Error("cannot set up the provider", "provider", cfg.Provider, "err", err)
 		return 1
@@ -59,6 +60,8 @@ func runDaemon(ctx context.Context, args []string) int {
 		EtcdCommand: etcdCmd,
 		EtcdVersion: bundledEtcdVersion(),
 		Registry:    registry,
+		DNS:         dns,
+		DNSSpec:     dnsSpec,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("appliance stopped", "err", err)
@@ -68,20 +71,34 @@ func runDaemon(ctx context.Context, args []string) int {
 	return 0
 }
 
-// newProvider builds the provider that --provider names.
-// Its metrics go to reg, the registry the appliance serves on /metrics.
-func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (provider.Identity, provider.Group, error) {
-	switch cfg.Provider {
-	case config.ProviderAWS:
-		p, err := awsprovider.New(ctx, awsprovider.Options{Registerer: reg, Logger: logger.With("component", "aws")})
-		if err != nil {
-			return nil, nil, err
-		}
-		return p, p, nil
-	default:
+// newProvider builds the provider that --provider names, and its DNS when
+// --hosted-zone is set. Its metrics go to reg, the registry the appliance
+// serves on /metrics.
+func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (
+	provider.Identity, provider.Group, provider.DNS, *cluster.DNSSpec, error) {
+	if cfg.Provider != config.ProviderAWS {
 		p := local.New(cfg.GroupFile, cfg.InstanceID)
-		return p, p, nil
+		return p, p, nil, nil, nil
 	}
+	p, err := awsprovider.New(ctx, awsprovider.Options{Registerer: reg, Logger: logger.With("component", "aws")})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	name := cfg.ClusterName
+	if name == "" && cfg.HostedZone != "" && cfg.DNSName == "" {
+		if name = p.Name(); name == "" {
+			return nil, nil, nil, nil, errors.New("the Auto Scaling group's name, which names the DNS records, is unknown yet: set --dns-name")
+		}
+	}
+	spec := cfg.DNSSpec(name, false)
+	if spec == nil {
+		return p, p, nil, nil, nil
+	}
+	dns, err := p.DNS(*spec)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return p, p, dns, spec, nil
 }
 
 // etcdCommand is how the appliance runs etcd: an external binary, or its

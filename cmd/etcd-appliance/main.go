@@ -31,6 +31,9 @@
 //	--leave-on-shutdown never         never: keep membership on SIGTERM; always: remove this member first
 //	--quota-backend-bytes 2147483648
 //	--auto-compaction-retention 1h
+//	--hosted-zone ""                  Route53 zone for the SRV/A records (aws; the seed's HOSTED_ZONE works too)
+//	--dns-name ""                     records' name under the zone (default: the cluster name)
+//	--dns-ttl 60
 //	--log-format json|text            default: json unless stderr is a terminal
 //	--log-level info
 package main

@@ -48,6 +48,9 @@ type Options struct {
 	// Registry is served on /metrics with the appliance's own metrics
 	// registered on it; nil makes a new one.
 	Registry *prometheus.Registry
+	// DNS and DNSSpec publish the cluster's records; nil DNS disables it.
+	DNS     provider.DNS
+	DNSSpec *cluster.DNSSpec
 }
 
 // Appliance is the daemon of one instance.
@@ -72,6 +75,10 @@ type Appliance struct {
 	peer  cluster.PeerState
 	proc  *etcd.Process
 	ready bool // the local member is started, healthy and a voter
+
+	dns     provider.DNS
+	dnsSpec *cluster.DNSSpec
+	dnsMem  dnsMemory
 
 	lastPlan cluster.StartupPlan
 	hk       housekeepingMemory
@@ -102,6 +109,8 @@ func New(opts Options) *Appliance {
 		now:     now,
 		data:    dataDir{root: cfg.DataDir},
 		metrics: newMetrics(opts.Registry),
+		dns:     opts.DNS,
+		dnsSpec: opts.DNSSpec,
 		http:    &http.Client{Timeout: time.Second},
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	members      *prometheus.GaugeVec
 	leader       prometheus.Gauge
 	housekeeping prometheus.Counter
+	dnsChanges   prometheus.Counter
 }
 
 func newMetrics(registry *prometheus.Registry) *metrics {
@@ -46,8 +47,12 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_housekeeping_cycles_total",
 			Help: "Housekeeping cycles run as the leader.",
 		}),
+		dnsChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_appliance_dns_changes_total",
+			Help: "DNS change batches sent because the started, healthy members changed.",
+		}),
 	}
-	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeping,
+	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeping, m.dnsChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -185,6 +185,7 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 	for r, n := range roles {
 		a.metrics.members.WithLabelValues(r).Set(n)
 	}
+	a.publishDNS(ctx, health)
 	if gerr != nil {
 		a.log.Warn("housekeeping: group listing failed", "err", gerr)
 	}

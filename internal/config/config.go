@@ -1,6 +1,9 @@
 // Package config is the appliance's configuration: one struct, its defaults,
 // the flags that set it, the ETCD_APPLIANCE_* environment that sets flags not
 // given on the command line, and a Validate that names the flag at fault.
+//
+// The seed appliance's environment is honoured too: HOSTED_ZONE sets
+// --hosted-zone when neither the flag nor ETCD_APPLIANCE_HOSTED_ZONE is given.
 package config
 
 import (
@@ -11,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
 // Providers the appliance knows.
@@ -53,6 +58,13 @@ type Config struct {
 
 	LeaveOnShutdown string
 
+	// HostedZone is the Route53 zone of the cluster's records; empty
+	// publishes none.
+	HostedZone string
+	// DNSName is the cluster's name in the zone; empty: the cluster name.
+	DNSName string
+	DNSTTL  int64
+
 	QuotaBackendBytes       int64
 	AutoCompactionRetention string
 
@@ -75,6 +87,7 @@ func NewConfig() *Config {
 		LearnerTimeout:          2 * time.Minute,
 		StopTimeout:             20 * time.Second,
 		LeaveOnShutdown:         LeaveNever,
+		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
 		LogLevel:                "info",
@@ -101,14 +114,28 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LearnerTimeout, "learner-timeout", c.LearnerTimeout, "how long an added member may stay unstarted before removal")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "grace period for etcd to stop after SIGTERM before SIGKILL")
 	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
+	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
+	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
+	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (default: json unless stderr is a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
 
+// seedEnvName is the seed appliance's environment variable of a flag, or
+// "". It is read only when ETCD_APPLIANCE_<FLAG> is not set.
+func seedEnvName(flagName string) string {
+	switch flagName {
+	case "hosted-zone":
+		return "HOSTED_ZONE"
+	}
+	return ""
+}
+
 // ApplyEnv sets every flag of fs that was not given on the command line from
-// ETCD_APPLIANCE_<FLAG> (dashes as underscores), as etcd's SetFlagsFromEnv does.
+// ETCD_APPLIANCE_<FLAG> (dashes as underscores), as etcd's SetFlagsFromEnv
+// does, or else from the seed's variable of the flag (HOSTED_ZONE).
 func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -119,6 +146,10 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		}
 		key := EnvName(f.Name)
 		v, ok := lookup(key)
+		if seed := seedEnvName(f.Name); !ok && seed != "" {
+			key = seed
+			v, ok = lookup(key)
+		}
 		if !ok {
 			return
 		}
@@ -199,6 +230,22 @@ func (c *Config) Validate() error {
 	default:
 		bad("leave-on-shutdown", "%q is unknown: use never or always", c.LeaveOnShutdown)
 	}
+	if c.HostedZone != "" {
+		if c.Provider != ProviderAWS {
+			bad("hosted-zone", "needs --provider aws: records are published in Route53; remove it or use --provider aws")
+		}
+		if err := (cluster.DNSSpec{Zone: c.HostedZone, Name: "x", TTL: 1}).Validate(); err != nil {
+			bad("hosted-zone", "%q is not a valid zone name: %v", c.HostedZone, err)
+		}
+	}
+	if c.DNSName != "" {
+		if err := (cluster.DNSSpec{Zone: "x", Name: c.DNSName, TTL: 1}).Validate(); err != nil {
+			bad("dns-name", "%q is not a valid DNS name: %v", c.DNSName, err)
+		}
+	}
+	if c.DNSTTL <= 0 {
+		bad("dns-ttl", "%d must be positive (seconds)", c.DNSTTL)
+	}
 	switch c.LogFormat {
 	case "", "json", "text":
 	default:
@@ -218,6 +265,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DNSSpec is where the cluster's records go (§4.4), or nil when no
+// --hosted-zone is set. clusterName names the cluster in the zone unless
+// --dns-name does; tls selects the -ssl service names.
+func (c *Config) DNSSpec(clusterName string, tls bool) *cluster.DNSSpec {
+	if c.HostedZone == "" {
+		return nil
+	}
+	name := c.DNSName
+	if name == "" {
+		name = strings.ToLower(clusterName)
+	}
+	return &cluster.DNSSpec{
+		Zone: c.HostedZone, Name: name, TTL: c.DNSTTL, TLS: tls,
+		ClientPort: c.ClientPort, PeerPort: c.PeerPort,
+	}
 }
 
 // stringList is a repeatable string flag.

@@ -89,6 +89,9 @@ func TestDefaults(t *testing.T) {
 		{"stale-grace", c.StaleGrace, 30 * time.Second},
 		{"leave-on-shutdown", c.LeaveOnShutdown, LeaveNever},
 		{"log-format", c.LogFormat, ""},
+		{"hosted-zone", c.HostedZone, ""},
+		{"dns-name", c.DNSName, ""},
+		{"dns-ttl", c.DNSTTL, int64(60)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -138,6 +141,10 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"negative quota", func(c *Config) { c.QuotaBackendBytes = -1 }, "--quota-backend-bytes", "negative"},
 		{"missing etcd binary", func(c *Config) { c.EtcdBinary = filepath.Join(dir, "nope") }, "--etcd-binary", "nope"},
 		{"etcd binary is a directory", func(c *Config) { c.EtcdBinary = dir }, "--etcd-binary", dir},
+		{"hosted zone with the local provider", func(c *Config) { c.HostedZone = "example.org" }, "--hosted-zone", "--provider aws"},
+		{"zero dns ttl", func(c *Config) { c.DNSTTL = 0 }, "--dns-ttl", "positive"},
+		{"negative dns ttl", func(c *Config) { c.DNSTTL = -60 }, "--dns-ttl", "-60"},
+		{"dns name with an underscore", func(c *Config) { c.DNSName = "my_etcd" }, "--dns-name", "my_etcd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +166,98 @@ func TestValidateNamesTheFlag(t *testing.T) {
 				t.Errorf("error %q does not mention %q", msg, tt.hasAlt)
 			}
 		})
+	}
+}
+
+// validAWS is a valid configuration of the aws provider.
+func validAWS(t *testing.T) *Config {
+	t.Helper()
+	c := NewConfig()
+	c.Provider = ProviderAWS
+	c.DataDir = filepath.Join(t.TempDir(), "data")
+	return c
+}
+
+func TestValidateDNS(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		mod  func(c *Config)
+		flag string // "" when valid
+	}{
+		{"zone", func(c *Config) { c.HostedZone = "example.org" }, ""},
+		{"absolute zone, name and ttl", func(c *Config) { c.HostedZone, c.DNSName, c.DNSTTL = "Example.org.", "etcd-1", 300 }, ""},
+		{"dotted name", func(c *Config) { c.HostedZone, c.DNSName = "example.org", "etcd.team" }, ""},
+		{"bad zone", func(c *Config) { c.HostedZone = "exa mple.org" }, "--hosted-zone"},
+		{"bad name", func(c *Config) { c.HostedZone, c.DNSName = "example.org", "-etcd" }, "--dns-name"},
+		{"zero ttl", func(c *Config) { c.HostedZone, c.DNSTTL = "example.org", 0 }, "--dns-ttl"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validAWS(t)
+			tt.mod(c)
+			err := c.Validate()
+			switch {
+			case tt.flag == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.flag != "" && (err == nil || len(joined(err)) != 1 || !strings.HasPrefix(err.Error(), tt.flag+" ")):
+				t.Errorf("Validate() = %v, want one error naming %s", err, tt.flag)
+			}
+		})
+	}
+}
+
+func TestDNSSpec(t *testing.T) {
+	c := validAWS(t)
+	if s := c.DNSSpec("MyStack", false); s != nil {
+		t.Errorf("no --hosted-zone: DNSSpec = %+v, want nil", s)
+	}
+	c.HostedZone = "example.org"
+	s := c.DNSSpec("MyStack", true)
+	if s == nil || s.Domain() != "mystack.example.org." || s.TTL != 60 || !s.TLS || s.ClientPort != 2379 || s.PeerPort != 2380 {
+		t.Errorf("DNSSpec = %+v, want mystack.example.org. with TTL 60, TLS and the ports", s)
+	}
+	c.DNSName, c.DNSTTL = "etcd", 30
+	if s := c.DNSSpec("MyStack", false); s.Domain() != "etcd.example.org." || s.TTL != 30 || s.TLS {
+		t.Errorf("with --dns-name etcd --dns-ttl 30: DNSSpec = %+v", s)
+	}
+}
+
+func TestApplyEnvSeedHostedZone(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"the seed's HOSTED_ZONE", nil, map[string]string{"HOSTED_ZONE": "seed.example.org"}, "seed.example.org"},
+		{"ETCD_APPLIANCE_HOSTED_ZONE wins over the seed's", nil,
+			map[string]string{"HOSTED_ZONE": "seed.example.org", "ETCD_APPLIANCE_HOSTED_ZONE": "ours.example.org"}, "ours.example.org"},
+		{"an empty ETCD_APPLIANCE_HOSTED_ZONE still wins", nil,
+			map[string]string{"HOSTED_ZONE": "seed.example.org", "ETCD_APPLIANCE_HOSTED_ZONE": ""}, ""},
+		{"the flag wins over both", []string{"--hosted-zone=flag.example.org"},
+			map[string]string{"HOSTED_ZONE": "seed.example.org", "ETCD_APPLIANCE_HOSTED_ZONE": "ours.example.org"}, "flag.example.org"},
+		{"nothing set", nil, nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewConfig()
+			fs := newFlagSet(c)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ApplyEnv(fs, envOf(tt.env)); err != nil {
+				t.Fatal(err)
+			}
+			if c.HostedZone != tt.want {
+				t.Errorf("--hosted-zone = %q, want %q", c.HostedZone, tt.want)
+			}
+		})
+	}
+	// Only --hosted-zone has a seed variable: the seed's names of other
+	// settings are not read.
+	c := NewConfig()
+	fs := newFlagSet(c)
+	_ = fs.Parse(nil)
+	if err := ApplyEnv(fs, envOf(map[string]string{"DNS_TTL": "5", "DATA_DIR": "/x"})); err != nil || c.DNSTTL != 60 || c.DataDir != NewConfig().DataDir {
+		t.Errorf("unprefixed variables were read: %v, %+v", err, c)
 	}
 }
 
@@ -233,6 +332,7 @@ func TestRegisterFlags(t *testing.T) {
 		"--reconcile-interval=1s", "--startup-interval=100ms", "--stale-grace=10s", "--learner-timeout=1m",
 		"--stop-timeout=5s", "--leave-on-shutdown=always", "--quota-backend-bytes=1024",
 		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
+		"--hosted-zone=example.org", "--dns-name=etcd", "--dns-ttl=30",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -244,6 +344,7 @@ func TestRegisterFlags(t *testing.T) {
 		ReconcileInterval: time.Second, StartupInterval: 100 * time.Millisecond, StaleGrace: 10 * time.Second,
 		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
+		HostedZone: "example.org", DNSName: "etcd", DNSTTL: 30,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

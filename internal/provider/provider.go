@@ -1,6 +1,7 @@
 // Package provider defines the appliance's adapters to the world: who this
-// instance is and which instances form its group. Implementations live in
-// the subpackages local (a JSON group file) and aws (EC2 Auto Scaling).
+// instance is, which instances form its group, and where the cluster's DNS
+// records live. Implementations live in the subpackages local (a JSON group
+// file) and aws (EC2 Auto Scaling, Route53).
 package provider
 
 import (
@@ -25,4 +26,15 @@ type Group interface {
 	// Name is the group's name; it names the cluster by default.
 	Name() string
 	Instances(ctx context.Context) ([]cluster.Instance, error)
+}
+
+// DNS holds the cluster's records in a zone (§4.4). Implementations know the
+// cluster's cluster.DNSSpec and touch only the records it owns.
+type DNS interface {
+	// Records reads back the owned records the zone holds now; a failed
+	// read is an error, never "no records".
+	Records(ctx context.Context) ([]cluster.DNSRecord, error)
+	// Apply makes the changes in one batch, all or nothing. deletes must be
+	// records as Records returned them.
+	Apply(ctx context.Context, upserts, deletes []cluster.DNSRecord) error
 }

@@ -1,7 +1,8 @@
 // Package aws is the provider of an EC2 Auto Scaling group: the instance
 // learns who it is from the instance metadata service (IMDSv2 only, never the
 // token-less v1), and its group is its own Auto Scaling group, with each
-// instance's EC2 state and private address from DescribeInstances.
+// instance's EC2 state and private address from DescribeInstances. The
+// cluster's DNS records live in a Route53 hosted zone (see DNS).
 //
 // Every AWS call is bounded by a timeout, retried with jittered exponential
 // backoff on throttling, 5xx and connection errors (the SDK's standard
@@ -29,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,6 +70,7 @@ type Provider struct {
 	meta    metadataAPI
 	asg     autoscalingAPI
 	ec2     ec2API
+	r53     route53API
 	metrics *metrics
 
 	mu   sync.Mutex
@@ -139,6 +142,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	p.asg = autoscaling.NewFromConfig(cfg)
 	p.ec2 = ec2.NewFromConfig(cfg)
+	// Route53 is global: the SDK resolves its endpoint and signing region
+	// from the partition of p.region.
+	p.r53 = route53.NewFromConfig(cfg)
 	return p, nil
 }
 
