@@ -19,8 +19,13 @@ func keyValue(prefix string, i int) string {
 	return fmt.Sprintf("value %d of %s", i, prefix)
 }
 
+// etcdClients is what the key helpers need of a group, local or AWS.
+type etcdClients interface {
+	Client(ctx context.Context, ids ...string) (*clientv3.Client, error)
+}
+
 // putKeys writes n keys under prefix through the running instances.
-func putKeys(t *testing.T, ctx context.Context, g *testcluster.Group, prefix string, n int) {
+func putKeys(t *testing.T, ctx context.Context, g etcdClients, prefix string, n int) {
 	t.Helper()
 	c, err := g.Client(ctx)
 	if err != nil {
@@ -66,7 +71,7 @@ func checkKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.Group, pr
 	}
 }
 
-func checkKeys(t *testing.T, ctx context.Context, g *testcluster.Group, prefix string, n int, id string) {
+func checkKeys(t *testing.T, ctx context.Context, g etcdClients, prefix string, n int, id string) {
 	t.Helper()
 	c, err := g.Client(ctx, id)
 	if err != nil {

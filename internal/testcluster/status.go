@@ -121,9 +121,15 @@ func (g *Group) Get(ctx context.Context, id, path string) (int, []byte, error) {
 // the status of the first instance. When ctx ends first, the error
 // describes what each instance reported last.
 func (g *Group) WaitConverged(ctx context.Context, voters int) (cluster.ClusterStatus, error) {
+	return g.waitConvergedAmong(ctx, voters, g.RunningInGroup)
+}
+
+// waitConvergedAmong is WaitConverged over the instances that members
+// returns at each look: the running instances that the group counts in.
+func (g *Group) waitConvergedAmong(ctx context.Context, voters int, members func() ([]*Instance, error)) (cluster.ClusterStatus, error) {
 	var last convergence
 	err := Poll(ctx, 100*time.Millisecond, func() (bool, string) {
-		last = g.converged(ctx, voters)
+		last = g.converged(ctx, voters, members)
 		return last.ok, last.reason
 	})
 	if err != nil {
@@ -143,10 +149,10 @@ type convergence struct {
 }
 
 // converged checks the convergence condition of WaitConverged once, asking
-// every running instance of the group.
-func (g *Group) converged(ctx context.Context, voters int) convergence {
+// every instance that members returns.
+func (g *Group) converged(ctx context.Context, voters int, members func() ([]*Instance, error)) convergence {
 	var c convergence
-	running, err := g.RunningInGroup()
+	running, err := members()
 	if err != nil {
 		c.reason = err.Error()
 		return c

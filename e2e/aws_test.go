@@ -1,0 +1,272 @@
+package e2e
+
+// The AWS end-to-end tier (SPEC §6): real appliances with --provider aws,
+// moto as EC2 and Auto Scaling, a fake IMDSv2 per instance
+// (testcluster.AWSGroup). They run with the other end-to-end tests and fail,
+// never skip, when moto is not installed.
+//
+// moto gap: moto has no per-instance metadata service; the harness serves
+// IMDSv2 for every instance (testcluster.IMDS).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+)
+
+// newAWSGroup starts moto and an Auto Scaling group of size instances, each
+// running its appliance. On failure the tails of every instance's log are
+// printed and the logs saved; the group is closed at the end of t.
+func newAWSGroup(t *testing.T, size int, extraArgs ...string) *testcluster.AWSGroup {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: starts moto and real appliance processes")
+	}
+	dir := t.TempDir() // registered first, so removed after the group closes
+	lw := &testLogWriter{t: t}
+	ctx := testContext(t, 2*time.Minute)
+	g, err := testcluster.NewAWS(ctx, testcluster.AWSOptions{
+		Binary: binary,
+		Dir:    dir,
+		Args:   append(append([]string(nil), fastFlags...), extraArgs...),
+		Logger: slog.New(slog.NewTextHandler(lw, nil)),
+		Size:   size,
+	})
+	if err != nil {
+		lw.close()
+		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance logs (appliance lines; etcd's own are in the saved logs):\n%s", applianceLogTailsOf(g.Instances(), 60))
+		}
+		if t.Failed() || os.Getenv("E2E_KEEP_LOGS") != "" {
+			if dir, err := saveLogFiles(t, awsLogFiles(g)); err == nil {
+				t.Logf("full logs saved in %s", dir)
+			}
+		}
+		if err := g.Close(); err != nil {
+			t.Errorf("closing the group: %v", err)
+		}
+		lw.close()
+	})
+	return g
+}
+
+func awsLogFiles(g *testcluster.AWSGroup) []string {
+	files := []string{g.Moto().LogPath}
+	for _, inst := range g.Instances() {
+		files = append(files, inst.LogPath)
+	}
+	return files
+}
+
+// saveLogFiles copies files out of the test's temp dir, which is removed
+// after the test, for diagnosis and CI artifacts.
+func saveLogFiles(t *testing.T, files []string) (string, error) {
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	dir := filepath.Join(os.TempDir(), "etcd-appliance-e2e-failures", name+"-"+time.Now().Format("150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// applianceLogTailsOf is applianceLogTails over a list of instances.
+func applianceLogTailsOf(insts []*testcluster.Instance, n int) string {
+	var b strings.Builder
+	for _, inst := range insts {
+		state := "not running"
+		if pid := inst.PID(); pid != 0 {
+			state = fmt.Sprintf("running, pid %d", pid)
+		}
+		raw, err := os.ReadFile(inst.LogPath)
+		if err != nil {
+			fmt.Fprintf(&b, "----- %s: %v\n", inst, err)
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+			if !strings.HasPrefix(l, "{") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", inst, state, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+func waitAWSConverged(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, voters int) cluster.ClusterStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	defer cancel()
+	st, err := g.WaitConverged(ctx, voters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// inService returns the ids the group has in service, sorted.
+func inService(t *testing.T, ctx context.Context, g *testcluster.AWSGroup) []string {
+	t.Helper()
+	ids, err := g.InService(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func memberNames(st cluster.ClusterStatus) []string {
+	var names []string
+	for _, m := range st.Members {
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, prefix string, n int) {
+	t.Helper()
+	running, err := g.Running(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range running {
+		checkKeys(t, ctx, g, prefix, n, inst.ID)
+	}
+}
+
+// TestAWSFreshASG: an Auto Scaling group of 3 forms one cluster of 3
+// healthy voters named after the EC2 instance ids, each on the address EC2
+// gave its instance, and serves data from every member.
+func TestAWSFreshASG(t *testing.T) {
+	start := time.Now()
+	g := newAWSGroup(t, 3)
+	ctx := testContext(t, 3*time.Minute)
+	st := waitAWSConverged(t, ctx, g, 3)
+	t.Logf("3 healthy voters %s after creating the group; cluster %s", time.Since(start).Round(time.Millisecond), st.ClusterID)
+
+	ids := inService(t, ctx, g)
+	if len(ids) != 3 || !slices.Equal(memberNames(st), ids) {
+		t.Fatalf("members %v, want the in-service instances %v", memberNames(st), ids)
+	}
+	_, subnet, err := net.ParseCIDR(g.Subnet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		inst := g.Instance(id)
+		if inst == nil || !inst.Running() {
+			t.Fatalf("in-service instance %s has no running appliance", id)
+		}
+		if !subnet.Contains(net.ParseIP(inst.Address)) {
+			t.Errorf("%s runs on %s, outside the group's subnet %s", inst, inst.Address, g.Subnet())
+		}
+		m := memberByName(t, st, id)
+		if m.PeerURL != "" && m.PeerURL != inst.PeerURL() {
+			t.Errorf("%s: member peer URL %s, want %s", id, m.PeerURL, inst.PeerURL())
+		}
+		if code, _, err := g.Get(ctx, id, "/readyz"); err != nil || code != http.StatusOK {
+			t.Errorf("%s: /readyz answered %d (err %v)", id, code, err)
+		}
+		if code, body, err := g.Get(ctx, id, "/metrics"); err != nil || code != http.StatusOK {
+			t.Errorf("%s: /metrics answered %d (err %v)", id, code, err)
+		} else if !strings.Contains(string(body), "etcd_appliance_aws_requests_total") {
+			t.Errorf("%s: /metrics has no etcd_appliance_aws_requests_total", id)
+		}
+		if md := g.IMDS(id); md == nil || md.TokenlessRequests() != 0 {
+			t.Errorf("%s: IMDS got token-less (IMDSv1) requests", id)
+		}
+	}
+	putKeys(t, ctx, g, "aws-fresh", 100)
+	checkAWSKeysOnEach(t, ctx, g, "aws-fresh", 100)
+}
+
+// TestAWSReplaceThroughASG terminates the leader's instance through the Auto
+// Scaling API without decrementing the desired capacity: the group launches
+// a replacement (new id, new address), whose appliance removes the stale
+// member and joins; 3 healthy voters are the in-service instances again,
+// in the same cluster, with every key.
+func TestAWSReplaceThroughASG(t *testing.T) {
+	g := newAWSGroup(t, 3)
+	ctx := testContext(t, 3*time.Minute)
+	st := waitAWSConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "before", 100)
+
+	old := leaderOf(t, st)
+	victim := g.Instance(old.Name)
+	if victim == nil {
+		t.Fatalf("leader %s (%s) is no instance of the group", old.ID, old.Name)
+	}
+	before := inService(t, ctx, g)
+	if err := g.TerminateInASG(ctx, victim.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	terminated := time.Now()
+
+	// moto launches the replacement at once; Sync starts its appliance.
+	var repl []string
+	err := testcluster.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
+		started, _, err := g.Sync(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		repl = append(repl, started...)
+		return len(repl) > 0, fmt.Sprintf("no replacement of %s started", victim.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repl) != 1 {
+		t.Fatalf("started %v, want one replacement of %s", repl, victim.ID)
+	}
+	ids := inService(t, ctx, g)
+	if len(ids) != 3 || slices.Contains(ids, victim.ID) || slices.Contains(before, repl[0]) {
+		t.Fatalf("in service after terminating %s: %v (before %v), replacement %v", victim.ID, ids, before, repl)
+	}
+	after := waitAWSConverged(t, ctx, g, 3)
+	newInst := g.Instance(repl[0])
+	t.Logf("replaced %s by %s through the ASG; converged %s after the termination",
+		victim, newInst, time.Since(terminated).Round(time.Millisecond))
+
+	if after.ClusterID != st.ClusterID {
+		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", st.ClusterID, after.ClusterID)
+	}
+	if _, ok := memberIDs(after)[old.ID]; ok {
+		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, testcluster.Summarize(after))
+	}
+	if !slices.Equal(memberNames(after), inService(t, ctx, g)) {
+		t.Fatalf("members %v, want the in-service instances %v", memberNames(after), inService(t, ctx, g))
+	}
+	m := memberByName(t, after, newInst.ID)
+	if m.PeerURL != "" && !strings.Contains(m.PeerURL, "//"+newInst.Address+":") {
+		t.Errorf("new member %s advertises %s, want address %s", m.ID, m.PeerURL, newInst.Address)
+	}
+	checkAWSKeysOnEach(t, ctx, g, "before", 100)
+	putKeys(t, ctx, g, "after", 20)
+	checkAWSKeysOnEach(t, ctx, g, "after", 20)
+}

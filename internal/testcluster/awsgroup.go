@@ -1,0 +1,755 @@
+package testcluster
+
+// The AWS tier of the harness (SPEC §6): moto plays EC2 and Auto Scaling, a
+// fake IMDSv2 per instance plays the instance metadata service moto lacks,
+// and every InService instance of the Auto Scaling group runs a real
+// appliance with --provider aws on the loopback address moto gave it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+const (
+	// AWSRegion is the region of every AWSGroup; moto accepts any.
+	AWSRegion = "us-east-1"
+	// AWSZone is the zone of the group's subnet.
+	AWSZone = AWSRegion + "a"
+	// awsVPCCIDR makes moto hand out loopback addresses: Linux routes all
+	// of 127/8 to lo, so each appliance binds its instance's own address.
+	awsVPCCIDR = "127.0.0.0/16"
+	// AWSGroupTag is the tag the Auto Scaling group puts on its instances,
+	// valued with the group's name.
+	AWSGroupTag = "etcd-appliance:test-group"
+	// awsCallTimeout bounds one call of the harness to moto.
+	awsCallTimeout = 10 * time.Second
+	// followInterval is how often Follow lists the Auto Scaling group.
+	followInterval = 250 * time.Millisecond
+)
+
+// AWSOptions configures an AWSGroup.
+type AWSOptions struct {
+	// Binary is the etcd-appliance binary to run (see BuildBinary).
+	Binary string
+	// Dir receives moto's log (Dir/moto.log), a data dir per instance
+	// (Dir/<id>) and a log per instance (Dir/<id>.log).
+	Dir string
+	// Args are extra flags of `etcd-appliance run`, after the harness's own.
+	Args []string
+	// Logger receives the harness's actions; nil discards them.
+	Logger *slog.Logger
+	// Size is the Auto Scaling group's min, max and desired capacity.
+	Size int
+}
+
+// AWSGroup is an Auto Scaling group in a moto of its own, whose instances
+// run real appliances with --provider aws. The harness follows the group as
+// EC2 would: Sync (or Follow) starts an appliance, and its IMDS, for every
+// instance that the group has InService and kills those of instances it let
+// go of. The cloud's own operations (TerminateInASG, SetDesired) go through
+// the Auto Scaling API.
+type AWSGroup struct {
+	opts AWSOptions
+	name string
+	log  *slog.Logger
+	moto *Moto
+	ec2  *ec2.Client
+	asg  *autoscaling.Client
+	// procs holds the instances and runs their appliances. It has no group
+	// file: only its process handling and status reading are used.
+	procs *Group
+
+	// syncMu serializes Sync and TerminateInASG: each compares the group's
+	// listing with the processes and acts on the difference.
+	syncMu sync.Mutex
+
+	mu     sync.Mutex
+	imds   map[string]*IMDS
+	gone   map[string]bool // instances the group let go of; never started again
+	follow []func()        // stops of the running Follow loops
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewAWS starts moto, creates in it a VPC 127.0.0.0/16 with a subnet of its
+// own (a /24 reserved like a local group's), a launch template and an Auto
+// Scaling group of opts.Size instances, then starts the appliance of every
+// instance and waits until each answers /healthz. It fails (with
+// ErrMotoNotFound) when moto is not installed. Close releases everything.
+func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("testcluster: AWSOptions.Binary is required (see BuildBinary)")
+	}
+	if fi, err := os.Stat(opts.Binary); err != nil || fi.IsDir() {
+		return nil, fmt.Errorf("testcluster: binary %q is not a file", opts.Binary)
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("testcluster: AWSOptions.Dir is required")
+	}
+	if opts.Size < 1 {
+		return nil, fmt.Errorf("testcluster: AWSOptions.Size %d: want at least 1", opts.Size)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = dir
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	name := fmt.Sprintf("tc-aws-%06x", rand.Uint32()&0xffffff)
+	log := opts.Logger.With("component", "testcluster", "group", name)
+
+	sn, err := reserveVPCSubnet()
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	moto, err := StartMoto(ctx, opts.Dir)
+	if err != nil {
+		sn.release()
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	cfg := sdkaws.Config{
+		Region:       AWSRegion,
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: sdkaws.String(moto.URL),
+	}
+	g := &AWSGroup{
+		opts: opts,
+		name: name,
+		log:  log,
+		moto: moto,
+		ec2:  ec2.NewFromConfig(cfg),
+		asg:  autoscaling.NewFromConfig(cfg),
+		procs: &Group{
+			opts:     Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger},
+			log:      log,
+			net:      sn,
+			nextHost: 1,
+		},
+		imds: map[string]*IMDS{},
+		gone: map[string]bool{},
+	}
+	if err := g.createGroup(ctx); err != nil {
+		g.Close()
+		return nil, err
+	}
+	log.Info("auto scaling group created", "moto", moto.URL, "subnet", sn.String(), "size", opts.Size)
+	if err := g.waitInService(ctx, opts.Size); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if _, _, err := g.Sync(ctx); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// reserveVPCSubnet reserves a /24 of 127.0.0.0/16 for the group's subnet,
+// with the lock files of reserveSubnet, so that it never shares addresses
+// with a local group or another AWS group. 127.0.0.0/24 is the usual
+// loopback (and moto's own address); 127.0.1.0/24 is the subnet of the
+// provider's moto tests.
+func reserveVPCSubnet() (*subnet, error) {
+	dir := filepath.Join(os.TempDir(), "etcd-appliance-testcluster")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, fmt.Errorf("reserving a loopback subnet: %w", err)
+	}
+	lastErr := errors.New("every /24 of 127.0.0.0/16 is taken")
+	for _, b := range rand.Perm(256) {
+		if b < 2 {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", 0, b))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			lastErr = err
+			continue
+		}
+		s := &subnet{a: 0, b: byte(b), lock: f}
+		// moto's first address is .4; a process outside our locks may sit there.
+		if !portsFree(s.address(1)) || !portsFree(s.address(4)) {
+			s.release()
+			lastErr = fmt.Errorf("an address of %s is in use", s)
+			continue
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("no free loopback /24 in %s: %w", awsVPCCIDR, lastErr)
+}
+
+// createGroup creates the VPC, the subnet, the launch template (IMDSv2
+// only, as the product's template) and the Auto Scaling group.
+func (g *AWSGroup) createGroup(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*awsCallTimeout)
+	defer cancel()
+	vpc, err := g.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(awsVPCCIDR)})
+	if err != nil {
+		return fmt.Errorf("testcluster: creating the VPC %s in moto: %w", awsVPCCIDR, err)
+	}
+	sub, err := g.ec2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
+		VpcId:            vpc.Vpc.VpcId,
+		CidrBlock:        sdkaws.String(g.procs.net.String()),
+		AvailabilityZone: sdkaws.String(AWSZone),
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: creating the subnet %s in moto: %w", g.procs.net, err)
+	}
+	images, err := g.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil {
+		return fmt.Errorf("testcluster: listing moto's AMIs: %w", err)
+	}
+	if len(images.Images) == 0 {
+		return errors.New("testcluster: moto lists no AMI to launch")
+	}
+	lt, err := g.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: sdkaws.String(g.name),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{
+			ImageId:      images.Images[0].ImageId,
+			InstanceType: ec2types.InstanceTypeT3Micro,
+			MetadataOptions: &ec2types.LaunchTemplateInstanceMetadataOptionsRequest{
+				HttpTokens: ec2types.LaunchTemplateHttpTokensStateRequired,
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: creating the launch template: %w", err)
+	}
+	size := sdkaws.Int32(int32(g.opts.Size))
+	_, err = g.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: sdkaws.String(g.name),
+		LaunchTemplate: &astypes.LaunchTemplateSpecification{
+			LaunchTemplateId: lt.LaunchTemplate.LaunchTemplateId,
+			Version:          sdkaws.String("$Latest"),
+		},
+		MinSize:           size,
+		MaxSize:           size,
+		DesiredCapacity:   size,
+		VPCZoneIdentifier: sub.Subnet.SubnetId,
+		Tags: []astypes.Tag{{
+			Key:               sdkaws.String(AWSGroupTag),
+			Value:             sdkaws.String(g.name),
+			PropagateAtLaunch: sdkaws.Bool(true),
+			ResourceId:        sdkaws.String(g.name),
+			ResourceType:      sdkaws.String("auto-scaling-group"),
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: creating the auto scaling group: %w", err)
+	}
+	return nil
+}
+
+// waitInService polls until the group has n instances InService.
+func (g *AWSGroup) waitInService(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, healthyTimeout)
+	defer cancel()
+	err := Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		ids, err := g.InService(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(ids) == n, fmt.Sprintf("group %s has %d instances in service (%s), want %d",
+			g.name, len(ids), strings.Join(ids, ", "), n)
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	return nil
+}
+
+// Name is the Auto Scaling group's name.
+func (g *AWSGroup) Name() string { return g.name }
+
+// Dir is the group's directory.
+func (g *AWSGroup) Dir() string { return g.opts.Dir }
+
+// Subnet is the group's subnet, a /24 of the VPC 127.0.0.0/16.
+func (g *AWSGroup) Subnet() string { return g.procs.net.String() }
+
+// Moto is the group's moto server.
+func (g *AWSGroup) Moto() *Moto { return g.moto }
+
+// Instance returns the instance id, nil if the harness never started it.
+func (g *AWSGroup) Instance(id string) *Instance { return g.procs.Instance(id) }
+
+// Instances returns every instance the harness ever started, in start order.
+func (g *AWSGroup) Instances() []*Instance { return g.procs.Instances() }
+
+// IMDS returns the metadata service of an instance, nil once it is gone.
+func (g *AWSGroup) IMDS(id string) *IMDS {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.imds[id]
+}
+
+// lifecycles lists the group's instances and their lifecycle states.
+func (g *AWSGroup) lifecycles(ctx context.Context) (map[string]astypes.LifecycleState, error) {
+	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	out, err := g.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
+		AutoScalingGroupNames: []string{g.name},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: describing group %s: %w", g.name, err)
+	}
+	if len(out.AutoScalingGroups) != 1 {
+		return nil, fmt.Errorf("testcluster: moto lists %d groups named %s", len(out.AutoScalingGroups), g.name)
+	}
+	states := map[string]astypes.LifecycleState{}
+	for _, i := range out.AutoScalingGroups[0].Instances {
+		states[sdkaws.ToString(i.InstanceId)] = i.LifecycleState
+	}
+	return states, nil
+}
+
+// inService reports whether an instance in that lifecycle state runs on a
+// machine of the group: Pending* and InService.
+func inService(s astypes.LifecycleState) bool {
+	return s == astypes.LifecycleStateInService || strings.HasPrefix(string(s), "Pending")
+}
+
+// InService returns the sorted ids of the instances the group has Pending
+// or InService: the machines that exist and run.
+func (g *AWSGroup) InService(ctx context.Context) ([]string, error) {
+	states, err := g.lifecycles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for id, s := range states {
+		if inService(s) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Running returns the instances that the group has in service and whose
+// appliance runs, by id: the instances a converged cluster consists of.
+func (g *AWSGroup) Running(ctx context.Context) ([]*Instance, error) {
+	ids, err := g.InService(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Instance
+	for _, id := range ids {
+		if inst := g.procs.Instance(id); inst != nil && inst.Running() {
+			out = append(out, inst)
+		}
+	}
+	return out, nil
+}
+
+// Sync makes the processes follow the group: it starts an IMDS and an
+// appliance for every instance in service that has none yet (moto's
+// launches and replacements) and waits until they answer /healthz, and it
+// kills (SIGKILL, as the machine disappearing) the appliances of instances
+// the group let go of. An appliance that exited on its own is not started
+// again: that is for the test to see. It returns the ids started and
+// stopped.
+func (g *AWSGroup) Sync(ctx context.Context) (started, stopped []string, err error) {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	states, err := g.lifecycles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, inst := range g.procs.Instances() {
+		if inService(states[inst.ID]) || g.isGone(inst.ID) {
+			continue
+		}
+		if err := g.release(inst.ID); err != nil {
+			return nil, stopped, err
+		}
+		lifecycle := string(states[inst.ID])
+		if lifecycle == "" {
+			lifecycle = "absent" // moto drops terminated instances from the listing at once
+		}
+		g.log.Info("instance left the group: appliance stopped", "id", inst.ID, "lifecycle", lifecycle)
+		stopped = append(stopped, inst.ID)
+	}
+	var fresh []string
+	for id, s := range states {
+		if inService(s) && g.procs.Instance(id) == nil && !g.isGone(id) {
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil, stopped, nil
+	}
+	slices.Sort(fresh)
+	machines, err := g.describe(ctx, fresh)
+	if err != nil {
+		return nil, stopped, err
+	}
+	var insts []*Instance
+	var errs []error
+	for _, m := range machines {
+		inst, err := g.start(ctx, m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		insts = append(insts, inst)
+		started = append(started, inst.ID)
+	}
+	waitErrs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for k, inst := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			waitErrs[k] = g.procs.waitHealthy(ctx, inst)
+		}()
+	}
+	wg.Wait()
+	return started, stopped, errors.Join(append(errs, waitErrs...)...)
+}
+
+// Follow runs Sync every 250ms in the background until ctx ends, the
+// returned stop is called, or the group closes. Sync's errors go to the
+// harness's log; stop waits for the loop to end.
+func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(followInterval)
+		defer t.Stop()
+		for {
+			if _, _, err := g.Sync(ctx); err != nil && ctx.Err() == nil {
+				g.log.Warn("following the group", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	g.mu.Lock()
+	g.follow = append(g.follow, stop)
+	g.mu.Unlock()
+	return stop
+}
+
+// machine is what EC2 tells about an instance the harness starts.
+type machine struct {
+	id, address, zone string
+}
+
+// describe reads the private address and zone of instances from EC2.
+func (g *AWSGroup) describe(ctx context.Context, ids []string) ([]machine, error) {
+	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	out, err := g.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: describing %v: %w", ids, err)
+	}
+	byID := map[string]machine{}
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			m := machine{id: sdkaws.ToString(i.InstanceId), address: sdkaws.ToString(i.PrivateIpAddress), zone: AWSZone}
+			if i.Placement != nil && sdkaws.ToString(i.Placement.AvailabilityZone) != "" {
+				m.zone = sdkaws.ToString(i.Placement.AvailabilityZone)
+			}
+			byID[m.id] = m
+		}
+	}
+	_, cidr, _ := net.ParseCIDR(g.procs.net.String())
+	machines := make([]machine, 0, len(ids))
+	for _, id := range ids {
+		m, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("testcluster: EC2 does not know instance %s of group %s", id, g.name)
+		}
+		// Binding an address outside our reserved /24 could take another
+		// group's address.
+		if ip := net.ParseIP(m.address); ip == nil || !cidr.Contains(ip) {
+			return nil, fmt.Errorf("testcluster: moto gave %s the address %q, outside the group's subnet %s", id, m.address, g.procs.net)
+		}
+		machines = append(machines, m)
+	}
+	return machines, nil
+}
+
+// start serves the IMDS of a machine and starts its appliance.
+func (g *AWSGroup) start(ctx context.Context, m machine) (*Instance, error) {
+	pctx, cancel := context.WithTimeout(ctx, killTimeout)
+	err := waitPortsFree(pctx, m.address)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: instance %s: %w", m.id, err)
+	}
+	inst := &Instance{
+		ID:      m.id,
+		Address: m.address,
+		DataDir: filepath.Join(g.opts.Dir, m.id),
+		LogPath: filepath.Join(g.opts.Dir, m.id+".log"),
+		g:       g.procs,
+	}
+	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	md := StartIMDS(InstanceMetadata{InstanceID: m.id, Region: AWSRegion, Zone: m.zone, PrivateIP: m.address})
+	md.Set("autoscaling/target-lifecycle-state", string(astypes.LifecycleStateInService))
+	args := append([]string{"run",
+		"--provider", "aws",
+		"--data-dir", inst.DataDir,
+		"--log-format", "text",
+	}, g.opts.Args...)
+
+	g.procs.mu.Lock()
+	defer g.procs.mu.Unlock()
+	if g.procs.closed {
+		md.Close()
+		return nil, errors.New("testcluster: group is closed")
+	}
+	p, err := startProcessEnv(g.opts.Binary, args, g.applianceEnv(md.URL), inst.LogPath)
+	if err != nil {
+		md.Close()
+		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
+	}
+	inst.proc = p
+	g.procs.instances = append(g.procs.instances, inst)
+	g.mu.Lock()
+	g.imds[m.id] = md
+	g.mu.Unlock()
+	g.log.Info("appliance started", "id", inst.ID, "address", inst.Address, "pid", p.pid(), "imds", md.URL)
+	return inst, nil
+}
+
+// applianceEnv is the environment of an instance's appliance: the
+// harness's own without any AWS setting of the machine, plus moto as the
+// AWS APIs, the instance's IMDS and moto's dummy credentials.
+func (g *AWSGroup) applianceEnv(imdsURL string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	none := filepath.Join(g.opts.Dir, "no-aws-config")
+	return append(env,
+		"AWS_ENDPOINT_URL="+g.moto.URL,
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imdsURL,
+		"AWS_ACCESS_KEY_ID=testing",
+		"AWS_SECRET_ACCESS_KEY=testing",
+		"AWS_REGION="+AWSRegion,
+		"AWS_CONFIG_FILE="+none,
+		"AWS_SHARED_CREDENTIALS_FILE="+none,
+	)
+}
+
+// startProcessEnv is startProcess with the child's environment set.
+func startProcessEnv(binary string, args, env []string, logPath string) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the log: %w", err)
+	}
+	fmt.Fprintf(logf, "=== testcluster %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", binary, err)
+	}
+	p := &process{cmd: cmd, log: logf, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (g *AWSGroup) isGone(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gone[id]
+}
+
+// release plays the machine of an instance disappearing: its appliance and
+// etcd get SIGKILL, its IMDS stops, and the harness never starts it again.
+func (g *AWSGroup) release(id string) error {
+	g.mu.Lock()
+	g.gone[id] = true
+	md := g.imds[id]
+	delete(g.imds, id)
+	g.mu.Unlock()
+	if md != nil {
+		md.Close()
+	}
+	inst := g.procs.Instance(id)
+	if inst == nil {
+		return nil
+	}
+	if inst.Running() {
+		if err := g.procs.Kill(id); err != nil && !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+	}
+	// The appliance may have died before, leaving its etcd behind.
+	if pid, _ := inst.EtcdPID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		return Poll(ctx, pollInterval, func() (bool, string) {
+			return !pidAlive(pid), fmt.Sprintf("etcd pid %d of %s still alive", pid, inst)
+		})
+	}
+	return nil
+}
+
+// TerminateInASG terminates an instance through the Auto Scaling API, as an
+// operator or a health check would, then kills its appliance and etcd
+// (SIGKILL: the machine disappears). Without decrement the group launches
+// a replacement, which Sync starts.
+func (g *AWSGroup) TerminateInASG(ctx context.Context, id string, decrement bool) error {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	_, err := g.asg.TerminateInstanceInAutoScalingGroup(cctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId:                     sdkaws.String(id),
+		ShouldDecrementDesiredCapacity: sdkaws.Bool(decrement),
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: terminating %s in group %s: %w", id, g.name, err)
+	}
+	if err := g.release(id); err != nil {
+		return fmt.Errorf("testcluster: terminating %s: %w", id, err)
+	}
+	g.log.Info("instance terminated through the auto scaling group", "id", id, "decrement", decrement)
+	return nil
+}
+
+// SetDesired makes the group's size n (min, max and desired capacity).
+// moto launches or terminates instances at once; Sync then follows.
+func (g *AWSGroup) SetDesired(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	size := sdkaws.Int32(int32(n))
+	_, err := g.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: sdkaws.String(g.name),
+		MinSize:              size,
+		MaxSize:              size,
+		DesiredCapacity:      size,
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: setting the size of group %s to %d: %w", g.name, n, err)
+	}
+	g.log.Info("group size set", "size", n)
+	return nil
+}
+
+// WaitConverged polls until the cluster is exactly the instances in service
+// whose appliances run (see Running), with the conditions of
+// Group.WaitConverged: voters healthy started voters named after the
+// instance ids, one leader, one cluster id. An instance in service whose
+// appliance does not run (Sync not called, or it crashed) keeps the count
+// short.
+func (g *AWSGroup) WaitConverged(ctx context.Context, voters int) (cluster.ClusterStatus, error) {
+	return g.procs.waitConvergedAmong(ctx, voters, func() ([]*Instance, error) { return g.Running(ctx) })
+}
+
+// StatusOf returns an instance's whole-cluster view, GET /v1/status.
+func (g *AWSGroup) StatusOf(ctx context.Context, id string) (cluster.ClusterStatus, error) {
+	return g.procs.StatusOf(ctx, id)
+}
+
+// Get calls any path of an instance's appliance API.
+func (g *AWSGroup) Get(ctx context.Context, id, path string) (int, []byte, error) {
+	return g.procs.Get(ctx, id, path)
+}
+
+// Client returns an etcd client over the given instances, or over every
+// instance of Running when none is given. The caller closes it.
+func (g *AWSGroup) Client(ctx context.Context, ids ...string) (*clientv3.Client, error) {
+	if len(ids) == 0 {
+		running, err := g.Running(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(running) == 0 {
+			return nil, errors.New("testcluster: no running instance in service to connect to")
+		}
+		ids = make([]string, len(running))
+		for k, inst := range running {
+			ids[k] = inst.ID
+		}
+	}
+	return g.procs.Client(ctx, ids...)
+}
+
+// LogTails returns the last n lines of every instance's log, with headers.
+func (g *AWSGroup) LogTails(n int) string { return g.procs.LogTails(n) }
+
+// Close stops the Follow loops, every appliance (SIGTERM, then SIGKILL),
+// the IMDS servers and moto, and releases the subnet. The files in Dir are
+// kept. Close is bounded and idempotent.
+func (g *AWSGroup) Close() error {
+	g.closeOnce.Do(func() {
+		g.mu.Lock()
+		stops := g.follow
+		g.follow = nil
+		g.mu.Unlock()
+		for _, stop := range stops {
+			stop()
+		}
+		g.closeErr = g.procs.Close()
+		g.mu.Lock()
+		for id, md := range g.imds {
+			md.Close()
+			delete(g.imds, id)
+		}
+		g.mu.Unlock()
+		g.moto.Close()
+		g.log.Info("aws group closed")
+	})
+	return g.closeErr
+}
