@@ -92,33 +92,6 @@ func saveLogFiles(t *testing.T, files []string) (string, error) {
 	return dir, nil
 }
 
-// applianceLogTailsOf is applianceLogTails over a list of instances.
-func applianceLogTailsOf(insts []*testcluster.Instance, n int) string {
-	var b strings.Builder
-	for _, inst := range insts {
-		state := "not running"
-		if pid := inst.PID(); pid != 0 {
-			state = fmt.Sprintf("running, pid %d", pid)
-		}
-		raw, err := os.ReadFile(inst.LogPath)
-		if err != nil {
-			fmt.Fprintf(&b, "----- %s: %v\n", inst, err)
-			continue
-		}
-		var lines []string
-		for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
-			if !strings.HasPrefix(l, "{") {
-				lines = append(lines, l)
-			}
-		}
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", inst, state, strings.Join(lines, "\n"))
-	}
-	return b.String()
-}
-
 func waitAWSConverged(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, voters int) cluster.ClusterStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)

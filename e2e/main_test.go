@@ -128,8 +128,13 @@ func saveLogs(t *testing.T, g *testcluster.Group) (string, error) {
 // applianceLogTails returns the last n lines of every instance's log that
 // the appliance wrote, leaving out the etcd child's JSON lines.
 func applianceLogTails(g *testcluster.Group, n int) string {
+	return applianceLogTailsOf(g.Instances(), n)
+}
+
+// applianceLogTailsOf is applianceLogTails over a list of instances.
+func applianceLogTailsOf(insts []*testcluster.Instance, n int) string {
 	var b strings.Builder
-	for _, inst := range g.Instances() {
+	for _, inst := range insts {
 		state := "not running"
 		if pid := inst.PID(); pid != 0 {
 			state = fmt.Sprintf("running, pid %d", pid)

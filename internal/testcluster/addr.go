@@ -44,18 +44,11 @@ func reserveSubnet() (*subnet, error) {
 		if a == 0 && (b == 0 || b == 1) {
 			continue
 		}
-		path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", a, b))
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		s, err := lockSubnet(dir, a, b)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			lastErr = err
-			continue
-		}
-		s := &subnet{a: a, b: b, lock: f}
 		// A process that does not use our locks may sit on the subnet.
 		if !portsFree(s.address(1)) {
 			s.release()
@@ -65,6 +58,21 @@ func reserveSubnet() (*subnet, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("no free loopback /24 found: %w", lastErr)
+}
+
+// lockSubnet takes the exclusive lock on 127.a.b.0/24 that every group of
+// this machine honours, or fails at once when another group holds it.
+func lockSubnet(dir string, a, b byte) (*subnet, error) {
+	path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", a, b))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &subnet{a: a, b: b, lock: f}, nil
 }
 
 func (s *subnet) address(host int) string {

@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -187,18 +186,11 @@ func reserveVPCSubnet() (*subnet, error) {
 		if b < 2 {
 			continue
 		}
-		path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", 0, b))
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		s, err := lockSubnet(dir, 0, byte(b))
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			lastErr = err
-			continue
-		}
-		s := &subnet{a: 0, b: byte(b), lock: f}
 		// moto's first address is .4; a process outside our locks may sit there.
 		if !portsFree(s.address(1)) || !portsFree(s.address(4)) {
 			s.release()
@@ -546,7 +538,7 @@ func (g *AWSGroup) start(ctx context.Context, m machine) (*Instance, error) {
 		md.Close()
 		return nil, errors.New("testcluster: group is closed")
 	}
-	p, err := startProcessEnv(g.opts.Binary, args, g.applianceEnv(md.URL), inst.LogPath)
+	p, err := startProcess(g.opts.Binary, args, g.applianceEnv(md.URL), inst.LogPath)
 	if err != nil {
 		md.Close()
 		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
@@ -580,31 +572,6 @@ func (g *AWSGroup) applianceEnv(imdsURL string) []string {
 		"AWS_CONFIG_FILE="+none,
 		"AWS_SHARED_CREDENTIALS_FILE="+none,
 	)
-}
-
-// startProcessEnv is startProcess with the child's environment set.
-func startProcessEnv(binary string, args, env []string, logPath string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening the log: %w", err)
-	}
-	fmt.Fprintf(logf, "=== testcluster %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
-	cmd := exec.Command(binary, args...)
-	cmd.Env = env
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", binary, err)
-	}
-	p := &process{cmd: cmd, log: logf, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
 }
 
 func (g *AWSGroup) isGone(id string) bool {

@@ -476,7 +476,7 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 	if g.closed {
 		return nil, errors.New("testcluster: group is closed")
 	}
-	p, err := startProcess(g.opts.Binary, args, inst.LogPath)
+	p, err := startProcess(g.opts.Binary, args, nil, inst.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
 	}

@@ -26,13 +26,16 @@ type process struct {
 	signaled syscall.Signal
 }
 
-func startProcess(binary string, args []string, logPath string) (*process, error) {
+// startProcess starts binary with args, its output appended to logPath;
+// env nil means the harness's own environment.
+func startProcess(binary string, args, env []string, logPath string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening the log: %w", err)
 	}
 	fmt.Fprintf(logf, "=== testcluster %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
 	cmd := exec.Command(binary, args...)
+	cmd.Env = env
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
