@@ -9,6 +9,7 @@
 //	etcd     the bundled etcd server (what `run` executes as its child)
 //	status   the cluster's members, roles and health, from the appliance API
 //	demo     a local group of 3 on loopback addresses: bootstrap, replace, verify
+//	iam-policy  the least-privilege IAM policy for the enabled features
 //	version  the appliance's and the bundled etcd's versions
 //
 // Flags of `run` (each also as the environment variable ETCD_APPLIANCE_<FLAG>,
@@ -67,6 +68,7 @@ Commands:
   etcd      run the bundled etcd server (flags are etcd's)
   status    show the cluster's members and health
   demo      run a local 3-instance demo (no AWS needed)
+  iam-policy  print the least-privilege IAM policy for the enabled features
   version   print the appliance and bundled etcd versions
 
 Run 'etcd-appliance <command> --help' for a command's flags.
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string) int {
 		return runStatus(ctx, rest)
 	case "demo":
 		return runDemo(ctx, rest)
+	case "iam-policy":
+		return runIAMPolicy(rest, os.Stdout)
 	case "version", "--version":
 		printVersion(os.Stdout)
 		return 0

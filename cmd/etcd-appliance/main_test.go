@@ -70,3 +70,21 @@ func TestStatusTable(t *testing.T) {
 		}
 	}
 }
+
+func TestIAMPolicyFollowsTheFeatures(t *testing.T) {
+	t.Setenv("HOSTED_ZONE", "")
+	t.Setenv("ETCD_APPLIANCE_HOSTED_ZONE", "")
+	var plain, withDNS bytes.Buffer
+	if code := runIAMPolicy(nil, &plain); code != 0 {
+		t.Fatalf("iam-policy = %d", code)
+	}
+	if code := runIAMPolicy([]string{"--hosted-zone", "example.org", "--hosted-zone-id", "Z9"}, &withDNS); code != 0 {
+		t.Fatalf("iam-policy --hosted-zone = %d", code)
+	}
+	if strings.Contains(plain.String(), "route53") || !strings.Contains(plain.String(), "autoscaling:DescribeAutoScalingGroups") {
+		t.Errorf("policy without DNS:\n%s", plain.String())
+	}
+	if !strings.Contains(withDNS.String(), "arn:aws:route53:::hostedzone/Z9") {
+		t.Errorf("policy with DNS does not scope changes to the zone:\n%s", withDNS.String())
+	}
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"os"
+
+	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
+)
+
+// runIAMPolicy is `etcd-appliance iam-policy`: the least-privilege IAM
+// policy for the features the flags enable, as JSON on stdout.
+func runIAMPolicy(args []string, out io.Writer) int {
+	fs := flag.NewFlagSet("iam-policy", flag.ContinueOnError)
+	zone := fs.String("hosted-zone", firstEnv("ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE"), "Route53 zone the appliance publishes in (enables the DNS statements)")
+	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	doc := awsprovider.Policy(awsprovider.PolicyFeatures{DNS: *zone != "" || *zoneID != "", HostedZoneID: *zoneID})
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func firstEnv(keys ...string) string {
+	for _, k := range keys {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
