@@ -77,8 +77,7 @@ func runChild(mode string) int {
 		return 2
 	}
 	fmt.Println("ready")
-	time.Sleep(time.Hour)
-	return 0
+	select {} // until the test stops it
 }
 
 // startChild starts the test binary as a child in mode with Start, and makes
@@ -450,12 +449,15 @@ func waitGrandchildOut(t *testing.T, out *syncBuffer) int {
 // waitFor polls cond until it holds, failing the test after a deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
