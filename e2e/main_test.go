@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -104,25 +103,11 @@ func newGroup(t *testing.T, extraArgs ...string) *testcluster.Group {
 // saveLogs copies the group file and every instance's log out of the test's
 // temp dir, which is removed after the test, for diagnosis and CI artifacts.
 func saveLogs(t *testing.T, g *testcluster.Group) (string, error) {
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-	dir := filepath.Join(os.TempDir(), "etcd-appliance-e2e-failures", name+"-"+time.Now().Format("150405"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	files := []string{g.GroupFile()}
 	for _, inst := range g.Instances() {
 		files = append(files, inst.LogPath)
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
+	return saveLogFiles(t, files)
 }
 
 // applianceLogTails returns the last n lines of every instance's log that
