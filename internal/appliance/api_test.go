@@ -19,6 +19,7 @@ type fakeGroup struct {
 	self      cluster.Instance
 	instances []cluster.Instance
 	err       error
+	listings  int
 }
 
 func (f *fakeGroup) Name() string { return "fake" }
@@ -26,6 +27,7 @@ func (f *fakeGroup) Self(context.Context) (cluster.Instance, error) {
 	return f.self, nil
 }
 func (f *fakeGroup) Instances(context.Context) ([]cluster.Instance, error) {
+	f.listings++
 	return f.instances, f.err
 }
 

@@ -80,6 +80,8 @@ type Appliance struct {
 	dnsSpec *cluster.DNSSpec
 	dnsMem  dnsMemory
 
+	groupCache groupCache
+
 	lastPlan cluster.StartupPlan
 	hk       housekeepingMemory
 	// unusable says why etcd could not run on the local data, from its last

@@ -32,9 +32,7 @@ const (
 // gatherStartup collects the inputs of the startup plan.
 func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, error) {
 	in := cluster.StartupInputs{Self: a.self, SelfPeerURL: a.peerURL()}
-	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
-	group, err := a.group.Instances(gctx)
-	cancel()
+	group, err := a.listGroup(ctx, 0)
 	if err != nil {
 		a.log.Debug("group listing failed", "err", err)
 	} else {
@@ -241,9 +239,7 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 		return nil, err
 	}
 	in.Cluster = view
-	gctx, gcancel := context.WithTimeout(ctx, groupTimeout)
-	group, gerr := a.group.Instances(gctx)
-	gcancel()
+	group, gerr := a.listGroup(ctx, 0)
 	in.GroupKnown, in.Group = gerr == nil, group
 	if in.Local, err = a.localInputs(); err != nil {
 		return nil, err

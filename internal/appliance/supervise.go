@@ -143,9 +143,7 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 // member waits for a leader forever (its peers moved on), so it must plan
 // again, which rejoins it.
 func (a *Appliance) orphaned(ctx context.Context, own cluster.ID) bool {
-	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
-	group, err := a.group.Instances(gctx)
-	cancel()
+	group, err := a.listGroup(ctx, 0)
 	if err != nil {
 		return false
 	}
@@ -165,9 +163,6 @@ var durations = regexp.MustCompile(`[0-9.]+(ns|µs|ms|s|m|h)`)
 // housekeeping is one leader cycle of §4.4: gather, decide, apply.
 func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 	a.metrics.housekeeping.Inc()
-	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
-	group, gerr := a.group.Instances(gctx)
-	cancel()
 	view, err := clusterView(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -176,6 +171,11 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 		return
 	}
 	health := memberHealth(ctx, c, view.Members)
+	var maxAge time.Duration
+	if a.steady(view.Members, health) {
+		maxAge = steadyListEvery
+	}
+	group, gerr := a.listGroup(ctx, maxAge)
 	healthy := map[cluster.ID]bool{}
 	roles := map[string]float64{cluster.RoleVoter: 0, cluster.RoleLearner: 0, cluster.RoleUnstarted: 0}
 	for _, m := range view.Members {

@@ -73,9 +73,15 @@ type Provider struct {
 	r53     route53API
 	metrics *metrics
 
+	now func() time.Time
+
 	mu   sync.Mutex
 	self *Metadata // cached: an instance's identity never changes
 	name string    // cached group name, once found
+	// known is EC2's view of the instances in service, by id, and
+	// lastFullDescribe when EC2 was last asked about all of them.
+	known            map[string]ec2View
+	lastFullDescribe time.Time
 }
 
 var (
@@ -116,7 +122,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		Endpoint:       opts.IMDSEndpoint,
 		EnableFallback: aws.FalseTernary,
 	})
-	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m}
+	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m, now: time.Now}
 	if p.region == "" {
 		self, err := p.Metadata(ctx)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -67,11 +68,7 @@ func (p *Provider) instances(ctx context.Context) ([]cluster.Instance, error) {
 		// empty listing is a failure, never "the group is empty" (§4.1).
 		return nil, fmt.Errorf("auto scaling group %s lists no instances", name)
 	}
-	ids := make([]string, 0, len(members))
-	for _, m := range members {
-		ids = append(ids, aws.ToString(m.InstanceId))
-	}
-	machines, err := p.describeInstances(ctx, ids)
+	machines, err := p.machines(ctx, members)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +90,10 @@ func (p *Provider) instances(ctx context.Context) ([]cluster.Instance, error) {
 			// (eventual consistency): the group is not known yet.
 			return nil, fmt.Errorf("instance %s of group %s (%s) is unknown to EC2", id, name, lifecycle)
 		}
-		inst.State = instanceState(lifecycle, machine.State.Name)
-		inst.Address = aws.ToString(machine.PrivateIpAddress)
-		if inst.Zone == "" && machine.Placement != nil {
-			inst.Zone = aws.ToString(machine.Placement.AvailabilityZone)
+		inst.State = instanceState(lifecycle, machine.state)
+		inst.Address = machine.address
+		if inst.Zone == "" {
+			inst.Zone = machine.zone
 		}
 		if inst.State != cluster.InstanceTerminated && net.ParseIP(inst.Address) == nil {
 			return nil, fmt.Errorf("instance %s of group %s (%s, %s) has no private address (%q)",
@@ -232,11 +229,90 @@ func (p *Provider) groupInstances(ctx context.Context, name string) ([]astypes.I
 	return out, nil
 }
 
+// ec2View is what the listing needs of EC2's view of an instance.
+type ec2View struct {
+	state   ec2types.InstanceStateName
+	address string
+	zone    string
+}
+
+// fullDescribeEvery bounds how long EC2's view of an instance in service
+// is trusted without asking EC2 again.
+const fullDescribeEvery = 10 * time.Minute
+
+// machines returns EC2's view of the group's instances. EC2 is asked only
+// about the instances whose view is not known: new ones, and those the
+// group does not have InService and Healthy (an instance in service is
+// running, and its private address never changes while it lives). So a
+// listing of an unchanged group is one DescribeAutoScalingGroups call, and
+// a DescribeInstances of every instance every fullDescribeEvery (SPEC §7).
+func (p *Provider) machines(ctx context.Context, members []astypes.Instance) (map[string]ec2View, error) {
+	now := p.now()
+	p.mu.Lock()
+	full := now.Sub(p.lastFullDescribe) >= fullDescribeEvery
+	known := make(map[string]ec2View, len(members))
+	var ask []string
+	for _, m := range members {
+		id := aws.ToString(m.InstanceId)
+		k, ok := p.known[id]
+		if ok && !full && inServiceAndHealthy(m) {
+			known[id] = k
+			continue
+		}
+		ask = append(ask, id)
+	}
+	p.mu.Unlock()
+	if len(ask) == 0 {
+		return known, nil
+	}
+	described, err := p.describeInstances(ctx, ask)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if full {
+		p.lastFullDescribe = now
+		p.known = map[string]ec2View{}
+	}
+	if p.known == nil {
+		p.known = map[string]ec2View{}
+	}
+	for _, m := range members {
+		id := aws.ToString(m.InstanceId)
+		d, ok := described[id]
+		if !ok {
+			continue
+		}
+		known[id] = d
+		if d.state == ec2types.InstanceStateNameRunning && inServiceAndHealthy(m) {
+			p.known[id] = d
+		} else {
+			delete(p.known, id)
+		}
+	}
+	// Forget the instances the group let go of.
+	listed := make(map[string]bool, len(members))
+	for _, m := range members {
+		listed[aws.ToString(m.InstanceId)] = true
+	}
+	for id := range p.known {
+		if !listed[id] {
+			delete(p.known, id)
+		}
+	}
+	return known, nil
+}
+
+func inServiceAndHealthy(m astypes.Instance) bool {
+	return m.LifecycleState == astypes.LifecycleStateInService && aws.ToString(m.HealthStatus) == "Healthy"
+}
+
 // describeInstances returns EC2's view of the instances ids, by id. It
 // filters by id rather than naming the ids, so that an instance EC2 does not
 // know yet is missing from the answer instead of failing the whole call.
-func (p *Provider) describeInstances(ctx context.Context, ids []string) (map[string]ec2types.Instance, error) {
-	out := map[string]ec2types.Instance{}
+func (p *Provider) describeInstances(ctx context.Context, ids []string) (map[string]ec2View, error) {
+	out := map[string]ec2View{}
 	for start := 0; start < len(ids); start += maxFilterValues {
 		chunk := ids[start:min(start+maxFilterValues, len(ids))]
 		pages := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{
@@ -251,12 +327,15 @@ func (p *Provider) describeInstances(ctx context.Context, ids []string) (map[str
 			}
 			for _, r := range page.Reservations {
 				for _, inst := range r.Instances {
-					var state ec2types.InstanceStateName
+					var m ec2View
 					if inst.State != nil {
-						state = inst.State.Name
+						m.state = inst.State.Name
 					}
-					inst.State = &ec2types.InstanceState{Name: state}
-					out[aws.ToString(inst.InstanceId)] = inst
+					m.address = aws.ToString(inst.PrivateIpAddress)
+					if inst.Placement != nil {
+						m.zone = aws.ToString(inst.Placement.AvailabilityZone)
+					}
+					out[aws.ToString(inst.InstanceId)] = m
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -136,6 +137,7 @@ func fakeProvider(asg autoscalingAPI, e ec2API) *Provider {
 		asg:     asg,
 		ec2:     e,
 		metrics: m,
+		now:     time.Now,
 		self:    &Metadata{InstanceID: "i-1", Region: "us-east-1", Zone: "us-east-1a", PrivateIPv4: "10.0.0.1"},
 	}
 }
@@ -171,6 +173,81 @@ func TestInstancesListsGroupAcrossPages(t *testing.T) {
 	if name := p.Name(); name != testGroup {
 		t.Fatalf("Name() = %q, want %q", name, testGroup)
 	}
+}
+
+// TestInstancesAsksEC2OnlyWhatItDoesNotKnow pins the call budget of a
+// listing (SPEC §7): an unchanged group in service costs no DescribeInstances,
+// a new or unhealthy instance is described alone, and everything is
+// described again every fullDescribeEvery.
+func TestInstancesAsksEC2OnlyWhatItDoesNotKnow(t *testing.T) {
+	healthy := func(id, lifecycle string) astypes.Instance {
+		i := asgInstance(id, lifecycle)
+		i.HealthStatus = aws.String("Healthy")
+		return i
+	}
+	group := []astypes.Instance{healthy("i-1", "InService"), healthy("i-2", "InService")}
+	machines := []machine{{"i-1", "running", "10.0.0.1"}, {"i-2", "running", "10.0.0.2"}, {"i-3", "pending", "10.0.0.3"}}
+	var asked [][]string
+	describe := ec2Pages(machines...)
+	p := fakeProvider(fakeASG{
+		instances: inGroup,
+		groups: func(*autoscaling.DescribeAutoScalingGroupsInput) (*autoscaling.DescribeAutoScalingGroupsOutput, error) {
+			return groupPages(group)(&autoscaling.DescribeAutoScalingGroupsInput{})
+		},
+	}, fakeEC2(func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+		if in.NextToken == nil {
+			asked = append(asked, in.Filters[0].Values)
+		}
+		return describe(in)
+	}))
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return now }
+	list := func() []cluster.Instance {
+		t.Helper()
+		got, err := p.Instances(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	expectAsked := func(step string, want ...string) {
+		t.Helper()
+		var got []string
+		for _, a := range asked {
+			got = append(got, a...)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: DescribeInstances asked about %v, want %v", step, got, want)
+		}
+		asked = nil
+	}
+
+	list()
+	expectAsked("first listing", "i-1", "i-2")
+	got := list()
+	expectAsked("unchanged group")
+	if got[1].Address != "10.0.0.2" || got[1].State != cluster.InstanceRunning {
+		t.Errorf("known instance listed as %+v", got[1])
+	}
+
+	group = append(group, healthy("i-3", "Pending"))
+	list()
+	expectAsked("a new instance", "i-3")
+	list()
+	expectAsked("the new instance still pending", "i-3")
+
+	group[1].HealthStatus = aws.String("Unhealthy")
+	machines[1].state = "stopped"
+	describe = ec2Pages(machines...)
+	got = list()
+	expectAsked("an unhealthy instance", "i-2", "i-3")
+	if got[1].State != cluster.InstanceStopped {
+		t.Errorf("unhealthy, stopped instance listed as %s", got[1].State)
+	}
+
+	now = now.Add(fullDescribeEvery)
+	list()
+	expectAsked("after fullDescribeEvery", "i-1", "i-2", "i-3")
 }
 
 func TestInstancesUnknownNeverEmpty(t *testing.T) {
