@@ -52,6 +52,8 @@ func runDaemon(ctx context.Context, args []string) int {
 		logger.Error("cannot set up the provider", "provider", cfg.Provider, "err", err)
 		return 1
 	}
+	// The aws provider holds terminations with lifecycle hooks (§4.5).
+	lifecycle, _ := group.(provider.Lifecycle)
 	a := appliance.New(appliance.Options{
 		Config:      cfg,
 		Logger:      logger.With("component", "appliance"),
@@ -62,6 +64,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Registry:    registry,
 		DNS:         dns,
 		DNSSpec:     dnsSpec,
+		Lifecycle:   lifecycle,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("appliance stopped", "err", err)
@@ -80,7 +83,9 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 		p := local.New(cfg.GroupFile, cfg.InstanceID)
 		return p, p, nil, nil, nil
 	}
-	p, err := awsprovider.New(ctx, awsprovider.Options{Registerer: reg, Logger: logger.With("component", "aws")})
+	p, err := awsprovider.New(ctx, awsprovider.Options{
+		Registerer: reg, Logger: logger.With("component", "aws"), LifecycleHook: cfg.LifecycleHook,
+	})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

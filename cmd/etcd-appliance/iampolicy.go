@@ -16,13 +16,20 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("iam-policy", flag.ContinueOnError)
 	zone := fs.String("hosted-zone", firstEnv("ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE"), "Route53 zone the appliance publishes in (enables the DNS statements)")
 	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
+	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
+	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	doc := awsprovider.Policy(awsprovider.PolicyFeatures{DNS: *zone != "" || *zoneID != "", HostedZoneID: *zoneID})
+	doc := awsprovider.Policy(awsprovider.PolicyFeatures{
+		DNS:          *zone != "" || *zoneID != "",
+		HostedZoneID: *zoneID,
+		Lifecycle:    *hooks,
+		StoreBucket:  *bucket,
+	})
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(doc); err != nil {

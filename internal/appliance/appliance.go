@@ -51,6 +51,10 @@ type Options struct {
 	// DNS and DNSSpec publish the cluster's records; nil DNS disables it.
 	DNS     provider.DNS
 	DNSSpec *cluster.DNSSpec
+	// Lifecycle tells when the group terminates the instance, which then
+	// leaves the cluster before it lets the termination go on; nil: the
+	// provider has no termination hooks.
+	Lifecycle provider.Lifecycle
 }
 
 // Appliance is the daemon of one instance.
@@ -80,6 +84,8 @@ type Appliance struct {
 	dnsSpec *cluster.DNSSpec
 	dnsMem  dnsMemory
 
+	lifecycle provider.Lifecycle
+
 	groupCache groupCache
 
 	lastPlan cluster.StartupPlan
@@ -101,20 +107,21 @@ func New(opts Options) *Appliance {
 	}
 	cfg := opts.Config
 	return &Appliance{
-		cfg:     cfg,
-		log:     opts.Logger,
-		ident:   opts.Identity,
-		group:   opts.Group,
-		etcdCmd: opts.EtcdCommand,
-		etcdVer: opts.EtcdVersion,
-		etcdOut: out,
-		now:     now,
-		data:    dataDir{root: cfg.DataDir},
-		metrics: newMetrics(opts.Registry),
-		dns:     opts.DNS,
-		dnsSpec: opts.DNSSpec,
-		http:    &http.Client{Timeout: time.Second},
-		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
+		cfg:       cfg,
+		log:       opts.Logger,
+		ident:     opts.Identity,
+		group:     opts.Group,
+		etcdCmd:   opts.EtcdCommand,
+		etcdVer:   opts.EtcdVersion,
+		etcdOut:   out,
+		now:       now,
+		data:      dataDir{root: cfg.DataDir},
+		metrics:   newMetrics(opts.Registry),
+		dns:       opts.DNS,
+		dnsSpec:   opts.DNSSpec,
+		lifecycle: opts.Lifecycle,
+		http:      &http.Client{Timeout: time.Second},
+		ports:     cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
 }
 
@@ -163,15 +170,19 @@ func (a *Appliance) Run(ctx context.Context) error {
 	a.log.Info("appliance started", "address", a.address, "group", a.group.Name(), "etcd_version", a.etcdVer,
 		"data_dir", a.cfg.DataDir)
 
+	// run ends when the appliance is told to stop (ctx) or when the group
+	// terminates the instance (watchLifecycle), which drains instead.
+	run, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	if a.lifecycle != nil {
+		go a.watchLifecycle(run, stopRun)
+	}
 	backoff := etcd.DefaultBackoff()
 	var delay time.Duration
 	for {
-		proc, err := a.startEtcd(ctx)
-		if ctx.Err() != nil {
-			if proc != nil {
-				a.shutdown(proc)
-			}
-			return nil
+		proc, err := a.startEtcd(run)
+		if run.Err() != nil {
+			return a.stop(ctx, run, proc)
 		}
 		if err != nil {
 			level := slog.LevelWarn
@@ -181,16 +192,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 				level = slog.LevelDebug
 			}
 			a.log.Log(ctx, level, "starting etcd failed; looking again", "err", err)
-			if !sleep(ctx, a.cfg.StartupInterval) {
-				return nil
+			if !sleep(run, a.cfg.StartupInterval) {
+				return a.stop(ctx, run, nil)
 			}
 			continue
 		}
 		started := a.now()
-		a.supervise(ctx, proc)
-		if ctx.Err() != nil {
-			a.shutdown(proc)
-			return nil
+		a.supervise(run, proc)
+		if run.Err() != nil {
+			return a.stop(ctx, run, proc)
 		}
 		exited := a.now()
 		kind := etcd.ClassifyExit(proc.LastLines())
@@ -204,8 +214,8 @@ func (a *Appliance) Run(ctx context.Context) error {
 		delay = backoff.Next(delay, started, exited)
 		a.log.Warn("etcd exited; planning again", "err", proc.Err(), "kind", kind, "ran", exited.Sub(started).Round(time.Millisecond),
 			"restart_in", delay)
-		if !sleep(ctx, delay) {
-			return nil
+		if !sleep(run, delay) {
+			return a.stop(ctx, run, nil)
 		}
 	}
 }

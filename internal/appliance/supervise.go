@@ -275,7 +275,7 @@ func (a *Appliance) shutdown(proc *etcd.Process) {
 	left := false
 	if a.cfg.LeaveOnShutdown == config.LeaveAlways {
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if err := a.leave(ctx); err != nil {
+		if err := a.leave(ctx, "--leave-on-shutdown=always"); err != nil {
 			a.log.Warn("not leaving the cluster", "err", err)
 		} else {
 			left = true
@@ -289,11 +289,17 @@ func (a *Appliance) shutdown(proc *etcd.Process) {
 	a.log.Info("etcd stopped", "left_cluster", left)
 }
 
+// Why leave refuses.
+var (
+	errLastMember = errors.New("leaving would destroy the cluster")
+	errNotMember  = errors.New("this instance is not a member")
+)
+
 // leave removes this member from the cluster, handing leadership over first.
 // It refuses when removing this member would break the quorum safety rule or
 // when this is the last member. The membership lock is taken through the
 // other members, since this member's etcd goes away with the removal.
-func (a *Appliance) leave(ctx context.Context) error {
+func (a *Appliance) leave(ctx context.Context, reason string) error {
 	local, err := newClient([]string{a.clientURL()})
 	if err != nil {
 		return err
@@ -310,7 +316,7 @@ func (a *Appliance) leave(ctx context.Context) error {
 		}
 	}
 	if len(others) == 0 {
-		return fmt.Errorf("this is the last member: leaving would destroy the cluster")
+		return fmt.Errorf("this is the last member: %w", errLastMember)
 	}
 	rest, err := newClient(others)
 	if err != nil {
@@ -328,7 +334,7 @@ func (a *Appliance) leave(ctx context.Context) error {
 	}
 	me, ok := view.MemberByName(a.self.ID)
 	if !ok {
-		return fmt.Errorf("this instance is not a member")
+		return errNotMember
 	}
 	health := memberHealth(ctx, rest, view.Members)
 	var transferee cluster.ID
@@ -346,7 +352,7 @@ func (a *Appliance) leave(ctx context.Context) error {
 		}
 	}
 	if !me.IsLearner && remaining == 0 {
-		return fmt.Errorf("member %s is the last voter: leaving would destroy the cluster", me.ID)
+		return fmt.Errorf("member %s is the last voter: %w", me.ID, errLastMember)
 	}
 	if !me.IsLearner && healthy < cluster.Quorum(remaining) {
 		return fmt.Errorf("only %d of the %d remaining voters are healthy, below their quorum of %d", healthy, remaining, cluster.Quorum(remaining))
@@ -371,6 +377,10 @@ func (a *Appliance) leave(ctx context.Context) error {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, rpctypes.ErrMemberNotFound) {
+			// The leader removed it meanwhile: its instance is terminating.
+			return errNotMember
+		}
 		if !errors.Is(err, rpctypes.ErrUnhealthy) {
 			return fmt.Errorf("removing member %s: %w", me.ID, err)
 		}
@@ -380,6 +390,6 @@ func (a *Appliance) leave(ctx context.Context) error {
 		}
 	}
 	a.metrics.removals.Inc()
-	a.log.Info("left the cluster", "member", me.ID, "reason", "--leave-on-shutdown=always")
+	a.log.Info("left the cluster", "member", me.ID, "reason", reason)
 	return nil
 }

@@ -57,6 +57,9 @@ type Config struct {
 	StopTimeout       time.Duration
 
 	LeaveOnShutdown string
+	// LifecycleHook names the group's termination hook the instance
+	// completes once drained; empty: every termination hook of the group.
+	LifecycleHook string
 
 	// HostedZone is the Route53 zone of the cluster's records; empty
 	// publishes none.
@@ -114,6 +117,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LearnerTimeout, "learner-timeout", c.LearnerTimeout, "how long an added member may stay unstarted before removal")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "grace period for etcd to stop after SIGTERM before SIGKILL")
 	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
+	fs.StringVar(&c.LifecycleHook, "lifecycle-hook", c.LifecycleHook, "aws provider: the Auto Scaling termination hook to complete once this instance has left the cluster (default: every termination hook of the group)")
 	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
 	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
 	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")

@@ -28,6 +28,19 @@ type Group interface {
 	Instances(ctx context.Context) ([]cluster.Instance, error)
 }
 
+// Lifecycle is the instance's side of its group's termination (§4.5): it
+// tells when the group is terminating the instance, and lets the instance
+// hold the termination until it has left the cluster.
+type Lifecycle interface {
+	// TargetState is the lifecycle state the group moves the instance to
+	// ("InService", "Terminated", ...), "" when the instance has none.
+	TargetState(ctx context.Context) (string, error)
+	// Heartbeat extends the hold while the instance drains.
+	Heartbeat(ctx context.Context) error
+	// Complete lets the termination go on.
+	Complete(ctx context.Context) error
+}
+
 // DNS holds the cluster's records in a zone (§4.4). Implementations know the
 // cluster's cluster.DNSSpec and touch only the records it owns.
 type DNS interface {

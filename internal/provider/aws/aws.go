@@ -58,6 +58,10 @@ type Options struct {
 	// IMDSEndpoint is the instance metadata service's URL; default: the
 	// SDK's, which honours AWS_EC2_METADATA_SERVICE_ENDPOINT.
 	IMDSEndpoint string
+	// LifecycleHook names the group's termination hook that the instance
+	// completes when it has drained; default: every hook of the group on
+	// autoscaling:EC2_INSTANCE_TERMINATING.
+	LifecycleHook string
 	// Registerer receives the provider's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -71,13 +75,18 @@ type Provider struct {
 	asg     autoscalingAPI
 	ec2     ec2API
 	r53     route53API
+	lc      lifecycleAPI
 	metrics *metrics
+
+	hookName string
 
 	now func() time.Time
 
 	mu   sync.Mutex
 	self *Metadata // cached: an instance's identity never changes
 	name string    // cached group name, once found
+	// hooks are the group's termination hooks, once looked up.
+	hooks []string
 	// known is EC2's view of the instances in service, by id, and
 	// lastFullDescribe when EC2 was last asked about all of them.
 	known            map[string]ec2View
@@ -122,7 +131,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		Endpoint:       opts.IMDSEndpoint,
 		EnableFallback: aws.FalseTernary,
 	})
-	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m, now: time.Now}
+	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m, now: time.Now, hookName: opts.LifecycleHook}
 	if p.region == "" {
 		self, err := p.Metadata(ctx)
 		if err != nil {
@@ -146,7 +155,8 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
 	}
-	p.asg = autoscaling.NewFromConfig(cfg)
+	asg := autoscaling.NewFromConfig(cfg)
+	p.asg, p.lc = asg, asg
 	p.ec2 = ec2.NewFromConfig(cfg)
 	// Route53 is global: the SDK resolves its endpoint and signing region
 	// from the partition of p.region.

@@ -8,6 +8,11 @@ type PolicyFeatures struct {
 	DNS bool
 	// HostedZoneID scopes the record changes to one zone; empty: any zone.
 	HostedZoneID string
+	// Lifecycle allows holding the instance's termination while it drains
+	// (a termination lifecycle hook, SPEC §4.5).
+	Lifecycle bool
+	// StoreBucket is the S3 bucket of the snapshot store; empty: no bucket.
+	StoreBucket string
 }
 
 // PolicyDocument is an IAM policy document.
@@ -39,6 +44,21 @@ func Policy(f PolicyFeatures) PolicyDocument {
 		},
 		Resource: []string{"*"},
 	}}}
+	if f.Lifecycle {
+		// Lifecycle actions support resource-level permissions on the
+		// group, but the group's name is not known here: the
+		// CloudFormation template scopes them to its group.
+		doc.Statement = append(doc.Statement, PolicyStatement{
+			Sid:    "DrainBeforeTermination",
+			Effect: "Allow",
+			Action: []string{
+				"autoscaling:CompleteLifecycleAction",
+				"autoscaling:DescribeLifecycleHooks",
+				"autoscaling:RecordLifecycleActionHeartbeat",
+			},
+			Resource: []string{"*"},
+		})
+	}
 	if f.DNS {
 		zone := "*"
 		if f.HostedZoneID != "" {
@@ -57,6 +77,19 @@ func Policy(f PolicyFeatures) PolicyDocument {
 				Action:   []string{"route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"},
 				Resource: []string{"arn:aws:route53:::hostedzone/" + zone},
 			})
+	}
+	if f.StoreBucket != "" {
+		// The snapshot store (s3://, SPEC §4.6) makes exactly these calls:
+		// it lists the bucket to find the newest snapshot and to thin old
+		// ones, puts and gets snapshots and their checksums, and deletes
+		// what retention drops. ListBucket applies to the bucket, the
+		// object actions to its objects; nothing else in S3 is reachable.
+		doc.Statement = append(doc.Statement, PolicyStatement{
+			Sid:      "KeepSnapshots",
+			Effect:   "Allow",
+			Action:   []string{"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+			Resource: []string{"arn:aws:s3:::" + f.StoreBucket, "arn:aws:s3:::" + f.StoreBucket + "/*"},
+		})
 	}
 	return doc
 }

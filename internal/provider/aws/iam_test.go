@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +35,7 @@ func calls(service string, api any) []string {
 func TestPolicyGrantsExactlyWhatTheProviderCalls(t *testing.T) {
 	group := append(calls("autoscaling", (*autoscalingAPI)(nil)), calls("ec2", (*ec2API)(nil))...)
 	dns := calls("route53", (*route53API)(nil))
+	lifecycle := calls("autoscaling", (*lifecycleAPI)(nil))
 	for _, tt := range []struct {
 		name string
 		f    PolicyFeatures
@@ -41,6 +43,7 @@ func TestPolicyGrantsExactlyWhatTheProviderCalls(t *testing.T) {
 	}{
 		{"group only", PolicyFeatures{}, group},
 		{"with DNS", PolicyFeatures{DNS: true}, append(append([]string(nil), group...), dns...)},
+		{"with lifecycle hooks", PolicyFeatures{Lifecycle: true}, append(append([]string(nil), group...), lifecycle...)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			want := slices.Clone(tt.want)
@@ -67,5 +70,29 @@ func TestPolicyScopesRecordChangesToTheZone(t *testing.T) {
 			!reflect.DeepEqual(st.Resource, []string{"arn:aws:route53:::hostedzone/Z123"}) {
 			t.Errorf("record changes allowed on %v, want only the zone Z123", st.Resource)
 		}
+	}
+}
+
+func TestPolicyKeepsSnapshotsInTheBucketOnly(t *testing.T) {
+	if got := allowed(Policy(PolicyFeatures{})); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "s3:") }) {
+		t.Errorf("policy without a store bucket allows %v", got)
+	}
+	doc := Policy(PolicyFeatures{StoreBucket: "snaps"})
+	var found bool
+	for _, st := range doc.Statement {
+		if st.Sid != "KeepSnapshots" {
+			continue
+		}
+		found = true
+		want := []string{"s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+		if got := slices.Sorted(slices.Values(st.Action)); !reflect.DeepEqual(got, want) {
+			t.Errorf("KeepSnapshots allows %v, want %v", got, want)
+		}
+		if want := []string{"arn:aws:s3:::snaps", "arn:aws:s3:::snaps/*"}; !reflect.DeepEqual(st.Resource, want) {
+			t.Errorf("KeepSnapshots applies to %v, want only the bucket and its objects %v", st.Resource, want)
+		}
+	}
+	if !found {
+		t.Errorf("policy with a store bucket has no KeepSnapshots statement: %+v", doc)
 	}
 }

@@ -1,0 +1,170 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// fakeLifecycle is a termination hook whose answers the test sets.
+type fakeLifecycle struct {
+	mu          sync.Mutex
+	states      []string // answered in turn; the last one repeats
+	stateErr    error
+	completeErr []error // answered in turn by Complete; then nil
+	completes   int
+	heartbeats  int
+	reads       int
+}
+
+func (f *fakeLifecycle) polls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+func (f *fakeLifecycle) TargetState(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.stateErr != nil {
+		err := f.stateErr
+		f.stateErr = nil
+		return "", err
+	}
+	s := f.states[0]
+	if len(f.states) > 1 {
+		f.states = f.states[1:]
+	}
+	return s, nil
+}
+
+func (f *fakeLifecycle) Heartbeat(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heartbeats++
+	return nil
+}
+
+func (f *fakeLifecycle) Complete(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.completes++
+	if len(f.completeErr) > 0 {
+		err := f.completeErr[0]
+		f.completeErr = f.completeErr[1:]
+		return err
+	}
+	return nil
+}
+
+func (f *fakeLifecycle) counts() (completes, heartbeats int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.completes, f.heartbeats
+}
+
+// fastLifecycle makes the termination path's clocks short for a test.
+func fastLifecycle(t *testing.T) {
+	t.Helper()
+	poll, beat, retry := lifecyclePoll, lifecycleHeartbeatEvery, drainRetry
+	lifecyclePoll, lifecycleHeartbeatEvery, drainRetry = time.Millisecond, time.Millisecond, time.Millisecond
+	t.Cleanup(func() { lifecyclePoll, lifecycleHeartbeatEvery, drainRetry = poll, beat, retry })
+}
+
+func TestWatchLifecycleStopsTheLoopOnTermination(t *testing.T) {
+	fastLifecycle(t)
+	a := testAppliance(t)
+	lc := &fakeLifecycle{states: []string{"", "InService", "InService", "Warmed:Stopped", targetTerminated}, stateErr: errors.New("imds down")}
+	a.lifecycle = lc
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	run, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	a.watchLifecycle(run, stop)
+	if !errors.Is(context.Cause(run), errTerminating) {
+		t.Fatalf("watchLifecycle returned with cause %v, want errTerminating", context.Cause(run))
+	}
+}
+
+func TestWatchLifecycleIgnoresOtherStates(t *testing.T) {
+	fastLifecycle(t)
+	a := testAppliance(t)
+	a.lifecycle = &fakeLifecycle{states: []string{"InService"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	run, stop := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() { a.watchLifecycle(run, stop); close(done) }()
+	// Many polls of InService later, the loop still runs.
+	waitFor(t, func() bool {
+		select {
+		case <-done:
+			t.Fatalf("watchLifecycle stopped on InService: cause %v", context.Cause(run))
+		default:
+		}
+		return a.lifecycle.(*fakeLifecycle).polls() >= 50
+	})
+	if run.Err() != nil {
+		t.Fatalf("run stopped: %v", context.Cause(run))
+	}
+	cancel()
+	<-done
+}
+
+func TestDrainWithoutEtcdCompletesTheHook(t *testing.T) {
+	fastLifecycle(t)
+	a := testAppliance(t)
+	lc := &fakeLifecycle{states: []string{targetTerminated}, completeErr: []error{errors.New("throttled"), errors.New("500")}}
+	a.lifecycle = lc
+	a.drain(context.Background(), nil)
+	if completes, _ := lc.counts(); completes != 3 {
+		t.Errorf("Complete called %d times, want 3 (two failures, then success)", completes)
+	}
+	if got := a.peerState().Phase; got != cluster.PhaseStopped {
+		t.Errorf("phase after draining = %s, want %s", got, cluster.PhaseStopped)
+	}
+}
+
+func TestStopDrainsOnTerminationAndIdles(t *testing.T) {
+	fastLifecycle(t)
+	a := testAppliance(t)
+	lc := &fakeLifecycle{states: []string{targetTerminated}}
+	a.lifecycle = lc
+	ctx, cancel := context.WithCancel(context.Background())
+	run, stopRun := context.WithCancelCause(ctx)
+	stopRun(errTerminating)
+	done := make(chan error, 1)
+	go func() { done <- a.stop(ctx, run, nil) }()
+	waitFor(t, func() bool {
+		completes, _ := lc.counts()
+		return completes == 1
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("stop returned %v before the appliance was told to stop: it must idle", err)
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stop = %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatal("condition not met within 10 s")
+		case <-tick.C:
+		}
+	}
+}
