@@ -98,13 +98,16 @@ func (a *Appliance) drain(ctx context.Context, proc *etcd.Process) {
 		<-beating
 	}()
 
-	left := false
+	left, last := false, false
 	if proc != nil {
-		left = a.leaveTerminating(ctx, proc)
+		left, last = a.leaveTerminating(ctx, proc)
 		if err := proc.Stop(a.cfg.StopTimeout); err != nil {
 			a.log.Warn("stopping etcd", "err", err)
 		}
 		a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = false })
+	}
+	if last {
+		a.withdrawDNS(ctx)
 	}
 	a.completeTermination(ctx)
 	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStopped })
@@ -113,16 +116,17 @@ func (a *Appliance) drain(ctx context.Context, proc *etcd.Process) {
 
 // leaveTerminating removes the member, retrying while the cluster refuses
 // (a removal that would break the quorum rule may become safe once a
-// replacement joins), until drainLeaveFor.
-func (a *Appliance) leaveTerminating(ctx context.Context, proc *etcd.Process) bool {
+// replacement joins), until drainLeaveFor. last reports that the member
+// stayed because it is the cluster's last voter.
+func (a *Appliance) leaveTerminating(ctx context.Context, proc *etcd.Process) (left, last bool) {
 	ctx, cancel := context.WithTimeout(ctx, drainLeaveFor)
 	defer cancel()
-	var last string
+	var lastErr string
 	for {
 		select {
 		case <-proc.Done():
 			a.log.Warn("etcd exited while draining; the leader removes the member", "err", proc.Err())
-			return false
+			return false, false
 		default:
 		}
 		lctx, lcancel := context.WithTimeout(ctx, leaveTimeout)
@@ -130,24 +134,60 @@ func (a *Appliance) leaveTerminating(ctx context.Context, proc *etcd.Process) bo
 		lcancel()
 		switch {
 		case err == nil:
-			return true
+			return true, false
 		case errors.Is(err, errNotMember):
 			a.log.Info("already removed from the cluster", "reason", "the leader saw the instance terminating")
-			return true
+			return true, false
 		case errors.Is(err, errLastMember):
 			a.log.Warn("not leaving the cluster", "err", err)
-			return false
+			return false, true
 		}
-		if err.Error() != last {
+		if err.Error() != lastErr {
 			a.log.Warn("leaving the cluster refused; retrying", "err", err)
-			last = err.Error()
+			lastErr = err.Error()
 		}
 		if !sleep(ctx, drainRetry) {
 			a.log.Warn("gave up leaving the cluster; the leader removes the member once the instance is gone",
 				"after", drainLeaveFor, "err", err)
-			return false
+			return false, false
 		}
 	}
+}
+
+// withdrawDNS removes the cluster's records when its last member
+// terminates with no other instance left in the group: the cluster is
+// going away, and clients must not be sent to its addresses (§4.4). With
+// any other instance in the group, or an unknown group, the records stay.
+func (a *Appliance) withdrawDNS(ctx context.Context) {
+	if a.dns == nil {
+		return
+	}
+	group, err := a.listGroup(ctx, 0)
+	if err != nil {
+		a.log.Warn("dns: records kept: the group is unknown", "err", err)
+		return
+	}
+	for _, inst := range group {
+		if inst.ID != a.self.ID && (inst.State == cluster.InstanceRunning || inst.State == cluster.InstancePending) {
+			a.log.Info("dns: records kept: the group has other instances", "instance", inst.ID)
+			return
+		}
+	}
+	have, err := a.dns.Records(ctx)
+	if err != nil {
+		a.log.Warn("dns: reading the published records", "err", err)
+		return
+	}
+	plan := cluster.DecideDNS(*a.dnsSpec, nil, have, true)
+	if plan.Empty() {
+		return
+	}
+	if err := a.dns.Apply(ctx, plan.Upserts, plan.Deletes); err != nil {
+		a.log.Warn("dns: withdrawing the records", "err", err)
+		return
+	}
+	a.metrics.dnsChanges.Inc()
+	a.log.Info("dns records withdrawn", "deletes", len(plan.Deletes), "reason", "the last member of the cluster terminated")
 }
 
 // completeTermination lets the group's termination go on, retrying failed

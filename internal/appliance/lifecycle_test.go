@@ -168,3 +168,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+func TestWithdrawDNSOnlyWhenTheGroupIsGone(t *testing.T) {
+	self := cluster.Instance{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceTerminated}
+	for _, tc := range []struct {
+		name      string
+		group     []cluster.Instance
+		groupErr  error
+		withdrawn bool
+	}{
+		{"last instance of the group", []cluster.Instance{self}, nil, true},
+		{"others terminated too", []cluster.Instance{self, {ID: "i-2", State: cluster.InstanceTerminated}}, nil, true},
+		{"a replacement is pending", []cluster.Instance{self, {ID: "i-2", State: cluster.InstancePending}}, nil, false},
+		{"another instance runs", []cluster.Instance{self, {ID: "i-2", State: cluster.InstanceRunning}}, nil, false},
+		{"group unknown", nil, errors.New("throttled"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testAppliance(t)
+			zone := &memoryDNS{}
+			a.dns = zone
+			a.dnsSpec = &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
+			a.publishDNS(context.Background(), healthyVoters("127.0.0.1"))
+			published := len(zone.records)
+			if published == 0 {
+				t.Fatal("nothing published")
+			}
+			g := a.group.(*fakeGroup)
+			g.instances, g.err = tc.group, tc.groupErr
+			a.withdrawDNS(context.Background())
+			if got := len(zone.records) == 0; got != tc.withdrawn {
+				t.Errorf("records withdrawn = %v (%d of %d left), want %v", got, len(zone.records), published, tc.withdrawn)
+			}
+		})
+	}
+}
