@@ -27,6 +27,13 @@ const (
 	Bootstrap StartupAction = "bootstrap"
 	// BootstrapMember starts etcd with state new as a member of an offer.
 	BootstrapMember StartupAction = "bootstrap-member"
+	// Recover starts a new one-member cluster on the local data, which is
+	// the newest after the quorum was lost for good (§4.6).
+	Recover StartupAction = "recover"
+	// Restore restores the plan's snapshot into a new one-member cluster:
+	// the store's newest good snapshot, on a new group or after the quorum
+	// was lost for good with no newer data left (§4.6).
+	Restore StartupAction = "restore"
 	// Wait does nothing and looks again later.
 	Wait StartupAction = "wait"
 )
@@ -46,6 +53,9 @@ type StartupInputs struct {
 	// Cluster is the member list from a live member, nil when none answered.
 	Cluster *ClusterView
 	Local   LocalData
+	// Recovery are the inputs of disaster recovery and of restoring a new
+	// group from the store.
+	Recovery RecoveryInputs
 }
 
 // StartupPlan is the decision of DecideStartup.
@@ -61,6 +71,12 @@ type StartupPlan struct {
 	// Offer is the initial membership for Bootstrap (its token is left for
 	// the caller to fill with a fresh random one) and BootstrapMember.
 	Offer *BootstrapOffer `json:"offer,omitempty"`
+	// Snapshot is the snapshot that Restore restores.
+	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
+	// LostRevisions is how many revisions a Recover or Restore loses: the
+	// newest revision known to the group and the store, minus the one
+	// recovered. Writes that reached only the lost instances are unknown.
+	LostRevisions int64 `json:"lost_revisions,omitempty"`
 }
 
 func wait(format string, args ...any) StartupPlan {
@@ -139,6 +155,9 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return StartupPlan{Action: BootstrapMember, Offer: in.Local.Offer,
 			Reason: "no live cluster and this instance accepted a bootstrap offer before: start it again with the same offer"}
 	}
+	if plan, ok := decideRecovery(in); ok {
+		return plan
+	}
 	if in.Local.Exists && in.Local.Unusable != "" {
 		// Without a live cluster to copy from, these bytes may be the newest
 		// data there is: never wipe them, and don't restart etcd on them blindly.
@@ -179,7 +198,20 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 				a.InstanceID, a.GroupView, view)
 		}
 	}
+	if in.Recovery.StoreErr != "" {
+		return wait("no cluster exists, but the store can't be read (%s): it may hold the cluster's data", in.Recovery.StoreErr)
+	}
 	seeder := Seeder(answers)
+	if snap := in.Recovery.Snapshot; snap != nil {
+		if seeder != in.Self.ID {
+			return StartupPlan{Action: Wait, Seeder: seeder,
+				Reason: fmt.Sprintf("no cluster exists; %s is the seeder and restores snapshot %s (revision %d)", seeder, snap.Key, snap.Revision)}
+		}
+		return StartupPlan{Action: Restore, Seeder: seeder, Snapshot: snap,
+			LostRevisions: max(0, in.Recovery.KnownRevision-snap.Revision),
+			Reason: fmt.Sprintf("all %d group instances answered, none has data, this instance is the seeder, and the store's newest good snapshot is %s (revision %d)",
+				len(members), snap.Key, snap.Revision)}
+	}
 	if seeder != in.Self.ID {
 		return StartupPlan{Action: Wait, Seeder: seeder,
 			Reason: fmt.Sprintf("no cluster exists; %s is the seeder and creates it", seeder)}

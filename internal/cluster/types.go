@@ -174,6 +174,10 @@ type PeerState struct {
 	GroupView []string `json:"group_view"`
 	// Offer is the bootstrap offer this instance takes part in, if any.
 	Offer *BootstrapOffer `json:"bootstrap_offer,omitempty"`
+	// Voters are the names of the voters of the cluster of the local data,
+	// as its members last listed them: who must be gone for its quorum to
+	// be lost for good (§4.6).
+	Voters []string `json:"voters,omitempty"`
 }
 
 // NamedPeer is one entry of etcd's --initial-cluster.
@@ -245,4 +249,7 @@ type LocalData struct {
 	// Offer is a bootstrap offer this instance accepted and recorded before
 	// its etcd created any data; it is started again with the same offer.
 	Offer *BootstrapOffer `json:"offer,omitempty"`
+	// Voters are the names of the voters of the data's cluster, as last
+	// recorded.
+	Voters []string `json:"voters,omitempty"`
 }

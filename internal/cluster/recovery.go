@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// SnapshotRef is a snapshot in the store, as the startup plan needs it.
+type SnapshotRef struct {
+	Key       string    `json:"key"`
+	ClusterID ID        `json:"cluster_id"`
+	Revision  int64     `json:"revision"`
+	Time      time.Time `json:"time"`
+}
+
+// RecoveryInputs are the inputs of the startup plan that only disaster
+// recovery (§4.6) reads. Their zero value is "no store, no loss seen".
+type RecoveryInputs struct {
+	// Snapshot is the newest good snapshot of the cluster in the store,
+	// nil when the store holds none or none is configured.
+	Snapshot *SnapshotRef `json:",omitempty"`
+	// StoreErr says why the store could not be listed; while it can't,
+	// nothing is created or recovered: the store may hold newer data than
+	// anyone else.
+	StoreErr string `json:",omitempty"`
+	// Now is the time of the decision; LostSince when this instance first
+	// saw the cluster's quorum lost for good (QuorumLost), zero when it
+	// does not see it lost.
+	Now       time.Time `json:",omitzero"`
+	LostSince time.Time `json:",omitzero"`
+	// DRGrace is how long the quorum must stay lost before recovery.
+	DRGrace time.Duration `json:",omitempty"`
+	// KnownRevision is the newest revision the cluster is known to have
+	// reached (recorded in the store by its leader), 0 when unknown; it
+	// measures what a recovery loses.
+	KnownRevision int64 `json:",omitempty"`
+}
+
+// Loss is what the instances of the group tell about the cluster whose
+// data they hold, when no live cluster answers.
+type Loss struct {
+	// ClusterID is the cluster of the data the instances hold.
+	ClusterID ID
+	// Voters are its voters' names (instance ids), as its members last
+	// listed them; Gone those whose instances are terminated or absent
+	// from the group: they can never come back.
+	Voters, Gone []string
+}
+
+// Lost reports whether the quorum of the cluster is lost for good: fewer of
+// its voters can come back than a quorum. A stopped instance can come back,
+// so only terminated and absent instances count as gone.
+func (l Loss) Lost() bool {
+	return len(l.Voters) > 0 && len(l.Voters)-len(l.Gone) < Quorum(len(l.Voters))
+}
+
+// QuorumLost looks at the data the group's instances hold, as they answered
+// on /v1/peer, when no live cluster answers. ok is false when nothing can
+// be said: the group is unknown, nobody holds data of a cluster that lists
+// voters, or instances hold data of different clusters.
+func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
+	if !in.GroupKnown {
+		return Loss{}, false
+	}
+	var voters []string
+	for _, a := range in.Peers {
+		s := a.State
+		if !a.Reachable || !s.HasData || s.ClusterID == 0 || len(s.Voters) == 0 {
+			continue
+		}
+		if loss.ClusterID != 0 && loss.ClusterID != s.ClusterID {
+			return Loss{}, false
+		}
+		loss.ClusterID = s.ClusterID
+		for _, v := range s.Voters {
+			if !slices.Contains(voters, v) {
+				voters = append(voters, v)
+			}
+		}
+	}
+	if loss.ClusterID == 0 {
+		return Loss{}, false
+	}
+	sort.Strings(voters)
+	loss.Voters = voters
+	for _, v := range voters {
+		if instanceGone(in.Group, v) {
+			loss.Gone = append(loss.Gone, v)
+		}
+	}
+	return loss, true
+}
+
+// instanceGone reports whether the instance is terminated or not listed.
+func instanceGone(group []Instance, id string) bool {
+	for _, inst := range group {
+		if inst.ID == id {
+			return inst.State == InstanceTerminated
+		}
+	}
+	return true
+}
+
+// decideRecovery is the disaster recovery of §4.6, for an instance that
+// sees no live cluster while the group holds data of a cluster whose quorum
+// is lost for good. ok is false when recovery is not the subject, and the
+// ordinary plans apply.
+//
+// Once the quorum has been lost for DRGrace, and every instance of the
+// group answers with one agreed view, the instance with the newest data
+// recovers: a survivor starts a new one-member cluster on its data (etcd's
+// --force-new-cluster keeps the data and the cluster id), or, when the
+// store's newest good snapshot is newer than every survivor's data, the
+// seeder restores it. Everyone else waits and then joins the recovered
+// cluster through the ordinary plans. Nobody recovers while a quorum could
+// still come back, while an instance does not answer, or while the store
+// can't be read.
+func decideRecovery(in StartupInputs) (StartupPlan, bool) {
+	loss, ok := QuorumLost(in)
+	if !ok || !loss.Lost() || !inGroup(in.Group, in.Self.ID) {
+		return StartupPlan{}, false
+	}
+	r := in.Recovery
+	lostFor := time.Duration(0)
+	if !r.LostSince.IsZero() {
+		lostFor = r.Now.Sub(r.LostSince)
+	}
+	if r.LostSince.IsZero() || lostFor < r.DRGrace {
+		// Until the grace is over, the ordinary plans run: a survivor starts
+		// on its data and waits for peers.
+		return StartupPlan{}, false
+	}
+	answers, plan, ok := agreedAnswers(in)
+	if !ok {
+		return plan, true
+	}
+	if r.StoreErr != "" {
+		return wait("quorum of cluster %s lost (voters %v gone), but the store can't be read (%s): it may hold newer data than any survivor",
+			loss.ClusterID, loss.Gone, r.StoreErr), true
+	}
+	var best *PeerState
+	newest := r.KnownRevision
+	for i := range answers {
+		a := &answers[i]
+		newest = max(newest, a.Revision)
+		if !a.HasData || a.ClusterID != loss.ClusterID {
+			continue
+		}
+		if best == nil || a.Revision > best.Revision || (a.Revision == best.Revision && a.InstanceID < best.InstanceID) {
+			best = a
+		}
+	}
+	why := fmt.Sprintf("quorum of cluster %s lost for %s (voters %v of %v gone)", loss.ClusterID, lostFor.Round(time.Second), loss.Gone, loss.Voters)
+	if r.Snapshot != nil {
+		newest = max(newest, r.Snapshot.Revision)
+	}
+	if r.Snapshot != nil && (best == nil || r.Snapshot.Revision > best.Revision) {
+		restorer := Seeder(answers)
+		if restorer != in.Self.ID {
+			return StartupPlan{Action: Wait, Seeder: restorer,
+				Reason: fmt.Sprintf("%s; %s restores snapshot %s (revision %d)", why, restorer, r.Snapshot.Key, r.Snapshot.Revision)}, true
+		}
+		return StartupPlan{Action: Restore, Seeder: restorer, Snapshot: r.Snapshot, Wipe: in.Local.Exists,
+			LostRevisions: newest - r.Snapshot.Revision,
+			Reason: fmt.Sprintf("%s; the store's snapshot %s (revision %d) is the newest data", why, r.Snapshot.Key, r.Snapshot.Revision)}, true
+	}
+	if best.InstanceID != in.Self.ID {
+		return StartupPlan{Action: Wait, Seeder: best.InstanceID,
+			Reason: fmt.Sprintf("%s; %s recovers from its data (revision %d)", why, best.InstanceID, best.Revision)}, true
+	}
+	if in.Local.Unusable != "" {
+		return wait("%s; this instance holds the newest data, but etcd cannot run on it (%s): keeping it for a manual restore", why, in.Local.Unusable), true
+	}
+	return StartupPlan{Action: Recover, Seeder: in.Self.ID, LostRevisions: newest - best.Revision,
+		Reason: fmt.Sprintf("%s; this instance holds the newest data (revision %d): starting a new one-member cluster on it", why, best.Revision)}, true
+}
+
+// agreedAnswers returns the answers of every instance of the group, when
+// all answered with the same view of the group, none is starting etcd and
+// none offers to create a cluster: the unanimous answers that a creation
+// or recovery needs. Otherwise it returns the plan to wait.
+func agreedAnswers(in StartupInputs) ([]PeerState, StartupPlan, bool) {
+	view := GroupView(in.Group)
+	var answers []PeerState
+	for _, inst := range groupMembers(in.Group) {
+		a, ok := in.Peers[inst.ID]
+		if !ok || !a.Reachable || a.State.InstanceID != inst.ID {
+			return nil, wait("peer %s (%s) did not answer: never create or recover a cluster on a partial view", inst.ID, inst.Address), false
+		}
+		answers = append(answers, a.State)
+	}
+	for _, a := range answers {
+		switch {
+		case !slices.Equal(a.GroupView, view):
+			return nil, wait("peer %s sees the group as %v, this instance as %v: a cluster is created or recovered only on one agreed group",
+				a.InstanceID, a.GroupView, view), false
+		case a.Phase == PhaseStarting:
+			return nil, wait("peer %s is starting etcd: waiting for it", a.InstanceID), false
+		case a.Offer != nil:
+			return nil, wait("peer %s takes part in a bootstrap offer: waiting for it", a.InstanceID), false
+		}
+	}
+	return answers, StartupPlan{}, true
+}

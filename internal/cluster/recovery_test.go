@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The recovery fixtures: cluster 0x100 had voters i-a, i-x and i-y. i-x and
+// i-y are gone; the group is i-a (a survivor with data at revision 50) and
+// two new instances i-b and i-c.
+
+var (
+	lossNow   = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	lossGrace = 2 * time.Minute
+)
+
+// survivor marks the peer id as holding data of cluster 0x100 at rev,
+// whose voters were voters.
+func survivor(in *StartupInputs, id string, rev int64, voters ...string) {
+	a := in.Peers[id]
+	a.State.HasData, a.State.EtcdRunning = true, true
+	a.State.ClusterID, a.State.Revision, a.State.Voters = liveClusterID, rev, voters
+	a.State.Phase = PhaseRunning
+	in.Peers[id] = a
+	if id == in.Self.ID {
+		in.Local = LocalData{Exists: true, Known: true, ClusterID: liveClusterID, MemberID: 0xa, Revision: rev, Voters: voters}
+	}
+}
+
+// lostFor sets the recovery clocks: the quorum lost for d.
+func lostFor(in *StartupInputs, d time.Duration) {
+	in.Recovery.Now, in.Recovery.LostSince, in.Recovery.DRGrace = lossNow, lossNow.Add(-d), lossGrace
+}
+
+func TestDecideStartupRecovery(t *testing.T) {
+	oldVoters := []string{"i-a", "i-x", "i-y"}
+	lost := func(self string, more func(in *StartupInputs)) StartupInputs {
+		return startupInputs(self, func(in *StartupInputs) {
+			survivor(in, "i-a", 50, oldVoters...)
+			lostFor(in, lossGrace)
+			if more != nil {
+				more(in)
+			}
+		})
+	}
+	snapshot := func(rev int64) *SnapshotRef {
+		return &SnapshotRef{Key: fmt.Sprintf("c/20261125T110000Z-r%d.db", rev), ClusterID: liveClusterID, Revision: rev}
+	}
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupPlan
+		reasonHas string
+	}{
+		{"survivor with the newest data recovers on it", lost("i-a", nil),
+			StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-x i-y] of [i-a i-x i-y] gone"},
+		{"new instance waits for the survivor", lost("i-b", nil),
+			StartupPlan{Action: Wait, Seeder: "i-a"}, "i-a recovers from its data"},
+		{"before the grace the survivor starts on its data", lost("i-a", func(in *StartupInputs) { lostFor(in, lossGrace-time.Second) }),
+			StartupPlan{Action: StartOnData}, ""},
+		{"before the grace a new instance waits", lost("i-b", func(in *StartupInputs) { lostFor(in, lossGrace-time.Second) }),
+			StartupPlan{Action: Wait}, "peer i-a has data"},
+		{"a loss never seen is no loss", lost("i-a", func(in *StartupInputs) { in.Recovery.LostSince = time.Time{} }),
+			StartupPlan{Action: StartOnData}, ""},
+		{"an unreachable instance blocks recovery", lost("i-a", func(in *StartupInputs) { delete(in.Peers, "i-c") }),
+			StartupPlan{Action: Wait}, "peer i-c (10.0.0.3) did not answer"},
+		{"a peer with another view of the group blocks recovery", lost("i-a", func(in *StartupInputs) {
+			a := in.Peers["i-b"]
+			a.State.GroupView = []string{"i-a", "i-b"}
+			in.Peers["i-b"] = a
+		}), StartupPlan{Action: Wait}, "one agreed group"},
+		{"a peer starting etcd blocks recovery", lost("i-a", func(in *StartupInputs) {
+			a := in.Peers["i-c"]
+			a.State.Phase = PhaseStarting
+			in.Peers["i-c"] = a
+		}), StartupPlan{Action: Wait}, "peer i-c is starting etcd"},
+		{"an unreadable store blocks recovery", lost("i-a", func(in *StartupInputs) { in.Recovery.StoreErr = "AccessDenied" }),
+			StartupPlan{Action: Wait}, "store can't be read"},
+		{"a newer snapshot is restored by the seeder", lost("i-a", func(in *StartupInputs) { in.Recovery.Snapshot = snapshot(80) }),
+			StartupPlan{Action: Restore, Seeder: "i-a", Snapshot: snapshot(80), Wipe: true}, "is the newest data"},
+		{"others wait for the restore", lost("i-c", func(in *StartupInputs) { in.Recovery.Snapshot = snapshot(80) }),
+			StartupPlan{Action: Wait, Seeder: "i-a"}, "i-a restores snapshot"},
+		{"an older snapshot loses to the survivor's data", lost("i-a", func(in *StartupInputs) {
+			in.Recovery.Snapshot = snapshot(30)
+			in.Recovery.KnownRevision = 55
+		}), StartupPlan{Action: Recover, Seeder: "i-a", LostRevisions: 5}, ""},
+		{"quorum can come back: a voter's instance is only stopped", lost("i-a", func(in *StartupInputs) {
+			in.Group = append(in.Group, instance("i-x", "10.0.0.9", InstanceStopped))
+		}), StartupPlan{Action: StartOnData}, ""},
+		{"a terminated voter is gone", lost("i-a", func(in *StartupInputs) {
+			in.Group = append(in.Group, instance("i-x", "10.0.0.9", InstanceTerminated))
+		}), StartupPlan{Action: Recover, Seeder: "i-a"}, ""},
+		{"quorum not lost: two of three voters remain", startupInputs("i-a", func(in *StartupInputs) {
+			survivor(in, "i-a", 50, "i-a", "i-b", "i-x")
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: StartOnData}, ""},
+		{"the survivor with the highest revision recovers", startupInputs("i-a", func(in *StartupInputs) {
+			voters := []string{"i-a", "i-b", "i-x", "i-y", "i-z"}
+			survivor(in, "i-a", 50, voters...)
+			survivor(in, "i-b", 60, voters...)
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Wait, Seeder: "i-b"}, "i-b recovers from its data (revision 60)"},
+		{"the newest survivor recovers and reports the gap", startupInputs("i-b", func(in *StartupInputs) {
+			voters := []string{"i-a", "i-b", "i-x", "i-y", "i-z"}
+			survivor(in, "i-a", 50, voters...)
+			survivor(in, "i-b", 60, voters...)
+			in.Local.MemberID = 0xb
+			lostFor(in, lossGrace)
+			in.Recovery.KnownRevision = 64
+		}), StartupPlan{Action: Recover, Seeder: "i-b", LostRevisions: 4}, ""},
+		{"survivors of different clusters: no recovery", startupInputs("i-a", func(in *StartupInputs) {
+			survivor(in, "i-a", 50, oldVoters...)
+			survivor(in, "i-b", 60, "i-b", "i-q", "i-r")
+			b := in.Peers["i-b"]
+			b.State.ClusterID = 0x999
+			in.Peers["i-b"] = b
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: StartOnData}, ""},
+		{"the newest data is unusable: kept, no recovery", lost("i-a", func(in *StartupInputs) { in.Local.Unusable = "corrupt WAL" }),
+			StartupPlan{Action: Wait}, "keeping it for a manual restore"},
+		{"new group restores the store's snapshot", startupInputs("i-a", func(in *StartupInputs) { in.Recovery.Snapshot = snapshot(80) }),
+			StartupPlan{Action: Restore, Seeder: "i-a", Snapshot: snapshot(80)}, "newest good snapshot"},
+		{"new group waits for the seeder's restore", startupInputs("i-b", func(in *StartupInputs) { in.Recovery.Snapshot = snapshot(80) }),
+			StartupPlan{Action: Wait, Seeder: "i-a"}, "restores snapshot"},
+		{"new group with an unreadable store creates nothing", startupInputs("i-a", func(in *StartupInputs) { in.Recovery.StoreErr = "timeout" }),
+			StartupPlan{Action: Wait}, "store can't be read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DecideStartup(tt.in)
+			checkPlan(t, got, tt.want, tt.reasonHas)
+		})
+	}
+}
+
+func TestQuorumLost(t *testing.T) {
+	in := startupInputs("i-b", func(in *StartupInputs) { survivor(in, "i-a", 50, "i-a", "i-x", "i-y") })
+	loss, ok := QuorumLost(in)
+	if !ok || !loss.Lost() || loss.ClusterID != liveClusterID || len(loss.Gone) != 2 {
+		t.Errorf("QuorumLost = %+v, %v; want cluster %s lost with 2 voters gone", loss, ok, liveClusterID)
+	}
+	in.GroupKnown = false
+	if _, ok := QuorumLost(in); ok {
+		t.Error("QuorumLost judged an unknown group")
+	}
+	if _, ok := QuorumLost(startupInputs("i-b", nil)); ok {
+		t.Error("QuorumLost judged a group without data")
+	}
+}
+
+// checkPlan compares a plan with want, field by field; the reason must be
+// non-empty and contain reasonHas.
+func checkPlan(t *testing.T, got, want StartupPlan, reasonHas string) {
+	t.Helper()
+	if got.Reason == "" {
+		t.Errorf("plan %+v has no reason", got)
+	}
+	if !strings.Contains(got.Reason, reasonHas) {
+		t.Errorf("reason %q does not mention %q", got.Reason, reasonHas)
+	}
+	got.Reason = ""
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DecideStartup() = %+v (snapshot %+v), want %+v (snapshot %+v)", got, got.Snapshot, want, want.Snapshot)
+	}
+}
+
+// TestDecideStartupOneRecoveryPerGroup: over every mix of survivors (by
+// their revisions; 0 is a new instance without data), snapshots and loss
+// clocks, the instances of one group, deciding on the same answers, never
+// have more than one of them create, recover or restore a cluster, and
+// whoever acts is the seeder that every waiting instance names.
+func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
+	group := fixtureGroup()
+	voters := []string{"i-a", "i-b", "i-c", "i-x", "i-y", "i-z", "i-w"} // 4 of 7 gone
+	revs := []int64{0, 40, 50}
+	snaps := []*SnapshotRef{nil, {Key: "s45", ClusterID: liveClusterID, Revision: 45}, {Key: "s60", ClusterID: liveClusterID, Revision: 60}}
+	acting := map[StartupAction]bool{Bootstrap: true, Recover: true, Restore: true}
+	cases := 0
+	for _, ra := range revs {
+		for _, rb := range revs {
+			for _, rc := range revs {
+				for _, snap := range snaps {
+					for _, since := range []time.Duration{0, lossGrace / 2, lossGrace} {
+						cases++
+						var actors, seeders []string
+						for _, self := range group {
+							in := startupInputs(self.ID, func(in *StartupInputs) {
+								for id, rev := range map[string]int64{"i-a": ra, "i-b": rb, "i-c": rc} {
+									if rev > 0 {
+										survivor(in, id, rev, voters...)
+									}
+								}
+								if in.Local.Exists {
+									in.Local.MemberID = ID(self.ID[2])
+								}
+								in.Recovery.Snapshot = snap
+								if since > 0 {
+									lostFor(in, since)
+								}
+							})
+							got := DecideStartup(in)
+							if acting[got.Action] {
+								actors = append(actors, self.ID)
+							}
+							if got.Seeder != "" {
+								seeders = append(seeders, got.Seeder)
+							}
+						}
+						if len(actors) > 1 {
+							t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %v all act", ra, rb, rc, snap, since, actors)
+						}
+						for _, s := range seeders {
+							if len(actors) == 1 && s != actors[0] {
+								t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: seeder %s named while %s acts", ra, rb, rc, snap, since, s, actors[0])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if cases != 243 {
+		t.Fatalf("%d cases, want 243", cases)
+	}
+}
