@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strings"
 
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 )
@@ -17,6 +18,7 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	zone := fs.String("hosted-zone", firstEnv("ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE"), "Route53 zone the appliance publishes in (enables the DNS statements)")
 	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
+	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
 	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -29,6 +31,7 @@ func runIAMPolicy(args []string, out io.Writer) int {
 		HostedZoneID: *zoneID,
 		Lifecycle:    *hooks,
 		StoreBucket:  *bucket,
+		MultiRegion:  strings.Trim(*regions, ", ") != "",
 	})
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")

@@ -87,4 +87,11 @@ func TestIAMPolicyFollowsTheFeatures(t *testing.T) {
 	if !strings.Contains(withDNS.String(), "arn:aws:route53:::hostedzone/Z9") {
 		t.Errorf("policy with DNS does not scope changes to the zone:\n%s", withDNS.String())
 	}
+	var withStore bytes.Buffer
+	if code := runIAMPolicy([]string{"--store-bucket", "snaps"}, &withStore); code != 0 {
+		t.Fatalf("iam-policy --store-bucket = %d", code)
+	}
+	if strings.Contains(plain.String(), "s3:") || !strings.Contains(withStore.String(), `"arn:aws:s3:::snaps/*"`) {
+		t.Errorf("policy with a store bucket does not scope snapshots to it:\n%s", withStore.String())
+	}
 }

@@ -54,11 +54,20 @@ func (s InstanceState) InGroup() bool {
 
 // Instance is a machine of the group. Its ID is also its etcd member name.
 type Instance struct {
-	ID      string        `json:"id"`
+	ID string `json:"id"`
+	// Address is where peers reach the instance: its IP, or in multi-region
+	// mode its public DNS name.
 	Address string        `json:"address"`
 	State   InstanceState `json:"state"`
 	Region  string        `json:"region,omitempty"`
 	Zone    string        `json:"zone,omitempty"`
+	// BindAddress is the IP the instance serves on when Address is not one
+	// of its own (multi-region: the private IP, to which EC2 NATs the
+	// public address); empty: Address.
+	BindAddress string `json:"bind_address,omitempty"`
+	// PublicIP is the instance's public IPv4 address, if it has one: the
+	// source address its traffic to other regions comes from.
+	PublicIP string `json:"public_ip,omitempty"`
 }
 
 // Ports are the TCP ports an instance serves on its own address.

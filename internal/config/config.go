@@ -3,7 +3,8 @@
 // given on the command line, and a Validate that names the flag at fault.
 //
 // The seed appliance's environment is honoured too: HOSTED_ZONE sets
-// --hosted-zone when neither the flag nor ETCD_APPLIANCE_HOSTED_ZONE is given.
+// --hosted-zone when neither the flag nor ETCD_APPLIANCE_HOSTED_ZONE is given,
+// and ACTIVE_REGIONS sets --regions likewise.
 package config
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -57,6 +59,15 @@ type Config struct {
 	StopTimeout       time.Duration
 
 	LeaveOnShutdown string
+	// Store is where snapshots go (file:///dir or s3://bucket/prefix);
+	// empty: no snapshots, and recovery only from survivors' data.
+	Store string
+	// BackupInterval is how often the leader snapshots when the revision
+	// moved; DRGrace how long a quorum must stay lost for good before the
+	// group recovers by itself (§4.6).
+	BackupInterval time.Duration
+	DRGrace        time.Duration
+
 	// LifecycleHook names the group's termination hook the instance
 	// completes once drained; empty: every termination hook of the group.
 	LifecycleHook string
@@ -67,6 +78,17 @@ type Config struct {
 	// DNSName is the cluster's name in the zone; empty: the cluster name.
 	DNSName string
 	DNSTTL  int64
+
+	// Regions turns on multi-region mode when set, even to one region: the
+	// group is every instance carrying the cluster tag in these regions,
+	// peers talk over public names, and the leader keeps the security
+	// groups' ingress rules (§4.1, §4.4). One region is the first step of a
+	// rollout to several, and the mode must not flip, changing every
+	// member's advertised URL, when a region is added.
+	Regions commaList
+	// ClusterTagKey is the tag whose value, on this instance, names the
+	// cluster in multi-region mode; empty: DefaultClusterTagKey.
+	ClusterTagKey string
 
 	QuotaBackendBytes       int64
 	AutoCompactionRetention string
@@ -90,6 +112,8 @@ func NewConfig() *Config {
 		LearnerTimeout:          2 * time.Minute,
 		StopTimeout:             20 * time.Second,
 		LeaveOnShutdown:         LeaveNever,
+		BackupInterval:          5 * time.Minute,
+		DRGrace:                 5 * time.Minute,
 		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
@@ -117,10 +141,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LearnerTimeout, "learner-timeout", c.LearnerTimeout, "how long an added member may stay unstarted before removal")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "grace period for etcd to stop after SIGTERM before SIGKILL")
 	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
+	fs.StringVar(&c.Store, "store", c.Store, "snapshot store: file:///dir or s3://bucket/prefix; empty takes no snapshots")
+	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "how often the leader snapshots to --store when the revision moved (the RPO of a total loss)")
+	fs.DurationVar(&c.DRGrace, "dr-grace", c.DRGrace, "how long a majority of the voters' instances must be gone from the group before the rest recover from the newest data")
 	fs.StringVar(&c.LifecycleHook, "lifecycle-hook", c.LifecycleHook, "aws provider: the Auto Scaling termination hook to complete once this instance has left the cluster (default: every termination hook of the group)")
 	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
 	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
 	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")
+	fs.Var(&c.Regions, "regions", "aws provider: multi-region mode over these comma-separated regions (e.g. eu-west-1,eu-central-1), this instance's among them: the group is every instance carrying the cluster tag in them, peers talk over public DNS names, and the leader allows every member in the cluster security group of each region (env also ACTIVE_REGIONS)")
+	fs.StringVar(&c.ClusterTagKey, "cluster-tag-key", c.ClusterTagKey, "multi-region mode: the tag whose value on this instance names the cluster; the instances and the cluster security group of every region carry it (default: "+DefaultClusterTagKey+")")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (default: json unless stderr is a terminal)")
@@ -133,6 +162,8 @@ func seedEnvName(flagName string) string {
 	switch flagName {
 	case "hosted-zone":
 		return "HOSTED_ZONE"
+	case "regions":
+		return "ACTIVE_REGIONS"
 	}
 	return ""
 }
@@ -224,7 +255,8 @@ func (c *Config) Validate() error {
 		name string
 		v    time.Duration
 	}{{"reconcile-interval", c.ReconcileInterval}, {"startup-interval", c.StartupInterval},
-		{"stale-grace", c.StaleGrace}, {"learner-timeout", c.LearnerTimeout}, {"stop-timeout", c.StopTimeout}} {
+		{"stale-grace", c.StaleGrace}, {"learner-timeout", c.LearnerTimeout}, {"stop-timeout", c.StopTimeout},
+		{"backup-interval", c.BackupInterval}, {"dr-grace", c.DRGrace}} {
 		if d.v <= 0 {
 			bad(d.name, "%s must be positive", d.v)
 		}
@@ -247,6 +279,7 @@ func (c *Config) Validate() error {
 			bad("dns-name", "%q is not a valid DNS name: %v", c.DNSName, err)
 		}
 	}
+	c.validateRegions(bad)
 	if c.DNSTTL <= 0 {
 		bad("dns-ttl", "%d must be positive (seconds)", c.DNSTTL)
 	}
@@ -287,6 +320,85 @@ func (c *Config) DNSSpec(clusterName string, tls bool) *cluster.DNSSpec {
 		ClientPort: c.ClientPort, PeerPort: c.PeerPort,
 	}
 }
+
+// DefaultClusterTagKey is --cluster-tag-key's default: CloudFormation tags
+// every resource of a stack with it, and a multi-region cluster is a stack
+// of one name in each region.
+const DefaultClusterTagKey = "aws:cloudformation:stack-name"
+
+// ClusterTag is the key of the cluster tag in multi-region mode.
+func (c *Config) ClusterTag() string {
+	if c.ClusterTagKey == "" {
+		return DefaultClusterTagKey
+	}
+	return c.ClusterTagKey
+}
+
+// regionName is the shape of an AWS region's name: eu-west-1, us-gov-west-1.
+var regionName = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
+// validateRegions checks --regions and --cluster-tag-key.
+func (c *Config) validateRegions(bad func(flagName, format string, args ...any)) {
+	if len(c.ClusterTagKey) > 128 || strings.TrimSpace(c.ClusterTagKey) != c.ClusterTagKey {
+		bad("cluster-tag-key", "%q is no tag key: use at most 128 characters without leading or trailing spaces", c.ClusterTagKey)
+	}
+	if c.ClusterTagKey != "" && len(c.Regions) == 0 {
+		bad("cluster-tag-key", "is for multi-region mode: set --regions too, or remove it")
+	}
+	if len(c.Regions) == 0 {
+		return
+	}
+	if c.Provider != ProviderAWS {
+		bad("regions", "needs --provider aws: multi-region mode lists EC2 instances by tag; remove it or use --provider aws")
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Regions {
+		if !regionName.MatchString(r) {
+			bad("regions", "%q is not an AWS region name: list regions like eu-west-1,eu-central-1", r)
+		}
+		if seen[r] {
+			bad("regions", "lists %q twice: list each region once", r)
+		}
+		seen[r] = true
+	}
+}
+
+// MultiRegion reports whether --regions turns on multi-region mode.
+func (c *Config) MultiRegion() bool { return len(c.Regions) > 0 }
+
+// FirewallSpec is how the members of a multi-region cluster are allowed in
+// every region (§4.4), or nil when --regions is not set. clusterName marks
+// the cluster's rules. The appliance API's port is allowed with etcd's: peers
+// in other regions ask it while they start (§4.2), before etcd runs.
+func (c *Config) FirewallSpec(clusterName string) *cluster.FirewallSpec {
+	if !c.MultiRegion() {
+		return nil
+	}
+	return &cluster.FirewallSpec{
+		Cluster: clusterName,
+		Regions: c.Regions.Strings(),
+		Ports:   []int{c.ClientPort, c.PeerPort, c.APIPort},
+	}
+}
+
+// commaList is a flag of comma-separated values; each use replaces the
+// list, so an environment value and a flag never merge.
+type commaList []string
+
+func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Set(v string) error {
+	*l = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// Strings returns the values given.
+func (l commaList) Strings() []string { return append([]string(nil), l...) }
 
 // stringList is a repeatable string flag.
 type stringList []string

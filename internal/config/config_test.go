@@ -333,6 +333,7 @@ func TestRegisterFlags(t *testing.T) {
 		"--stop-timeout=5s", "--leave-on-shutdown=always", "--quota-backend-bytes=1024",
 		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
 		"--hosted-zone=example.org", "--dns-name=etcd", "--dns-ttl=30",
+		"--store=file:///tmp/s", "--backup-interval=1m", "--dr-grace=30s",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -345,6 +346,7 @@ func TestRegisterFlags(t *testing.T) {
 		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
 		HostedZone: "example.org", DNSName: "etcd", DNSTTL: 30,
+		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

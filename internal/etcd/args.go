@@ -29,6 +29,12 @@ type ServerSpec struct {
 	// it, so it is never 0.0.0.0: an unspecified address advertised to peers
 	// is an address nobody can reach.
 	Address string
+	// ListenAddress, when set, is the IP etcd binds instead of Address,
+	// which it then only advertises and which may be a host name. That is
+	// multi-region mode: peers reach a member by its public DNS name, while
+	// the host itself has only its private IP, to which EC2 NATs the public
+	// address.
+	ListenAddress string
 
 	ClientPort, PeerPort, MetricsPort int
 
@@ -46,15 +52,23 @@ type ServerSpec struct {
 	ExtraFlags []string
 }
 
-// ClientURL is the URL etcd listens on and advertises for clients.
+// ClientURL is the URL etcd advertises for clients.
 func (s ServerSpec) ClientURL() string { return hostURL(s.Address, s.ClientPort) }
 
-// PeerURL is the URL etcd listens on and advertises for peers; it is the
-// member's entry in --initial-cluster.
+// PeerURL is the URL etcd advertises for peers; it is the member's entry in
+// --initial-cluster.
 func (s ServerSpec) PeerURL() string { return hostURL(s.Address, s.PeerPort) }
 
 // MetricsURL is the URL etcd serves /metrics and /health on.
-func (s ServerSpec) MetricsURL() string { return hostURL(s.Address, s.MetricsPort) }
+func (s ServerSpec) MetricsURL() string { return hostURL(s.listenHost(), s.MetricsPort) }
+
+// listenHost is the IP etcd binds: ListenAddress, or else Address.
+func (s ServerSpec) listenHost() string {
+	if s.ListenAddress != "" {
+		return s.ListenAddress
+	}
+	return s.Address
+}
 
 // hostURL joins with net.JoinHostPort so IPv6 addresses get their brackets.
 func hostURL(addr string, port int) string {
@@ -71,9 +85,9 @@ func Args(s ServerSpec) []string {
 	args := []string{
 		"--name=" + s.Name,
 		"--data-dir=" + s.DataDir,
-		"--listen-client-urls=" + s.ClientURL(),
+		"--listen-client-urls=" + hostURL(s.listenHost(), s.ClientPort),
 		"--advertise-client-urls=" + s.ClientURL(),
-		"--listen-peer-urls=" + s.PeerURL(),
+		"--listen-peer-urls=" + hostURL(s.listenHost(), s.PeerPort),
 		"--initial-advertise-peer-urls=" + s.PeerURL(),
 		"--listen-metrics-urls=" + s.MetricsURL(),
 		"--initial-cluster=" + strings.Join(cluster, ","),
@@ -115,11 +129,23 @@ func (s ServerSpec) Validate() error {
 	switch ip := net.ParseIP(s.Address); {
 	case s.Address == "":
 		bad("address must not be empty: etcd listens and advertises on it")
+	case ip == nil && s.ListenAddress != "":
+		// Advertised only: a host name peers resolve.
+		if strings.ContainsAny(s.Address, " /:@?#[]") {
+			bad("address %q is neither an IP address nor a host name", s.Address)
+		}
 	case ip == nil:
 		// etcd binds its listen URLs, and binding needs an IP.
 		bad("address %q is not an IP address", s.Address)
 	case ip.IsUnspecified():
 		bad("address %q is unspecified: peers and clients could not reach the advertised URLs", s.Address)
+	}
+	if s.ListenAddress != "" {
+		// Unspecified would bind every interface, which the appliance never
+		// means to: it serves on the instance's own address only.
+		if ip := net.ParseIP(s.ListenAddress); ip == nil || ip.IsUnspecified() {
+			bad("listen address %q is not the IP address of an interface", s.ListenAddress)
+		}
 	}
 	for _, p := range []struct {
 		flag string

@@ -51,3 +51,17 @@ type DNS interface {
 	// records as Records returned them.
 	Apply(ctx context.Context, upserts, deletes []cluster.DNSRecord) error
 }
+
+// Firewall holds the ingress rules that let a multi-region cluster's
+// members reach each other (§4.4). Implementations know the cluster's
+// cluster.FirewallSpec and touch only the rules it owns.
+type Firewall interface {
+	// Rules reads back the single-port TCP IPv4 rules of the cluster
+	// security group of every region, the cluster's own and others' (whose
+	// presence makes an authorization a duplicate); a failed read in any
+	// region is an error, never "no rules".
+	Rules(ctx context.Context) ([]cluster.IngressRule, error)
+	// Apply authorizes, then revokes, the rules, with one call of each kind
+	// per region. revoke must be rules the cluster owns.
+	Apply(ctx context.Context, authorize, revoke []cluster.IngressRule) error
+}

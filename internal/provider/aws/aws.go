@@ -2,7 +2,11 @@
 // learns who it is from the instance metadata service (IMDSv2 only, never the
 // token-less v1), and its group is its own Auto Scaling group, with each
 // instance's EC2 state and private address from DescribeInstances. The
-// cluster's DNS records live in a Route53 hosted zone (see DNS).
+// cluster's DNS records live in a Route53 hosted zone (see DNS). In
+// multi-region mode (Options.Regions) the group is instead every instance
+// carrying the cluster tag in the listed regions, peers reach each other by
+// public DNS name, and the members are allowed in each region's cluster
+// security group (see Firewall).
 //
 // Every AWS call is bounded by a timeout, retried with jittered exponential
 // backoff on throttling, 5xx and connection errors (the SDK's standard
@@ -62,6 +66,13 @@ type Options struct {
 	// completes when it has drained; default: every hook of the group on
 	// autoscaling:EC2_INSTANCE_TERMINATING.
 	LifecycleHook string
+	// Regions, when set, turn on multi-region mode (§4.1): the group is
+	// every instance carrying the cluster tag in these regions, which must
+	// include this instance's own.
+	Regions []string
+	// ClusterTagKey is the cluster tag's key in multi-region mode; default
+	// DefaultClusterTagKey.
+	ClusterTagKey string
 	// Registerer receives the provider's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -77,6 +88,8 @@ type Provider struct {
 	r53     route53API
 	lc      lifecycleAPI
 	metrics *metrics
+	// multi is the group of multi-region mode; nil in single-region mode.
+	multi *multiRegion
 
 	hookName string
 
@@ -161,6 +174,15 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	// Route53 is global: the SDK resolves its endpoint and signing region
 	// from the partition of p.region.
 	p.r53 = route53.NewFromConfig(cfg)
+	if len(opts.Regions) > 0 {
+		// Same retries, metrics, endpoint and credentials in every region.
+		p.multi, err = newMultiRegion(p.region, opts.Regions, opts.ClusterTagKey, func(region string) ec2API {
+			return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Region = region })
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 

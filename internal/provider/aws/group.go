@@ -26,8 +26,12 @@ const maxFilterValues = 200
 
 // Name is this instance's Auto Scaling group name, or "" while it could not
 // be found yet. Instances finds it first, so after a successful listing
-// Name is always known.
+// Name is always known. In multi-region mode it is this instance's value of
+// the cluster tag.
 func (p *Provider) Name() string {
+	if p.multi != nil {
+		return p.multiName()
+	}
 	p.mu.Lock()
 	name := p.name
 	p.mu.Unlock()
@@ -47,6 +51,9 @@ func (p *Provider) Name() string {
 // Instances lists the group: every instance its Auto Scaling group holds,
 // with the state that the group's lifecycle and EC2 agree on.
 func (p *Provider) Instances(ctx context.Context) ([]cluster.Instance, error) {
+	if p.multi != nil {
+		return p.multiInstances(ctx)
+	}
 	insts, err := p.instances(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", provider.ErrGroupUnknown, err)

@@ -13,6 +13,9 @@ type PolicyFeatures struct {
 	Lifecycle bool
 	// StoreBucket is the S3 bucket of the snapshot store; empty: no bucket.
 	StoreBucket string
+	// MultiRegion allows keeping the members' ingress rules in the cluster
+	// security group of every region (--regions, SPEC §4.4).
+	MultiRegion bool
 }
 
 // PolicyDocument is an IAM policy document.
@@ -90,6 +93,24 @@ func Policy(f PolicyFeatures) PolicyDocument {
 			Action:   []string{"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
 			Resource: []string{"arn:aws:s3:::" + f.StoreBucket, "arn:aws:s3:::" + f.StoreBucket + "/*"},
 		})
+	}
+	if f.MultiRegion {
+		// Ingress changes support resource-level permissions on security
+		// groups, but the groups' ids are not known here (one per region):
+		// the CloudFormation template scopes them to its own.
+		doc.Statement = append(doc.Statement,
+			PolicyStatement{
+				Sid:      "FindTheClusterSecurityGroups",
+				Effect:   "Allow",
+				Action:   []string{"ec2:DescribeSecurityGroups"},
+				Resource: []string{"*"},
+			},
+			PolicyStatement{
+				Sid:      "AdmitTheMembers",
+				Effect:   "Allow",
+				Action:   []string{"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"},
+				Resource: []string{"arn:aws:ec2:*:*:security-group/*"},
+			})
 	}
 	return doc
 }

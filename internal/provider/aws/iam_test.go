@@ -44,6 +44,7 @@ func TestPolicyGrantsExactlyWhatTheProviderCalls(t *testing.T) {
 		{"group only", PolicyFeatures{}, group},
 		{"with DNS", PolicyFeatures{DNS: true}, append(append([]string(nil), group...), dns...)},
 		{"with lifecycle hooks", PolicyFeatures{Lifecycle: true}, append(append([]string(nil), group...), lifecycle...)},
+		{"multi-region", PolicyFeatures{MultiRegion: true}, append(append([]string(nil), group...), calls("ec2", (*ec2FirewallAPI)(nil))...)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			want := slices.Clone(tt.want)

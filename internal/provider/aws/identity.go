@@ -25,19 +25,27 @@ type Metadata struct {
 	PublicHostname string
 }
 
-// Self is this instance as a group member: its private address, region and zone.
+// Self is this instance as a group member: its private address (in
+// multi-region mode its public name, see peerAddress), region and zone.
 func (p *Provider) Self(ctx context.Context) (cluster.Instance, error) {
 	m, err := p.Metadata(ctx)
 	if err != nil {
 		return cluster.Instance{}, err
 	}
-	return cluster.Instance{
+	self := cluster.Instance{
 		ID:      m.InstanceID,
 		Address: m.PrivateIPv4,
 		State:   cluster.InstanceRunning,
 		Region:  m.Region,
 		Zone:    m.Zone,
-	}, nil
+	}
+	if p.multi != nil {
+		// Peers in other regions reach this instance by its public name;
+		// it serves on its private IP (see peerAddress).
+		self.Address = peerAddress(m.PublicHostname, m.PublicIPv4, m.PrivateIPv4)
+		self.BindAddress, self.PublicIP = m.PrivateIPv4, m.PublicIPv4
+	}
+	return self, nil
 }
 
 // Metadata reads this instance's identity from IMDS (v2, with a session
