@@ -17,6 +17,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
+	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
 
 // runDaemon is `etcd-appliance run`.
@@ -52,19 +53,36 @@ func runDaemon(ctx context.Context, args []string) int {
 		logger.Error("cannot set up the provider", "provider", cfg.Provider, "err", err)
 		return 1
 	}
+	fw, fwSpec, err := newFirewall(cfg, group)
+	if err != nil {
+		logger.Error("cannot set up the firewall of multi-region mode", "err", err)
+		return 1
+	}
+	var store snapshot.Store
+	if cfg.Store != "" {
+		if store, err = snapshot.Open(ctx, cfg.Store, snapshot.Options{
+			Logger: logger.With("component", "store"), Registerer: registry,
+		}); err != nil {
+			logger.Error("cannot open the snapshot store", "store", cfg.Store, "err", err)
+			return 1
+		}
+	}
 	// The aws provider holds terminations with lifecycle hooks (§4.5).
 	lifecycle, _ := group.(provider.Lifecycle)
 	a := appliance.New(appliance.Options{
-		Config:      cfg,
-		Logger:      logger.With("component", "appliance"),
-		Identity:    ident,
-		Group:       group,
-		EtcdCommand: etcdCmd,
-		EtcdVersion: bundledEtcdVersion(),
-		Registry:    registry,
-		DNS:         dns,
-		DNSSpec:     dnsSpec,
-		Lifecycle:   lifecycle,
+		Config:       cfg,
+		Logger:       logger.With("component", "appliance"),
+		Identity:     ident,
+		Group:        group,
+		EtcdCommand:  etcdCmd,
+		EtcdVersion:  bundledEtcdVersion(),
+		Registry:     registry,
+		DNS:          dns,
+		DNSSpec:      dnsSpec,
+		Firewall:     fw,
+		FirewallSpec: fwSpec,
+		Lifecycle:    lifecycle,
+		Store:        store,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("appliance stopped", "err", err)
@@ -85,6 +103,7 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 	}
 	p, err := awsprovider.New(ctx, awsprovider.Options{
 		Registerer: reg, Logger: logger.With("component", "aws"), LifecycleHook: cfg.LifecycleHook,
+		Regions: cfg.Regions.Strings(), ClusterTagKey: cfg.ClusterTag(),
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err

@@ -10,6 +10,8 @@
 //	status   the cluster's members, roles and health, from the appliance API
 //	demo     a local group of 3 on loopback addresses: bootstrap, replace, verify
 //	iam-policy  the least-privilege IAM policy for the enabled features
+//	backup   a snapshot of the cluster now, into --store
+//	restore  a snapshot into this instance's data dir, by hand
 //	version  the appliance's and the bundled etcd's versions
 //
 // Flags of `run` (each also as the environment variable ETCD_APPLIANCE_<FLAG>,
@@ -35,6 +37,8 @@
 //	--hosted-zone ""                  Route53 zone for the SRV/A records (aws; the seed's HOSTED_ZONE works too)
 //	--dns-name ""                     records' name under the zone (default: the cluster name)
 //	--dns-ttl 60
+//	--regions ""                      multi-region mode over these regions, e.g. eu-west-1,eu-central-1 (aws; the seed's ACTIVE_REGIONS works too)
+//	--cluster-tag-key ""              multi-region: the tag naming the cluster (default: aws:cloudformation:stack-name)
 //	--log-format json|text            default: json unless stderr is a terminal
 //	--log-level info
 package main
@@ -69,6 +73,8 @@ Commands:
   status    show the cluster's members and health
   demo      run a local 3-instance demo (no AWS needed)
   iam-policy  print the least-privilege IAM policy for the enabled features
+  backup    take a snapshot of the cluster now and store it (--store)
+  restore   restore a snapshot into this instance (--from OBJECT --yes), list them (--list)
   version   print the appliance and bundled etcd versions
 
 Run 'etcd-appliance <command> --help' for a command's flags.
@@ -92,6 +98,10 @@ func run(ctx context.Context, args []string) int {
 		return runDemo(ctx, rest)
 	case "iam-policy":
 		return runIAMPolicy(rest, os.Stdout)
+	case "backup":
+		return runBackup(ctx, rest, os.Stdout)
+	case "restore":
+		return runRestore(ctx, rest, os.Stdout)
 	case "version", "--version":
 		printVersion(os.Stdout)
 		return 0

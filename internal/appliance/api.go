@@ -18,7 +18,7 @@ import (
 
 // serveAPI starts the appliance API on the instance's address.
 func (a *Appliance) serveAPI() (*http.Server, error) {
-	addr := net.JoinHostPort(a.address, portString(a.ports.API))
+	addr := net.JoinHostPort(a.bindAddress(), portString(a.ports.API))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the appliance API on %s: %w", addr, err)

@@ -7,6 +7,7 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,6 +29,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
+	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
 
 // Options are the parts an Appliance is built from.
@@ -51,6 +53,13 @@ type Options struct {
 	// DNS and DNSSpec publish the cluster's records; nil DNS disables it.
 	DNS     provider.DNS
 	DNSSpec *cluster.DNSSpec
+	// Firewall and FirewallSpec keep the members' ingress rules in every
+	// region (multi-region mode); nil Firewall disables it.
+	Firewall     provider.Firewall
+	FirewallSpec *cluster.FirewallSpec
+	// Store keeps the cluster's snapshots; nil: no snapshots, recovery only
+	// from survivors' data.
+	Store snapstore.Store
 	// Lifecycle tells when the group terminates the instance, which then
 	// leaves the cluster before it lets the termination go on; nil: the
 	// provider has no termination hooks.
@@ -84,7 +93,15 @@ type Appliance struct {
 	dnsSpec *cluster.DNSSpec
 	dnsMem  dnsMemory
 
+	fw     provider.Firewall
+	fwSpec *cluster.FirewallSpec
+	fwMem  firewallMemory
+
 	lifecycle provider.Lifecycle
+	store     snapstore.Store
+	retention snapstore.Retention
+	dr        drMemory
+	backup    backupMemory
 
 	groupCache groupCache
 
@@ -119,7 +136,11 @@ func New(opts Options) *Appliance {
 		metrics:   newMetrics(opts.Registry),
 		dns:       opts.DNS,
 		dnsSpec:   opts.DNSSpec,
+		fw:        opts.Firewall,
+		fwSpec:    opts.FirewallSpec,
 		lifecycle: opts.Lifecycle,
+		store:     opts.Store,
+		retention: snapstore.DefaultRetention(),
 		http:      &http.Client{Timeout: time.Second},
 		ports:     cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
@@ -227,7 +248,7 @@ func (a *Appliance) identify(ctx context.Context) (cluster.Instance, error) {
 		self, err := a.ident.Self(ictx)
 		cancel()
 		if err == nil {
-			if net.ParseIP(self.Address) == nil && a.cfg.Address == "" {
+			if net.ParseIP(cmp.Or(self.BindAddress, self.Address)) == nil && a.cfg.Address == "" {
 				return cluster.Instance{}, fmt.Errorf("instance %s has no usable address %q: set --address", self.ID, self.Address)
 			}
 			return self, nil
@@ -305,6 +326,7 @@ func (a *Appliance) refreshLocal() (cluster.LocalData, error) {
 		// An accepted offer stays published until the cluster had a leader,
 		// so members that have not started yet can still accept it.
 		p.Offer = ld.Offer
+		p.Voters = ld.Voters
 	})
 	return ld, nil
 }

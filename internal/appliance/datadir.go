@@ -40,6 +40,8 @@ type marker struct {
 	Name      string     `json:"name"`
 	Revision  int64      `json:"revision"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// Voters are the voters' names of the data's cluster, as last listed.
+	Voters []string `json:"voters,omitempty"`
 }
 
 // keptWipes is how many set-aside copies of the live cluster's own data are
@@ -78,7 +80,7 @@ func (d dataDir) local() (cluster.LocalData, error) {
 	}
 	if ok {
 		ld.Known = true
-		ld.ClusterID, ld.MemberID, ld.Revision = m.ClusterID, m.MemberID, m.Revision
+		ld.ClusterID, ld.MemberID, ld.Revision, ld.Voters = m.ClusterID, m.MemberID, m.Revision, m.Voters
 	}
 	return d.withOffer(ld)
 }

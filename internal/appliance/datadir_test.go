@@ -3,6 +3,7 @@ package appliance
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -40,12 +41,12 @@ func TestLocalDataStates(t *testing.T) {
 		t.Fatalf("wal without marker: got %+v, %v; want data of unknown identity", ld, err)
 	}
 
-	if err := d.writeMarker(marker{ClusterID: 0xabc, MemberID: 0x123, Name: "i-1", Revision: 42}); err != nil {
+	if err := d.writeMarker(marker{ClusterID: 0xabc, MemberID: 0x123, Name: "i-1", Revision: 42, Voters: []string{"i-1", "i-2"}}); err != nil {
 		t.Fatal(err)
 	}
 	ld, err = d.local()
-	want := cluster.LocalData{Exists: true, Known: true, ClusterID: 0xabc, MemberID: 0x123, Revision: 42}
-	if err != nil || ld != want {
+	want := cluster.LocalData{Exists: true, Known: true, ClusterID: 0xabc, MemberID: 0x123, Revision: 42, Voters: []string{"i-1", "i-2"}}
+	if err != nil || !reflect.DeepEqual(ld, want) {
 		t.Fatalf("wal with marker: got %+v, %v; want %+v", ld, err, want)
 	}
 

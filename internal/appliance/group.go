@@ -14,8 +14,8 @@ import (
 // listing had running. Anything else (a member unhealthy or learning, an
 // instance gone) lists the group every --reconcile-interval. With AWS a
 // listing is one DescribeAutoScalingGroups call, so a steady cluster makes
-// 240 of them an hour (SPEC §7: ≤ 360 calls an hour in all).
-const steadyListEvery = 15 * time.Second
+// 120 of them an hour (SPEC §7: ≤ 360 calls an hour in all).
+const steadyListEvery = 30 * time.Second
 
 // groupCache keeps the last successful group listing, so that readers
 // that can do with a recent one (steady housekeeping, /v1/status) share it.

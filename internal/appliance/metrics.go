@@ -15,6 +15,14 @@ type metrics struct {
 	leader       prometheus.Gauge
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
+
+	recoveries      *prometheus.CounterVec
+	lostRevisions   prometheus.Gauge
+	badSnapshots    prometheus.Counter
+	snapshots       *prometheus.CounterVec
+	snapshotLast    prometheus.Gauge
+	snapshotSize    prometheus.Gauge
+	snapshotSeconds prometheus.Gauge
 }
 
 func newMetrics(registry *prometheus.Registry) *metrics {
@@ -51,8 +59,37 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_dns_changes_total",
 			Help: "DNS change batches sent because the started, healthy members changed.",
 		}),
+		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_appliance_recoveries_total",
+			Help: "Clusters this instance recovered after a quorum loss or restored into a new group, by source (local-data, snapshot).",
+		}, []string{"source"}),
+		lostRevisions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_recovery_lost_revisions",
+			Help: "Revisions the last recovery by this instance lost: the newest revision known minus the one recovered.",
+		}),
+		badSnapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_appliance_snapshots_unusable_total",
+			Help: "Snapshots found corrupt or missing when this instance fetched them.",
+		}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_appliance_snapshots_total",
+			Help: "Snapshots taken by this instance as the leader, by outcome (ok, failed, skipped: revision unchanged).",
+		}, []string{"outcome"}),
+		snapshotLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",
+			Help: "When the newest good snapshot this instance uploaded was taken (its age is time() minus this).",
+		}),
+		snapshotSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_snapshot_size_bytes",
+			Help: "Size of the newest snapshot this instance uploaded.",
+		}),
+		snapshotSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_snapshot_duration_seconds",
+			Help: "How long taking, checking and uploading the newest snapshot took.",
+		}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeping, m.dnsChanges,
+		m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize, m.snapshotSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

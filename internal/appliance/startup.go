@@ -39,6 +39,7 @@ func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, e
 		in.GroupKnown, in.Group = true, group
 		a.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
 	}
+	a.admitSelf(ctx)
 	local, err := a.localInputs()
 	if err != nil {
 		// Unknown is not empty: never plan on a data dir that can't be read.
@@ -48,6 +49,7 @@ func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, e
 	in.Peers = a.askPeers(ctx, in.Group)
 	in.Peers[a.self.ID] = cluster.PeerAnswer{Reachable: true, State: a.peerState()}
 	in.Cluster = a.findLiveCluster(ctx, in.Peers)
+	a.recoveryInputs(ctx, &in)
 	return in, ctx.Err()
 }
 
@@ -143,6 +145,7 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 		Name:                    a.self.ID,
 		DataDir:                 a.data.etcd(),
 		Address:                 a.address,
+		ListenAddress:           a.bindAddress(),
 		ClientPort:              a.ports.Client,
 		PeerPort:                a.ports.Peer,
 		MetricsPort:             a.ports.Metrics,
@@ -191,6 +194,10 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 		return a.launch(ctx, spec)
 	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
 		return a.join(ctx, in, plan, spec)
+	case cluster.Recover:
+		return a.recover(ctx, plan, spec)
+	case cluster.Restore:
+		return a.restore(ctx, in, plan, spec)
 	default:
 		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
 	}

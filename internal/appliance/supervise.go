@@ -34,6 +34,14 @@ const (
 	orphanCheckEvery = 5 * time.Second
 )
 
+// A member without a leader for recoveryCheckAfter looks, every
+// recoveryCheckEvery, whether the group decided that it recovers the
+// cluster (§4.6): the quorum is lost for good and its data is the newest.
+const (
+	recoveryCheckAfter = 5 * time.Second
+	recoveryCheckEvery = 2 * time.Second
+)
+
 // leaveTimeout bounds leaving the cluster on shutdown.
 const leaveTimeout = 15 * time.Second
 
@@ -62,7 +70,7 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 	defer c.Close()
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
-	var lastMarker, lastOrphanCheck time.Time
+	var lastMarker, lastOrphanCheck, lastRecoveryCheck time.Time
 	lastLeader := a.now()
 	for {
 		select {
@@ -93,7 +101,8 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 		})
 		if now := a.now(); now.Sub(lastMarker) >= markerEvery {
 			m := marker{ClusterID: cluster.ID(st.Header.ClusterId), MemberID: cluster.ID(st.Header.MemberId),
-				Name: a.self.ID, Revision: st.Header.Revision, UpdatedAt: now}
+				Name: a.self.ID, Revision: st.Header.Revision, UpdatedAt: now, Voters: a.localVoters(ctx, c)}
+			a.setPeer(func(p *cluster.PeerState) { p.Voters = m.Voters })
 			if err := a.data.writeMarker(m); err != nil {
 				a.log.Warn("recording member identity", "err", err)
 			} else {
@@ -114,7 +123,16 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 		}
 		if st.Leader != 0 {
 			lastLeader = a.now()
-		} else if now := a.now(); now.Sub(lastLeader) >= orphanAfter && now.Sub(lastOrphanCheck) >= orphanCheckEvery {
+		} else if now := a.now(); now.Sub(lastLeader) >= recoveryCheckAfter && now.Sub(lastRecoveryCheck) >= recoveryCheckEvery {
+			lastRecoveryCheck = now
+			if a.mustRecover(ctx) {
+				if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+					a.log.Warn("stopping etcd", "err", err)
+				}
+				return
+			}
+		}
+		if now := a.now(); st.Leader == 0 && now.Sub(lastLeader) >= orphanAfter && now.Sub(lastOrphanCheck) >= orphanCheckEvery {
 			lastOrphanCheck = now
 			if a.orphaned(ctx, cluster.ID(st.Header.ClusterId)) {
 				a.log.Warn("etcd has had no leader while a live cluster answers without this member: stopping it to plan again",
@@ -130,6 +148,9 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			a.metrics.leader.Set(1)
 		} else {
 			a.metrics.leader.Set(0)
+		}
+		if leader {
+			a.snapshotIfDue(ctx, c, st.Header.Revision)
 		}
 		if leader && a.now().Sub(a.hk.lastRun) >= a.cfg.ReconcileInterval {
 			a.hk.lastRun = a.now()
@@ -186,6 +207,7 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 		a.metrics.members.WithLabelValues(r).Set(n)
 	}
 	a.publishDNS(ctx, health)
+	a.publishFirewall(ctx, health, group, gerr == nil)
 	if gerr != nil {
 		a.log.Warn("housekeeping: group listing failed", "err", gerr)
 	}

@@ -164,7 +164,7 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 		}
 		return StartupPlan{Action: Restore, Seeder: restorer, Snapshot: r.Snapshot, Wipe: in.Local.Exists,
 			LostRevisions: newest - r.Snapshot.Revision,
-			Reason: fmt.Sprintf("%s; the store's snapshot %s (revision %d) is the newest data", why, r.Snapshot.Key, r.Snapshot.Revision)}, true
+			Reason:        fmt.Sprintf("%s; the store's snapshot %s (revision %d) is the newest data", why, r.Snapshot.Key, r.Snapshot.Revision)}, true
 	}
 	if best.InstanceID != in.Self.ID {
 		return StartupPlan{Action: Wait, Seeder: best.InstanceID,

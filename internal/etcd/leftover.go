@@ -105,3 +105,17 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Running reports whether the etcd that pidFile names still runs on the
+// data dir wantArg, and its pid.
+func Running(pidFile, wantArg string) (int, bool) {
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, runsWith("/proc", pid, wantArg)
+}

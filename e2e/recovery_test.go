@@ -1,0 +1,320 @@
+package e2e
+
+// Disaster recovery (SPEC §4.6): quorum lost for good, recovered without
+// manual surgery, from a survivor's data or from the snapshot store.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+)
+
+// drGrace is the --dr-grace of these tests.
+const drGrace = 3 * time.Second
+
+// settled waits until every member has applied the same revision, so that
+// no acknowledged write lives on a minority of the members only.
+func settled(t *testing.T, ctx context.Context, g *testcluster.Group, n int) cluster.ClusterStatus {
+	t.Helper()
+	var st cluster.ClusterStatus
+	err := testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		var err error
+		if st, err = g.Status(ctx); err != nil {
+			return false, err.Error()
+		}
+		revs := map[int64]bool{}
+		for _, m := range st.Members {
+			revs[m.Revision] = true
+		}
+		return len(st.Members) == n && len(revs) == 1, testcluster.Summarize(st)
+	})
+	if err != nil {
+		t.Fatalf("members never agreed on a revision: %v", err)
+	}
+	return st
+}
+
+// TestMajorityLossRecoversFromSurvivor terminates two of three instances at
+// once and launches two new ones: after --dr-grace the survivor starts a
+// one-member cluster on its data and the new instances join it. Nothing
+// that was acknowledged is lost, and the cluster keeps its id.
+func TestMajorityLossRecoversFromSurvivor(t *testing.T) {
+	g := newGroup(t, "--dr-grace", drGrace.String())
+	ctx := testContext(t, 3*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "acked", 200)
+	before := settled(t, ctx, g, 3)
+
+	survivor := insts[2]
+	for _, inst := range insts[:2] {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := time.Now()
+	if _, err := g.LaunchN(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	after := waitConverged(t, ctx, g, 3)
+	t.Logf("quorum lost; serving 3 voters again %s after the loss (--dr-grace %s)", time.Since(lost).Round(time.Millisecond), drGrace)
+	if after.ClusterID != before.ClusterID {
+		t.Errorf("cluster id changed from %s to %s: --force-new-cluster keeps it", before.ClusterID, after.ClusterID)
+	}
+	if _, ok := memberIDs(after)[memberByName(t, before, survivor.ID).ID]; !ok {
+		t.Errorf("the survivor %s is not a member any more: %s", survivor.ID, testcluster.Summarize(after))
+	}
+	checkKeysOnEach(t, ctx, g, "acked", 200)
+	if log := g.LogTail(survivor.ID, 400); !strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("the survivor did not log its recovery:\n%s", log)
+	}
+}
+
+// TestNoRecoveryWhileQuorumCanComeBack stops (not terminates) two of three
+// instances: their instances can come back, so nobody recovers, however
+// long they are away; started again, the old cluster is whole again.
+func TestNoRecoveryWhileQuorumCanComeBack(t *testing.T) {
+	g := newGroup(t, "--dr-grace", "1s")
+	ctx := testContext(t, 3*time.Minute)
+	insts, before := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "acked", 50)
+	settled(t, ctx, g, 3)
+	for _, inst := range insts[:2] {
+		if err := g.Stop(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SetState(inst.ID, cluster.InstanceStopped); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Five times the grace: the survivor must stay a member of the old
+	// cluster, without a leader, and never start a new one.
+	deadline := time.Now().Add(5 * time.Second)
+	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		if log := g.LogTail(insts[2].ID, 400); strings.Contains(log, "recovering the cluster") {
+			t.Fatalf("recovered while the quorum's instances were only stopped:\n%s", log)
+		}
+		return time.Now().After(deadline), "waiting out five graces"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range insts[:2] {
+		if err := g.SetState(inst.ID, cluster.InstanceRunning); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := waitConverged(t, ctx, g, 3)
+	assertSameMembers(t, before, after)
+	checkKeysOnEach(t, ctx, g, "acked", 50)
+}
+
+// storeFlags point a group at a file store in dir with a fast schedule.
+func storeFlags(dir string) []string {
+	return []string{"--store", "file://" + dir, "--backup-interval", "1s", "--dr-grace", drGrace.String()}
+}
+
+// waitSnapshot waits until the store holds a snapshot of the group's cluster
+// at revision rev or later, and returns the newest.
+func waitSnapshot(t *testing.T, ctx context.Context, store snapshot.Store, name string, rev int64) snapshot.Meta {
+	t.Helper()
+	var newest snapshot.Meta
+	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		snaps, err := store.List(ctx, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(snaps) == 0 {
+			return false, "no snapshot yet"
+		}
+		newest = snaps[0]
+		return newest.Revision >= rev, fmt.Sprintf("newest snapshot %s at revision %d, want %d", newest.Key, newest.Revision, rev)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newest
+}
+
+func openStore(t *testing.T, ctx context.Context, dir string) snapshot.Store {
+	t.Helper()
+	s, err := snapshot.Open(ctx, "file://"+dir, snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// replaceAll terminates every instance of the group and launches n new
+// ones: a total loss, as when the whole Auto Scaling group is replaced.
+func replaceAll(t *testing.T, ctx context.Context, g *testcluster.Group, n int) {
+	t.Helper()
+	for _, inst := range g.Running() {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := g.LaunchN(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTotalLossRestoresFromStore loses every instance: the new group
+// restores the newest snapshot. A corrupt newest snapshot is reported and
+// the one before it is used; only the writes after it are lost.
+func TestTotalLossRestoresFromStore(t *testing.T) {
+	dir := t.TempDir()
+	g := newGroup(t, storeFlags(dir)...)
+	ctx := testContext(t, 4*time.Minute)
+	startConverged(t, ctx, g, 3)
+	store := openStore(t, ctx, dir)
+
+	putKeys(t, ctx, g, "first", 100)
+	st := settled(t, ctx, g, 3)
+	good := waitSnapshot(t, ctx, store, g.Name(), st.Members[0].Revision)
+	putKeys(t, ctx, g, "second", 20)
+	st = settled(t, ctx, g, 3)
+	bad := waitSnapshot(t, ctx, store, g.Name(), st.Members[0].Revision)
+	if bad.Key == good.Key {
+		t.Fatalf("no second snapshot: %s", bad.Key)
+	}
+	// Corrupt the newest snapshot: flip a byte in the middle.
+	path := filepath.Join(dir, filepath.FromSlash(bad.Key))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	replaceAll(t, ctx, g, 3)
+	after := waitConverged(t, ctx, g, 3)
+	if after.ClusterID == st.ClusterID {
+		t.Errorf("restored cluster kept id %s: a restore creates a new cluster", after.ClusterID)
+	}
+	checkKeysOnEach(t, ctx, g, "first", 100)
+	c, err := g.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Get(ctx, "second", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 0 {
+		t.Errorf("%d keys of the corrupt snapshot were restored", resp.Count)
+	}
+	var restorer string
+	for _, inst := range g.Running() {
+		if strings.Contains(g.LogTail(inst.ID, 400), "snapshot restored") {
+			restorer = inst.ID
+		}
+	}
+	if restorer == "" {
+		t.Fatal("no instance logged the restore")
+	}
+	log := g.LogTail(restorer, 400)
+	if !strings.Contains(log, "snapshot unusable") || !strings.Contains(log, bad.Key) {
+		t.Errorf("the corrupt snapshot %s was not reported:\n%s", bad.Key, log)
+	}
+	if !strings.Contains(log, good.Key) {
+		t.Errorf("the restore does not name the good snapshot %s:\n%s", good.Key, log)
+	}
+}
+
+// TestEmptyStoreBootstrapsEmpty: a new group whose store holds nothing
+// creates an empty cluster, and then snapshots it.
+func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
+	dir := t.TempDir()
+	g := newGroup(t, storeFlags(dir)...)
+	ctx := testContext(t, 2*time.Minute)
+	startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "k", 10)
+	st := settled(t, ctx, g, 3)
+	waitSnapshot(t, ctx, openStore(t, ctx, dir), g.Name(), st.Members[0].Revision)
+}
+
+// TestManualBackupAndRestore takes a snapshot by hand, writes more, and
+// restores the whole group from the snapshot by hand: the data is the
+// snapshot's, the later writes are gone, and the bad inputs of restore get
+// clear errors.
+func TestManualBackupAndRestore(t *testing.T) {
+	dir := t.TempDir()
+	g := newGroup(t, "--store", "file://"+dir, "--backup-interval", "1h")
+	ctx := testContext(t, 3*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "kept", 50)
+
+	out, errOut, code, err := g.Command(ctx, insts[1].ID, "backup")
+	if err != nil || code != 0 {
+		t.Fatalf("backup: exit %d, err %v\n%s", code, err, errOut)
+	}
+	var backup struct {
+		Object   string `json:"object"`
+		Revision int64  `json:"revision"`
+	}
+	if err := json.Unmarshal(out, &backup); err != nil || backup.Object == "" || backup.Revision == 0 {
+		t.Fatalf("backup printed %q (%v), want its object and revision", out, err)
+	}
+	putKeys(t, ctx, g, "lost", 10)
+
+	// Restoring next to a running etcd is refused.
+	if _, errOut, code, _ := g.Command(ctx, insts[0].ID, "restore", "--from", backup.Object, "--yes"); code == 0 || !strings.Contains(string(errOut), "stop the appliance") {
+		t.Errorf("restore while running: exit %d, stderr %s; want a refusal", code, errOut)
+	}
+	if err := g.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--from", backup.Object}, "--yes"},
+		{[]string{"--from", strings.Replace(backup.Object, ".db", "0.db", 1), "--yes"}, "not in the store"},
+		{[]string{"--from", "not a key", "--yes"}, "snapshot"},
+	} {
+		if _, errOut, code, _ := g.Command(ctx, insts[0].ID, "restore", bad.args...); code == 0 || !strings.Contains(string(errOut), bad.says) {
+			t.Errorf("restore %v: exit %d, stderr %s; want an error saying %q", bad.args, code, errOut, bad.says)
+		}
+	}
+	if _, errOut, code, _ := g.Command(ctx, insts[0].ID, "restore", "--from", backup.Object, "--yes"); code != 0 {
+		t.Fatalf("restore: exit %d\n%s", code, errOut)
+	}
+	for _, inst := range insts[1:] {
+		if _, errOut, code, _ := g.Command(ctx, inst.ID, "restore", "--set-aside", "--yes"); code != 0 {
+			t.Fatalf("restore --set-aside on %s: exit %d\n%s", inst.ID, code, errOut)
+		}
+	}
+	for _, inst := range insts {
+		if err := g.Start(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConverged(t, ctx, g, 3)
+	checkKeysOnEach(t, ctx, g, "kept", 50)
+	c, err := g.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Get(ctx, "lost", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Errorf("after the restore, %v keys written after the backup remain (err %v)", resp, err)
+	}
+}

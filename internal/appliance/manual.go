@@ -1,0 +1,114 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
+)
+
+// The by-hand operations of §4.6: `etcd-appliance backup` and
+// `etcd-appliance restore`, run on an instance with the daemon's flags.
+
+// identifyOnce sets the instance's identity, asking the provider once.
+func (a *Appliance) identifyOnce(ctx context.Context) error {
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	self, err := a.ident.Self(ictx)
+	if err != nil {
+		return fmt.Errorf("who is this instance: %w", err)
+	}
+	a.self, a.address = self, self.Address
+	if a.cfg.Address != "" {
+		a.address = a.cfg.Address
+	}
+	a.self.Address = a.address
+	return nil
+}
+
+// Backup takes a snapshot of the cluster now, through this instance's
+// etcd, and stores it.
+func (a *Appliance) Backup(ctx context.Context) (snapstore.Meta, error) {
+	if a.store == nil {
+		return snapstore.Meta{}, errNoStore
+	}
+	if err := a.identifyOnce(ctx); err != nil {
+		return snapstore.Meta{}, err
+	}
+	c, err := newClient([]string{a.clientURL()})
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	defer c.Close()
+	sctx, cancel := context.WithTimeout(ctx, requestTimout)
+	_, err = c.Status(sctx, a.clientURL())
+	cancel()
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("etcd does not answer on %s (is the appliance running here?): %w", a.clientURL(), err)
+	}
+	return a.takeSnapshot(ctx, c)
+}
+
+// Snapshots lists the cluster's snapshots in the store, newest first.
+func (a *Appliance) Snapshots(ctx context.Context) ([]snapstore.Meta, error) {
+	if a.store == nil {
+		return nil, errNoStore
+	}
+	return a.store.List(ctx, a.clusterName())
+}
+
+// RestoreLocal restores a snapshot into this instance's data dir as a new
+// one-member cluster, setting the old data aside; the appliance must not
+// run here. Started again, the instance serves the snapshot's data, and
+// instances without data join it. Instances that still hold the old
+// cluster's data must have it set aside too (SetAsideLocal) before they
+// start, or they would resume the old cluster next to the restored one.
+func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Meta, error) {
+	if a.store == nil {
+		return snapstore.Meta{}, errNoStore
+	}
+	if err := a.data.ensure(); err != nil {
+		return snapstore.Meta{}, err
+	}
+	if err := a.refuseWhileRunning(); err != nil {
+		return snapstore.Meta{}, err
+	}
+	if err := a.identifyOnce(ctx); err != nil {
+		return snapstore.Meta{}, err
+	}
+	m, err := snapstore.ParseKey(key)
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	if _, err := a.restoreSnapshot(ctx, key, m.Revision); err != nil {
+		return snapstore.Meta{}, err
+	}
+	return m, nil
+}
+
+// SetAsideLocal moves this instance's data aside (never deleting it), so
+// that it joins whatever cluster is live when it starts again.
+func (a *Appliance) SetAsideLocal() (string, error) {
+	if err := a.refuseWhileRunning(); err != nil {
+		return "", err
+	}
+	ld, err := a.data.local()
+	if err != nil {
+		return "", err
+	}
+	if !ld.Exists {
+		return "", errors.New("this instance holds no etcd data")
+	}
+	return a.data.wipe(a.now(), 0)
+}
+
+// refuseWhileRunning fails when an etcd of this data dir still runs.
+func (a *Appliance) refuseWhileRunning() error {
+	if pid, alive := etcd.Running(a.data.pidFile(), a.data.etcd()); alive {
+		return fmt.Errorf("etcd (pid %d) runs on %s: stop the appliance on this instance first", pid, a.cfg.DataDir)
+	}
+	return nil
+}
