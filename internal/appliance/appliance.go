@@ -140,7 +140,7 @@ func New(opts Options) *Appliance {
 		fwSpec:    opts.FirewallSpec,
 		lifecycle: opts.Lifecycle,
 		store:     opts.Store,
-		retention: snapstore.DefaultRetention(),
+		retention: cfg.Retention(),
 		http:      &http.Client{Timeout: time.Second},
 		ports:     cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
 
 // Providers the appliance knows.
@@ -67,6 +68,10 @@ type Config struct {
 	// group recovers by itself (§4.6).
 	BackupInterval time.Duration
 	DRGrace        time.Duration
+	// RetainRecent, RetainHourly and RetainDaily are the retention of
+	// snapshots: every one younger than RetainRecent, then the newest of
+	// each hour and of each day.
+	RetainRecent, RetainHourly, RetainDaily time.Duration
 
 	// LifecycleHook names the group's termination hook the instance
 	// completes once drained; empty: every termination hook of the group.
@@ -97,6 +102,11 @@ type Config struct {
 	LogLevel  string
 }
 
+// Retention is the snapshot retention the flags set.
+func (c *Config) Retention() snapshot.Retention {
+	return snapshot.Retention{Recent: c.RetainRecent, Hourly: c.RetainHourly, Daily: c.RetainDaily}
+}
+
 // NewConfig returns the defaults.
 func NewConfig() *Config {
 	return &Config{
@@ -114,6 +124,9 @@ func NewConfig() *Config {
 		LeaveOnShutdown:         LeaveNever,
 		BackupInterval:          5 * time.Minute,
 		DRGrace:                 5 * time.Minute,
+		RetainRecent:            time.Hour,
+		RetainHourly:            24 * time.Hour,
+		RetainDaily:             7 * 24 * time.Hour,
 		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
@@ -143,6 +156,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
 	fs.StringVar(&c.Store, "store", c.Store, "snapshot store: file:///dir or s3://bucket/prefix; empty takes no snapshots")
 	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "how often the leader snapshots to --store when the revision moved (the RPO of a total loss)")
+	fs.DurationVar(&c.RetainRecent, "retain-recent", c.RetainRecent, "keep every snapshot younger than this")
+	fs.DurationVar(&c.RetainHourly, "retain-hourly", c.RetainHourly, "keep the newest snapshot of each hour younger than this")
+	fs.DurationVar(&c.RetainDaily, "retain-daily", c.RetainDaily, "keep the newest snapshot of each day younger than this")
 	fs.DurationVar(&c.DRGrace, "dr-grace", c.DRGrace, "how long a majority of the voters' instances must be gone from the group before the rest recover from the newest data")
 	fs.StringVar(&c.LifecycleHook, "lifecycle-hook", c.LifecycleHook, "aws provider: the Auto Scaling termination hook to complete once this instance has left the cluster (default: every termination hook of the group)")
 	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
@@ -265,6 +281,15 @@ func (c *Config) Validate() error {
 	case LeaveNever, LeaveAlways:
 	default:
 		bad("leave-on-shutdown", "%q is unknown: use never or always", c.LeaveOnShutdown)
+	}
+	// The snapshot package's messages name the flag: keep them whole.
+	if err := c.Retention().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Store != "" {
+		if err := snapshot.CheckURL(c.Store); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.HostedZone != "" {
 		if c.Provider != ProviderAWS {

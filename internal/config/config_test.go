@@ -130,6 +130,13 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"duplicate peer and metrics ports", func(c *Config) { c.MetricsPort = c.PeerPort }, "--metrics-port", "--peer-port"},
 		{"negative reconcile interval", func(c *Config) { c.ReconcileInterval = -time.Second }, "--reconcile-interval", "positive"},
 		{"zero startup interval", func(c *Config) { c.StartupInterval = 0 }, "--startup-interval", "positive"},
+		{"zero backup interval", func(c *Config) { c.BackupInterval = 0 }, "--backup-interval", "positive"},
+		{"negative dr grace", func(c *Config) { c.DRGrace = -time.Second }, "--dr-grace", "positive"},
+		{"store without scheme", func(c *Config) { c.Store = "/var/backups" }, "--store", "file:///"},
+		{"store with relative path", func(c *Config) { c.Store = "file://backups" }, "--store", "absolute path"},
+		{"store with a bad bucket", func(c *Config) { c.Store = "s3://Bad_Bucket" }, "--store", "bucket"},
+		{"negative retention", func(c *Config) { c.RetainRecent = -time.Hour }, "--retain-recent", "negative"},
+		{"daily retention in hours", func(c *Config) { c.RetainDaily = 7 * time.Hour }, "--retain-daily", "168h"},
 		{"negative stale grace", func(c *Config) { c.StaleGrace = -time.Second }, "--stale-grace", "positive"},
 		{"zero stale grace", func(c *Config) { c.StaleGrace = 0 }, "--stale-grace", "positive"},
 		{"negative learner timeout", func(c *Config) { c.LearnerTimeout = -time.Minute }, "--learner-timeout", "positive"},
@@ -347,6 +354,7 @@ func TestRegisterFlags(t *testing.T) {
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
 		HostedZone: "example.org", DNSName: "etcd", DNSTTL: 30,
 		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second,
+		RetainRecent: time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

@@ -116,3 +116,9 @@ func parseStoreURL(raw string) (storeURL, error) {
 		return storeURL{}, fmt.Errorf("--store %q: unsupported scheme %q: want %s", raw, u.Scheme, storeURLForms)
 	}
 }
+
+// CheckURL validates a --store URL without opening the store.
+func CheckURL(raw string) error {
+	_, err := parseStoreURL(raw)
+	return err
+}
