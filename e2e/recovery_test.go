@@ -236,6 +236,12 @@ func TestTotalLossRestoresFromStore(t *testing.T) {
 	if !strings.Contains(log, good.Key) {
 		t.Errorf("the restore does not name the good snapshot %s:\n%s", good.Key, log)
 	}
+	// The writes after the good snapshot are lost, and the report says how
+	// many revisions: the corrupt snapshot's sidecar still tells how far
+	// the cluster had come.
+	if want := fmt.Sprintf("lost_revisions=%d", bad.Revision-good.Revision); !strings.Contains(log, want) {
+		t.Errorf("the restore does not report %s:\n%s", want, log)
+	}
 }
 
 // TestEmptyStoreBootstrapsEmpty: a new group whose store holds nothing

@@ -1,0 +1,117 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
+)
+
+// listedStore is a store whose listing the test sets; it counts listings.
+type listedStore struct {
+	snaps    []snapstore.Meta
+	err      error
+	listings int
+}
+
+func (s *listedStore) URL() string { return "mem://" }
+func (s *listedStore) Put(context.Context, snapstore.Meta, io.Reader) (snapstore.Meta, error) {
+	return snapstore.Meta{}, errors.New("read-only")
+}
+func (s *listedStore) List(context.Context, string) ([]snapstore.Meta, error) {
+	s.listings++
+	return s.snaps, s.err
+}
+func (s *listedStore) Get(context.Context, string) (io.ReadCloser, snapstore.Meta, error) {
+	return nil, snapstore.Meta{}, snapstore.ErrNotFound
+}
+func (s *listedStore) SetMeta(context.Context, snapstore.Meta) error { return nil }
+func (s *listedStore) Delete(context.Context, string) error          { return nil }
+
+// lossInputs are the startup inputs of i-1 whose peer i-1 holds data of
+// cluster 0x100 with voters i-1, i-x, i-y; i-x and i-y are gone.
+func lossInputs() cluster.StartupInputs {
+	self := cluster.Instance{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning}
+	return cluster.StartupInputs{
+		Self: self, GroupKnown: true, Group: []cluster.Instance{self},
+		Peers: map[string]cluster.PeerAnswer{"i-1": {Reachable: true, State: cluster.PeerState{
+			InstanceID: "i-1", HasData: true, ClusterID: 0x100, Revision: 50, Voters: []string{"i-1", "i-x", "i-y"}}}},
+	}
+}
+
+func TestRecoveryInputsTrackTheLoss(t *testing.T) {
+	a := testAppliance(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	in := lossInputs()
+	a.recoveryInputs(ctx, &in)
+	if !in.Recovery.LostSince.Equal(now) || in.Recovery.DRGrace != a.cfg.DRGrace || !in.Recovery.Now.Equal(now) {
+		t.Fatalf("first sight of the loss: %+v", in.Recovery)
+	}
+	later := now.Add(time.Minute)
+	a.now = func() time.Time { return later }
+	in = lossInputs()
+	a.recoveryInputs(ctx, &in)
+	if !in.Recovery.LostSince.Equal(now) {
+		t.Errorf("the loss clock moved: lost since %s, want %s", in.Recovery.LostSince, now)
+	}
+	// A live cluster, or a quorum that can come back, resets the clock.
+	in = lossInputs()
+	in.Cluster = &cluster.ClusterView{ClusterID: 0x100}
+	a.recoveryInputs(ctx, &in)
+	if !in.Recovery.LostSince.IsZero() || !a.dr.lostSince.IsZero() {
+		t.Errorf("a live cluster kept the loss clock: %s", a.dr.lostSince)
+	}
+}
+
+func TestRecoveryInputsReadTheStore(t *testing.T) {
+	a := testAppliance(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	store := &listedStore{snaps: []snapstore.Meta{
+		{Key: "c/20261125T115500Z-r90.db", ClusterID: "100", Revision: 90},
+		{Key: "c/20261125T115000Z-r80.db", ClusterID: "100", Revision: 80},
+	}}
+	a.store = store
+	ctx := context.Background()
+
+	in := lossInputs()
+	a.recoveryInputs(ctx, &in)
+	if in.Recovery.Snapshot == nil || in.Recovery.Snapshot.Revision != 90 || in.Recovery.Snapshot.ClusterID != 0x100 || in.Recovery.KnownRevision != 90 {
+		t.Fatalf("newest snapshot: %+v, known revision %d", in.Recovery.Snapshot, in.Recovery.KnownRevision)
+	}
+	// A snapshot found corrupt is never planned again; what it says of the
+	// revision still counts.
+	a.dr.bad = map[string]bool{"c/20261125T115500Z-r90.db": true}
+	in = lossInputs()
+	a.recoveryInputs(ctx, &in)
+	if in.Recovery.Snapshot == nil || in.Recovery.Snapshot.Revision != 80 || in.Recovery.KnownRevision != 90 {
+		t.Errorf("after the newest was found bad: %+v, known revision %d", in.Recovery.Snapshot, in.Recovery.KnownRevision)
+	}
+	if store.listings != 1 {
+		t.Errorf("the store was listed %d times within %s, want once", store.listings, storeListEvery)
+	}
+	// A failed listing is an error for the plan, never "no snapshot".
+	now = now.Add(storeListEvery)
+	store.err = errors.New("AccessDenied")
+	in = lossInputs()
+	a.recoveryInputs(ctx, &in)
+	if !strings.Contains(in.Recovery.StoreErr, "AccessDenied") || in.Recovery.Snapshot != nil {
+		t.Errorf("failed listing: %+v", in.Recovery)
+	}
+	// With a live cluster the store is not read at all.
+	now = now.Add(storeListEvery)
+	in = lossInputs()
+	in.Cluster = &cluster.ClusterView{ClusterID: 0x100}
+	a.recoveryInputs(ctx, &in)
+	if store.listings != 2 {
+		t.Errorf("the store was listed with a live cluster (%d listings)", store.listings)
+	}
+}
