@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,7 +247,8 @@ func TestTotalLossRestoresFromStore(t *testing.T) {
 }
 
 // TestEmptyStoreBootstrapsEmpty: a new group whose store holds nothing
-// creates an empty cluster, and then snapshots it.
+// creates an empty cluster, and then snapshots it, once: no snapshot is
+// taken while the revision does not move.
 func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 	dir := t.TempDir()
 	g := newGroup(t, storeFlags(dir)...)
@@ -253,7 +256,30 @@ func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 	startConverged(t, ctx, g, 3)
 	putKeys(t, ctx, g, "k", 10)
 	st := settled(t, ctx, g, 3)
-	waitSnapshot(t, ctx, openStore(t, ctx, dir), g.Name(), st.Members[0].Revision)
+	store := openStore(t, ctx, dir)
+	first := waitSnapshot(t, ctx, store, g.Name(), st.Members[0].Revision)
+
+	// Nothing is written: the leader skips its next snapshots.
+	leader := leaderOf(t, st)
+	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		_, body, err := g.Get(ctx, leader.Name, "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		m := regexp.MustCompile(`etcd_appliance_snapshots_total\{outcome="skipped"\} (\d+)`).FindSubmatch(body)
+		if m == nil {
+			return false, "no skipped snapshot yet"
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n >= 2, fmt.Sprintf("%d skipped snapshots, waiting for 2", n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := store.List(ctx, g.Name())
+	if err != nil || len(snaps) != 1 || snaps[0].Key != first.Key {
+		t.Errorf("with the revision unchanged the store holds %v (err %v), want only %s", snaps, err, first.Key)
+	}
 }
 
 // TestManualBackupAndRestore takes a snapshot by hand, writes more, and
