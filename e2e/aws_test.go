@@ -1,7 +1,7 @@
 package e2e
 
 // The AWS end-to-end tier (SPEC §6): real appliances with --provider aws,
-// moto as EC2 and Auto Scaling, a fake IMDSv2 per instance
+// moto as EC2, Auto Scaling and Route53, a fake IMDSv2 per instance
 // (testcluster.AWSGroup). They run with the other end-to-end tests and fail,
 // never skip, when moto is not installed.
 //
@@ -25,10 +25,20 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
+// testZone is the Route53 hosted zone of the AWS tests that publish DNS.
+const testZone = "e2e.example.org"
+
 // newAWSGroup starts moto and an Auto Scaling group of size instances, each
 // running its appliance. On failure the tails of every instance's log are
 // printed and the logs saved; the group is closed at the end of t.
 func newAWSGroup(t *testing.T, size int, extraArgs ...string) *testcluster.AWSGroup {
+	t.Helper()
+	return newAWSGroupWith(t, testcluster.AWSOptions{Size: size, Args: extraArgs})
+}
+
+// newAWSGroupWith is newAWSGroup with the harness's options (a hosted
+// zone, the fault proxy); fastFlags come before opts.Args.
+func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWSGroup {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts moto and real appliance processes")
@@ -36,13 +46,11 @@ func newAWSGroup(t *testing.T, size int, extraArgs ...string) *testcluster.AWSGr
 	dir := t.TempDir() // registered first, so removed after the group closes
 	lw := &testLogWriter{t: t}
 	ctx := testContext(t, 2*time.Minute)
-	g, err := testcluster.NewAWS(ctx, testcluster.AWSOptions{
-		Binary: binary,
-		Dir:    dir,
-		Args:   append(append([]string(nil), fastFlags...), extraArgs...),
-		Logger: slog.New(slog.NewTextHandler(lw, nil)),
-		Size:   size,
-	})
+	opts.Binary = binary
+	opts.Dir = dir
+	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
+	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
+	g, err := testcluster.NewAWS(ctx, opts)
 	if err != nil {
 		lw.close()
 		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
@@ -122,6 +130,78 @@ func memberNames(st cluster.ClusterStatus) []string {
 	return names
 }
 
+// waitAWSRecords polls, within convergeTimeout, until the records that
+// Route53 (moto) holds under the cluster's name are exactly those of st's
+// members, which must be the converged view: started, healthy voters.
+// Before it waits it checks the wanted layout against the instances
+// themselves: the cluster's A record lists every member's instance address,
+// each SRV record one target per member, <id>.<name>.<zone>, whose A record
+// is that instance's address.
+func waitAWSRecords(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, st cluster.ClusterStatus) []cluster.DNSRecord {
+	t.Helper()
+	spec := g.DNSSpec()
+	want := cluster.WantedRecords(spec, st.Members)
+	byKey := map[string]cluster.DNSRecord{}
+	for _, r := range want {
+		byKey[r.Type+" "+r.Name] = r
+	}
+	var addrs, servers, clients []string
+	for _, m := range st.Members {
+		inst := g.Instance(m.Name)
+		if inst == nil {
+			t.Fatalf("member %s (%s) is no instance of the group", m.ID, m.Name)
+		}
+		host := strings.ToLower(m.Name) + "." + spec.Domain()
+		addrs = append(addrs, inst.Address)
+		servers = append(servers, fmt.Sprintf("0 0 2380 %s", host))
+		clients = append(clients, fmt.Sprintf("0 0 2379 %s", host))
+		if a := byKey["A "+host]; !slices.Equal(a.Values, []string{inst.Address}) {
+			t.Fatalf("wanted A record of %s is %v, want [%s]", host, a.Values, inst.Address)
+		}
+	}
+	for _, c := range []struct {
+		key    string
+		values []string
+	}{
+		{"A " + spec.Domain(), addrs},
+		{"SRV _etcd-server._tcp." + spec.Domain(), servers},
+		{"SRV _etcd-client._tcp." + spec.Domain(), clients},
+	} {
+		slices.Sort(c.values)
+		if got := byKey[c.key].Values; !slices.Equal(got, c.values) {
+			t.Fatalf("wanted %s is %v, want %v", c.key, got, c.values)
+		}
+	}
+	if len(want) != 3+len(st.Members) {
+		t.Fatalf("wanted records %v: want 3 + one A record per member (%d)", want, len(st.Members))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	defer cancel()
+	var have []cluster.DNSRecord
+	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		var err error
+		if have, err = g.Records(ctx); err != nil {
+			return false, err.Error()
+		}
+		return cluster.EqualRecords(want, have), fmt.Sprintf("Route53 holds\n  %s\nwant\n  %s",
+			recordLines(have), recordLines(want))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return have
+}
+
+func recordLines(rs []cluster.DNSRecord) string {
+	lines := make([]string, 0, len(rs))
+	for _, r := range rs {
+		lines = append(lines, r.String())
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n  ")
+}
+
 func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, prefix string, n int) {
 	t.Helper()
 	running, err := g.Running(ctx)
@@ -135,10 +215,11 @@ func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.AWSGro
 
 // TestAWSFreshASG: an Auto Scaling group of 3 forms one cluster of 3
 // healthy voters named after the EC2 instance ids, each on the address EC2
-// gave its instance, and serves data from every member.
+// gave its instance, publishes their SRV and A records in Route53, and
+// serves data from every member.
 func TestAWSFreshASG(t *testing.T) {
 	start := time.Now()
-	g := newAWSGroup(t, 3)
+	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	t.Logf("3 healthy voters %s after creating the group; cluster %s", time.Since(start).Round(time.Millisecond), st.ClusterID)
@@ -175,6 +256,8 @@ func TestAWSFreshASG(t *testing.T) {
 			t.Errorf("%s: IMDS got token-less (IMDSv1) requests", id)
 		}
 	}
+	waitAWSRecords(t, ctx, g, st)
+	t.Logf("DNS published %s after creating the group", time.Since(start).Round(time.Millisecond))
 	putKeys(t, ctx, g, "aws-fresh", 100)
 	checkAWSKeysOnEach(t, ctx, g, "aws-fresh", 100)
 }
@@ -183,11 +266,12 @@ func TestAWSFreshASG(t *testing.T) {
 // Scaling API without decrementing the desired capacity: the group launches
 // a replacement (new id, new address), whose appliance removes the stale
 // member and joins; 3 healthy voters are the in-service instances again,
-// in the same cluster, with every key.
+// in the same cluster, with every key, and Route53 lists the new members.
 func TestAWSReplaceThroughASG(t *testing.T) {
-	g := newAWSGroup(t, 3)
+	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
+	waitAWSRecords(t, ctx, g, st)
 	putKeys(t, ctx, g, "before", 100)
 
 	old := leaderOf(t, st)
@@ -239,7 +323,60 @@ func TestAWSReplaceThroughASG(t *testing.T) {
 	if m.PeerURL != "" && !strings.Contains(m.PeerURL, "//"+newInst.Address+":") {
 		t.Errorf("new member %s advertises %s, want address %s", m.ID, m.PeerURL, newInst.Address)
 	}
+	waitAWSRecords(t, ctx, g, after)
+	t.Logf("DNS lists the new members %s after the termination", time.Since(terminated).Round(time.Millisecond))
 	checkAWSKeysOnEach(t, ctx, g, "before", 100)
 	putKeys(t, ctx, g, "after", 20)
 	checkAWSKeysOnEach(t, ctx, g, "after", 20)
+}
+
+// TestAWSScaleOutAndIn grows the group from 3 to 5 instances and shrinks it
+// back to 3 through the Auto Scaling API. The 2 new instances join to 5
+// healthy voters; on scale-in moto terminates 2 instances of its choosing
+// (the oldest), and the leader removes their members. The cluster keeps its
+// id and every key, and Route53 follows each step.
+func TestAWSScaleOutAndIn(t *testing.T) {
+	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
+	ctx := testContext(t, 4*time.Minute)
+	st := waitAWSConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "scale", 50)
+	g.Follow(ctx)
+
+	start := time.Now()
+	if err := g.SetDesired(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	five := waitAWSConverged(t, ctx, g, 5)
+	t.Logf("5 healthy voters %s after scaling out", time.Since(start).Round(time.Millisecond))
+	if five.ClusterID != st.ClusterID {
+		t.Fatalf("cluster id changed from %s to %s on scale-out", st.ClusterID, five.ClusterID)
+	}
+	waitAWSRecords(t, ctx, g, five)
+	checkAWSKeysOnEach(t, ctx, g, "scale", 50)
+
+	before := inService(t, ctx, g)
+	start = time.Now()
+	if err := g.SetDesired(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	three := waitAWSConverged(t, ctx, g, 3)
+	t.Logf("3 healthy voters %s after scaling in", time.Since(start).Round(time.Millisecond))
+	after := inService(t, ctx, g)
+	var removed []string
+	for _, id := range before {
+		if !slices.Contains(after, id) {
+			removed = append(removed, id)
+		}
+	}
+	if len(removed) != 2 || len(after) != 3 {
+		t.Fatalf("scale-in left %v in service (before %v): want 2 of them terminated", after, before)
+	}
+	if three.ClusterID != st.ClusterID {
+		t.Fatalf("cluster id changed from %s to %s on scale-in", st.ClusterID, three.ClusterID)
+	}
+	if !slices.Equal(memberNames(three), after) {
+		t.Fatalf("members %v, want the in-service instances %v (terminated %v)", memberNames(three), after, removed)
+	}
+	waitAWSRecords(t, ctx, g, three)
+	checkAWSKeysOnEach(t, ctx, g, "scale", 50)
 }

@@ -1,9 +1,10 @@
 package testcluster
 
-// The AWS tier of the harness (SPEC §6): moto plays EC2 and Auto Scaling, a
-// fake IMDSv2 per instance plays the instance metadata service moto lacks,
-// and every InService instance of the Auto Scaling group runs a real
-// appliance with --provider aws on the loopback address moto gave it.
+// The AWS tier of the harness (SPEC §6): moto plays EC2, Auto Scaling and
+// Route53, a fake IMDSv2 per instance plays the instance metadata service
+// moto lacks, and every InService instance of the Auto Scaling group runs a
+// real appliance with --provider aws on the loopback address moto gave it.
+// A FaultProxy may stand between the appliances and moto.
 
 import (
 	"context"
@@ -26,6 +27,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -61,6 +63,13 @@ type AWSOptions struct {
 	Logger *slog.Logger
 	// Size is the Auto Scaling group's min, max and desired capacity.
 	Size int
+	// HostedZone, when set, is a public Route53 hosted zone ("example.org")
+	// that NewAWS creates in moto and every appliance gets as --hosted-zone;
+	// Records reads back what they publish there.
+	HostedZone string
+	// Faults puts a FaultProxy between the appliances and moto (see
+	// AWSGroup.Faults); the harness's own calls go to moto directly.
+	Faults bool
 }
 
 // AWSGroup is an Auto Scaling group in a moto of its own, whose instances
@@ -76,6 +85,11 @@ type AWSGroup struct {
 	moto *Moto
 	ec2  *ec2.Client
 	asg  *autoscaling.Client
+	r53  *route53.Client
+	// zoneID is the id of the hosted zone of opts.HostedZone.
+	zoneID string
+	// proxy is the appliances' way to moto when opts.Faults is set.
+	proxy *FaultProxy
 	// procs holds the instances and runs their appliances. It has no group
 	// file: only its process handling and status reading are used.
 	procs *Group
@@ -146,6 +160,7 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		moto: moto,
 		ec2:  ec2.NewFromConfig(cfg),
 		asg:  autoscaling.NewFromConfig(cfg),
+		r53:  route53.NewFromConfig(cfg),
 		procs: &Group{
 			opts:     Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger},
 			log:      log,
@@ -154,6 +169,18 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		},
 		imds: map[string]*IMDS{},
 		gone: map[string]bool{},
+	}
+	if opts.Faults {
+		if g.proxy, err = StartFaultProxy(moto.URL); err != nil {
+			g.Close()
+			return nil, err
+		}
+	}
+	if opts.HostedZone != "" {
+		if err := g.createZone(ctx); err != nil {
+			g.Close()
+			return nil, err
+		}
 	}
 	if err := g.createGroup(ctx); err != nil {
 		g.Close()
@@ -293,6 +320,19 @@ func (g *AWSGroup) Subnet() string { return g.procs.net.String() }
 
 // Moto is the group's moto server.
 func (g *AWSGroup) Moto() *Moto { return g.moto }
+
+// Faults is the proxy between the appliances and moto, nil unless
+// AWSOptions.Faults is set.
+func (g *AWSGroup) Faults() *FaultProxy { return g.proxy }
+
+// AWSEndpoint is the AWS endpoint of the appliances: the fault proxy when
+// there is one, else moto.
+func (g *AWSGroup) AWSEndpoint() string {
+	if g.proxy != nil {
+		return g.proxy.URL
+	}
+	return g.moto.URL
+}
 
 // Instance returns the instance id, nil if the harness never started it.
 func (g *AWSGroup) Instance(id string) *Instance { return g.procs.Instance(id) }
@@ -526,11 +566,15 @@ func (g *AWSGroup) start(ctx context.Context, m machine) (*Instance, error) {
 	}
 	md := StartIMDS(InstanceMetadata{InstanceID: m.id, Region: AWSRegion, Zone: m.zone, PrivateIP: m.address})
 	md.Set("autoscaling/target-lifecycle-state", string(astypes.LifecycleStateInService))
-	args := append([]string{"run",
+	args := []string{"run",
 		"--provider", "aws",
 		"--data-dir", inst.DataDir,
 		"--log-format", "text",
-	}, g.opts.Args...)
+	}
+	if g.opts.HostedZone != "" {
+		args = append(args, "--hosted-zone", g.opts.HostedZone)
+	}
+	args = append(args, g.opts.Args...)
 
 	g.procs.mu.Lock()
 	defer g.procs.mu.Unlock()
@@ -564,7 +608,7 @@ func (g *AWSGroup) applianceEnv(imdsURL string) []string {
 	}
 	none := filepath.Join(g.opts.Dir, "no-aws-config")
 	return append(env,
-		"AWS_ENDPOINT_URL="+g.moto.URL,
+		"AWS_ENDPOINT_URL="+g.AWSEndpoint(),
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imdsURL,
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",
@@ -669,6 +713,17 @@ func (g *AWSGroup) StatusOf(ctx context.Context, id string) (cluster.ClusterStat
 	return g.procs.StatusOf(ctx, id)
 }
 
+// Status returns the whole-cluster view of the first running appliance
+// that can read the member list (see Group.Status).
+func (g *AWSGroup) Status(ctx context.Context) (cluster.ClusterStatus, error) {
+	return g.procs.Status(ctx)
+}
+
+// Peer returns what an instance publishes on GET /v1/peer.
+func (g *AWSGroup) Peer(ctx context.Context, id string) (cluster.PeerState, error) {
+	return g.procs.Peer(ctx, id)
+}
+
 // Get calls any path of an instance's appliance API.
 func (g *AWSGroup) Get(ctx context.Context, id, path string) (int, []byte, error) {
 	return g.procs.Get(ctx, id, path)
@@ -715,6 +770,9 @@ func (g *AWSGroup) Close() error {
 			delete(g.imds, id)
 		}
 		g.mu.Unlock()
+		if g.proxy != nil {
+			g.proxy.Close()
+		}
 		g.moto.Close()
 		g.log.Info("aws group closed")
 	})

@@ -1,0 +1,320 @@
+package testcluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fault is what a FaultProxy does to the requests it matches instead of
+// forwarding them at once: hold them for Delay, then answer with an AWS
+// error (Status and Code) or, with Status 0, forward them late.
+type Fault struct {
+	// Service is the SigV4 signing name of the service ("ec2",
+	// "autoscaling", "route53"); "" matches every service.
+	Service string
+	// Action is the API action ("DescribeInstances"); "" matches every
+	// action of Service.
+	Action string
+	// Status is the HTTP status of the error answer; 0 forwards the
+	// request (after Delay) instead.
+	Status int
+	// Code is the AWS error code of the answer, e.g. "Throttling".
+	Code string
+	// Delay holds each matching request this long first.
+	Delay time.Duration
+	// Rate is the share of matching requests the fault hits, drawn at
+	// random per request: 0.8 fails four in five. 0 (or ≥ 1) hits all.
+	Rate float64
+	// Times ends the fault after it hit that many requests; 0 never does.
+	Times int
+}
+
+// Throttle is the throttling answer of a service to an action ("" for
+// every action): EC2 says RequestLimitExceeded with 503, the query and
+// REST/XML services (Auto Scaling, Route53) Throttling with 400, as AWS
+// does. The SDK's retryer backs off on both.
+func Throttle(service, action string) Fault {
+	if service == "ec2" {
+		return Fault{Service: service, Action: action, Status: http.StatusServiceUnavailable, Code: "RequestLimitExceeded"}
+	}
+	return Fault{Service: service, Action: action, Status: http.StatusBadRequest, Code: "Throttling"}
+}
+
+// ServerError is a 500 answer of a service to an action ("" for every
+// action): InternalError from EC2, InternalFailure from the others.
+func ServerError(service, action string) Fault {
+	if service == "ec2" {
+		return Fault{Service: service, Action: action, Status: http.StatusInternalServerError, Code: "InternalError"}
+	}
+	return Fault{Service: service, Action: action, Status: http.StatusInternalServerError, Code: "InternalFailure"}
+}
+
+// injection is a Fault in force, with the count of requests it hit.
+type injection struct {
+	Fault
+	hits int
+}
+
+// FaultProxy stands between AWS clients (the appliances' SDK) and moto: it
+// forwards every request to moto, except those that a Fault injected with
+// Inject matches, which it delays or answers with an error in the
+// service's own error format (SPEC §6: throttling and 5xx from AWS). It
+// counts every request by API action, faulted or not, so that tests and
+// benchmarks read how often each API was called.
+//
+// The action is read from the request as the SDK sends it: the Action
+// parameter of the query protocols (EC2, Auto Scaling, STS: in the form
+// body), X-Amz-Target of the JSON protocols, and the method and path of
+// Route53's REST API. The service is the signing name in the SigV4
+// Authorization header.
+type FaultProxy struct {
+	// URL is the proxy's base URL: give it to the clients as their AWS
+	// endpoint (AWS_ENDPOINT_URL).
+	URL string
+
+	srv     *httptest.Server
+	backend *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	faults   []*injection
+	calls    map[string]int // by action
+	injected map[string]int // by action
+}
+
+// StartFaultProxy serves a proxy to backend (moto's URL) on a free port of
+// 127.0.0.1. Close stops it.
+func StartFaultProxy(backend string) (*FaultProxy, error) {
+	u, err := url.Parse(backend)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("testcluster: fault proxy backend %q is no URL", backend)
+	}
+	p := &FaultProxy{
+		backend:  httputil.NewSingleHostReverseProxy(u),
+		calls:    map[string]int{},
+		injected: map[string]int{},
+	}
+	p.srv = httptest.NewServer(p)
+	p.URL = p.srv.URL
+	return p, nil
+}
+
+// Inject puts f in force until lift is called (or Clear, or f.Times hits).
+// Of several faults that would hit a request, the one injected first does.
+func (p *FaultProxy) Inject(f Fault) (lift func()) {
+	in := &injection{Fault: f}
+	p.mu.Lock()
+	p.faults = append(p.faults, in)
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for k, x := range p.faults {
+			if x == in {
+				p.faults = append(p.faults[:k], p.faults[k+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// Clear lifts every fault.
+func (p *FaultProxy) Clear() {
+	p.mu.Lock()
+	p.faults = nil
+	p.mu.Unlock()
+}
+
+// Calls returns how many requests each action got, faulted ones included,
+// since the start or the last ResetCounts. Each attempt of a retried call
+// counts.
+func (p *FaultProxy) Calls() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.calls)
+}
+
+// Injected returns how many requests of each action a fault hit.
+func (p *FaultProxy) Injected() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.injected)
+}
+
+// ResetCounts zeroes Calls and Injected.
+func (p *FaultProxy) ResetCounts() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = map[string]int{}
+	p.injected = map[string]int{}
+}
+
+// Close stops the proxy; requests in flight are cut off.
+func (p *FaultProxy) Close() {
+	p.srv.CloseClientConnections()
+	p.srv.Close()
+}
+
+func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	service := signingService(r.Header.Get("Authorization"))
+	action, err := requestAction(service, r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f := p.match(service, action)
+	if f != nil && f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	if f == nil || f.Status == 0 {
+		p.backend.ServeHTTP(w, r)
+		return
+	}
+	writeAWSError(w, service, r.Header.Get("X-Amz-Target") != "", f.Status, f.Code)
+}
+
+// match counts the request and returns the fault that hits it, if any.
+func (p *FaultProxy) match(service, action string) *Fault {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls[action]++
+	for k, in := range p.faults {
+		if (in.Service != "" && in.Service != service) || (in.Action != "" && in.Action != action) {
+			continue
+		}
+		if in.Rate > 0 && in.Rate < 1 && rand.Float64() >= in.Rate {
+			continue
+		}
+		in.hits++
+		if in.Times > 0 && in.hits >= in.Times {
+			p.faults = append(p.faults[:k], p.faults[k+1:]...)
+		}
+		if in.Status != 0 {
+			p.injected[action]++
+		}
+		f := in.Fault
+		return &f
+	}
+	return nil
+}
+
+// signingService reads the service from a SigV4 Authorization header:
+// Credential=AKID/DATE/REGION/SERVICE/aws4_request.
+func signingService(auth string) string {
+	_, cred, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(cred, "/")
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[3]
+}
+
+// route53Actions map Route53's REST paths to the API actions, the most
+// specific first.
+var route53Actions = []struct {
+	method string
+	path   *regexp.Regexp
+	action string
+}{
+	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/hostedzonesbyname$`), "ListHostedZonesByName"},
+	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/hostedzone/[^/]+/rrset/?$`), "ListResourceRecordSets"},
+	{http.MethodPost, regexp.MustCompile(`^/[0-9-]+/hostedzone/[^/]+/rrset/?$`), "ChangeResourceRecordSets"},
+	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/hostedzone/[^/]+$`), "GetHostedZone"},
+	{http.MethodDelete, regexp.MustCompile(`^/[0-9-]+/hostedzone/[^/]+$`), "DeleteHostedZone"},
+	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/hostedzone/?$`), "ListHostedZones"},
+	{http.MethodPost, regexp.MustCompile(`^/[0-9-]+/hostedzone/?$`), "CreateHostedZone"},
+	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/change/[^/]+$`), "GetChange"},
+}
+
+// requestAction names the API action of a request. The form body of a
+// query-protocol request is read and put back for the backend.
+func requestAction(service string, r *http.Request) (string, error) {
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		_, action, _ := strings.Cut(target, ".")
+		return action, nil
+	}
+	if a := r.URL.Query().Get("Action"); a != "" {
+		return a, nil
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return "", fmt.Errorf("reading the request: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, err := url.ParseQuery(string(body))
+		if err == nil && form.Get("Action") != "" {
+			return form.Get("Action"), nil
+		}
+	}
+	if service == "route53" || strings.HasPrefix(r.URL.Path, "/2013-04-01/") {
+		for _, a := range route53Actions {
+			if r.Method == a.method && a.path.MatchString(r.URL.Path) {
+				return a.action, nil
+			}
+		}
+	}
+	if service == "" {
+		service = "unknown"
+	}
+	return service + " " + r.Method + " " + r.URL.Path, nil
+}
+
+// writeAWSError answers in the error format of the service's protocol:
+// EC2's own XML, JSON for the JSON protocols, and the ErrorResponse XML of
+// the query and REST/XML protocols (Auto Scaling, Route53).
+func writeAWSError(w http.ResponseWriter, service string, jsonProtocol bool, status int, code string) {
+	const message = "injected by the test's fault proxy"
+	requestID := fmt.Sprintf("fault-%08x", rand.Uint32())
+	w.Header().Set("X-Amzn-RequestId", requestID)
+	errType := "Sender"
+	if status >= 500 {
+		errType = "Receiver"
+	}
+	if jsonProtocol {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-ErrorType", code)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"__type": code, "message": message})
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(status)
+	esc := func(s string) string {
+		var b strings.Builder
+		_ = xml.EscapeText(&b, []byte(s))
+		return b.String()
+	}
+	if service == "ec2" {
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>`,
+			esc(code), message, requestID)
+		return
+	}
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
+		errType, esc(code), message, requestID)
+}
