@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export ETCD_APPLIANCE_BIN := $(abspath $(BIN))
 
-.PHONY: help build demo test test-unit test-e2e bench lint clean
+.PHONY: help build demo demo-aws test test-unit test-e2e bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ build: ## build bin/etcd-appliance (the appliance with etcd bundled)
 
 demo: build ## a local group of 3 on loopback: bootstrap, replace an instance, verify (no AWS)
 	./$(BIN) demo
+
+demo-aws: build ## the demo on an Auto Scaling group in moto (needs moto_server): Route53 records, replacement through the ASG
+	./$(BIN) demo --aws
 
 test: lint build test-unit test-e2e ## everything CI runs: lint, unit tests (race), end-to-end tests
 
@@ -27,9 +30,11 @@ test-e2e: build ## every test without -short: end-to-end (real appliance process
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
 	$(GO) run ./internal/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and cfn-lint on the CloudFormation template
 	@out="$$(gofmt -l cmd internal e2e 2>/dev/null)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@command -v cfn-lint >/dev/null || { echo "lint: cfn-lint is missing: install it (pip install cfn-lint) to check deploy/cloudformation/*.yaml" >&2; exit 1; }
+	cfn-lint deploy/cloudformation/*.yaml
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -15,6 +15,7 @@ func runDemo(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	members := fs.Int("members", 3, "instances in the demo group (3-5 recommended)")
 	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
+	onAWS := fs.Bool("aws", false, "tour an Auto Scaling group in moto (the AWS emulator; needs moto_server) instead of a local group: Route53 records, replacement through the Auto Scaling API")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -30,7 +31,7 @@ func runDemo(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
 		return 1
 	}
-	if err := demo.Run(ctx, demo.Options{Binary: self, Members: *members, Keep: *keep, Out: os.Stdout}); err != nil {
+	if err := demo.Run(ctx, demo.Options{Binary: self, Members: *members, Keep: *keep, Out: os.Stdout, AWS: *onAWS}); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
 		return 1
 	}

@@ -4,6 +4,11 @@
 // replaces one instance by a new one on a new address, checks that no key
 // was lost and prints what it saw. Its last line of output is one JSON
 // object with the figures, for scripts.
+//
+// `demo --aws` tours the same steps on an Auto Scaling group in moto (the
+// AWS emulator of the test suite, SPEC §6): the appliances run with
+// --provider aws and publish Route53 records, and the replacement is an
+// instance terminated through the Auto Scaling API.
 package demo
 
 import (
@@ -57,6 +62,9 @@ type Options struct {
 	Keep bool
 	// Out receives the tour; default os.Stdout.
 	Out io.Writer
+	// AWS tours an Auto Scaling group in moto instead of a local group;
+	// moto_server must be installed (testcluster.ErrMotoNotFound).
+	AWS bool
 }
 
 // Result is the JSON object of the last output line.
@@ -71,6 +79,9 @@ type Result struct {
 	KeysLost         int     `json:"keys_lost"`
 	Dir              string  `json:"dir,omitempty"`
 	Error            string  `json:"error,omitempty"`
+	// DNSRecords are the Route53 records the cluster published, read back
+	// from moto at the end of an AWS tour.
+	DNSRecords []cluster.DNSRecord `json:"dns_records,omitempty"`
 }
 
 // Run runs the demo. It fails when the group does not converge within a
@@ -83,7 +94,12 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Out = os.Stdout
 	}
 	d := &tour{opts: opts, out: &lockedWriter{w: opts.Out}}
-	err := d.run(ctx)
+	var err error
+	if opts.AWS {
+		err = d.runAWS(ctx)
+	} else {
+		err = d.run(ctx)
+	}
 	d.cleanup(err)
 
 	d.res.OK = err == nil
@@ -99,8 +115,19 @@ type tour struct {
 	opts Options
 	out  *lockedWriter
 	dir  string
-	g    *testcluster.Group
-	res  Result
+	g    *testcluster.Group    // the local tour's group
+	ag   *testcluster.AWSGroup // the AWS tour's group
+	// view and running read the group of either tour.
+	view    group
+	running func(context.Context) []*testcluster.Instance
+	res     Result
+}
+
+// group is what the tour reads from its group, local or AWS.
+type group interface {
+	Status(ctx context.Context) (cluster.ClusterStatus, error)
+	Peer(ctx context.Context, id string) (cluster.PeerState, error)
+	Client(ctx context.Context, ids ...string) (*clientv3.Client, error)
 }
 
 func (d *tour) printf(format string, args ...any) {
@@ -124,6 +151,8 @@ func (d *tour) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.view = d.g
+	d.running = func(context.Context) []*testcluster.Instance { return d.g.Running() }
 	d.printf("etcd-appliance demo: a group of %d instances, each an appliance process on its own loopback address", d.opts.Members)
 	d.printf("  directory   %s (group file, data, one log per instance)", dir)
 	d.printf("  group file  %s", d.g.GroupFile())
@@ -141,7 +170,7 @@ func (d *tour) run(ctx context.Context) error {
 	if err := d.checkKeys(ctx); err != nil {
 		return err
 	}
-	st, err := d.g.Status(ctx)
+	st, err := d.view.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the final status: %w", err)
 	}
@@ -183,7 +212,7 @@ func (d *tour) bootstrap(ctx context.Context) error {
 
 func (d *tour) writeKeys(ctx context.Context) error {
 	d.printf("2. Writing %d keys under %s", keyCount, keyPrefix)
-	c, err := d.g.Client(ctx)
+	c, err := d.view.Client(ctx)
 	if err != nil {
 		return err
 	}
@@ -246,7 +275,7 @@ func (d *tour) replace(ctx context.Context) error {
 
 func (d *tour) checkKeys(ctx context.Context) error {
 	d.printf("4. Reading the %d keys back", keyCount)
-	c, err := d.g.Client(ctx)
+	c, err := d.view.Client(ctx)
 	if err != nil {
 		return err
 	}
@@ -312,6 +341,9 @@ func (d *tour) cleanup(runErr error) {
 	if d.g != nil {
 		d.g.Close()
 	}
+	if d.ag != nil {
+		d.ag.Close()
+	}
 	if d.dir == "" {
 		return
 	}
@@ -357,7 +389,7 @@ func (d *tour) showProgress(ctx context.Context, start time.Time) (stop func()) 
 // list can be read, else what each appliance is doing.
 func (d *tour) picture(ctx context.Context) string {
 	sctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	st, err := d.g.Status(sctx)
+	st, err := d.view.Status(sctx)
 	cancel()
 	if err == nil && st.Error == "" && len(st.Members) > 0 {
 		members := slices.Clone(st.Members)
@@ -384,9 +416,9 @@ func (d *tour) picture(ctx context.Context) string {
 	}
 	var parts []string
 	etcdRuns := false
-	for _, inst := range d.g.Running() {
+	for _, inst := range d.running(ctx) {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		ps, err := d.g.Peer(pctx, inst.ID)
+		ps, err := d.view.Peer(pctx, inst.ID)
 		cancel()
 		phase := "not answering"
 		if err == nil {
