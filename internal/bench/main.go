@@ -42,8 +42,10 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
+	figures := flag.String("figures", "local,aws", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), or both")
+	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	flag.Parse()
-	if err := run(*binary, *out, *runs); err != nil {
+	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
@@ -69,12 +71,30 @@ func (f figure) row() string {
 	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, med, f.unit, s[0], s[len(s)-1], len(s), f.note)
 }
 
-func run(binary, out string, runs int) error {
+func run(binary, out string, runs int, figures []string, window time.Duration) error {
 	binary, err := filepath.Abs(binary)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
+	var figs []figure
+	if slices.Contains(figures, "local") {
+		if figs, err = measureLocal(ctx, binary, runs); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(figures, "aws") {
+		aws, err := measureAWS(ctx, binary, runs, window)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, aws...)
+	}
+	return write(out, figs, runs)
+}
+
+// measureLocal measures the figures of the local provider.
+func measureLocal(ctx context.Context, binary string, runs int) ([]figure, error) {
 	var figs []figure
 	for _, n := range []int{3, 5} {
 		target := "≤ 5 s"
@@ -86,12 +106,12 @@ func run(binary, out string, runs int) error {
 		for i := range runs {
 			d, err := measureBootstrap(ctx, binary, n)
 			if err != nil {
-				return fmt.Errorf("bootstrap of %d, run %d: %w", n, i, err)
+				return nil, fmt.Errorf("bootstrap of %d, run %d: %w", n, i, err)
 			}
 			boot.samples = append(boot.samples, d.Seconds())
 			d, err = measureStatic(ctx, binary, n)
 			if err != nil {
-				return fmt.Errorf("static etcd of %d, run %d: %w", n, i, err)
+				return nil, fmt.Errorf("static etcd of %d, run %d: %w", n, i, err)
 			}
 			static.samples = append(static.samples, d.Seconds())
 			log.Printf("bootstrap %d: run %d done", n, i)
@@ -100,10 +120,9 @@ func run(binary, out string, runs int) error {
 	}
 	crash, replace, rss, err := measureGroupFigures(ctx, binary, runs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	figs = append(figs, crash, replace, rss)
-	return write(out, figs, runs)
+	return append(figs, crash, replace, rss), nil
 }
 
 func newGroup(binary string) (*testcluster.Group, func(), error) {
@@ -317,7 +336,8 @@ func rssKB(pid int) (int, error) {
 func write(path string, figs []figure, runs int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s (%d cores, %s/%s, %s). "+
-		"Local provider, real appliance processes and the bundled etcd on 127.x loopback addresses; "+
+		"Local provider unless a figure names moto (the AWS provider against moto_server), real appliance processes "+
+		"and the bundled etcd on 127.x loopback addresses; "+
 		"each figure is the median of %d runs, with the range. Appliance flags: `%s`.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		runs, strings.Join(applianceArgs, " "))

@@ -19,4 +19,14 @@ const notes = `
   the leader has been connected to its members for 5 s, so replacements closer together than that wait for etcd,
   not for the appliance. The first replacement of a just-created cluster pays those 5 s too.
 - *RSS* is VmRSS of each appliance process (the etcd child is a separate process and not counted).
+- *Steady-state AWS calls* are the requests (every attempt of a retried call) that a converged group of 3 with
+  --provider aws and a hosted zone sends to moto through the harness's fault proxy, which counts them by API,
+  over a window as long as the leader's DNS recheck period (so that its periodic Route53 read is counted), times
+  the hours that window is. Production defaults but for --startup-interval. It is one sample per run of the bench.
+- *Replacement through the ASG* is timed from the start of the replacement's appliance process (read from /proc)
+  after TerminateInstanceInAutoScalingGroup (moto launches the replacement at once) until the 3 in-service
+  instances are the healthy voters (in the view of the first instance that answers /v1/status) and Route53 lists
+  exactly them. moto drops a terminated instance from the
+  group's listing at once, where AWS lists it as Terminating for a while, so the stale member is removed only after
+  --stale-grace (5 s here) rather than on sight: this figure carries the grace.
 `
