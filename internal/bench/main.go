@@ -42,7 +42,7 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", "local,aws", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), or both")
+	figures := flag.String("figures", "local,aws,recovery", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), comma-separated")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	flag.Parse()
 	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window); err != nil {
@@ -89,6 +89,13 @@ func run(binary, out string, runs int, figures []string, window time.Duration) e
 			return err
 		}
 		figs = append(figs, aws...)
+	}
+	if slices.Contains(figures, "recovery") {
+		rec, err := measureRecovery(ctx, binary, runs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, rec...)
 	}
 	return write(out, figs, runs)
 }

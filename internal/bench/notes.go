@@ -29,4 +29,15 @@ const notes = `
   exactly them. moto drops a terminated instance from the
   group's listing at once, where AWS lists it as Terminating for a while, so the stale member is removed only after
   --stale-grace (5 s here) rather than on sight: this figure carries the grace.
+- *Recovery from a survivor*: a settled group of 3 loses two instances at once (terminated in the group file) and
+  two new ones are launched. Timed from the expiry of --dr-grace (the survivor's "quorum lost for good" log line
+  plus the grace, 5 s here) to the first write the survivor accepts, and to 3 healthy voters again. The survivor
+  looks for a loss after 5 s without a leader and every 2 s after, stops etcd and starts it again with
+  --force-new-cluster; the new instances then join one at a time (etcd's 5 s rule between membership changes).
+- *Restore from the store*: a group of 3 writes 1000 keys, its leader snapshots them to a file store, and every
+  instance is replaced at once. Timed from the new group's processes' start to the first accepted write: the
+  seeder restores the newest snapshot as a one-member cluster (no grace: nobody holds data).
+- *100 MB*: 200 values of 512 KiB of random bytes. "backup" streams etcd's snapshot to disk, checks etcd's
+  SHA-256 trailer and bbolt's integrity, and uploads it with its SHA-256 to a file store; "restore --from"
+  fetches and verifies it and restores it with etcdutl into the data dir (revisions bumped by 10⁹).
 `

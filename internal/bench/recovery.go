@@ -28,7 +28,7 @@ const benchGrace = 5 * time.Second
 // restore times of 100 MB of data.
 func measureRecovery(ctx context.Context, binary string, runs int) ([]figure, error) {
 	survivor := figure{name: "majority lost, survivor's data → serving (writes accepted)", target: "≤ 30 s", unit: "s",
-		note: "timed from --dr-grace expiry (the survivor's `quorum lost for good` log line + the grace)"}
+		note: "timed from --dr-grace expiry (the survivor's \"quorum lost for good\" log line + the grace)"}
 	survivorAll := figure{name: "majority lost, survivor's data → 3 healthy voters again", target: "—", unit: "s",
 		note: "two new instances join the recovered member one at a time"}
 	restored := figure{name: "every instance lost, new group restores the store's snapshot → serving", target: "≤ 30 s", unit: "s",
@@ -185,8 +185,8 @@ func waitSnapshotLogged(ctx context.Context, g *testcluster.Group, rev int64) er
 // (snapshot, checks, upload to a file store) and `restore --from`
 // (fetch with checksum, restore into a data dir).
 func measureSnapshot100MB(ctx context.Context, binary string) (figure, figure, error) {
-	snap := figure{name: "`etcd-appliance backup` of 100 MB (snapshot, integrity checks, upload to a file store)", target: "—", unit: "s"}
-	restore := figure{name: "`etcd-appliance restore --from` of 100 MB (fetch with checksum, restore into the data dir)", target: "—", unit: "s"}
+	snap := figure{name: "etcd-appliance backup of 100 MB (snapshot, integrity checks, upload to a file store)", target: "—", unit: "s"}
+	restore := figure{name: "etcd-appliance restore --from of 100 MB (fetch with checksum, restore into the data dir)", target: "—", unit: "s"}
 	g, _, done, err := newStoreGroup(binary, "--backup-interval", "1h")
 	if err != nil {
 		return snap, restore, err
