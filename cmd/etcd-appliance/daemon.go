@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -110,8 +111,15 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 	}
 	name := cfg.ClusterName
 	if name == "" && cfg.HostedZone != "" && cfg.DNSName == "" {
-		if name = p.Name(); name == "" {
-			return nil, nil, nil, nil, errors.New("the Auto Scaling group's name, which names the DNS records, is unknown yet: set --dns-name")
+		// The group's name names the records. AWS may be throttling at
+		// boot: keep asking rather than exit (p.Name retries each call).
+		for name = p.Name(); name == ""; name = p.Name() {
+			logger.Warn("the group's name, which names the DNS records, is unknown yet; asking again (--dns-name avoids the wait)")
+			select {
+			case <-ctx.Done():
+				return nil, nil, nil, nil, errors.New("the group's name, which names the DNS records, is unknown: set --dns-name")
+			case <-time.After(2 * time.Second):
+			}
 		}
 	}
 	spec := cfg.DNSSpec(name, false)

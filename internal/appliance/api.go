@@ -70,7 +70,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // and whether its instance is in the group.
 func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus {
 	st := cluster.ClusterStatus{Reporter: a.self.ID, ObservedAt: a.now().UTC()}
-	group, gerr := a.listGroup(ctx, steadyListEvery)
+	group, gerr := a.listGroup(ctx, a.cfg.ReconcileInterval)
 	st.GroupKnown, st.Group = gerr == nil, group
 
 	endpoints := []string{a.clientURL()}

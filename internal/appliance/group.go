@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 )
 
 // steadyListEvery is how often the leader lists the group while nothing
@@ -16,6 +17,10 @@ import (
 // listing is one DescribeAutoScalingGroups call, so a steady cluster makes
 // 120 of them an hour (SPEC §7: ≤ 360 calls an hour in all).
 const steadyListEvery = 30 * time.Second
+
+// startupListEvery bounds how often a starting instance lists the group:
+// its plans are made every --startup-interval, and a join decides twice.
+const startupListEvery = time.Second
 
 // groupCache keeps the last successful group listing, so that readers
 // that can do with a recent one (steady housekeeping, /v1/status) share it.
@@ -73,4 +78,56 @@ func (a *Appliance) steady(members []cluster.Member, health map[cluster.ID]clust
 		}
 	}
 	return true
+}
+
+// withConfirmedTerminations adds to the group listing, as terminated, the
+// members' instances that left the listing and that the provider confirms
+// terminated: their members are then removed at once rather than after
+// --stale-grace. A failed check confirms nothing.
+func (a *Appliance) withConfirmedTerminations(ctx context.Context, group []cluster.Instance, members []cluster.Member) []cluster.Instance {
+	checker, ok := a.group.(provider.TerminationChecker)
+	if !ok {
+		return group
+	}
+	listed := map[string]bool{}
+	for _, inst := range group {
+		listed[inst.ID] = true
+	}
+	var ask []string
+	for _, m := range members {
+		if m.Name != "" && !listed[m.Name] && !a.hk.gone[m.Name] {
+			ask = append(ask, m.Name)
+		}
+	}
+	if len(ask) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, groupTimeout)
+		gone, err := checker.Terminated(cctx, ask)
+		cancel()
+		if err != nil {
+			a.log.Debug("checking whether absent instances are terminated", "instances", ask, "err", err)
+		}
+		for _, id := range gone {
+			if a.hk.gone == nil {
+				a.hk.gone = map[string]bool{}
+			}
+			a.hk.gone[id] = true
+			a.log.Info("instance confirmed terminated", "instance", id)
+		}
+	}
+	names := map[string]bool{}
+	for _, m := range members {
+		names[m.Name] = true
+	}
+	for id := range a.hk.gone {
+		if !names[id] {
+			delete(a.hk.gone, id)
+		}
+	}
+	out := group
+	for _, m := range members {
+		if m.Name != "" && !listed[m.Name] && a.hk.gone[m.Name] {
+			out = append(slices.Clip(out), cluster.Instance{ID: m.Name, State: cluster.InstanceTerminated})
+		}
+	}
+	return out
 }

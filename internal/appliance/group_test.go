@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -80,5 +81,62 @@ func TestSteadyOnlyWhenNothingChanges(t *testing.T) {
 				t.Errorf("steady = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// checkingGroup is a fakeGroup that also confirms terminations.
+type checkingGroup struct {
+	fakeGroup
+	terminated map[string]bool
+	asked      [][]string
+	err        error
+}
+
+func (g *checkingGroup) Terminated(_ context.Context, ids []string) ([]string, error) {
+	g.asked = append(g.asked, ids)
+	if g.err != nil {
+		return nil, g.err
+	}
+	var out []string
+	for _, id := range ids {
+		if g.terminated[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+func TestConfirmedTerminationsJoinTheListing(t *testing.T) {
+	a := testAppliance(t)
+	g := &checkingGroup{terminated: map[string]bool{"i-gone": true}}
+	a.group = g
+	members := []cluster.Member{{ID: 1, Name: "i-1"}, {ID: 2, Name: "i-gone"}, {ID: 3, Name: "i-away"}, {ID: 4}}
+	listing := []cluster.Instance{{ID: "i-1", State: cluster.InstanceRunning}}
+	ctx := context.Background()
+
+	got := a.withConfirmedTerminations(ctx, listing, members)
+	want := []cluster.Instance{listing[0], {ID: "i-gone", State: cluster.InstanceTerminated}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("listing = %+v, want %+v", got, want)
+	}
+	if len(g.asked) != 1 || !reflect.DeepEqual(g.asked[0], []string{"i-gone", "i-away"}) {
+		t.Errorf("asked about %v, want the absent named members once", g.asked)
+	}
+	if len(listing) != 1 {
+		t.Errorf("the cached listing was changed: %+v", listing)
+	}
+	// A confirmed termination is remembered; only the unconfirmed are asked again.
+	a.withConfirmedTerminations(ctx, listing, members)
+	if len(g.asked) != 2 || !reflect.DeepEqual(g.asked[1], []string{"i-away"}) {
+		t.Errorf("second check asked about %v, want only i-away", g.asked)
+	}
+	// A failed check confirms nothing new.
+	g.err = errors.New("throttled")
+	got = a.withConfirmedTerminations(ctx, listing, []cluster.Member{{ID: 1, Name: "i-1"}, {ID: 3, Name: "i-away"}})
+	if len(got) != 1 {
+		t.Errorf("failed check changed the listing: %+v", got)
+	}
+	if a.hk.gone["i-gone"] {
+		t.Error("a removed member's confirmation was kept")
 	}
 }

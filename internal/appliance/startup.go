@@ -32,7 +32,7 @@ const (
 // gatherStartup collects the inputs of the startup plan.
 func (a *Appliance) gatherStartup(ctx context.Context) (cluster.StartupInputs, error) {
 	in := cluster.StartupInputs{Self: a.self, SelfPeerURL: a.peerURL()}
-	group, err := a.listGroup(ctx, 0)
+	group, err := a.listGroup(ctx, startupListEvery)
 	if err != nil {
 		a.log.Debug("group listing failed", "err", err)
 	} else {
@@ -246,7 +246,7 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 		return nil, err
 	}
 	in.Cluster = view
-	group, gerr := a.listGroup(ctx, 0)
+	group, gerr := a.listGroup(ctx, startupListEvery)
 	in.GroupKnown, in.Group = gerr == nil, group
 	if in.Local, err = a.localInputs(); err != nil {
 		return nil, err

@@ -21,6 +21,8 @@ type housekeepingMemory struct {
 	absentSince map[cluster.ID]time.Time
 	lastRun     time.Time
 	held        map[string]bool
+	// gone are the instances the provider confirmed terminated.
+	gone map[string]bool
 }
 
 // How often the running member is looked at; housekeeping runs every
@@ -197,6 +199,9 @@ func (a *Appliance) housekeeping(ctx context.Context, c *clientv3.Client) {
 		maxAge = steadyListEvery
 	}
 	group, gerr := a.listGroup(ctx, maxAge)
+	if gerr == nil {
+		group = a.withConfirmedTerminations(ctx, group, view.Members)
+	}
 	healthy := map[cluster.ID]bool{}
 	roles := map[string]float64{cluster.RoleVoter: 0, cluster.RoleLearner: 0, cluster.RoleUnstarted: 0}
 	for _, m := range view.Members {

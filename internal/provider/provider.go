@@ -28,6 +28,14 @@ type Group interface {
 	Instances(ctx context.Context) ([]cluster.Instance, error)
 }
 
+// TerminationChecker confirms terminations of instances that are no longer
+// in the group listing, where the provider can (EC2 remembers terminated
+// instances for a while).
+type TerminationChecker interface {
+	// Terminated returns those of ids that are terminated for good.
+	Terminated(ctx context.Context, ids []string) ([]string, error)
+}
+
 // Lifecycle is the instance's side of its group's termination (§4.5): it
 // tells when the group is terminating the instance, and lets the instance
 // hold the termination until it has left the cluster.

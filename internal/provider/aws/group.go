@@ -349,3 +349,24 @@ func (p *Provider) describeInstances(ctx context.Context, ids []string) (map[str
 	}
 	return out, nil
 }
+
+// Terminated returns those of ids that EC2 says are terminated or shutting
+// down. The group forgets an instance once its termination completes, but
+// EC2 lists it as terminated for about an hour more: this confirms that a
+// member whose instance left the group listing is gone for good, so that
+// its member can be removed at once instead of after --stale-grace. Ids EC2
+// does not know are not confirmed.
+func (p *Provider) Terminated(ctx context.Context, ids []string) ([]string, error) {
+	machines, err := p.describeInstances(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, id := range ids {
+		m, ok := machines[id]
+		if ok && (m.state == ec2types.InstanceStateNameTerminated || m.state == ec2types.InstanceStateNameShuttingDown) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
