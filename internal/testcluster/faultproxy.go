@@ -41,6 +41,19 @@ type Fault struct {
 	Rate float64
 	// Times ends the fault after it hit that many requests; 0 never does.
 	Times int
+	// Body, with a 2xx Status, is the answer itself: the harness plays an
+	// API that moto lacks (see Answer).
+	Body string
+}
+
+// Answer is a successful answer of a service's query API to an action,
+// with an empty result: what AWS says to an action that returns nothing.
+// The harness plays with it the APIs moto does not serve, such as
+// CompleteLifecycleAction (moto 5.2 answers it with 500).
+func Answer(service, action string) Fault {
+	body := fmt.Sprintf(`<%[1]sResponse xmlns="http://%[2]s.amazonaws.com/doc/"><%[1]sResult/><ResponseMetadata><RequestId>testcluster</RequestId></ResponseMetadata></%[1]sResponse>`,
+		action, service)
+	return Fault{Service: service, Action: action, Status: http.StatusOK, Body: body}
 }
 
 // Throttle is the throttling answer of a service to an action ("" for
@@ -187,6 +200,12 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if f == nil || f.Status == 0 {
 		p.backend.ServeHTTP(w, r)
+		return
+	}
+	if f.Status >= 200 && f.Status < 300 {
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(f.Status)
+		_, _ = io.WriteString(w, f.Body)
 		return
 	}
 	writeAWSError(w, service, r.Header.Get("X-Amz-Target") != "", f.Status, f.Code)
