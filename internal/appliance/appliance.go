@@ -152,6 +152,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err := a.data.ensure(); err != nil {
 		return err
 	}
+	release, err := a.data.lock()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := a.data.removeScratch(); err != nil {
+		a.log.Warn("removing leftovers of an interrupted snapshot or restore", "err", err)
+	}
 	self, err := a.identify(ctx)
 	if err != nil {
 		return err

@@ -38,6 +38,9 @@ const snapshotTimeout = 10 * time.Minute
 
 // backupMemory is the leader's snapshot schedule.
 type backupMemory struct {
+	// taking is the snapshot in flight, waited for when supervision ends.
+	taking sync.WaitGroup
+
 	mu sync.Mutex
 	// running is set while a snapshot is being taken.
 	running bool
@@ -62,7 +65,9 @@ func (a *Appliance) snapshotIfDue(ctx context.Context, c *clientv3.Client, revis
 	}
 	a.backup.running = true
 	a.backup.mu.Unlock()
+	a.backup.taking.Add(1)
 	go func() {
+		defer a.backup.taking.Done()
 		err := a.snapshotNow(ctx, c, revision)
 		a.backup.mu.Lock()
 		defer a.backup.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -53,6 +54,25 @@ func (d dataDir) etcd() string    { return filepath.Join(d.root, "etcd") }
 func (d dataDir) marker() string  { return filepath.Join(d.root, "member.json") }
 func (d dataDir) pidFile() string { return filepath.Join(d.root, "etcd.pid") }
 func (d dataDir) offer() string   { return filepath.Join(d.root, "bootstrap.json") }
+
+// restoreScratch is where a snapshot is restored before it replaces etcd/.
+func (d dataDir) restoreScratch() string { return filepath.Join(d.root, "restore-scratch") }
+
+// removeScratch removes what an interrupted snapshot, restore or
+// verification left behind: temporary files only, never data.
+func (d dataDir) removeScratch() error {
+	var errs []error
+	for _, pattern := range []string{"snapshot-*.db", "restore-*.db", "verify-*", "restore-scratch"} {
+		matches, err := filepath.Glob(filepath.Join(d.root, pattern))
+		if err != nil {
+			return err
+		}
+		for _, m := range matches {
+			errs = append(errs, os.RemoveAll(m))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func (d dataDir) ensure() error {
 	if err := os.MkdirAll(d.root, 0o700); err != nil {
@@ -223,4 +243,26 @@ func offerIdentity(o *cluster.BootstrapOffer, name string) (cluster.ID, cluster.
 		return 0, 0, fmt.Errorf("bootstrap offer does not list %s", name)
 	}
 	return cluster.ID(rc.ID()), cluster.ID(m.ID), nil
+}
+
+// errDataDirBusy: another process holds the data dir.
+var errDataDirBusy = errors.New("another etcd-appliance holds this data dir")
+
+// lock takes the data dir for this process (an advisory lock on
+// <root>/.lock, released when the process ends): the daemon holds it while
+// it runs, and a by-hand restore takes it, so that the two never change the
+// data at once.
+func (d dataDir) lock() (release func(), err error) {
+	f, err := os.OpenFile(filepath.Join(d.root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking the data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", d.root, errDataDirBusy)
+		}
+		return nil, fmt.Errorf("locking the data dir: %w", err)
+	}
+	return func() { f.Close() }, nil
 }

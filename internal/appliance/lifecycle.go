@@ -100,6 +100,7 @@ func (a *Appliance) drain(ctx context.Context, proc *etcd.Process) {
 
 	left, last := false, false
 	if proc != nil {
+		a.finalSnapshot(ctx)
 		left, last = a.leaveTerminating(ctx, proc)
 		if err := proc.Stop(a.cfg.StopTimeout); err != nil {
 			a.log.Warn("stopping etcd", "err", err)
@@ -221,5 +222,32 @@ func (a *Appliance) heartbeats(ctx context.Context, every time.Duration) {
 		if err := a.lifecycle.Heartbeat(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("recording a lifecycle heartbeat", "err", err)
 		}
+	}
+}
+
+// finalSnapshotTimeout bounds the snapshot a terminating leader takes.
+const finalSnapshotTimeout = 2 * time.Minute
+
+// finalSnapshot stores a snapshot when this member leads (§4.5): when the
+// whole group goes away, it holds the last writes.
+func (a *Appliance) finalSnapshot(ctx context.Context) {
+	if a.store == nil {
+		return
+	}
+	c, err := newClient([]string{a.clientURL()})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	sctx, cancel := context.WithTimeout(ctx, requestTimout)
+	st, err := c.Status(sctx, a.clientURL())
+	cancel()
+	if err != nil || st.Leader != st.Header.MemberId {
+		return
+	}
+	sctx, cancel = context.WithTimeout(ctx, finalSnapshotTimeout)
+	defer cancel()
+	if _, err := a.takeSnapshot(sctx, c); err != nil {
+		a.log.Warn("final snapshot before leaving failed", "err", err)
 	}
 }

@@ -49,6 +49,15 @@ func (a *Appliance) Backup(ctx context.Context) (snapstore.Meta, error) {
 	if err != nil {
 		return snapstore.Meta{}, fmt.Errorf("etcd does not answer on %s (is the appliance running here?): %w", a.clientURL(), err)
 	}
+	// A linearizable read proves this member is part of a quorum now: a
+	// member without one may lag, and its snapshot would look newer (by
+	// time) than the cluster's data it lacks.
+	gctx, cancel := context.WithTimeout(ctx, requestTimout)
+	_, err = c.Get(gctx, "/etcd-appliance/backup")
+	cancel()
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("the cluster has no quorum through %s: no backup of possibly stale data: %w", a.clientURL(), err)
+	}
 	return a.takeSnapshot(ctx, c)
 }
 
@@ -73,9 +82,11 @@ func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Met
 	if err := a.data.ensure(); err != nil {
 		return snapstore.Meta{}, err
 	}
-	if err := a.refuseWhileRunning(); err != nil {
+	release, err := a.takeDataDir()
+	if err != nil {
 		return snapstore.Meta{}, err
 	}
+	defer release()
 	if err := a.identifyOnce(ctx); err != nil {
 		return snapstore.Meta{}, err
 	}
@@ -92,9 +103,14 @@ func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Met
 // SetAsideLocal moves this instance's data aside (never deleting it), so
 // that it joins whatever cluster is live when it starts again.
 func (a *Appliance) SetAsideLocal() (string, error) {
-	if err := a.refuseWhileRunning(); err != nil {
+	if err := a.data.ensure(); err != nil {
 		return "", err
 	}
+	release, err := a.takeDataDir()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	ld, err := a.data.local()
 	if err != nil {
 		return "", err
@@ -105,10 +121,19 @@ func (a *Appliance) SetAsideLocal() (string, error) {
 	return a.data.wipe(a.now(), 0)
 }
 
-// refuseWhileRunning fails when an etcd of this data dir still runs.
-func (a *Appliance) refuseWhileRunning() error {
-	if pid, alive := etcd.Running(a.data.pidFile(), a.data.etcd()); alive {
-		return fmt.Errorf("etcd (pid %d) runs on %s: stop the appliance on this instance first", pid, a.cfg.DataDir)
+// takeDataDir takes the data dir from the daemon's hands: it fails when the
+// appliance runs here, or an etcd of this data dir still does.
+func (a *Appliance) takeDataDir() (release func(), err error) {
+	release, err = a.data.lock()
+	if errors.Is(err, errDataDirBusy) {
+		return nil, fmt.Errorf("the appliance runs on %s: stop the appliance on this instance first", a.cfg.DataDir)
 	}
-	return nil
+	if err != nil {
+		return nil, err
+	}
+	if pid, alive := etcd.Running(a.data.pidFile(), a.data.etcd()); alive {
+		release()
+		return nil, fmt.Errorf("etcd (pid %d) runs on %s: stop the appliance on this instance first", pid, a.cfg.DataDir)
+	}
+	return release, nil
 }

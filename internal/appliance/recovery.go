@@ -65,9 +65,12 @@ func (a *Appliance) recoveryInputs(ctx context.Context, in *cluster.StartupInput
 		r.StoreErr = err.Error()
 		return
 	}
+	r.StoreSnapshots = len(snaps)
+	// The newest data is the highest revision, whatever the clocks that
+	// named the snapshots said; the newest time breaks ties.
 	for _, m := range snaps {
 		r.KnownRevision = max(r.KnownRevision, m.Revision)
-		if a.dr.bad[m.Key] || r.Snapshot != nil {
+		if a.dr.bad[m.Key] || (r.Snapshot != nil && m.Revision <= r.Snapshot.Revision) {
 			continue
 		}
 		var id cluster.ID
@@ -112,7 +115,9 @@ func (a *Appliance) restore(ctx context.Context, in cluster.StartupInputs, plan 
 		"lost_revisions", plan.LostRevisions, "reason", plan.Reason)
 	offer, err := a.restoreSnapshot(ctx, key, plan.Snapshot.Revision)
 	if err != nil {
-		if errors.Is(err, snapstore.ErrCorrupt) || errors.Is(err, snapstore.ErrNotFound) || errors.Is(err, errSnapshotUnloadable) {
+		// Only the store's verdicts condemn a snapshot; a failure of this
+		// instance (a full disk) is tried again.
+		if errors.Is(err, snapstore.ErrCorrupt) || errors.Is(err, snapstore.ErrNotFound) {
 			if a.dr.bad == nil {
 				a.dr.bad = map[string]bool{}
 			}
@@ -147,21 +152,19 @@ func (a *Appliance) restoreSnapshot(ctx context.Context, key string, revision in
 		return nil, err
 	}
 	defer os.Remove(file)
-	if ld, err := a.data.local(); err != nil {
+	// Restored aside first: the local data is set aside only once the
+	// snapshot has loaded, so a failure or a crash at any step leaves it.
+	scratch := a.data.restoreScratch()
+	if err := os.RemoveAll(scratch); err != nil {
 		return nil, err
-	} else if ld.Exists {
-		aside, err := a.data.wipe(a.now(), 0)
-		if err != nil {
-			return nil, err
-		}
-		a.log.Info("local data set aside for the restore", "to", aside)
 	}
+	defer os.RemoveAll(scratch)
 	offer := &cluster.BootstrapOffer{Token: clusterToken(a.clusterName()),
 		Members: []cluster.NamedPeer{{Name: a.self.ID, PeerURL: a.peerURL()}}}
 	err = snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        file,
 		Name:                a.self.ID,
-		OutputDataDir:       a.data.etcd(),
+		OutputDataDir:       scratch,
 		PeerURLs:            []string{a.peerURL()},
 		InitialCluster:      a.self.ID + "=" + a.peerURL(),
 		InitialClusterToken: offer.Token,
@@ -169,8 +172,22 @@ func (a *Appliance) restoreSnapshot(ctx context.Context, key string, revision in
 		MarkCompacted:       true,
 	})
 	if err != nil {
-		_ = os.RemoveAll(a.data.etcd())
 		return nil, fmt.Errorf("restoring snapshot %s: %w: %v", key, errSnapshotUnloadable, err)
+	}
+	if ld, err := a.data.local(); err != nil {
+		return nil, err
+	} else if ld.Exists || ld.Known {
+		aside, err := a.data.wipe(a.now(), 0)
+		if err != nil {
+			return nil, err
+		}
+		a.log.Info("local data set aside for the restore", "to", aside)
+	}
+	if err := os.RemoveAll(a.data.etcd()); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(scratch, a.data.etcd()); err != nil {
+		return nil, fmt.Errorf("moving the restored data in place: %w", err)
 	}
 	cid, mid, err := offerIdentity(offer, a.self.ID)
 	if err != nil {

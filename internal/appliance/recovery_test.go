@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +115,46 @@ func TestRecoveryInputsReadTheStore(t *testing.T) {
 	a.recoveryInputs(ctx, &in)
 	if store.listings != 2 {
 		t.Errorf("the store was listed with a live cluster (%d listings)", store.listings)
+	}
+}
+
+// TestFailedRestoreKeepsTheLocalData: a snapshot that passes its checksum
+// but does not load (here: not an etcd database at all) fails the restore
+// before anything of the local data moves.
+func TestFailedRestoreKeepsTheLocalData(t *testing.T) {
+	a := testAppliance(t)
+	store, err := snapstore.Open(context.Background(), "file://"+t.TempDir(), snapstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.store = store
+	m, err := store.Put(context.Background(), snapstore.Meta{Cluster: "fake", Time: time.Now().UTC(), Revision: 7},
+		strings.NewReader("not a bbolt database"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wal := filepath.Join(a.data.etcd(), "member", "wal")
+	if err := os.MkdirAll(wal, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wal, "0.wal"), []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.data.writeMarker(marker{ClusterID: 0x100, MemberID: 0xa, Name: "i-1", Revision: 5}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = a.restoreSnapshot(context.Background(), m.Key, m.Revision)
+	if !errors.Is(err, errSnapshotUnloadable) {
+		t.Fatalf("restoreSnapshot = %v, want errSnapshotUnloadable", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(wal, "0.wal")); err != nil || string(b) != "precious" {
+		t.Errorf("the local data was touched: %q, %v", b, err)
+	}
+	if ld, err := a.data.local(); err != nil || !ld.Known || ld.ClusterID != 0x100 {
+		t.Errorf("the marker was touched: %+v, %v", ld, err)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(a.cfg.DataDir, "restore-*")); len(matches) != 0 {
+		t.Errorf("leftovers of the restore: %v", matches)
 	}
 }

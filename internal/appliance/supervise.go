@@ -37,11 +37,13 @@ const (
 )
 
 // A member without a leader for recoveryCheckAfter looks, every
-// recoveryCheckEvery, whether the group decided that it recovers the
-// cluster (§4.6): the quorum is lost for good and its data is the newest.
+// recoveryCheckEvery (between recoveryCheckMin and recoveryCheckMax),
+// whether the group decided that it recovers the cluster (§4.6): the
+// quorum is lost for good and its data is the newest.
 const (
 	recoveryCheckAfter = 5 * time.Second
-	recoveryCheckEvery = 2 * time.Second
+	recoveryCheckMin   = 2 * time.Second
+	recoveryCheckMax   = 10 * time.Second
 )
 
 // leaveTimeout bounds leaving the cluster on shutdown.
@@ -70,10 +72,22 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 		return
 	}
 	defer c.Close()
+	// A snapshot in flight ends with the supervision, before its client
+	// closes: it must not thin or verify for a member that stopped leading.
+	snapCtx, stopSnap := context.WithCancel(ctx)
+	defer func() {
+		stopSnap()
+		a.backup.taking.Wait()
+	}()
+	// etcd runs: the plan that started it is applied. A member started on
+	// its data serves nothing until it has a quorum, which after a loss it
+	// never gets; "starting" would hold every recovery.
+	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseRunning })
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
-	var lastMarker, lastOrphanCheck, lastRecoveryCheck time.Time
+	var lastMarker time.Time
 	lastLeader := a.now()
+	leaderless := leaderlessChecks{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -89,6 +103,9 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			a.setReady(false)
 			a.setPeer(func(p *cluster.PeerState) { p.HasLeader = false })
 			a.log.Debug("local etcd not answering", "err", err)
+			if leaderless.due(ctx, a, proc, lastLeader, a.peerState().ClusterID) {
+				return
+			}
 			continue
 		}
 		a.setReady(len(st.Errors) == 0 && !st.IsLearner)
@@ -125,25 +142,11 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 		}
 		if st.Leader != 0 {
 			lastLeader = a.now()
-		} else if now := a.now(); now.Sub(lastLeader) >= recoveryCheckAfter && now.Sub(lastRecoveryCheck) >= recoveryCheckEvery {
-			lastRecoveryCheck = now
-			if a.mustRecover(ctx) {
-				if err := proc.Stop(a.cfg.StopTimeout); err != nil {
-					a.log.Warn("stopping etcd", "err", err)
-				}
-				return
-			}
-		}
-		if now := a.now(); st.Leader == 0 && now.Sub(lastLeader) >= orphanAfter && now.Sub(lastOrphanCheck) >= orphanCheckEvery {
-			lastOrphanCheck = now
-			if a.orphaned(ctx, cluster.ID(st.Header.ClusterId)) {
-				a.log.Warn("etcd has had no leader while a live cluster answers without this member: stopping it to plan again",
-					"no_leader_for", now.Sub(lastLeader).Round(time.Second))
-				if err := proc.Stop(a.cfg.StopTimeout); err != nil {
-					a.log.Warn("stopping etcd", "err", err)
-				}
-				return
-			}
+			// A loss is over once there is a leader: the next one gets
+			// its full grace.
+			a.dr.lostSince = time.Time{}
+		} else if leaderless.due(ctx, a, proc, lastLeader, cluster.ID(st.Header.ClusterId)) {
+			return
 		}
 		leader := st.Leader == st.Header.MemberId
 		if leader {
@@ -152,13 +155,53 @@ func (a *Appliance) supervise(ctx context.Context, proc *etcd.Process) {
 			a.metrics.leader.Set(0)
 		}
 		if leader {
-			a.snapshotIfDue(ctx, c, st.Header.Revision)
+			a.snapshotIfDue(snapCtx, c, st.Header.Revision)
 		}
 		if leader && a.now().Sub(a.hk.lastRun) >= a.cfg.ReconcileInterval {
 			a.hk.lastRun = a.now()
 			a.housekeeping(ctx, c)
 		}
 	}
+}
+
+// leaderlessChecks are the looks a member without a leader takes at the
+// world, whether its etcd answers or not (a member started on its data
+// does not serve until it has a quorum): whether it must recover the
+// cluster (§4.6), and whether a live cluster answers without it.
+type leaderlessChecks struct {
+	lastRecovery, lastOrphan time.Time
+}
+
+// due runs the checks that are due and reports whether etcd was stopped
+// for the appliance to plan again.
+func (l *leaderlessChecks) due(ctx context.Context, a *Appliance, proc *etcd.Process, lastLeader time.Time, own cluster.ID) bool {
+	now := a.now()
+	stop := false
+	if now.Sub(lastLeader) >= recoveryCheckAfter && now.Sub(l.lastRecovery) >= a.recoveryCheckEvery() {
+		l.lastRecovery = now
+		stop = a.mustRecover(ctx)
+	}
+	if !stop && now.Sub(lastLeader) >= orphanAfter && now.Sub(l.lastOrphan) >= orphanCheckEvery {
+		l.lastOrphan = now
+		if a.orphaned(ctx, own) {
+			a.log.Warn("etcd has had no leader while a live cluster answers without this member: stopping it to plan again",
+				"no_leader_for", now.Sub(lastLeader).Round(time.Second))
+			stop = true
+		}
+	}
+	if stop {
+		if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+			a.log.Warn("stopping etcd", "err", err)
+		}
+	}
+	return stop
+}
+
+// recoveryCheckEvery is how often a member without a leader looks for a
+// recovery: often enough to recover soon after --dr-grace, seldom enough
+// that a long partition costs few group and store listings.
+func (a *Appliance) recoveryCheckEvery() time.Duration {
+	return min(max(a.cfg.DRGrace/10, recoveryCheckMin), recoveryCheckMax)
 }
 
 // orphaned reports whether a live cluster answers that is not this

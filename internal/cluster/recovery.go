@@ -3,7 +3,6 @@ package cluster
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -21,6 +20,10 @@ type RecoveryInputs struct {
 	// Snapshot is the newest good snapshot of the cluster in the store,
 	// nil when the store holds none or none is configured.
 	Snapshot *SnapshotRef `json:",omitempty"`
+	// StoreSnapshots is how many snapshots of the cluster the store lists,
+	// usable or not: a store that holds snapshots but none usable is not
+	// an empty one, and no empty cluster is created over it.
+	StoreSnapshots int `json:",omitempty"`
 	// StoreErr says why the store could not be listed; while it can't,
 	// nothing is created or recovered: the store may hold newer data than
 	// anyone else.
@@ -51,7 +54,9 @@ type Loss struct {
 
 // Lost reports whether the quorum of the cluster is lost for good: fewer of
 // its voters can come back than a quorum. A stopped instance can come back,
-// so only terminated and absent instances count as gone.
+// so only terminated and absent instances count as gone, and those that
+// answer without the cluster's data (their data is lost or of another
+// cluster: their member can never vote again).
 func (l Loss) Lost() bool {
 	return len(l.Voters) > 0 && len(l.Voters)-len(l.Gone) < Quorum(len(l.Voters))
 }
@@ -59,34 +64,35 @@ func (l Loss) Lost() bool {
 // QuorumLost looks at the data the group's instances hold, as they answered
 // on /v1/peer, when no live cluster answers. ok is false when nothing can
 // be said: the group is unknown, nobody holds data of a cluster that lists
-// voters, or instances hold data of different clusters.
+// voters, or instances hold data of different clusters. The voters are
+// those of the newest data (highest revision): an older member's list may
+// predate a membership change.
 func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
 	if !in.GroupKnown {
 		return Loss{}, false
 	}
-	var voters []string
+	var newest *PeerState
 	for _, a := range in.Peers {
 		s := a.State
 		if !a.Reachable || !s.HasData || s.ClusterID == 0 || len(s.Voters) == 0 {
 			continue
 		}
-		if loss.ClusterID != 0 && loss.ClusterID != s.ClusterID {
+		if newest != nil && newest.ClusterID != s.ClusterID {
 			return Loss{}, false
 		}
-		loss.ClusterID = s.ClusterID
-		for _, v := range s.Voters {
-			if !slices.Contains(voters, v) {
-				voters = append(voters, v)
-			}
+		if newest == nil || s.Revision > newest.Revision || (s.Revision == newest.Revision && s.InstanceID < newest.InstanceID) {
+			newest = &s
 		}
 	}
-	if loss.ClusterID == 0 {
+	if newest == nil {
 		return Loss{}, false
 	}
-	sort.Strings(voters)
-	loss.Voters = voters
-	for _, v := range voters {
-		if instanceGone(in.Group, v) {
+	loss.ClusterID = newest.ClusterID
+	loss.Voters = slices.Sorted(slices.Values(newest.Voters))
+	for _, v := range loss.Voters {
+		a, answered := in.Peers[v]
+		dataLost := answered && a.Reachable && (!a.State.HasData || (a.State.ClusterID != 0 && a.State.ClusterID != loss.ClusterID))
+		if instanceGone(in.Group, v) || dataLost {
 			loss.Gone = append(loss.Gone, v)
 		}
 	}
@@ -145,7 +151,10 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 	for i := range answers {
 		a := &answers[i]
 		newest = max(newest, a.Revision)
-		if !a.HasData || a.ClusterID != loss.ClusterID {
+		// Only a voter's data can make the new cluster: etcd forcing a
+		// learner into a one-member cluster removes every voter and
+		// panics, on every restart after.
+		if !a.HasData || a.ClusterID != loss.ClusterID || !slices.Contains(loss.Voters, a.InstanceID) {
 			continue
 		}
 		if best == nil || a.Revision > best.Revision || (a.Revision == best.Revision && a.InstanceID < best.InstanceID) {
@@ -165,6 +174,9 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 		return StartupPlan{Action: Restore, Seeder: restorer, Snapshot: r.Snapshot, Wipe: in.Local.Exists,
 			LostRevisions: newest - r.Snapshot.Revision,
 			Reason:        fmt.Sprintf("%s; the store's snapshot %s (revision %d) is the newest data", why, r.Snapshot.Key, r.Snapshot.Revision)}, true
+	}
+	if best == nil {
+		return wait("%s; no surviving voter holds its data and the store has no snapshot: restore one by hand", why), true
 	}
 	if best.InstanceID != in.Self.ID {
 		return StartupPlan{Action: Wait, Seeder: best.InstanceID,

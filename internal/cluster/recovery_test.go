@@ -95,8 +95,38 @@ func TestDecideStartupRecovery(t *testing.T) {
 		}), StartupPlan{Action: Recover, Seeder: "i-a"}, ""},
 		{"quorum not lost: two of three voters remain", startupInputs("i-a", func(in *StartupInputs) {
 			survivor(in, "i-a", 50, "i-a", "i-b", "i-x")
+			survivor(in, "i-b", 50, "i-a", "i-b", "i-x")
 			lostFor(in, lossGrace)
 		}), StartupPlan{Action: StartOnData}, ""},
+		{"a voter that answers without its data is gone", startupInputs("i-a", func(in *StartupInputs) {
+			survivor(in, "i-a", 50, "i-a", "i-b", "i-x")
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-x] of [i-a i-b i-x] gone"},
+		{"a voter that holds another cluster's data is gone", startupInputs("i-a", func(in *StartupInputs) {
+			survivor(in, "i-a", 50, "i-a", "i-b", "i-x")
+			b := in.Peers["i-b"]
+			b.State.HasData, b.State.ClusterID = true, 0x999
+			in.Peers["i-b"] = b
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-x] of [i-a i-b i-x] gone"},
+		{"a learner never recovers, even with the newest data", startupInputs("i-a", func(in *StartupInputs) {
+			survivor(in, "i-a", 50, "i-a", "i-x", "i-y")
+			survivor(in, "i-b", 70, "i-a", "i-x", "i-y") // i-b is a learner: not among the voters
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Recover, Seeder: "i-a", LostRevisions: 20}, ""},
+		{"only a learner holds data: no automatic recovery", startupInputs("i-b", func(in *StartupInputs) {
+			survivor(in, "i-b", 70, "i-a", "i-x", "i-y")
+			in.Group = append(in.Group[1:], instance("i-a", "10.0.0.1", InstanceTerminated))
+			delete(in.Peers, "i-a")
+			in.Local.MemberID = 0xb
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Wait}, "no surviving voter holds its data"},
+		{"voters are those of the newest data", startupInputs("i-a", func(in *StartupInputs) {
+			// i-b's list predates i-x and i-y replacing i-c and i-d.
+			survivor(in, "i-a", 50, "i-a", "i-x", "i-y")
+			survivor(in, "i-b", 40, "i-a", "i-b", "i-c")
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Recover, Seeder: "i-a"}, "of [i-a i-x i-y] gone"},
 		{"the survivor with the highest revision recovers", startupInputs("i-a", func(in *StartupInputs) {
 			voters := []string{"i-a", "i-b", "i-x", "i-y", "i-z"}
 			survivor(in, "i-a", 50, voters...)
@@ -125,6 +155,8 @@ func TestDecideStartupRecovery(t *testing.T) {
 			StartupPlan{Action: Restore, Seeder: "i-a", Snapshot: snapshot(80)}, "newest good snapshot"},
 		{"new group waits for the seeder's restore", startupInputs("i-b", func(in *StartupInputs) { in.Recovery.Snapshot = snapshot(80) }),
 			StartupPlan{Action: Wait, Seeder: "i-a"}, "restores snapshot"},
+		{"new group over unusable snapshots creates nothing", startupInputs("i-a", func(in *StartupInputs) { in.Recovery.StoreSnapshots = 2 }),
+			StartupPlan{Action: Wait}, "never create an empty cluster"},
 		{"new group with an unreadable store creates nothing", startupInputs("i-a", func(in *StartupInputs) { in.Recovery.StoreErr = "timeout" }),
 			StartupPlan{Action: Wait}, "store can't be read"},
 	}

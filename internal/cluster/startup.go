@@ -202,6 +202,10 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		return wait("no cluster exists, but the store can't be read (%s): it may hold the cluster's data", in.Recovery.StoreErr)
 	}
 	seeder := Seeder(answers)
+	if in.Recovery.Snapshot == nil && in.Recovery.StoreSnapshots > 0 {
+		return wait("no cluster exists and the store holds %d snapshots of it, none usable: never create an empty cluster over them; restore one by hand",
+			in.Recovery.StoreSnapshots)
+	}
 	if snap := in.Recovery.Snapshot; snap != nil {
 		if seeder != in.Self.ID {
 			return StartupPlan{Action: Wait, Seeder: seeder,
