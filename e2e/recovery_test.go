@@ -350,3 +350,28 @@ func TestManualBackupAndRestore(t *testing.T) {
 		t.Errorf("after the restore, %v keys written after the backup remain (err %v)", resp, err)
 	}
 }
+
+// TestRecoveryAfterTheSurvivorRestarted: the survivor's appliance restarts
+// after the loss, so its etcd starts on its data and never serves (it
+// publishes itself only through a quorum); the survivor still recovers.
+func TestRecoveryAfterTheSurvivorRestarted(t *testing.T) {
+	g := newGroup(t, "--dr-grace", drGrace.String())
+	ctx := testContext(t, 3*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "acked", 50)
+	settled(t, ctx, g, 3)
+	for _, inst := range insts[:2] {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	survivor := insts[2]
+	if err := g.Restart(ctx, survivor.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.LaunchN(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ctx, g, 3)
+	checkKeysOnEach(t, ctx, g, "acked", 50)
+}

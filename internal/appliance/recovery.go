@@ -243,6 +243,7 @@ func (a *Appliance) mustRecover(ctx context.Context) bool {
 	}
 	plan := cluster.DecideStartup(in)
 	if plan.Action != cluster.Recover && plan.Action != cluster.Restore {
+		a.log.Debug("no leader; no recovery by this instance", "plan", plan.Action, "reason", plan.Reason)
 		return false
 	}
 	a.log.Warn("stopping etcd to recover the cluster", "action", plan.Action, "reason", plan.Reason)
@@ -258,17 +259,34 @@ func (a *Appliance) localVoters(ctx context.Context, c *clientv3.Client) []strin
 	resp, err := c.MemberList(lctx, clientv3.WithSerializable())
 	cancel()
 	if err != nil {
-		return a.peerState().Voters
+		return a.recordedVoters()
 	}
+	if voters := voterNames(members(resp.Members)); voters != nil {
+		return voters
+	}
+	return a.recordedVoters()
+}
+
+// recordedVoters are the voters the marker holds (written when the member
+// was created, refreshed while it runs).
+func (a *Appliance) recordedVoters() []string {
+	if m, ok, err := a.data.readMarker(); err == nil && ok {
+		return m.Voters
+	}
+	return nil
+}
+
+// voterNames are the sorted names of the voters among ms, nil when a voter
+// has no name: it could not be matched with an instance, and a list that
+// omits it would undercount the voters.
+func voterNames(ms []cluster.Member) []string {
 	var voters []string
-	for _, m := range resp.Members {
+	for _, m := range ms {
 		if m.IsLearner {
 			continue
 		}
 		if m.Name == "" {
-			// A voter without a name can't be matched with an instance:
-			// keep what was recorded rather than a list that omits it.
-			return a.peerState().Voters
+			return nil
 		}
 		voters = append(voters, m.Name)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,7 +181,12 @@ func (a *Appliance) applyStartup(ctx context.Context, in cluster.StartupInputs, 
 			if err != nil {
 				return nil, err
 			}
-			if err := a.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: a.self.ID, UpdatedAt: a.now()}); err != nil {
+			var voters []string
+			for _, m := range offer.Members {
+				voters = append(voters, m.Name)
+			}
+			slices.Sort(voters)
+			if err := a.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: a.self.ID, UpdatedAt: a.now(), Voters: voters}); err != nil {
 				return nil, err
 			}
 		}
@@ -299,7 +305,8 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 	}
 	// Record whose data etcd is about to create, so that a crash before the
 	// member first answers does not leave data of unknown identity.
-	if err := a.data.writeMarker(marker{ClusterID: view.ClusterID, MemberID: memberID, Name: a.self.ID, UpdatedAt: a.now()}); err != nil {
+	if err := a.data.writeMarker(marker{ClusterID: view.ClusterID, MemberID: memberID, Name: a.self.ID, UpdatedAt: a.now(),
+		Voters: voterNames(ms)}); err != nil {
 		return nil, err
 	}
 	spec.InitialCluster = initialCluster(ms, a.self.ID, a.peerURL())
