@@ -248,7 +248,8 @@ func TestTotalLossRestoresFromStore(t *testing.T) {
 
 // TestEmptyStoreBootstrapsEmpty: a new group whose store holds nothing
 // creates an empty cluster, and then snapshots it, once: no snapshot is
-// taken while the revision does not move.
+// taken while the revision does not move. The snapshot is verified in a
+// throwaway etcd.
 func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 	dir := t.TempDir()
 	g := newGroup(t, storeFlags(dir)...)
@@ -278,7 +279,19 @@ func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 	}
 	snaps, err := store.List(ctx, g.Name())
 	if err != nil || len(snaps) != 1 || snaps[0].Key != first.Key {
-		t.Errorf("with the revision unchanged the store holds %v (err %v), want only %s", snaps, err, first.Key)
+		t.Fatalf("with the revision unchanged the store holds %v (err %v), want only %s", snaps, err, first.Key)
+	}
+	// The first snapshot a leader takes is restored into a throwaway etcd,
+	// and its sidecar says it loaded.
+	err = testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		snaps, err := store.List(ctx, g.Name())
+		if err != nil || len(snaps) == 0 {
+			return false, fmt.Sprintf("listing: %v", err)
+		}
+		return snaps[0].Verified && !snaps[0].VerifiedAt.IsZero(), fmt.Sprintf("%s not verified yet", snaps[0].Key)
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 
