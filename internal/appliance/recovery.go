@@ -98,11 +98,66 @@ func (a *Appliance) storeListing(ctx context.Context) ([]snapstore.Meta, error) 
 // keeps the data and the cluster id and makes this the only member; the
 // other instances then join it.
 func (a *Appliance) recover(ctx context.Context, plan cluster.StartupPlan, spec etcd.ServerSpec) (*etcd.Process, error) {
+	a.log.Warn("recovering the cluster from this instance's data", "lost_revisions", plan.LostRevisions, "reason", plan.Reason)
+	// First as a one-member cluster of the old one: etcd applies all that
+	// its log holds, and a graceful stop flushes it into the database.
+	forced := spec
+	forced.ForceNewCluster = true
+	proc, err := a.launch(ctx, forced)
+	if err != nil {
+		return nil, err
+	}
+	revision, err := a.waitLeading(ctx, proc)
+	if stopErr := proc.Stop(a.cfg.StopTimeout); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recovering on the local data: %w", err)
+	}
+	// Then the database becomes a new cluster whose revisions jump past
+	// any that the lost members may have handed out: clients watching
+	// from those get "compacted" and list again, rather than silently
+	// missing writes under reused revisions.
+	db := filepath.Join(a.data.etcd(), "member", "snap", "db")
+	offer, err := a.restoreFile(ctx, db, revision, true, "this instance's data")
+	if err != nil {
+		return nil, err
+	}
 	a.metrics.recoveries.WithLabelValues("local-data").Inc()
 	a.metrics.lostRevisions.Set(float64(plan.LostRevisions))
-	a.log.Warn("recovering the cluster from this instance's data", "lost_revisions", plan.LostRevisions, "reason", plan.Reason)
-	spec.ForceNewCluster = true
+	spec.InitialCluster = []etcd.NamedPeer{{Name: a.self.ID, PeerURL: a.peerURL()}}
+	spec.InitialClusterState = etcd.StateNew
+	spec.ClusterToken = offer.Token
 	return a.launch(ctx, spec)
+}
+
+// waitLeading waits until the local etcd leads (a one-member cluster does
+// at once) and returns its revision.
+func (a *Appliance) waitLeading(ctx context.Context, proc *etcd.Process) (int64, error) {
+	c, err := newClient([]string{a.clientURL()})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, etcdReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sctx, scancel := context.WithTimeout(ctx, statusTimeout)
+		st, err := c.Status(sctx, a.clientURL())
+		scancel()
+		if err == nil && st.Leader == st.Header.MemberId {
+			return st.Header.Revision, nil
+		}
+		select {
+		case <-proc.Done():
+			return 0, fmt.Errorf("etcd exited: %v", proc.Err())
+		case <-ctx.Done():
+			return 0, fmt.Errorf("etcd did not lead its one-member cluster in %s (last: %v)", etcdReadyTimeout, err)
+		case <-tick.C:
+		}
+	}
 }
 
 // restore restores the plan's snapshot into a new one-member cluster and
@@ -152,8 +207,15 @@ func (a *Appliance) restoreSnapshot(ctx context.Context, key string, revision in
 		return nil, err
 	}
 	defer os.Remove(file)
-	// Restored aside first: the local data is set aside only once the
-	// snapshot has loaded, so a failure or a crash at any step leaves it.
+	return a.restoreFile(ctx, file, revision, false, key)
+}
+
+// restoreFile restores an etcd database (a snapshot; with rawDB, a
+// member's own snap/db, which has no checksum trailer) as a new one-member
+// cluster of this instance, revisions bumped, and only then sets the local
+// data aside and moves the restored data in place: a failure or a crash
+// before that leaves the local data as it was.
+func (a *Appliance) restoreFile(ctx context.Context, file string, revision int64, rawDB bool, what string) (*cluster.BootstrapOffer, error) {
 	scratch := a.data.restoreScratch()
 	if err := os.RemoveAll(scratch); err != nil {
 		return nil, err
@@ -161,18 +223,19 @@ func (a *Appliance) restoreSnapshot(ctx context.Context, key string, revision in
 	defer os.RemoveAll(scratch)
 	offer := &cluster.BootstrapOffer{Token: clusterToken(a.clusterName()),
 		Members: []cluster.NamedPeer{{Name: a.self.ID, PeerURL: a.peerURL()}}}
-	err = snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        file,
 		Name:                a.self.ID,
 		OutputDataDir:       scratch,
 		PeerURLs:            []string{a.peerURL()},
 		InitialCluster:      a.self.ID + "=" + a.peerURL(),
 		InitialClusterToken: offer.Token,
+		SkipHashCheck:       rawDB,
 		RevisionBump:        restoreRevisionBump,
 		MarkCompacted:       true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("restoring snapshot %s: %w: %v", key, errSnapshotUnloadable, err)
+		return nil, fmt.Errorf("restoring %s: %w: %v", what, errSnapshotUnloadable, err)
 	}
 	if ld, err := a.data.local(); err != nil {
 		return nil, err
@@ -197,7 +260,7 @@ func (a *Appliance) restoreSnapshot(ctx context.Context, key string, revision in
 		Revision: revision + restoreRevisionBump, UpdatedAt: a.now(), Voters: []string{a.self.ID}}); err != nil {
 		return nil, err
 	}
-	a.log.Info("snapshot restored", "snapshot", key, "cluster", cid, "member", mid)
+	a.log.Info("snapshot restored", "from", what, "cluster", cid, "member", mid, "revision", revision+restoreRevisionBump)
 	return offer, nil
 }
 

@@ -32,8 +32,9 @@ const notes = `
 - *Recovery from a survivor*: a settled group of 3 loses two instances at once (terminated in the group file) and
   two new ones are launched. Timed from the expiry of --dr-grace (the survivor's "quorum lost for good" log line
   plus the grace, 5 s here) to the first write the survivor accepts, and to 3 healthy voters again. The survivor
-  looks for a loss after 5 s without a leader and every 2 s after, stops etcd and starts it again with
-  --force-new-cluster; the new instances then join one at a time (etcd's 5 s rule between membership changes).
+  looks for a loss after 5 s without a leader and every 2 s after, stops etcd, starts it with
+  --force-new-cluster until it leads, stops it again and restores its database as a new cluster with revisions
+  bumped (so that no revision is reused); the new instances then join one at a time (etcd's 5 s rule between membership changes).
 - *Restore from the store*: a group of 3 writes 1000 keys, its leader snapshots them to a file store, and every
   instance is replaced at once. Timed from the new group's processes' start to the first accepted write: the
   seeder restores the newest snapshot as a one-member cluster (no grace: nobody holds data).

@@ -116,8 +116,7 @@ func instanceGone(group []Instance, id string) bool {
 //
 // Once the quorum has been lost for DRGrace, and every instance of the
 // group answers with one agreed view, the instance with the newest data
-// recovers: a survivor starts a new one-member cluster on its data (etcd's
-// --force-new-cluster keeps the data and the cluster id), or, when the
+// recovers: a survivor makes its data a new one-member cluster, or, when the
 // store's newest good snapshot is newer than every survivor's data, the
 // seeder restores it. Everyone else waits and then joins the recovered
 // cluster through the ordinary plans. Nobody recovers while a quorum could
