@@ -55,12 +55,31 @@ func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWS
 		lw.close()
 		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
 	}
+	closeAWSAtEnd(t, g, lw)
+	return g
+}
+
+// awsHarness is an AWS group of the harness, single- or multi-region.
+type awsHarness interface {
+	Instances() []*testcluster.Instance
+	Moto() *testcluster.Moto
+	Close() error
+}
+
+// closeAWSAtEnd closes g and then lw at the end of t. On failure the tails
+// of every instance's log are printed first, and the logs (moto's too)
+// saved, as they are with E2E_KEEP_LOGS set.
+func closeAWSAtEnd(t *testing.T, g awsHarness, lw *testLogWriter) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("instance logs (appliance lines; etcd's own are in the saved logs):\n%s", applianceLogTailsOf(g.Instances(), 60))
 		}
 		if t.Failed() || os.Getenv("E2E_KEEP_LOGS") != "" {
-			if dir, err := saveLogFiles(t, awsLogFiles(g)); err == nil {
+			files := []string{g.Moto().LogPath}
+			for _, inst := range g.Instances() {
+				files = append(files, inst.LogPath)
+			}
+			if dir, err := saveLogFiles(t, files); err == nil {
 				t.Logf("full logs saved in %s", dir)
 			}
 		}
@@ -69,15 +88,6 @@ func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWS
 		}
 		lw.close()
 	})
-	return g
-}
-
-func awsLogFiles(g *testcluster.AWSGroup) []string {
-	files := []string{g.Moto().LogPath}
-	for _, inst := range g.Instances() {
-		files = append(files, inst.LogPath)
-	}
-	return files
 }
 
 // saveLogFiles copies files out of the test's temp dir, which is removed

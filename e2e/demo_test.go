@@ -16,12 +16,22 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts real appliance processes")
 	}
+	runDemo(t, "demo", demo.Options{})
+}
+
+// runDemo runs the demo (name in messages) of 3 members with the test's
+// binary and returns its result, having checked the figures of every tour:
+// ok, 3 healthy members, 100 keys written, none lost, both durations, and
+// no directory kept.
+func runDemo(t *testing.T, name string, opts demo.Options) demo.Result {
+	t.Helper()
 	ctx := testContext(t, 4*time.Minute)
 	var out bytes.Buffer
-	err := demo.Run(ctx, demo.Options{Binary: binary, Members: 3, Out: &out})
-	t.Logf("demo output:\n%s", out.String())
+	opts.Binary, opts.Members, opts.Out = binary, 3, &out
+	err := demo.Run(ctx, opts)
+	t.Logf("%s output:\n%s", name, out.String())
 	if err != nil {
-		t.Fatalf("demo failed: %v", err)
+		t.Fatalf("%s failed: %v", name, err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var res demo.Result
@@ -30,9 +40,10 @@ func TestDemo(t *testing.T) {
 	}
 	if !res.OK || res.Members != 3 || res.Healthy != 3 || res.KeysLost != 0 || res.KeysWritten != 100 ||
 		res.BootstrapSeconds <= 0 || res.ReplaceSeconds <= 0 {
-		t.Fatalf("demo result %+v: want ok, 3 healthy members, 100 keys written, none lost, both durations", res)
+		t.Fatalf("%s result %+v: want ok, 3 healthy members, 100 keys written, none lost, both durations", name, res)
 	}
 	if res.Dir != "" {
-		t.Errorf("demo kept its directory %s without --keep", res.Dir)
+		t.Errorf("%s kept its directory %s without --keep", name, res.Dir)
 	}
+	return res
 }

@@ -15,7 +15,6 @@ package e2e
 import (
 	"context"
 	"log/slog"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -47,24 +46,7 @@ func newAWSMulti(t *testing.T, sizes ...int) *testcluster.AWSMulti {
 		lw.close()
 		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("instance logs (appliance lines; etcd's own are in the saved logs):\n%s", applianceLogTailsOf(g.Instances(), 60))
-		}
-		if t.Failed() || os.Getenv("E2E_KEEP_LOGS") != "" {
-			files := []string{g.Moto().LogPath}
-			for _, inst := range g.Instances() {
-				files = append(files, inst.LogPath)
-			}
-			if dir, err := saveLogFiles(t, files); err == nil {
-				t.Logf("full logs saved in %s", dir)
-			}
-		}
-		if err := g.Close(); err != nil {
-			t.Errorf("closing the group: %v", err)
-		}
-		lw.close()
-	})
+	closeAWSAtEnd(t, g, lw)
 	return g
 }
 

@@ -2,10 +2,7 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -20,41 +17,21 @@ const demoZone = "demo.example.org"
 
 // runAWS is the tour on an Auto Scaling group in moto.
 func (d *tour) runAWS(ctx context.Context) error {
-	dir, err := os.MkdirTemp("", "etcd-appliance-demo-aws-")
+	binary, err := d.prepare(ctx, "etcd-appliance-demo-aws-")
 	if err != nil {
 		return err
-	}
-	d.dir = dir
-	binary := d.opts.Binary
-	if binary == "" {
-		d.printf("building etcd-appliance ...")
-		if binary, err = testcluster.BuildBinary(ctx, filepath.Join(dir, "bin")); err != nil {
-			return err
-		}
 	}
 	d.printf("etcd-appliance demo --aws: an Auto Scaling group of %d instances in moto, the AWS emulator;", d.opts.Members)
 	d.printf("each instance is an appliance process with --provider aws on the loopback address EC2 gave it,")
 	d.printf("with its own instance metadata service (moto has none), publishing DNS in Route53 zone %s.", demoZone)
-	d.printf("  directory   %s (moto.log, data, one log per instance)", dir)
+	d.printf("  directory   %s (moto.log, data, one log per instance)", d.dir)
 	d.printf("")
 
-	if err := d.bootstrapAWS(ctx, binary); err != nil {
-		return err
-	}
-	if err := d.writeKeys(ctx); err != nil {
-		return err
-	}
-	if err := d.replaceAWS(ctx); err != nil {
-		return err
-	}
-	if err := d.checkKeys(ctx); err != nil {
-		return err
-	}
-	st, err := d.view.Status(ctx)
+	bootstrap := func(ctx context.Context) error { return d.bootstrapAWS(ctx, binary) }
+	st, err := d.steps(ctx, bootstrap, d.replaceAWS)
 	if err != nil {
-		return fmt.Errorf("reading the final status: %w", err)
+		return err
 	}
-	d.res.Members, d.res.Healthy = len(st.Members), st.HealthyVoters()
 	if err := d.showRecords(ctx, st); err != nil {
 		return err
 	}
@@ -91,35 +68,20 @@ func (d *tour) bootstrapAWS(ctx context.Context, binary string) error {
 	for _, inst := range ag.Instances() {
 		d.printf("   %s at %s: appliance started", inst.ID, inst.Address)
 	}
-	stop := d.showProgress(ctx, start)
-	wctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
-	st, err := ag.WaitConverged(wctx, d.opts.Members)
-	cancel()
-	stop()
+	st, err := d.waitBootstrap(ctx, start)
 	if err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
+		return err
 	}
-	d.res.BootstrapSeconds = seconds(time.Since(start))
-	d.res.ClusterID = st.ClusterID.String()
 	d.printf("   => cluster %s: %d healthy voters %.1fs after moto started", st.ClusterID, st.HealthyVoters(), d.res.BootstrapSeconds)
 	d.printf("")
 	return nil
 }
 
 func (d *tour) replaceAWS(ctx context.Context) error {
-	st, err := d.view.Status(ctx)
+	running := d.running(ctx)
+	victim, what, err := d.pickVictim(ctx, running)
 	if err != nil {
 		return err
-	}
-	running := d.running(ctx)
-	if len(running) == 0 {
-		return errors.New("replacement: no instance runs")
-	}
-	victim, what := running[0], "a follower"
-	for _, m := range st.Members {
-		if inst := d.ag.Instance(m.Name); m.Leader && inst != nil {
-			victim, what = inst, "the etcd leader"
-		}
 	}
 	d.printf("3. Terminating %s (%s, %s) through the Auto Scaling API, without decrementing the", victim.ID, victim.Address, what)
 	d.printf("   desired capacity: the group launches a replacement with a new id and address. The leader")
@@ -147,7 +109,7 @@ func (d *tour) replaceAWS(ctx context.Context) error {
 	d.printf("   the group launched %s at %s: appliance started", repl.ID, repl.Address)
 	stop := d.showProgress(ctx, start)
 	wctx, cancel := context.WithTimeout(ctx, replaceTimeout)
-	st, err = d.ag.WaitConverged(wctx, d.opts.Members)
+	st, err := d.ag.WaitConverged(wctx, d.opts.Members)
 	if err == nil {
 		err = d.waitRecords(wctx, st)
 	}
@@ -200,11 +162,7 @@ func (d *tour) showRecords(ctx context.Context, st cluster.ClusterStatus) error 
 func (d *tour) keepAWS(ctx context.Context) {
 	stop := d.ag.Follow(ctx)
 	defer stop()
-	var endpoints []string
 	running := d.running(ctx)
-	for _, inst := range running {
-		endpoints = append(endpoints, inst.ClientURL())
-	}
 	aws := "aws --endpoint-url " + d.ag.Moto().URL
 	d.printf("")
 	d.printf("moto and the group keep running; the demo follows the group as EC2 would (a new instance's")
@@ -217,11 +175,7 @@ func (d *tour) keepAWS(ctx context.Context) {
 		d.printf("  %s autoscaling terminate-instance-in-auto-scaling-group --instance-id %s --no-should-decrement-desired-capacity", aws, running[0].ID)
 	}
 	d.printf("  %s autoscaling update-auto-scaling-group --auto-scaling-group-name %s --min-size 5 --max-size 5 --desired-capacity 5", aws, d.ag.Name())
-	d.printf("  ETCDCTL_ENDPOINTS=%s etcdctl member list -w table", strings.Join(endpoints, ","))
-	if len(running) > 0 {
-		d.printf("  curl %s/v1/status", running[0].APIURL())
-		d.printf("  tail -f %s", running[0].LogPath)
-	}
+	d.printClientHints(running)
 	d.printf("Press Ctrl-C to stop the group and moto.")
 	<-ctx.Done()
 }

@@ -128,6 +128,8 @@ type group interface {
 	Status(ctx context.Context) (cluster.ClusterStatus, error)
 	Peer(ctx context.Context, id string) (cluster.PeerState, error)
 	Client(ctx context.Context, ids ...string) (*clientv3.Client, error)
+	Instance(id string) *testcluster.Instance
+	WaitConverged(ctx context.Context, voters int) (cluster.ClusterStatus, error)
 }
 
 func (d *tour) printf(format string, args ...any) {
@@ -135,52 +137,73 @@ func (d *tour) printf(format string, args ...any) {
 }
 
 func (d *tour) run(ctx context.Context) error {
-	dir, err := os.MkdirTemp("", "etcd-appliance-demo-")
+	binary, err := d.prepare(ctx, "etcd-appliance-demo-")
 	if err != nil {
 		return err
 	}
-	d.dir = dir
-	binary := d.opts.Binary
-	if binary == "" {
-		d.printf("building etcd-appliance ...")
-		if binary, err = testcluster.BuildBinary(ctx, filepath.Join(dir, "bin")); err != nil {
-			return err
-		}
-	}
-	d.g, err = testcluster.New(testcluster.Options{Binary: binary, Dir: dir, Name: "demo", Args: applianceArgs})
+	d.g, err = testcluster.New(testcluster.Options{Binary: binary, Dir: d.dir, Name: "demo", Args: applianceArgs})
 	if err != nil {
 		return err
 	}
 	d.view = d.g
 	d.running = func(context.Context) []*testcluster.Instance { return d.g.Running() }
 	d.printf("etcd-appliance demo: a group of %d instances, each an appliance process on its own loopback address", d.opts.Members)
-	d.printf("  directory   %s (group file, data, one log per instance)", dir)
+	d.printf("  directory   %s (group file, data, one log per instance)", d.dir)
 	d.printf("  group file  %s", d.g.GroupFile())
 	d.printf("")
 
-	if err := d.bootstrap(ctx); err != nil {
-		return err
-	}
-	if err := d.writeKeys(ctx); err != nil {
-		return err
-	}
-	if err := d.replace(ctx); err != nil {
-		return err
-	}
-	if err := d.checkKeys(ctx); err != nil {
-		return err
-	}
-	st, err := d.view.Status(ctx)
+	st, err := d.steps(ctx, d.bootstrap, d.replace)
 	if err != nil {
-		return fmt.Errorf("reading the final status: %w", err)
+		return err
 	}
-	d.res.Members, d.res.Healthy = len(st.Members), st.HealthyVoters()
 	d.printf("")
 	d.printTable(st)
 	if d.opts.Keep {
 		d.keep(ctx, st)
 	}
 	return nil
+}
+
+// prepare makes the tour's directory, named after pattern, and returns the
+// binary the instances run: Options.Binary, else one built there.
+func (d *tour) prepare(ctx context.Context, pattern string) (binary string, err error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	d.dir = dir
+	binary = d.opts.Binary
+	if binary == "" {
+		d.printf("building etcd-appliance ...")
+		if binary, err = testcluster.BuildBinary(ctx, filepath.Join(dir, "bin")); err != nil {
+			return "", err
+		}
+	}
+	return binary, nil
+}
+
+// steps are the tour's steps 1 to 4 on either group: bootstrap, the keys
+// written, one instance replaced, the keys read back. It returns the
+// cluster's final status.
+func (d *tour) steps(ctx context.Context, bootstrap, replace func(context.Context) error) (cluster.ClusterStatus, error) {
+	if err := bootstrap(ctx); err != nil {
+		return cluster.ClusterStatus{}, err
+	}
+	if err := d.writeKeys(ctx); err != nil {
+		return cluster.ClusterStatus{}, err
+	}
+	if err := replace(ctx); err != nil {
+		return cluster.ClusterStatus{}, err
+	}
+	if err := d.checkKeys(ctx); err != nil {
+		return cluster.ClusterStatus{}, err
+	}
+	st, err := d.view.Status(ctx)
+	if err != nil {
+		return cluster.ClusterStatus{}, fmt.Errorf("reading the final status: %w", err)
+	}
+	d.res.Members, d.res.Healthy = len(st.Members), st.HealthyVoters()
+	return st, nil
 }
 
 func (d *tour) bootstrap(ctx context.Context) error {
@@ -195,19 +218,29 @@ func (d *tour) bootstrap(ctx context.Context) error {
 	for _, inst := range insts {
 		d.printf("   launched %s at %s", inst.ID, inst.Address)
 	}
-	stop := d.showProgress(ctx, start)
-	wctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
-	st, err := d.g.WaitConverged(wctx, d.opts.Members)
-	cancel()
-	stop()
+	st, err := d.waitBootstrap(ctx, start)
 	if err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
+		return err
 	}
-	d.res.BootstrapSeconds = seconds(time.Since(start))
-	d.res.ClusterID = st.ClusterID.String()
 	d.printf("   => cluster %s: %d healthy voters after %.1fs", st.ClusterID, st.HealthyVoters(), d.res.BootstrapSeconds)
 	d.printf("")
 	return nil
+}
+
+// waitBootstrap shows the cluster forming since start until the group's
+// members are its healthy voters, and records the bootstrap's figures.
+func (d *tour) waitBootstrap(ctx context.Context, start time.Time) (cluster.ClusterStatus, error) {
+	stop := d.showProgress(ctx, start)
+	wctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
+	st, err := d.view.WaitConverged(wctx, d.opts.Members)
+	cancel()
+	stop()
+	if err != nil {
+		return st, fmt.Errorf("bootstrap: %w", err)
+	}
+	d.res.BootstrapSeconds = seconds(time.Since(start))
+	d.res.ClusterID = st.ClusterID.String()
+	return st, nil
 }
 
 func (d *tour) writeKeys(ctx context.Context) error {
@@ -230,20 +263,29 @@ func (d *tour) writeKeys(ctx context.Context) error {
 	return nil
 }
 
-func (d *tour) replace(ctx context.Context) error {
-	st, err := d.g.Status(ctx)
+// pickVictim picks the instance the tour replaces among the running ones:
+// the etcd leader's, else the first; what says which it is.
+func (d *tour) pickVictim(ctx context.Context, running []*testcluster.Instance) (victim *testcluster.Instance, what string, err error) {
+	st, err := d.view.Status(ctx)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	running := d.g.Running()
 	if len(running) == 0 {
-		return errors.New("replacement: no instance runs")
+		return nil, "", errors.New("replacement: no instance runs")
 	}
-	victim, what := running[0], "a follower"
+	victim, what = running[0], "a follower"
 	for _, m := range st.Members {
-		if inst := d.g.Instance(m.Name); m.Leader && inst != nil {
+		if inst := d.view.Instance(m.Name); m.Leader && inst != nil {
 			victim, what = inst, "the etcd leader"
 		}
+	}
+	return victim, what, nil
+}
+
+func (d *tour) replace(ctx context.Context) error {
+	victim, what, err := d.pickVictim(ctx, d.g.Running())
+	if err != nil {
+		return err
 	}
 	d.printf("3. Terminating %s (%s, %s) and launching a replacement on a new address,", victim.ID, victim.Address, what)
 	d.printf("   as an autoscaling group would. The leader removes the stale member; the new")
@@ -261,7 +303,7 @@ func (d *tour) replace(ctx context.Context) error {
 	d.printf("   launched %s at %s", repl.ID, repl.Address)
 	stop := d.showProgress(ctx, start)
 	wctx, cancel := context.WithTimeout(ctx, replaceTimeout)
-	st, err = d.g.WaitConverged(wctx, d.opts.Members)
+	st, err := d.g.WaitConverged(wctx, d.opts.Members)
 	cancel()
 	stop()
 	if err != nil {
@@ -318,21 +360,27 @@ func (d *tour) printTable(st cluster.ClusterStatus) {
 }
 
 func (d *tour) keep(ctx context.Context, st cluster.ClusterStatus) {
-	var endpoints []string
 	running, _ := d.g.RunningInGroup()
+	d.printf("")
+	d.printf("The group keeps running. Try:")
+	d.printClientHints(running)
+	d.printf("  edit %s to launch or terminate instances", d.g.GroupFile())
+	d.printf("Press Ctrl-C to stop the group.")
+	<-ctx.Done()
+}
+
+// printClientHints prints how to reach the cluster of the running
+// instances: etcdctl on their endpoints, the API and log of the first.
+func (d *tour) printClientHints(running []*testcluster.Instance) {
+	var endpoints []string
 	for _, inst := range running {
 		endpoints = append(endpoints, inst.ClientURL())
 	}
-	d.printf("")
-	d.printf("The group keeps running. Try:")
 	d.printf("  ETCDCTL_ENDPOINTS=%s etcdctl member list -w table", strings.Join(endpoints, ","))
 	if len(running) > 0 {
 		d.printf("  curl %s/v1/status", running[0].APIURL())
 		d.printf("  tail -f %s", running[0].LogPath)
 	}
-	d.printf("  edit %s to launch or terminate instances", d.g.GroupFile())
-	d.printf("Press Ctrl-C to stop the group.")
-	<-ctx.Done()
 }
 
 // cleanup stops the group; the directory goes too unless the group was

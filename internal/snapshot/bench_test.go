@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 // BenchmarkStorePutGet100MB streams a 100 MB snapshot into each store and
@@ -27,7 +29,7 @@ func BenchmarkStorePutGet100MB(b *testing.B) {
 	})
 	b.Run("s3", func(b *testing.B) {
 		moto := startMoto(b)
-		isolateAWSEnv(b)
+		testcluster.IsolateAWSEnv(b)
 		createBucket(b, rawS3(moto.URL), "bench")
 		s, err := Open(context.Background(), "s3://bench/snapshots", Options{Region: motoRegion, Endpoint: moto.URL})
 		if err != nil {

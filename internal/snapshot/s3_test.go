@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -49,31 +48,6 @@ func startMoto(t testing.TB) *testcluster.Moto {
 	return m
 }
 
-// isolateAWSEnv gives the SDK dummy credentials and hides the machine's own
-// AWS configuration, endpoints and region from the test.
-func isolateAWSEnv(t testing.TB) {
-	t.Helper()
-	none := filepath.Join(t.TempDir(), "no-such-file")
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":                 "testing",
-		"AWS_SECRET_ACCESS_KEY":             "testing",
-		"AWS_SESSION_TOKEN":                 "",
-		"AWS_PROFILE":                       "",
-		"AWS_CONFIG_FILE":                   none,
-		"AWS_SHARED_CREDENTIALS_FILE":       none,
-		"AWS_REGION":                        "",
-		"AWS_DEFAULT_REGION":                "",
-		"AWS_ENDPOINT_URL":                  "",
-		"AWS_ENDPOINT_URL_S3":               "",
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT": "",
-		"AWS_EC2_METADATA_DISABLED":         "",
-		"AWS_MAX_ATTEMPTS":                  "",
-		"AWS_RETRY_MODE":                    "",
-	} {
-		t.Setenv(k, v)
-	}
-}
-
 // rawS3 is the test's own S3 client, to make buckets and damage objects
 // behind the store's back.
 func rawS3(endpoint string) *s3.Client {
@@ -97,25 +71,7 @@ func createBucket(t testing.TB, client *s3.Client, bucket string) {
 // requests is the value of etcd_appliance_aws_requests_total{api, code}.
 func requests(t testing.TB, reg *prometheus.Registry, api, code string) int {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "etcd_appliance_aws_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["api"] == api && labels["code"] == code {
-				return int(m.GetCounter().GetValue())
-			}
-		}
-	}
-	return 0
+	return int(testcluster.AWSRequests(t, reg, api, code))
 }
 
 // openS3Stores opens stores in one bucket of moto, each under a prefix of
@@ -166,7 +122,7 @@ func openS3Stores(moto *testcluster.Moto, bucket string) openStore {
 
 func TestS3Store(t *testing.T) {
 	moto := startMoto(t)
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	const bucket = "etcd-snapshots"
 	createBucket(t, rawS3(moto.URL), bucket)
 	open := openS3Stores(moto, bucket)
@@ -234,7 +190,7 @@ func TestS3Store(t *testing.T) {
 // TestS3UnreachableIsAnErrorNotEmpty: recovery must never take a store it
 // cannot reach for an empty one.
 func TestS3UnreachableIsAnErrorNotEmpty(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +218,7 @@ func TestS3UnreachableIsAnErrorNotEmpty(t *testing.T) {
 // TestS3DeniedIsAnErrorNotEmpty: a store the instance may not read (a
 // policy without the bucket) is not an empty store either.
 func TestS3DeniedIsAnErrorNotEmpty(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(http.StatusForbidden)
@@ -341,7 +297,7 @@ func TestS3CallsAreWhatThePolicyGrants(t *testing.T) {
 // that stops arriving fails the read once it stalled for the store's stall
 // timeout, with an error that says so and is no ErrCorrupt.
 func TestS3StalledDownloadFails(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	content := payload(1<<20, 1)
 	m := meta("c", 0)
 	m.Key, m.Size, m.SHA256 = Key(m.Cluster, m.Time, m.Revision), int64(len(content)), sha(content)

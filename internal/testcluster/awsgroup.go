@@ -18,11 +18,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -90,18 +88,16 @@ type AWSGroup struct {
 	zoneID string
 	// proxy is the appliances' way to moto when opts.Faults is set.
 	proxy *FaultProxy
-	// procs holds the instances and runs their appliances. It has no group
-	// file: only its process handling and status reading are used.
-	procs *Group
+	// awsFleet runs the machines of the group's instances: an IMDS and an
+	// appliance each.
+	awsFleet
 
 	// syncMu serializes Sync and TerminateInASG: each compares the group's
 	// listing with the processes and acts on the difference.
 	syncMu sync.Mutex
 
-	mu     sync.Mutex
-	imds   map[string]*IMDS
-	gone   map[string]bool // instances the group let go of; never started again
-	follow []func()        // stops of the running Follow loops
+	followMu sync.Mutex
+	follow   []func() // stops of the running Follow loops
 
 	closeOnce sync.Once
 	closeErr  error
@@ -148,27 +144,16 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		sn.release()
 		return nil, fmt.Errorf("testcluster: %w", err)
 	}
-	cfg := sdkaws.Config{
-		Region:       AWSRegion,
-		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint: sdkaws.String(moto.URL),
-	}
+	cfg := motoConfig(moto.URL, AWSRegion)
 	g := &AWSGroup{
-		opts: opts,
-		name: name,
-		log:  log,
-		moto: moto,
-		ec2:  ec2.NewFromConfig(cfg),
-		asg:  autoscaling.NewFromConfig(cfg),
-		r53:  route53.NewFromConfig(cfg),
-		procs: &Group{
-			opts:     Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger},
-			log:      log,
-			net:      sn,
-			nextHost: 1,
-		},
-		imds: map[string]*IMDS{},
-		gone: map[string]bool{},
+		opts:     opts,
+		name:     name,
+		log:      log,
+		moto:     moto,
+		ec2:      ec2.NewFromConfig(cfg),
+		asg:      autoscaling.NewFromConfig(cfg),
+		r53:      route53.NewFromConfig(cfg),
+		awsFleet: newAWSFleet(Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger}, log, sn),
 	}
 	if opts.Faults {
 		if g.proxy, err = StartFaultProxy(moto.URL); err != nil {
@@ -424,7 +409,7 @@ func (g *AWSGroup) Sync(ctx context.Context) (started, stopped []string, err err
 		if inService(states[inst.ID]) || g.isGone(inst.ID) {
 			continue
 		}
-		if err := g.release(inst.ID); err != nil {
+		if err := g.release(context.Background(), inst.ID); err != nil {
 			return nil, stopped, err
 		}
 		lifecycle := string(states[inst.ID])
@@ -459,17 +444,7 @@ func (g *AWSGroup) Sync(ctx context.Context) (started, stopped []string, err err
 		insts = append(insts, inst)
 		started = append(started, inst.ID)
 	}
-	waitErrs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for k, inst := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			waitErrs[k] = g.procs.waitHealthy(ctx, inst)
-		}()
-	}
-	wg.Wait()
-	return started, stopped, errors.Join(append(errs, waitErrs...)...)
+	return started, stopped, errors.Join(append(errs, g.procs.waitAllHealthy(ctx, insts))...)
 }
 
 // Follow runs Sync every 250ms in the background until ctx ends, the
@@ -500,9 +475,9 @@ func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
 			<-done
 		})
 	}
-	g.mu.Lock()
+	g.followMu.Lock()
 	g.follow = append(g.follow, stop)
-	g.mu.Unlock()
+	g.followMu.Unlock()
 	return stop
 }
 
@@ -548,112 +523,15 @@ func (g *AWSGroup) describe(ctx context.Context, ids []string) ([]machine, error
 
 // start serves the IMDS of a machine and starts its appliance.
 func (g *AWSGroup) start(ctx context.Context, m machine) (*Instance, error) {
-	pctx, cancel := context.WithTimeout(ctx, killTimeout)
-	err := waitPortsFree(pctx, m.address)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("testcluster: instance %s: %w", m.id, err)
+	md := InstanceMetadata{
+		InstanceID: m.id, Region: AWSRegion, Zone: m.zone, PrivateIP: m.address,
+		TargetLifecycleState: string(astypes.LifecycleStateInService),
 	}
-	inst := &Instance{
-		ID:      m.id,
-		Address: m.address,
-		DataDir: filepath.Join(g.opts.Dir, m.id),
-		LogPath: filepath.Join(g.opts.Dir, m.id+".log"),
-		g:       g.procs,
-	}
-	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
-	}
-	md := StartIMDS(InstanceMetadata{InstanceID: m.id, Region: AWSRegion, Zone: m.zone, PrivateIP: m.address})
-	md.Set("autoscaling/target-lifecycle-state", string(astypes.LifecycleStateInService))
-	args := []string{"run",
-		"--provider", "aws",
-		"--data-dir", inst.DataDir,
-		"--log-format", "text",
-	}
+	var flags []string
 	if g.opts.HostedZone != "" {
-		args = append(args, "--hosted-zone", g.opts.HostedZone)
+		flags = append(flags, "--hosted-zone", g.opts.HostedZone)
 	}
-	args = append(args, g.opts.Args...)
-
-	g.procs.mu.Lock()
-	defer g.procs.mu.Unlock()
-	if g.procs.closed {
-		md.Close()
-		return nil, errors.New("testcluster: group is closed")
-	}
-	p, err := startProcess(g.opts.Binary, args, g.applianceEnv(md.URL), inst.LogPath)
-	if err != nil {
-		md.Close()
-		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
-	}
-	inst.proc = p
-	g.procs.instances = append(g.procs.instances, inst)
-	g.mu.Lock()
-	g.imds[m.id] = md
-	g.mu.Unlock()
-	g.log.Info("appliance started", "id", inst.ID, "address", inst.Address, "pid", p.pid(), "imds", md.URL)
-	return inst, nil
-}
-
-// applianceEnv is the environment of an instance's appliance: the
-// harness's own without any AWS setting of the machine, plus moto as the
-// AWS APIs, the instance's IMDS and moto's dummy credentials.
-func (g *AWSGroup) applianceEnv(imdsURL string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	none := filepath.Join(g.opts.Dir, "no-aws-config")
-	return append(env,
-		"AWS_ENDPOINT_URL="+g.AWSEndpoint(),
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imdsURL,
-		"AWS_ACCESS_KEY_ID=testing",
-		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_REGION="+AWSRegion,
-		"AWS_CONFIG_FILE="+none,
-		"AWS_SHARED_CREDENTIALS_FILE="+none,
-	)
-}
-
-func (g *AWSGroup) isGone(id string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.gone[id]
-}
-
-// release plays the machine of an instance disappearing: its appliance and
-// etcd get SIGKILL, its IMDS stops, and the harness never starts it again.
-func (g *AWSGroup) release(id string) error {
-	g.mu.Lock()
-	g.gone[id] = true
-	md := g.imds[id]
-	delete(g.imds, id)
-	g.mu.Unlock()
-	if md != nil {
-		md.Close()
-	}
-	inst := g.procs.Instance(id)
-	if inst == nil {
-		return nil
-	}
-	if inst.Running() {
-		if err := g.procs.Kill(id); err != nil && !errors.Is(err, ErrNotRunning) {
-			return err
-		}
-	}
-	// The appliance may have died before, leaving its etcd behind.
-	if pid, _ := inst.EtcdPID(); pid != 0 {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-		defer cancel()
-		return Poll(ctx, pollInterval, func() (bool, string) {
-			return !pidAlive(pid), fmt.Sprintf("etcd pid %d of %s still alive", pid, inst)
-		})
-	}
-	return nil
+	return g.startInstance(ctx, md, g.AWSEndpoint(), flags...)
 }
 
 // TerminateInASG terminates an instance through the Auto Scaling API, as an
@@ -672,7 +550,7 @@ func (g *AWSGroup) TerminateInASG(ctx context.Context, id string, decrement bool
 	if err != nil {
 		return fmt.Errorf("testcluster: terminating %s in group %s: %w", id, g.name, err)
 	}
-	if err := g.release(id); err != nil {
+	if err := g.release(context.Background(), id); err != nil {
 		return fmt.Errorf("testcluster: terminating %s: %w", id, err)
 	}
 	g.log.Info("instance terminated through the auto scaling group", "id", id, "decrement", decrement)
@@ -756,20 +634,15 @@ func (g *AWSGroup) LogTails(n int) string { return g.procs.LogTails(n) }
 // kept. Close is bounded and idempotent.
 func (g *AWSGroup) Close() error {
 	g.closeOnce.Do(func() {
-		g.mu.Lock()
+		g.followMu.Lock()
 		stops := g.follow
 		g.follow = nil
-		g.mu.Unlock()
+		g.followMu.Unlock()
 		for _, stop := range stops {
 			stop()
 		}
 		g.closeErr = g.procs.Close()
-		g.mu.Lock()
-		for id, md := range g.imds {
-			md.Close()
-			delete(g.imds, id)
-		}
-		g.mu.Unlock()
+		g.closeIMDS()
 		if g.proxy != nil {
 			g.proxy.Close()
 		}

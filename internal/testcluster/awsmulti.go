@@ -25,11 +25,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -70,12 +68,12 @@ type AWSMulti struct {
 	moto *Moto
 	// regions holds each region's clients and resources, by name.
 	regions map[string]*awsRegion
-	procs   *Group
+	// awsFleet runs the machines of the group's instances: an IMDS and an
+	// appliance each. Its procs is nil until the subnets are reserved.
+	awsFleet
 
-	mu       sync.Mutex
-	imds     map[string]*IMDS
+	regionMu sync.Mutex
 	regionOf map[string]string // by instance id
-	gone     map[string]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -120,9 +118,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	g := &AWSMulti{
 		opts: opts, name: name, log: log,
 		regions:  map[string]*awsRegion{},
-		imds:     map[string]*IMDS{},
 		regionOf: map[string]string{},
-		gone:     map[string]bool{},
 	}
 	// Each region gets a /24 of its own; the first is the process group's
 	// and released by it, the others by Close.
@@ -134,12 +130,8 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 		}
 		g.regions[r] = &awsRegion{name: r, net: sn}
 	}
-	g.procs = &Group{
-		opts:     Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger},
-		log:      log,
-		net:      g.regions[opts.Regions[0]].net,
-		nextHost: 1,
-	}
+	g.awsFleet = newAWSFleet(Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger},
+		log, g.regions[opts.Regions[0]].net)
 	if g.moto, err = StartMoto(ctx, opts.Dir); err != nil {
 		g.Close()
 		return nil, fmt.Errorf("testcluster: %w", err)
@@ -161,7 +153,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 			insts = append(insts, inst)
 		}
 	}
-	if err := g.waitHealthy(ctx, insts); err != nil {
+	if err := g.procs.waitAllHealthy(ctx, insts); err != nil {
 		g.Close()
 		return nil, err
 	}
@@ -172,11 +164,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 func (g *AWSMulti) createRegion(ctx context.Context, r *awsRegion) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*awsCallTimeout)
 	defer cancel()
-	r.ec2 = ec2.NewFromConfig(sdkaws.Config{
-		Region:       r.name,
-		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint: sdkaws.String(g.moto.URL),
-	})
+	r.ec2 = ec2.NewFromConfig(motoConfig(g.moto.URL, r.name))
 	vpc, err := r.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(awsVPCCIDR)})
 	if err != nil {
 		return fmt.Errorf("testcluster: creating the VPC in %s: %w", r.name, err)
@@ -218,8 +206,8 @@ func (g *AWSMulti) Regions() []string { return slices.Clone(g.opts.Regions) }
 
 // RegionOf is the region of an instance, "" if the harness never launched it.
 func (g *AWSMulti) RegionOf(id string) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.regionMu.Lock()
+	defer g.regionMu.Unlock()
 	return g.regionOf[id]
 }
 
@@ -236,7 +224,7 @@ func (g *AWSMulti) Launch(ctx context.Context, region string) (*Instance, error)
 	if err != nil {
 		return nil, err
 	}
-	return inst, g.waitHealthy(ctx, []*Instance{inst})
+	return inst, g.procs.waitHealthy(ctx, inst)
 }
 
 func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error) {
@@ -270,86 +258,17 @@ func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error)
 	if m.Placement != nil && sdkaws.ToString(m.Placement.AvailabilityZone) != "" {
 		zone = sdkaws.ToString(m.Placement.AvailabilityZone)
 	}
-	return g.start(ctx, region, id, addr, zone)
-}
-
-// start serves the IMDS of an instance and starts its appliance.
-func (g *AWSMulti) start(ctx context.Context, region, id, addr, zone string) (*Instance, error) {
-	pctx, cancel := context.WithTimeout(ctx, killTimeout)
-	err := waitPortsFree(pctx, addr)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("testcluster: instance %s: %w", id, err)
-	}
-	inst := &Instance{
-		ID: id, Address: addr,
-		DataDir: filepath.Join(g.opts.Dir, id),
-		LogPath: filepath.Join(g.opts.Dir, id+".log"),
-		g:       g.procs,
-	}
-	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
-	}
-	md := StartIMDS(InstanceMetadata{InstanceID: id, Region: region, Zone: zone, PrivateIP: addr})
-	args := append([]string{"run",
-		"--provider", "aws",
-		"--data-dir", inst.DataDir,
-		"--log-format", "text",
+	inst, err := g.startInstance(ctx, InstanceMetadata{InstanceID: id, Region: region, Zone: zone, PrivateIP: addr}, g.moto.URL,
 		"--regions", strings.Join(g.opts.Regions, ","),
 		"--cluster-tag-key", AWSMultiTag,
-	}, g.opts.Args...)
-	g.procs.mu.Lock()
-	defer g.procs.mu.Unlock()
-	if g.procs.closed {
-		md.Close()
-		return nil, errors.New("testcluster: group is closed")
-	}
-	p, err := startProcess(g.opts.Binary, args, g.applianceEnv(region, md.URL), inst.LogPath)
-	if err != nil {
-		md.Close()
-		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
-	}
-	inst.proc = p
-	g.procs.instances = append(g.procs.instances, inst)
-	g.mu.Lock()
-	g.imds[id] = md
-	g.regionOf[id] = region
-	g.mu.Unlock()
-	g.log.Info("appliance started", "id", id, "region", region, "address", addr, "pid", p.pid(), "imds", md.URL)
-	return inst, nil
-}
-
-func (g *AWSMulti) applianceEnv(region, imdsURL string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	none := filepath.Join(g.opts.Dir, "no-aws-config")
-	return append(env,
-		"AWS_ENDPOINT_URL="+g.moto.URL,
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imdsURL,
-		"AWS_ACCESS_KEY_ID=testing",
-		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_REGION="+region,
-		"AWS_CONFIG_FILE="+none,
-		"AWS_SHARED_CREDENTIALS_FILE="+none,
 	)
-}
-
-func (g *AWSMulti) waitHealthy(ctx context.Context, insts []*Instance) error {
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for k, inst := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[k] = g.procs.waitHealthy(ctx, inst)
-		}()
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	g.regionMu.Lock()
+	g.regionOf[id] = region
+	g.regionMu.Unlock()
+	return inst, nil
 }
 
 // Terminate terminates an instance through EC2 and kills its appliance and
@@ -366,32 +285,8 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("testcluster: terminating %s in %s: %w", id, region, err)
 	}
-	g.mu.Lock()
-	g.gone[id] = true
-	md := g.imds[id]
-	delete(g.imds, id)
-	g.mu.Unlock()
-	if md != nil {
-		md.Close()
-	}
-	inst := g.procs.Instance(id)
-	if inst == nil {
-		return nil
-	}
-	if inst.Running() {
-		if err := g.procs.Kill(id); err != nil && !errors.Is(err, ErrNotRunning) {
-			return err
-		}
-	}
-	if pid, _ := inst.EtcdPID(); pid != 0 {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		kctx, cancel := context.WithTimeout(ctx, killTimeout)
-		defer cancel()
-		if err := Poll(kctx, pollInterval, func() (bool, string) {
-			return !pidAlive(pid), fmt.Sprintf("etcd pid %d of %s still alive", pid, inst)
-		}); err != nil {
-			return err
-		}
+	if err := g.release(ctx, id); err != nil {
+		return err
 	}
 	g.log.Info("instance terminated", "id", id, "region", region)
 	return nil
@@ -402,10 +297,7 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 func (g *AWSMulti) Running() []*Instance {
 	var out []*Instance
 	for _, inst := range g.procs.Instances() {
-		g.mu.Lock()
-		gone := g.gone[inst.ID]
-		g.mu.Unlock()
-		if !gone && inst.Running() {
+		if !g.isGone(inst.ID) && inst.Running() {
 			out = append(out, inst)
 		}
 	}
@@ -495,12 +387,7 @@ func (g *AWSMulti) Close() error {
 		if g.procs != nil {
 			g.closeErr = g.procs.Close() // releases the first region's subnet
 		}
-		g.mu.Lock()
-		for id, md := range g.imds {
-			md.Close()
-			delete(g.imds, id)
-		}
-		g.mu.Unlock()
+		g.closeIMDS()
 		if g.moto != nil {
 			g.moto.Close()
 		}

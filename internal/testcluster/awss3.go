@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -15,11 +14,7 @@ import (
 func (g *AWSGroup) CreateBucket(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	defer cancel()
-	client := s3.NewFromConfig(sdkaws.Config{
-		Region:       AWSRegion,
-		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint: sdkaws.String(g.moto.URL),
-	}, func(o *s3.Options) { o.UsePathStyle = true })
+	client := s3.NewFromConfig(motoConfig(g.moto.URL, AWSRegion), func(o *s3.Options) { o.UsePathStyle = true })
 	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: sdkaws.String(name)}); err != nil {
 		return fmt.Errorf("testcluster: creating bucket %s: %w", name, err)
 	}

@@ -438,17 +438,7 @@ func (g *Group) Start(ctx context.Context, ids ...string) error {
 		}
 		started = append(started, inst)
 	}
-	var wg sync.WaitGroup
-	waitErrs := make([]error, len(started))
-	for k, inst := range started {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			waitErrs[k] = g.waitHealthy(ctx, inst)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(append(errs, waitErrs...)...)
+	return errors.Join(append(errs, g.waitAllHealthy(ctx, started))...)
 }
 
 func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
@@ -483,6 +473,21 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 	inst.proc = p
 	g.log.Info("appliance started", "id", inst.ID, "address", inst.Address, "pid", p.pid())
 	return inst, nil
+}
+
+// waitAllHealthy waits for every one of insts at once (see waitHealthy).
+func (g *Group) waitAllHealthy(ctx context.Context, insts []*Instance) error {
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for k, inst := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = g.waitHealthy(ctx, inst)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // waitHealthy waits until the appliance answers /healthz with 200, failing

@@ -22,6 +22,10 @@ type InstanceMetadata struct {
 	PublicIP       string
 	PublicHostname string
 	AccountID      string
+	// TargetLifecycleState, when set, is the instance's
+	// autoscaling/target-lifecycle-state: an instance of an Auto Scaling
+	// group has one (see IMDS.Set).
+	TargetLifecycleState string
 }
 
 // IMDS is the instance metadata service of one instance, as EC2 serves it
@@ -56,6 +60,7 @@ func StartIMDS(m InstanceMetadata) *IMDS {
 	set("meta-data/local-ipv4", m.PrivateIP)
 	set("meta-data/public-ipv4", m.PublicIP)
 	set("meta-data/public-hostname", m.PublicHostname)
+	set("meta-data/autoscaling/target-lifecycle-state", m.TargetLifecycleState)
 	account := m.AccountID
 	if account == "" {
 		account = "123456789012"

@@ -29,13 +29,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
-	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
@@ -138,12 +135,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	// EnableFallback false: a failed token request is an error, never a
-	// silent IMDSv1 request (SPEC §4.1, §4.8).
-	meta := imds.New(imds.Options{
-		Endpoint:       opts.IMDSEndpoint,
-		EnableFallback: aws.FalseTernary,
-	})
+	meta := newIMDS(opts.IMDSEndpoint)
 	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m, now: time.Now, hookName: opts.LifecycleHook}
 	if p.region == "" {
 		self, err := p.Metadata(ctx)
@@ -152,21 +144,10 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		}
 		p.region = self.Region
 	}
-
-	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(p.region),
-		awsconfig.WithRetryer(newRetryer),
-		awsconfig.WithAPIOptions([]func(*middleware.Stack) error{m.countRequests}),
-		awsconfig.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) { o.Client = meta }),
-	}
-	if opts.Endpoint != "" {
-		loadOpts = append(loadOpts, awsconfig.WithBaseEndpoint(opts.Endpoint))
-	}
-	lctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(lctx, loadOpts...)
+	// p.region is set, so the SDK's own region (AWS_REGION) is not used.
+	cfg, err := loadSDKConfig(ctx, p.region, opts.Endpoint, meta, m)
 	if err != nil {
-		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
+		return nil, err
 	}
 	asg := autoscaling.NewFromConfig(cfg)
 	p.asg, p.lc = asg, asg

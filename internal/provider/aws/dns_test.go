@@ -3,7 +3,6 @@ package aws_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 var dnsTestSpec = cluster.DNSSpec{Zone: "example.org.", Name: "etcd", TTL: 60, ClientPort: 2379, PeerPort: 2380}
@@ -92,7 +92,7 @@ func (a dnsAdmin) all(t *testing.T, ctx context.Context, zoneID string) []string
 
 func newTestDNS(t *testing.T, endpoint string, spec cluster.DNSSpec) (*aws.DNS, *prometheus.Registry) {
 	t.Helper()
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -161,7 +161,7 @@ func TestDNSLifecycle(t *testing.T) {
 		}
 		return got
 	}
-	changes := func() float64 { return requests(t, reg, "ChangeResourceRecordSets", "ok") }
+	changes := func() float64 { return testcluster.AWSRequests(t, reg, "ChangeResourceRecordSets", "ok") }
 
 	three := []cluster.MemberStatus{
 		healthyVoter("i-0a", "127.0.1.4"), healthyVoter("i-0b", "127.0.1.5"), healthyVoter("i-0c", "127.0.1.6"),
@@ -220,10 +220,10 @@ func TestDNSLifecycle(t *testing.T) {
 		t.Errorf("the zone's other records changed:\nbefore %q\nafter  %q", before, after)
 	}
 	// Ten reads of a subtree of over 300 records: two pages each.
-	if n := requests(t, reg, "ListResourceRecordSets", "ok"); n != 20 {
+	if n := testcluster.AWSRequests(t, reg, "ListResourceRecordSets", "ok"); n != 20 {
 		t.Errorf("read the records in %v pages, want 20 (10 reads of 2 pages)", n)
 	}
-	if n := requests(t, reg, "ListHostedZonesByName", "ok"); n != 1 {
+	if n := testcluster.AWSRequests(t, reg, "ListHostedZonesByName", "ok"); n != 1 {
 		t.Errorf("looked the zone up %v times, want once", n)
 	}
 }
@@ -259,26 +259,25 @@ func TestDNSThrottlingRetried(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	newDNSAdmin(moto.URL).createZone(t, ctx, "example.org")
-	proxy := newFaultProxy(t, moto.URL, map[string][]fault{
-		"route53": {{400, "Throttling"}, {400, "PriorRequestNotComplete"}},
-	})
-	front := httptest.NewServer(proxy)
-	t.Cleanup(front.Close)
+	proxy := startFaultProxy(t, moto.URL,
+		testcluster.Fault{Service: "route53", Status: 400, Code: "Throttling", Times: 1},
+		testcluster.Fault{Service: "route53", Status: 400, Code: "PriorRequestNotComplete", Times: 1},
+	)
 
-	d, reg := newTestDNS(t, front.URL, dnsTestSpec)
+	d, reg := newTestDNS(t, proxy.URL, dnsTestSpec)
 	if _, err := d.Records(ctx); err != nil {
 		t.Fatalf("Records after throttling: %v", err)
 	}
-	if proxy.injectedCount() != 2 {
-		t.Errorf("injected %d faults, want 2", proxy.injectedCount())
+	if n := injected(proxy); n != 2 {
+		t.Errorf("injected %d faults, want 2", n)
 	}
-	if n := requests(t, reg, "ListHostedZonesByName", "Throttling") + requests(t, reg, "ListHostedZonesByName", "PriorRequestNotComplete"); n != 2 {
+	if n := testcluster.AWSRequests(t, reg, "ListHostedZonesByName", "Throttling") + testcluster.AWSRequests(t, reg, "ListHostedZonesByName", "PriorRequestNotComplete"); n != 2 {
 		t.Errorf("counted %v throttled attempts, want 2", n)
 	}
 }
 
 func TestDNSRejectsInvalidSpec(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	p, err := aws.New(context.Background(), aws.Options{Region: motoRegion, Endpoint: "http://127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)

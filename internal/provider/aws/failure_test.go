@@ -20,7 +20,7 @@ import (
 // newTestProvider builds a provider for instance i-self against endpoint.
 func newTestProvider(t *testing.T, endpoint string) (*aws.Provider, *prometheus.Registry) {
 	t.Helper()
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	imds := testcluster.StartIMDS(testcluster.InstanceMetadata{
 		InstanceID: "i-self", Region: "us-east-1", Zone: "us-east-1a", PrivateIP: "127.0.1.4",
 	})
@@ -55,7 +55,7 @@ func TestUnreachableAWSIsUnknown(t *testing.T) {
 	if elapsed > 10*time.Second {
 		t.Errorf("Instances took %s to give up", elapsed)
 	}
-	if n := requests(t, reg, "DescribeAutoScalingInstances", "network"); n != 5 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingInstances", "network"); n != 5 {
 		t.Errorf("counted %v failed attempts, want 5 (every retry counted)", n)
 	}
 	if name := p.Name(); name != "" {
@@ -91,7 +91,7 @@ func TestHangingAWSTimesOut(t *testing.T) {
 	if elapsed > 3*time.Second {
 		t.Errorf("Instances took %s with a 1s deadline", elapsed)
 	}
-	if n := requests(t, reg, "DescribeAutoScalingInstances", "timeout"); n != 1 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingInstances", "timeout"); n != 1 {
 		t.Errorf("counted %v timed-out attempts, want 1", n)
 	}
 }
@@ -99,21 +99,20 @@ func TestHangingAWSTimesOut(t *testing.T) {
 // TestPersistent5xxIsUnknown: AWS answering 500 to every attempt is retried
 // up to the attempt limit, then reported as unknown.
 func TestPersistent5xxIsUnknown(t *testing.T) {
-	proxy := newFaultProxy(t, "", nil)
-	proxy.always = &fault{http.StatusInternalServerError, "InternalFailure"}
-	srv := httptest.NewServer(proxy)
-	defer srv.Close()
-	p, reg := newTestProvider(t, srv.URL)
+	// No backend: every request is answered by the fault.
+	proxy := startFaultProxy(t, "http://127.0.0.1:1",
+		testcluster.Fault{Status: http.StatusInternalServerError, Code: "InternalFailure"})
+	p, reg := newTestProvider(t, proxy.URL)
 
 	start := time.Now()
 	got, err := p.Instances(context.Background())
 	if !errors.Is(err, provider.ErrGroupUnknown) || got != nil {
 		t.Fatalf("Instances = %v, %v; want an error wrapping ErrGroupUnknown", got, err)
 	}
-	if n := requests(t, reg, "DescribeAutoScalingInstances", "InternalFailure"); n != 5 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingInstances", "InternalFailure"); n != 5 {
 		t.Errorf("counted %v attempts answered InternalFailure, want 5", n)
 	}
-	if n := proxy.injectedCount(); n != 5 {
+	if n := injected(proxy); n != 5 {
 		t.Errorf("AWS saw %d attempts, want 5", n)
 	}
 	t.Logf("gave up after %s: %v", time.Since(start), err)

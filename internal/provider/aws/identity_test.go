@@ -14,7 +14,7 @@ import (
 )
 
 func TestSelfFromIMDSv2(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv := testcluster.StartIMDS(testcluster.InstanceMetadata{
@@ -58,7 +58,7 @@ func TestSelfFromIMDSv2(t *testing.T) {
 // for public-ipv4 and public-hostname; that is no error. The endpoint comes
 // from the standard environment variable here.
 func TestSelfWithoutPublicAddress(t *testing.T) {
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv := testcluster.StartIMDS(testcluster.InstanceMetadata{
@@ -102,7 +102,7 @@ func TestFakeIMDSRejectsRequestsWithoutToken(t *testing.T) {
 func TestSelfNeverFallsBackToIMDSv1(t *testing.T) {
 	for _, status := range []int{http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			isolateAWSEnv(t)
+			testcluster.IsolateAWSEnv(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var tokenless atomic.Int32

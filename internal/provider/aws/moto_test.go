@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"testing"
 	"time"
@@ -154,7 +153,7 @@ func inLoopbackSubnet(addr string) bool {
 // IMDSv2 for the instance (testcluster.IMDS).
 func TestMotoGroup(t *testing.T) {
 	moto := startMoto(t)
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	admin := newMotoAdmin(moto.URL)
@@ -241,13 +240,13 @@ func TestMotoGroup(t *testing.T) {
 	}
 
 	// The group's name was looked up once; every listing asked the group and EC2.
-	if n := requests(t, reg, "DescribeAutoScalingInstances", "ok"); n != 1 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingInstances", "ok"); n != 1 {
 		t.Errorf("DescribeAutoScalingInstances ok = %v, want 1 (name cached)", n)
 	}
-	if n := requests(t, reg, "DescribeAutoScalingGroups", "ok"); n < 2 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingGroups", "ok"); n < 2 {
 		t.Errorf("DescribeAutoScalingGroups ok = %v, want >= 2", n)
 	}
-	if n := requests(t, reg, "DescribeInstances", "ok"); n < 2 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeInstances", "ok"); n < 2 {
 		t.Errorf("DescribeInstances ok = %v, want >= 2", n)
 	}
 }
@@ -257,7 +256,7 @@ func TestMotoGroup(t *testing.T) {
 // retries, not the listing.
 func TestMotoRetriesThrottlingAnd5xx(t *testing.T) {
 	moto := startMoto(t)
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	admin := newMotoAdmin(moto.URL)
@@ -266,15 +265,15 @@ func TestMotoRetriesThrottlingAnd5xx(t *testing.T) {
 	ids := admin.groupInstanceIDs(t, ctx, group)
 	imds := admin.imdsFor(t, ctx, ids[0])
 
-	proxy := newFaultProxy(t, moto.URL, map[string][]fault{
-		"autoscaling": {{http.StatusBadRequest, "Throttling"}, {http.StatusInternalServerError, "InternalFailure"}},
-		"ec2":         {{http.StatusServiceUnavailable, "RequestLimitExceeded"}, {http.StatusInternalServerError, "InternalError"}},
-	})
-	front := httptest.NewServer(proxy)
-	defer front.Close()
+	proxy := startFaultProxy(t, moto.URL,
+		testcluster.Fault{Service: "autoscaling", Status: http.StatusBadRequest, Code: "Throttling", Times: 1},
+		testcluster.Fault{Service: "autoscaling", Status: http.StatusInternalServerError, Code: "InternalFailure", Times: 1},
+		testcluster.Fault{Service: "ec2", Status: http.StatusServiceUnavailable, Code: "RequestLimitExceeded", Times: 1},
+		testcluster.Fault{Service: "ec2", Status: http.StatusInternalServerError, Code: "InternalError", Times: 1},
+	)
 
 	reg := prometheus.NewRegistry()
-	p, err := aws.New(ctx, aws.Options{Endpoint: front.URL, IMDSEndpoint: imds.URL, Registerer: reg})
+	p, err := aws.New(ctx, aws.Options{Endpoint: proxy.URL, IMDSEndpoint: imds.URL, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,12 +282,12 @@ func TestMotoRetriesThrottlingAnd5xx(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Instances through throttling: %v", err)
 	}
-	t.Logf("listed through %d injected faults in %s", proxy.injectedCount(), time.Since(start))
+	t.Logf("listed through %d injected faults in %s", injected(proxy), time.Since(start))
 	if len(running(insts)) != 3 {
 		t.Fatalf("Instances() = %+v, want 3 running", insts)
 	}
-	if proxy.injectedCount() != 4 {
-		t.Errorf("%d faults injected, want 4", proxy.injectedCount())
+	if n := injected(proxy); n != 4 {
+		t.Errorf("%d faults injected, want 4", n)
 	}
 	for _, c := range []struct {
 		api, code string
@@ -302,7 +301,7 @@ func TestMotoRetriesThrottlingAnd5xx(t *testing.T) {
 		{"DescribeInstances", "InternalError", 1},
 		{"DescribeInstances", "ok", 1},
 	} {
-		if n := requests(t, reg, c.api, c.code); n != c.want {
+		if n := testcluster.AWSRequests(t, reg, c.api, c.code); n != c.want {
 			t.Errorf("etcd_appliance_aws_requests_total{api=%q,code=%q} = %v, want %v", c.api, c.code, n, c.want)
 		}
 	}

@@ -152,7 +152,7 @@ func (p regionFaults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // moto gap: no per-instance metadata service; the test serves IMDSv2.
 func TestMotoMultiRegionGroup(t *testing.T) {
 	moto := startMoto(t)
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	east := newRegionAdmin(t, ctx, moto.URL, motoRegion, "127.0.1.0/24")
@@ -202,10 +202,10 @@ func TestMotoMultiRegionGroup(t *testing.T) {
 		t.Errorf("Name() = %q, want the cluster tag's value c1", name)
 	}
 	// The tag's value was read once; every listing asks every region.
-	if n := requests(t, reg, "DescribeInstances", "ok"); n != 3 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeInstances", "ok"); n != 3 {
 		t.Errorf("DescribeInstances ok = %v, want 3 (the own tags, then one listing per region)", n)
 	}
-	if n := requests(t, reg, "DescribeAutoScalingGroups", "ok"); n != 0 {
+	if n := testcluster.AWSRequests(t, reg, "DescribeAutoScalingGroups", "ok"); n != 0 {
 		t.Errorf("DescribeAutoScalingGroups ok = %v: multi-region mode asks EC2 only", n)
 	}
 
@@ -252,7 +252,7 @@ func TestMotoMultiRegionGroup(t *testing.T) {
 // or another, stay as they are.
 func TestMotoFirewall(t *testing.T) {
 	moto := startMoto(t)
-	isolateAWSEnv(t)
+	testcluster.IsolateAWSEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	east := newRegionAdmin(t, ctx, moto.URL, motoRegion, "127.0.1.0/24")
@@ -380,16 +380,16 @@ func TestMotoFirewall(t *testing.T) {
 	}
 
 	// i-1 replaced by i-3: one authorization and one revocation per region.
-	authBefore := requests(t, reg, "AuthorizeSecurityGroupIngress", "ok")
-	revokeBefore := requests(t, reg, "RevokeSecurityGroupIngress", "ok")
+	authBefore := testcluster.AWSRequests(t, reg, "AuthorizeSecurityGroupIngress", "ok")
+	revokeBefore := testcluster.AWSRequests(t, reg, "RevokeSecurityGroupIngress", "ok")
 	plan = apply(cluster.FirewallInputs{Members: []cluster.MemberStatus{member(i2), member(i3)}, Group: []cluster.Instance{i2, i3}, GroupKnown: true})
 	if len(plan.Authorize) != 4 || len(plan.Revoke) != 4 {
 		t.Errorf("replacement plan %+v, want 4 authorizations and 4 revocations", plan)
 	}
-	if n := requests(t, reg, "AuthorizeSecurityGroupIngress", "ok") - authBefore; n != 2 {
+	if n := testcluster.AWSRequests(t, reg, "AuthorizeSecurityGroupIngress", "ok") - authBefore; n != 2 {
 		t.Errorf("%v AuthorizeSecurityGroupIngress calls, want one per region", n)
 	}
-	if n := requests(t, reg, "RevokeSecurityGroupIngress", "ok") - revokeBefore; n != 2 {
+	if n := testcluster.AWSRequests(t, reg, "RevokeSecurityGroupIngress", "ok") - revokeBefore; n != 2 {
 		t.Errorf("%v RevokeSecurityGroupIngress calls, want one per region", n)
 	}
 	wantEast = []string{

@@ -40,18 +40,30 @@ func SDKConfig(ctx context.Context, opts SDKConfigOptions) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, err
 	}
-	// EnableFallback false: never a token-less IMDSv1 request (SPEC §4.8).
-	meta := imds.New(imds.Options{Endpoint: opts.IMDSEndpoint, EnableFallback: aws.FalseTernary})
+	return loadSDKConfig(ctx, opts.Region, opts.Endpoint, newIMDS(opts.IMDSEndpoint), m)
+}
+
+// newIMDS is an IMDS client that never falls back to IMDSv1: a failed token
+// request is an error, never a silent token-less request (SPEC §4.1, §4.8).
+func newIMDS(endpoint string) *imds.Client {
+	return imds.New(imds.Options{Endpoint: endpoint, EnableFallback: aws.FalseTernary})
+}
+
+// loadSDKConfig is the configuration shared by every AWS client of the
+// appliance: the standard retryer, m counting each request, instance-role
+// credentials read through meta, and the endpoint when set. Without region
+// the SDK's is used, else meta's.
+func loadSDKConfig(ctx context.Context, region, endpoint string, meta *imds.Client, m *metrics) (aws.Config, error) {
 	loadOpts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(newRetryer),
 		awsconfig.WithAPIOptions([]func(*middleware.Stack) error{m.countRequests}),
 		awsconfig.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) { o.Client = meta }),
 	}
-	if opts.Region != "" {
-		loadOpts = append(loadOpts, awsconfig.WithRegion(opts.Region))
+	if region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(region))
 	}
-	if opts.Endpoint != "" {
-		loadOpts = append(loadOpts, awsconfig.WithBaseEndpoint(opts.Endpoint))
+	if endpoint != "" {
+		loadOpts = append(loadOpts, awsconfig.WithBaseEndpoint(endpoint))
 	}
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()

@@ -1,0 +1,68 @@
+package testcluster
+
+import (
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TB is the part of testing.TB that the package's test helpers use. The
+// package does not import testing: the demo, and with it the product's
+// binary, links it.
+type TB interface {
+	Helper()
+	TempDir() string
+	Setenv(key, value string)
+	Fatal(args ...any)
+}
+
+// IsolateAWSEnv gives the SDK of a test's own process dummy credentials and
+// hides the machine's own AWS configuration, endpoints and region from it.
+func IsolateAWSEnv(t TB) {
+	t.Helper()
+	none := filepath.Join(t.TempDir(), "no-such-file")
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID":                 "testing",
+		"AWS_SECRET_ACCESS_KEY":             "testing",
+		"AWS_SESSION_TOKEN":                 "",
+		"AWS_PROFILE":                       "",
+		"AWS_CONFIG_FILE":                   none,
+		"AWS_SHARED_CREDENTIALS_FILE":       none,
+		"AWS_REGION":                        "",
+		"AWS_DEFAULT_REGION":                "",
+		"AWS_ENDPOINT_URL":                  "",
+		"AWS_ENDPOINT_URL_S3":               "",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT": "",
+		"AWS_EC2_METADATA_DISABLED":         "",
+		"AWS_MAX_ATTEMPTS":                  "",
+		"AWS_RETRY_MODE":                    "",
+	} {
+		t.Setenv(k, v)
+	}
+}
+
+// AWSRequests is the value of etcd_appliance_aws_requests_total{api, code}
+// in reg: how many attempts of AWS calls to api the appliance's AWS clients
+// saw answered with code (or "ok", "timeout", "network").
+func AWSRequests(t TB, reg prometheus.Gatherer, api, code string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "etcd_appliance_aws_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["api"] == api && labels["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
