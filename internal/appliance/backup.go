@@ -270,25 +270,11 @@ func (a *Appliance) verifySnapshot(ctx context.Context, m snapstore.Meta) error 
 		return err
 	}
 	defer c.Close()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(time.Minute)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := c.Status(sctx, spec.ClientURL())
-		cancel()
-		if err == nil && st.Header.Revision >= m.Revision {
-			break
-		}
-		select {
-		case <-proc.Done():
-			return fmt.Errorf("the throwaway etcd exited: %v", proc.Err())
-		case <-deadline:
-			return fmt.Errorf("the throwaway etcd did not serve revision %d within a minute (last: %v)", m.Revision, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+	_, err = awaitStatus(ctx, c, spec.ClientURL(), proc, time.Minute, func(st *clientv3.StatusResponse) bool {
+		return st.Header.Revision >= m.Revision
+	})
+	if err != nil {
+		return fmt.Errorf("the throwaway etcd did not serve revision %d: %w", m.Revision, err)
 	}
 	m.Verified, m.VerifiedAt = true, a.now().UTC()
 	if err := a.store.SetMeta(ctx, m); err != nil {

@@ -139,25 +139,13 @@ func (a *Appliance) waitLeading(ctx context.Context, proc *etcd.Process) (int64,
 		return 0, err
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, etcdReadyTimeout)
-	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		sctx, scancel := context.WithTimeout(ctx, statusTimeout)
-		st, err := c.Status(sctx, a.clientURL())
-		scancel()
-		if err == nil && st.Leader == st.Header.MemberId {
-			return st.Header.Revision, nil
-		}
-		select {
-		case <-proc.Done():
-			return 0, fmt.Errorf("etcd exited: %v", proc.Err())
-		case <-ctx.Done():
-			return 0, fmt.Errorf("etcd did not lead its one-member cluster in %s (last: %v)", etcdReadyTimeout, err)
-		case <-tick.C:
-		}
+	st, err := awaitStatus(ctx, c, a.clientURL(), proc, etcdReadyTimeout, func(st *clientv3.StatusResponse) bool {
+		return st.Leader == st.Header.MemberId
+	})
+	if err != nil {
+		return 0, fmt.Errorf("etcd did not lead its one-member cluster: %w", err)
 	}
+	return st.Header.Revision, nil
 }
 
 // restore restores the plan's snapshot into a new one-member cluster and

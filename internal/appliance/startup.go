@@ -340,22 +340,31 @@ func (a *Appliance) join(ctx context.Context, in cluster.StartupInputs, plan clu
 
 // awaitServing waits up to grace for the local etcd to serve clients.
 func (a *Appliance) awaitServing(ctx context.Context, c *clientv3.Client, proc *etcd.Process, grace time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, grace)
+	_, err := awaitStatus(ctx, c, a.clientURL(), proc, grace, func(*clientv3.StatusResponse) bool { return true })
+	return err == nil
+}
+
+// awaitStatus polls the status of the etcd proc at url through c until
+// done accepts it, and returns that status. It fails when etcd exits or
+// within does not suffice; the error then carries the last status error.
+func awaitStatus(ctx context.Context, c *clientv3.Client, url string, proc *etcd.Process, within time.Duration,
+	done func(*clientv3.StatusResponse) bool) (*clientv3.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		sctx, scancel := context.WithTimeout(ctx, statusTimeout)
-		_, err := c.Status(sctx, a.clientURL())
+		st, err := c.Status(sctx, url)
 		scancel()
-		if err == nil {
-			return true
+		if err == nil && done(st) {
+			return st, nil
 		}
 		select {
-		case <-ctx.Done():
-			return false
 		case <-proc.Done():
-			return false
+			return nil, fmt.Errorf("etcd exited: %v", proc.Err())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("not there within %s (last status error: %v)", within, err)
 		case <-tick.C:
 		}
 	}
