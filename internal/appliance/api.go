@@ -11,19 +11,25 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
-// serveAPI starts the appliance API on the instance's address.
-func (a *Appliance) serveAPI() (*http.Server, error) {
-	addr := net.JoinHostPort(a.bindAddress(), portString(a.ports.API))
+// api is the appliance's HTTP API: what peers read to plan (/v1/peer) and
+// what operators and load balancers read.
+type api struct {
+	*node
+	etcdVersion string
+}
+
+// serve starts the appliance API on the instance's address.
+func (a *api) serve() (*http.Server, error) {
+	addr := apiAddress(a.bindAddress(), a.ports.API)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the appliance API on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("appliance API stopped", "err", err)
@@ -33,7 +39,9 @@ func (a *Appliance) serveAPI() (*http.Server, error) {
 }
 
 // Handler serves /v1/peer, /v1/status, /healthz, /readyz and /metrics.
-func (a *Appliance) Handler() http.Handler {
+func (a *Appliance) Handler() http.Handler { return a.api.handler() }
+
+func (a *api) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/peer", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.peerState())
@@ -41,7 +49,7 @@ func (a *Appliance) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		writeJSON(w, http.StatusOK, a.Status(ctx))
+		writeJSON(w, http.StatusOK, a.status(ctx))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -68,9 +76,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Status is the whole-cluster health view: the member list from the local
 // etcd when it runs, else from the group's instances, each member's status,
 // and whether its instance is in the group.
-func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus {
+func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus { return a.api.status(ctx) }
+
+func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 	st := cluster.ClusterStatus{Reporter: a.self.ID, ObservedAt: a.now().UTC()}
-	group, gerr := a.listGroup(ctx, a.cfg.ReconcileInterval)
+	group, gerr := a.groups.list(ctx, a.cfg.ReconcileInterval)
 	st.GroupKnown, st.Group = gerr == nil, group
 
 	endpoints := []string{a.clientURL()}
@@ -86,24 +96,22 @@ func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus {
 		st.Error = "no etcd endpoint known"
 		return st
 	}
-	c, err := newClient(endpoints)
+	c, err := a.dial(endpoints)
 	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
 	defer c.Close()
-	view, err := clusterView(ctx, c)
+	view, err := c.Members(ctx)
 	if err != nil {
 		// Without quorum, a serializable list still tells who the members are.
-		lctx, cancel := context.WithTimeout(ctx, requestTimout)
-		resp, serr := c.MemberList(lctx, clientv3.WithSerializable())
-		cancel()
-		if serr != nil {
+		local, lerr := c.LocalMembers(ctx)
+		if lerr != nil {
 			st.Error = err.Error()
 			return st
 		}
 		st.Error = "no quorum: " + err.Error()
-		view = &cluster.ClusterView{ClusterID: cluster.ID(resp.Header.ClusterId), Members: members(resp.Members)}
+		view = local
 	}
 	st.ClusterID = view.ClusterID
 	health := memberHealth(ctx, c, view.Members)

@@ -38,8 +38,7 @@ func testAppliance(t *testing.T) *Appliance {
 	g := &fakeGroup{self: cluster.Instance{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning}}
 	a := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Identity: g, Group: g,
 		EtcdCommand: []string{"etcd"}, EtcdVersion: "3.6.16"})
-	a.self = g.self
-	a.address = g.self.Address
+	a.identified(g.self)
 	a.setPeer(func(p *cluster.PeerState) {
 		p.InstanceID, p.Address, p.PeerURL = "i-1", "127.0.0.1", a.peerURL()
 		p.GroupView = []string{"i-1", "i-2"}
@@ -107,7 +106,7 @@ func TestMetricsExportTheApplianceCounters(t *testing.T) {
 
 func TestStatusWithoutAnyEndpointSaysSo(t *testing.T) {
 	a := testAppliance(t)
-	a.group.(*fakeGroup).err = io.ErrUnexpectedEOF
+	a.groups.group.(*fakeGroup).err = io.ErrUnexpectedEOF
 	st := a.Status(context.Background())
 	if st.GroupKnown || st.Error == "" || st.Reporter != "i-1" {
 		t.Errorf("status = %+v; want an unknown group and an error saying why", st)

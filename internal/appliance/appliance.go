@@ -1,16 +1,18 @@
-// Package appliance runs the appliance's loops on one instance: the startup
-// loop that gathers the world, asks cluster.DecideStartup what to do and does
-// it; the supervision of the etcd child; the leader's housekeeping; leaving on
-// shutdown; and the HTTP API that peers and operators read.
+// Package appliance runs the appliance's loops on one instance, each a small
+// type that owns its memory: the starter (startup plan, §4.2), the
+// supervisor of the running etcd member, the leader's housekeeper (§4.4)
+// and snapshotter (§4.6), the drainer of a terminating instance (§4.5), and
+// the HTTP API that peers and operators read. What they share — who the
+// instance is, its data dir, its published state — is the node.
 //
-// Every cycle is gather (I/O) → decide (pure, internal/cluster) → apply (I/O).
+// Every cycle is gather (I/O) → decide (pure, internal/cluster) → apply
+// (I/O). The apply steps talk to etcd through etcdAPI, so each is tested
+// against a fake.
 package appliance
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +20,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,128 +66,81 @@ type Options struct {
 	Lifecycle provider.Lifecycle
 }
 
-// Appliance is the daemon of one instance.
+// Appliance is the daemon of one instance: its loops, wired together.
 type Appliance struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	ident   provider.Identity
-	group   provider.Group
-	etcdCmd []string
-	etcdVer string
-	etcdOut io.Writer
-	now     func() time.Time
-	data    dataDir
-	metrics *metrics
-	http    *http.Client
+	*node
+	ident provider.Identity
+	api   *api
 
-	self    cluster.Instance
-	address string
-	ports   cluster.Ports
-
-	mu    sync.Mutex
-	peer  cluster.PeerState
-	proc  *etcd.Process
-	ready bool // the local member is started, healthy and a voter
-
-	dns     provider.DNS
-	dnsSpec *cluster.DNSSpec
-	dnsMem  dnsMemory
-
-	fw     provider.Firewall
-	fwSpec *cluster.FirewallSpec
-	fwMem  firewallMemory
-
-	lifecycle provider.Lifecycle
-	store     snapstore.Store
-	retention snapstore.Retention
-	dr        drMemory
-	backup    backupMemory
-
-	groupCache groupCache
-
-	lastPlan cluster.StartupPlan
-	hk       housekeepingMemory
-	// unusable says why etcd could not run on the local data, from its last
-	// exit; cleared when the data is wiped or etcd runs well on it again.
-	unusable string
+	starter     *starter
+	supervisor  *supervisor
+	housekeeper *housekeeper
+	snapshots   *snapshotter
+	recovery    *recovery
+	leaver      *leaver
+	drainer     *drainer // nil: the provider has no termination hooks
+	restarts    etcd.Backoff
 }
 
 // New builds an appliance; Run starts it.
 func New(opts Options) *Appliance {
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	out := opts.EtcdOutput
-	if out == nil {
-		out = os.Stderr
-	}
 	cfg := opts.Config
-	return &Appliance{
-		cfg:       cfg,
-		log:       opts.Logger,
-		ident:     opts.Identity,
-		group:     opts.Group,
-		etcdCmd:   opts.EtcdCommand,
-		etcdVer:   opts.EtcdVersion,
-		etcdOut:   out,
-		now:       now,
-		data:      dataDir{root: cfg.DataDir},
-		metrics:   newMetrics(opts.Registry),
-		dns:       opts.DNS,
-		dnsSpec:   opts.DNSSpec,
-		fw:        opts.Firewall,
-		fwSpec:    opts.FirewallSpec,
-		lifecycle: opts.Lifecycle,
-		store:     opts.Store,
-		retention: cfg.Retention(),
-		http:      &http.Client{Timeout: time.Second},
-		ports:     cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
+	n := &node{
+		cfg:     cfg,
+		log:     opts.Logger,
+		now:     opts.Now,
+		metrics: newMetrics(opts.Registry),
+		data:    dataDir{root: cfg.DataDir},
+		dial:    dialEtcd(opts.Logger),
+		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
+	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() }}
+	if opts.Now == nil {
+		n.now = time.Now
+	}
+	var out io.Writer = os.Stderr
+	if opts.EtcdOutput != nil {
+		out = opts.EtcdOutput
+	}
+	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out}
+	w := &world{node: n, http: &http.Client{Timeout: time.Second}}
+	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}
+	dns := &dnsPublisher{node: n, dns: opts.DNS, spec: opts.DNSSpec}
+	rec := &recovery{node: n, launcher: l, store: opts.Store}
+	snaps := &snapshotter{node: n, launcher: l, store: opts.Store, retention: cfg.Retention(),
+		schedule: cluster.BackupSchedule{Interval: cfg.BackupInterval, Retry: 30 * time.Second, VerifyEvery: time.Hour}}
+	a := &Appliance{
+		node:      n,
+		ident:     opts.Identity,
+		api:       &api{node: n, etcdVersion: opts.EtcdVersion},
+		recovery:  rec,
+		snapshots: snaps,
+		leaver:    &leaver{node: n, retry: 500 * time.Millisecond},
+		restarts:  etcd.DefaultBackoff(),
+	}
+	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw,
+		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond}
+	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
+	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
+		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,
+		recoveryAfter: recoveryCheckAfter, orphanedAfter: orphanAfter}
+	if opts.Lifecycle != nil {
+		a.drainer = &drainer{node: n, lifecycle: opts.Lifecycle, leaver: a.leaver, dns: dns, snapshots: snaps,
+			times: defaultDrainTimes()}
+	}
+	return a
 }
 
 // Run runs the appliance until ctx is cancelled, then stops etcd (leaving
-// the cluster first with --leave-on-shutdown=always).
+// the cluster first with --leave-on-shutdown=always). When the group
+// terminates the instance, it drains instead and idles until ctx ends.
 func (a *Appliance) Run(ctx context.Context) error {
-	if err := a.data.ensure(); err != nil {
-		return err
-	}
-	release, err := a.data.lock()
+	release, err := a.prepare(ctx)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := a.data.removeScratch(); err != nil {
-		a.log.Warn("removing leftovers of an interrupted snapshot or restore", "err", err)
-	}
-	self, err := a.identify(ctx)
-	if err != nil {
-		return err
-	}
-	a.self = self
-	a.address = self.Address
-	if a.cfg.Address != "" {
-		a.address = a.cfg.Address
-	}
-	a.self.Address = a.address
-	a.log = a.log.With("instance", self.ID)
-	a.setPeer(func(p *cluster.PeerState) {
-		*p = cluster.PeerState{
-			InstanceID:  self.ID,
-			Address:     a.address,
-			EtcdVersion: a.etcdVer,
-			ClientURL:   a.clientURL(),
-			PeerURL:     a.peerURL(),
-			Phase:       cluster.PhasePlanning,
-		}
-	})
-	_, _ = a.refreshLocal()
-
-	if err := etcd.KillLeftover(a.log, a.data.pidFile(), a.data.etcd()); err != nil {
-		return fmt.Errorf("stopping an etcd left over by an earlier run: %w", err)
-	}
-
-	srv, err := a.serveAPI()
+	srv, err := a.api.serve()
 	if err != nil {
 		return err
 	}
@@ -196,57 +149,97 @@ func (a *Appliance) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	a.log.Info("appliance started", "address", a.address, "group", a.group.Name(), "etcd_version", a.etcdVer,
+	a.log.Info("appliance started", "address", a.address, "group", a.groups.name(), "etcd_version", a.api.etcdVersion,
 		"data_dir", a.cfg.DataDir)
 
 	// run ends when the appliance is told to stop (ctx) or when the group
-	// terminates the instance (watchLifecycle), which drains instead.
+	// terminates the instance (the drainer's watch).
 	run, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
-	if a.lifecycle != nil {
-		go a.watchLifecycle(run, stopRun)
+	if a.drainer != nil {
+		go a.drainer.watch(run, stopRun)
 	}
-	backoff := etcd.DefaultBackoff()
 	var delay time.Duration
 	for {
-		proc, err := a.startEtcd(run)
+		proc, err := a.starter.run(run)
 		if run.Err() != nil {
 			return a.stop(ctx, run, proc)
 		}
 		if err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, errPlanChanged) || errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrTooManyLearners) {
-				// Expected while the cluster settles (etcd refuses new members
-				// until its members were connected for 5 s) or another joins.
-				level = slog.LevelDebug
-			}
-			a.log.Log(ctx, level, "starting etcd failed; looking again", "err", err)
+			a.startFailed(run, err)
 			if !sleep(run, a.cfg.StartupInterval) {
 				return a.stop(ctx, run, nil)
 			}
 			continue
 		}
 		started := a.now()
-		a.supervise(run, proc)
+		a.supervisor.run(run, proc)
 		if run.Err() != nil {
 			return a.stop(ctx, run, proc)
 		}
-		exited := a.now()
-		kind := etcd.ClassifyExit(proc.LastLines())
-		a.metrics.etcdRestarts.WithLabelValues(string(kind)).Inc()
-		// Only corruption makes the data unusable: a cluster-id mismatch is
-		// also logged by healthy members that meet a foreign peer, so it is
-		// left to the startup plan, which compares ids with the live cluster.
-		if kind == etcd.ExitDataCorrupt {
-			a.unusable = string(kind)
-		}
-		delay = backoff.Next(delay, started, exited)
-		a.log.Warn("etcd exited; planning again", "err", proc.Err(), "kind", kind, "ran", exited.Sub(started).Round(time.Millisecond),
-			"restart_in", delay)
+		delay = a.exited(proc, started, delay)
 		if !sleep(run, delay) {
 			return a.stop(ctx, run, nil)
 		}
 	}
+}
+
+// prepare takes the data dir, learns who the instance is and stops an etcd
+// left over by an earlier run. release gives the data dir back.
+func (a *Appliance) prepare(ctx context.Context) (release func(), err error) {
+	if err := a.data.ensure(); err != nil {
+		return nil, err
+	}
+	release, err = a.data.lock()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.data.removeScratch(); err != nil {
+		a.log.Warn("removing leftovers of an interrupted snapshot or restore", "err", err)
+	}
+	self, err := a.identify(ctx)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	a.identified(self)
+	a.log = a.log.With("instance", self.ID)
+	a.setPeer(func(p *cluster.PeerState) {
+		*p = cluster.PeerState{InstanceID: self.ID, Address: a.address, EtcdVersion: a.api.etcdVersion,
+			ClientURL: a.clientURL(), PeerURL: a.peerURL(), Phase: cluster.PhasePlanning}
+	})
+	_, _ = a.refreshLocal()
+	if err := etcd.KillLeftover(a.log, a.data.pidFile(), a.data.etcd()); err != nil {
+		release()
+		return nil, fmt.Errorf("stopping an etcd left over by an earlier run: %w", err)
+	}
+	return release, nil
+}
+
+// startFailed logs why a plan could not be applied: expected refusals while
+// the cluster settles at Debug (etcd refuses new members until its members
+// were connected for 5 s, or another joins), anything else at Warn.
+func (a *Appliance) startFailed(ctx context.Context, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, errPlanChanged) || errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrTooManyLearners) {
+		level = slog.LevelDebug
+	}
+	a.log.Log(ctx, level, "starting etcd failed; looking again", "err", err)
+}
+
+// exited records why etcd exited and returns the pause before planning
+// again, backing off while etcd keeps exiting soon after it starts.
+func (a *Appliance) exited(proc etcdProcess, started time.Time, delay time.Duration) time.Duration {
+	exited := a.now()
+	kind := etcd.ClassifyExit(proc.LastLines())
+	a.metrics.etcdRestarts.WithLabelValues(string(kind)).Inc()
+	if cluster.ExitMakesDataUnusable(string(kind)) {
+		a.setUnusable(string(kind))
+	}
+	delay = a.restarts.Next(delay, started, exited)
+	a.log.Warn("etcd exited; planning again", "err", proc.Err(), "kind", kind, "ran", exited.Sub(started).Round(time.Millisecond),
+		"restart_in", delay)
+	return delay
 }
 
 // identify asks the provider who this instance is, retrying until it answers.
@@ -268,117 +261,36 @@ func (a *Appliance) identify(ctx context.Context) (cluster.Instance, error) {
 	}
 }
 
-// startEtcd loops over the startup plan until etcd runs.
-func (a *Appliance) startEtcd(ctx context.Context) (*etcd.Process, error) {
-	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhasePlanning })
-	for {
-		in, err := a.gatherStartup(ctx)
-		if err != nil {
-			return nil, err
+// stop ends Run. When the group terminates the instance, it drains and
+// then idles until told to stop: etcd must never start again on an instance
+// that left. Otherwise it stops etcd as on any shutdown.
+func (a *Appliance) stop(ctx, run context.Context, proc etcdProcess) error {
+	if ctx.Err() == nil && errors.Is(context.Cause(run), errTerminating) {
+		a.drainer.drain(ctx, proc)
+		<-ctx.Done()
+		return nil
+	}
+	if proc != nil {
+		a.shutdown(proc)
+	}
+	return nil
+}
+
+// shutdown stops etcd when the appliance is told to stop, leaving the
+// cluster first when configured to.
+func (a *Appliance) shutdown(proc etcdProcess) {
+	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseLeaving })
+	left := false
+	if a.cfg.LeaveOnShutdown == config.LeaveAlways {
+		if err := a.leaver.leave(context.Background(), "--leave-on-shutdown=always"); err != nil {
+			a.log.Warn("not leaving the cluster", "err", err)
+		} else {
+			left = true
 		}
-		plan := cluster.DecideStartup(in)
-		a.logPlan(plan)
-		if plan.Action != cluster.Wait {
-			a.metrics.plans.WithLabelValues(string(plan.Action)).Inc()
-			a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStarting })
-			return a.applyStartup(ctx, in, plan)
-		}
-		if !sleep(ctx, a.cfg.StartupInterval) {
-			return nil, ctx.Err()
-		}
 	}
-}
-
-// logPlan logs a plan once at Info; repeats of the same plan go to Debug.
-func (a *Appliance) logPlan(plan cluster.StartupPlan) {
-	level := slog.LevelInfo
-	if plan.Action == a.lastPlan.Action && plan.Reason == a.lastPlan.Reason {
-		level = slog.LevelDebug
+	if err := proc.Stop(a.cfg.StopTimeout); err != nil {
+		a.log.Warn("stopping etcd", "err", err)
 	}
-	a.lastPlan = plan
-	a.log.Log(context.Background(), level, "startup plan", "action", plan.Action, "reason", plan.Reason,
-		"remove_member", plan.RemoveMember, "wipe", plan.Wipe, "seeder", plan.Seeder)
+	a.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.Phase = false, cluster.PhaseStopped })
+	a.log.Info("etcd stopped", "left_cluster", left)
 }
-
-func (a *Appliance) clientURL() string { return a.ports.ClientURL("http", a.address) }
-func (a *Appliance) peerURL() string   { return a.ports.PeerURL("http", a.address) }
-
-func (a *Appliance) setPeer(f func(*cluster.PeerState)) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f(&a.peer)
-}
-
-func (a *Appliance) peerState() cluster.PeerState {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.peer
-}
-
-// refreshLocal reads the data dir and publishes what it holds. When it
-// can't be read, the instance publishes that it has data: unknown is never
-// reported as empty, so nobody creates a cluster past it.
-func (a *Appliance) refreshLocal() (cluster.LocalData, error) {
-	ld, err := a.data.local()
-	if err != nil {
-		a.log.Warn("reading data dir", "err", err)
-		a.setPeer(func(p *cluster.PeerState) { p.HasData = true })
-		return ld, err
-	}
-	a.setPeer(func(p *cluster.PeerState) {
-		p.HasData = ld.Exists
-		p.ClusterID, p.MemberID = ld.ClusterID, ld.MemberID
-		if ld.Revision > p.Revision || !ld.Exists {
-			p.Revision = ld.Revision
-		}
-		// An accepted offer stays published until the cluster had a leader,
-		// so members that have not started yet can still accept it.
-		p.Offer = ld.Offer
-		p.Voters = ld.Voters
-	})
-	return ld, nil
-}
-
-func (a *Appliance) setReady(ready bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.ready = ready
-}
-
-func (a *Appliance) isReady() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.ready
-}
-
-// clusterToken makes every created cluster's id unique, so that members of
-// an earlier cluster on the same addresses can never be mistaken for members
-// of a new one.
-func clusterToken(name string) string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return name + "-" + hex.EncodeToString(b)
-}
-
-func (a *Appliance) clusterName() string {
-	if a.cfg.ClusterName != "" {
-		return a.cfg.ClusterName
-	}
-	return a.group.Name()
-}
-
-// sleep waits d or until ctx is done; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-func portString(p int) string { return strconv.Itoa(p) }
-
-var errPlanChanged = errors.New("the plan changed under the membership lock")

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
@@ -23,21 +22,19 @@ import (
 	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
 
-// The snapshot schedule of §4.6, tunable by tests.
-var (
-	// backupRetry is how soon a failed snapshot is tried again (at most
-	// --backup-interval).
-	backupRetry = 30 * time.Second
-	// verifyEvery is how often the newest snapshot is restored into a
-	// throwaway etcd to prove it loads.
-	verifyEvery = time.Hour
-)
-
 // snapshotTimeout bounds one snapshot: taking it, checking it, uploading it.
 const snapshotTimeout = 10 * time.Minute
 
-// backupMemory is the leader's snapshot schedule.
-type backupMemory struct {
+// snapshotter is the leader's snapshot schedule (§4.6): a snapshot every
+// --backup-interval while the revision moves, retention, and now and then
+// a proof that the newest snapshot loads.
+type snapshotter struct {
+	*node
+	launcher  *launcher
+	store     snapstore.Store // nil: no snapshots
+	retention snapstore.Retention
+	schedule  cluster.BackupSchedule
+
 	// taking is the snapshot in flight, waited for when supervision ends.
 	taking sync.WaitGroup
 
@@ -51,88 +48,97 @@ type backupMemory struct {
 	lastVerified time.Time
 }
 
-// snapshotIfDue starts a snapshot in the background when one is due and
-// none is running. It runs on the leader, from housekeeping.
-func (a *Appliance) snapshotIfDue(ctx context.Context, c *clientv3.Client, revision int64) {
-	if a.store == nil {
+// wait waits for the snapshot in flight, if any.
+func (s *snapshotter) wait() { s.taking.Wait() }
+
+// ifDue starts a snapshot in the background when one is due and none is
+// running. It runs on the leader.
+func (s *snapshotter) ifDue(ctx context.Context, c etcdAPI, revision int64) {
+	if s.store == nil {
 		return
 	}
-	now := a.now()
-	a.backup.mu.Lock()
-	if a.backup.running || now.Before(a.backup.next) {
-		a.backup.mu.Unlock()
+	now := s.now()
+	s.mu.Lock()
+	if s.running || now.Before(s.next) {
+		s.mu.Unlock()
 		return
 	}
-	a.backup.running = true
-	a.backup.mu.Unlock()
-	a.backup.taking.Add(1)
+	s.running = true
+	s.mu.Unlock()
+	s.taking.Add(1)
 	go func() {
-		defer a.backup.taking.Done()
-		err := a.snapshotNow(ctx, c, revision)
-		a.backup.mu.Lock()
-		defer a.backup.mu.Unlock()
-		a.backup.running = false
-		if err != nil {
-			a.backup.next = a.now().Add(min(backupRetry, a.cfg.BackupInterval))
-			return
-		}
-		a.backup.next = a.now().Add(a.cfg.BackupInterval)
+		defer s.taking.Done()
+		err := s.snapshot(ctx, c, revision)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.running = false
+		s.next = s.schedule.Next(s.now(), err != nil)
 	}()
 }
 
-// snapshotNow takes a snapshot unless the newest one in the store holds the
+// storedRevision is the revision of the newest snapshot in the store.
+func (s *snapshotter) storedRevision(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	last := s.lastRevision
+	s.mu.Unlock()
+	if last != 0 {
+		return last, nil
+	}
+	snaps, err := s.store.List(ctx, s.clusterName())
+	if err != nil {
+		return 0, err
+	}
+	if len(snaps) > 0 {
+		last = snaps[0].Revision
+	}
+	return last, nil
+}
+
+// snapshot takes a snapshot unless the newest one in the store holds the
 // revision already, then thins the store and, now and then, proves the
 // newest snapshot loads.
-func (a *Appliance) snapshotNow(ctx context.Context, c *clientv3.Client, revision int64) error {
+func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) error {
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	a.backup.mu.Lock()
-	last := a.backup.lastRevision
-	a.backup.mu.Unlock()
-	if last == 0 {
-		snaps, err := a.store.List(ctx, a.clusterName())
-		if err != nil {
-			a.metrics.snapshots.WithLabelValues("failed").Inc()
-			a.log.Warn("snapshot: listing the store", "store", a.store.URL(), "err", err)
-			return err
-		}
-		if len(snaps) > 0 {
-			last = snaps[0].Revision
-		}
-	}
-	if revision > 0 && revision <= last {
-		a.metrics.snapshots.WithLabelValues("skipped").Inc()
-		a.log.Debug("snapshot skipped: the revision did not move", "revision", revision)
-		return nil
-	}
-	m, err := a.takeSnapshot(ctx, c)
+	last, err := s.storedRevision(ctx)
 	if err != nil {
-		a.metrics.snapshots.WithLabelValues("failed").Inc()
-		a.log.Warn("snapshot failed; retrying", "store", a.store.URL(), "err", err, "retry_in", min(backupRetry, a.cfg.BackupInterval))
+		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.log.Warn("snapshot: listing the store", "store", s.store.URL(), "err", err)
 		return err
 	}
-	a.backup.mu.Lock()
-	a.backup.lastRevision = m.Revision
-	verify := a.now().Sub(a.backup.lastVerified) >= verifyEvery
-	a.backup.mu.Unlock()
+	if !cluster.SnapshotNeeded(revision, last) {
+		s.metrics.snapshots.WithLabelValues("skipped").Inc()
+		s.log.Debug("snapshot skipped: the revision did not move", "revision", revision)
+		return nil
+	}
+	m, err := s.take(ctx, c)
+	if err != nil {
+		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.log.Warn("snapshot failed; retrying", "store", s.store.URL(), "err", err, "retry_in", s.schedule.Next(s.now(), true).Sub(s.now()).Round(time.Second))
+		return err
+	}
+	s.mu.Lock()
+	s.lastRevision = m.Revision
+	verify := s.schedule.VerifyDue(s.now(), s.lastVerified)
+	s.mu.Unlock()
 	if verify {
-		if err := a.verifySnapshot(ctx, m); err != nil {
-			a.log.Error("snapshot does not load into etcd", "snapshot", m.Key, "err", err)
+		if err := s.verify(ctx, m); err != nil {
+			s.log.Error("snapshot does not load into etcd", "snapshot", m.Key, "err", err)
 		} else {
-			a.backup.mu.Lock()
-			a.backup.lastVerified = a.now()
-			a.backup.mu.Unlock()
+			s.mu.Lock()
+			s.lastVerified = s.now()
+			s.mu.Unlock()
 		}
 	}
-	a.thinSnapshots(ctx)
+	s.thin(ctx)
 	return nil
 }
 
 // Snapshot takes a snapshot of the cluster through c and stores it: the
 // `backup` subcommand and the leader's schedule both use it.
-func (a *Appliance) takeSnapshot(ctx context.Context, c *clientv3.Client) (snapstore.Meta, error) {
-	start := a.now()
-	file, st, err := saveSnapshot(ctx, c, a.cfg.DataDir)
+func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, error) {
+	start := s.now()
+	file, st, err := saveSnapshot(ctx, c, s.cfg.DataDir)
 	if err != nil {
 		return snapstore.Meta{}, err
 	}
@@ -142,24 +148,22 @@ func (a *Appliance) takeSnapshot(ctx context.Context, c *clientv3.Client) (snaps
 		return snapstore.Meta{}, err
 	}
 	defer f.Close()
-	sctx, cancel := context.WithTimeout(ctx, requestTimout)
-	status, err := c.Status(sctx, c.Endpoints()[0])
-	cancel()
+	status, err := c.Status(ctx, c.Endpoints()[0])
 	var clusterID, version string
 	if err == nil {
-		clusterID, version = cluster.ID(status.Header.ClusterId).String(), status.Version
+		clusterID, version = status.ClusterID.String(), status.Version
 	}
-	m, err := a.store.Put(ctx, snapstore.Meta{Cluster: a.clusterName(), ClusterID: clusterID, Time: start.UTC(),
+	m, err := s.store.Put(ctx, snapstore.Meta{Cluster: s.clusterName(), ClusterID: clusterID, Time: start.UTC(),
 		Revision: st.Revision, EtcdVersion: version}, f)
 	if err != nil {
 		return snapstore.Meta{}, fmt.Errorf("uploading snapshot: %w", err)
 	}
-	took := a.now().Sub(start)
-	a.metrics.snapshots.WithLabelValues("ok").Inc()
-	a.metrics.snapshotLast.Set(float64(start.Unix()))
-	a.metrics.snapshotSize.Set(float64(m.Size))
-	a.metrics.snapshotSeconds.Set(took.Seconds())
-	a.log.Info("snapshot stored", "snapshot", m.Key, "revision", m.Revision, "bytes", m.Size, "took", took.Round(time.Millisecond))
+	took := s.now().Sub(start)
+	s.metrics.snapshots.WithLabelValues("ok").Inc()
+	s.metrics.snapshotLast.Set(float64(start.Unix()))
+	s.metrics.snapshotSize.Set(float64(m.Size))
+	s.metrics.snapshotSeconds.Set(took.Seconds())
+	s.log.Info("snapshot stored", "snapshot", m.Key, "revision", m.Revision, "bytes", m.Size, "took", took.Round(time.Millisecond))
 	return m, nil
 }
 
@@ -167,7 +171,7 @@ func (a *Appliance) takeSnapshot(ctx context.Context, c *clientv3.Client) (snaps
 // dir and checks it: etcd's own SHA-256 trailer, and the database's
 // integrity (every page of bbolt, the hash of its keys). It returns the
 // file and what the database holds.
-func saveSnapshot(ctx context.Context, c *clientv3.Client, dir string) (string, snapshot.Status, error) {
+func saveSnapshot(ctx context.Context, c etcdAPI, dir string) (string, snapshot.Status, error) {
 	f, err := os.CreateTemp(dir, "snapshot-*.db")
 	if err != nil {
 		return "", snapshot.Status{}, err
@@ -229,18 +233,18 @@ func checkTrailer(f *os.File) error {
 	return nil
 }
 
-// verifySnapshot proves a stored snapshot loads: it fetches it (checking
+// verify proves a stored snapshot loads: it fetches it (checking
 // its checksum), restores it into a scratch data dir and starts a
 // throwaway etcd on it on loopback, which must serve the snapshot's
 // revision. It records the verification in the snapshot's sidecar.
-func (a *Appliance) verifySnapshot(ctx context.Context, m snapstore.Meta) error {
-	start := a.now()
-	scratch, err := os.MkdirTemp(a.cfg.DataDir, "verify-")
+func (s *snapshotter) verify(ctx context.Context, m snapstore.Meta) error {
+	start := s.now()
+	scratch, err := os.MkdirTemp(s.cfg.DataDir, "verify-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(scratch)
-	file, err := a.fetchSnapshotTo(ctx, m.Key, scratch)
+	file, err := fetchSnapshot(ctx, s.store, m.Key, scratch)
 	if err != nil {
 		return err
 	}
@@ -259,46 +263,45 @@ func (a *Appliance) verifySnapshot(ctx context.Context, m snapstore.Meta) error 
 	if err != nil {
 		return fmt.Errorf("restoring: %w", err)
 	}
-	argv := append(append([]string(nil), a.etcdCmd[1:]...), etcd.Args(spec)...)
-	proc, err := etcd.Start(ctx, a.log, a.etcdCmd[0], argv, os.Environ(), io.Discard, filepath.Join(scratch, "etcd.pid"))
+	proc, err := s.launcher.start(ctx, spec, io.Discard, filepath.Join(scratch, "etcd.pid"))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = proc.Stop(5 * time.Second) }()
-	c, err := newClient([]string{spec.ClientURL()})
+	c, err := s.dial([]string{spec.ClientURL()})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_, err = awaitStatus(ctx, c, spec.ClientURL(), proc, time.Minute, func(st *clientv3.StatusResponse) bool {
-		return st.Header.Revision >= m.Revision
+	_, err = awaitStatus(ctx, c, spec.ClientURL(), proc, time.Minute, func(st etcdStatus) bool {
+		return st.Revision >= m.Revision
 	})
 	if err != nil {
 		return fmt.Errorf("the throwaway etcd did not serve revision %d: %w", m.Revision, err)
 	}
-	m.Verified, m.VerifiedAt = true, a.now().UTC()
-	if err := a.store.SetMeta(ctx, m); err != nil {
+	m.Verified, m.VerifiedAt = true, s.now().UTC()
+	if err := s.store.SetMeta(ctx, m); err != nil {
 		return fmt.Errorf("recording the verification: %w", err)
 	}
-	a.log.Info("snapshot verified: it loads into etcd", "snapshot", m.Key, "revision", m.Revision,
-		"took", a.now().Sub(start).Round(time.Millisecond))
+	s.log.Info("snapshot verified: it loads into etcd", "snapshot", m.Key, "revision", m.Revision,
+		"took", s.now().Sub(start).Round(time.Millisecond))
 	return nil
 }
 
-// thinSnapshots drops the snapshots that retention no longer keeps.
-func (a *Appliance) thinSnapshots(ctx context.Context) {
-	snaps, err := a.store.List(ctx, a.clusterName())
+// thin drops the snapshots that retention no longer keeps.
+func (s *snapshotter) thin(ctx context.Context) {
+	snaps, err := s.store.List(ctx, s.clusterName())
 	if err != nil {
-		a.log.Warn("snapshot retention: listing the store", "err", err)
+		s.log.Warn("snapshot retention: listing the store", "err", err)
 		return
 	}
-	_, drop := snapstore.Thin(snaps, a.now(), a.retention)
+	_, drop := snapstore.Thin(snaps, s.now(), s.retention)
 	for _, m := range drop {
-		if err := a.store.Delete(ctx, m.Key); err != nil {
-			a.log.Warn("snapshot retention: deleting", "snapshot", m.Key, "err", err)
+		if err := s.store.Delete(ctx, m.Key); err != nil {
+			s.log.Warn("snapshot retention: deleting", "snapshot", m.Key, "err", err)
 			return
 		}
-		a.log.Info("snapshot dropped by retention", "snapshot", m.Key, "taken", m.Time)
+		s.log.Info("snapshot dropped by retention", "snapshot", m.Key, "taken", m.Time)
 	}
 }
 
@@ -320,4 +323,29 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// finalSnapshotTimeout bounds the snapshot a terminating leader takes.
+const finalSnapshotTimeout = 2 * time.Minute
+
+// final stores a snapshot when this member leads (§4.5): when the whole
+// group goes away, it holds the last writes.
+func (s *snapshotter) final(ctx context.Context) {
+	if s.store == nil {
+		return
+	}
+	c, err := s.dial([]string{s.clientURL()})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	st, err := c.Status(ctx, s.clientURL())
+	if err != nil || !st.Leads() {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, finalSnapshotTimeout)
+	defer cancel()
+	if _, err := s.take(sctx, c); err != nil {
+		s.log.Warn("final snapshot before leaving failed", "err", err)
+	}
 }

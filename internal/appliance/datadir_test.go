@@ -96,7 +96,7 @@ func TestInitialClusterNamesThisInstanceAndKeepsUnstartedMembers(t *testing.T) {
 		{ID: 2, Name: "i-b", PeerURLs: []string{"http://127.0.0.3:2380"}},
 		{ID: 3, PeerURLs: []string{"http://127.0.0.4:2380"}}, // this instance, added, not started
 	}
-	got := initialCluster(ms, "i-c", "http://127.0.0.4:2380")
+	got := cluster.LaunchJoin(ms, "i-c", "http://127.0.0.4:2380", "token").InitialCluster
 	if len(got) != 3 {
 		t.Fatalf("got %d entries %+v; want every member, as etcd compares the count", len(got), got)
 	}

@@ -52,32 +52,32 @@ func TestPublishDNSWritesOnlyOnChange(t *testing.T) {
 	zone := &memoryDNS{}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { return now }
-	a.dns = zone
-	a.dnsSpec = &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
+	d := a.housekeeper.dns
+	d.dns, d.spec = zone, &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
 	ctx := context.Background()
 
-	a.publishDNS(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+	d.publish(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.3"))
 	if zone.reads != 1 || zone.saves != 1 || len(zone.records) == 0 {
 		t.Fatalf("first cycle: %d reads, %d saves, %d records; want the records published once", zone.reads, zone.saves, len(zone.records))
 	}
 	for range 10 {
 		now = now.Add(5 * time.Second)
-		a.publishDNS(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+		d.publish(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.3"))
 	}
 	if zone.reads != 1 || zone.saves != 1 {
 		t.Errorf("steady state: %d reads, %d saves; want no Route53 call", zone.reads, zone.saves)
 	}
 	now = now.Add(5 * time.Second)
-	a.publishDNS(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.4"))
+	d.publish(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.4"))
 	if zone.reads != 2 || zone.saves != 2 {
 		t.Errorf("after a replacement: %d reads, %d saves; want one read and one batch more", zone.reads, zone.saves)
 	}
 	now = now.Add(cluster.DNSRecheck)
-	a.publishDNS(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.4"))
+	d.publish(ctx, healthyVoters("10.0.0.1", "10.0.0.2", "10.0.0.4"))
 	if zone.reads != 3 || zone.saves != 2 {
 		t.Errorf("periodic recheck: %d reads, %d saves; want a read-back and no change", zone.reads, zone.saves)
 	}
-	a.publishDNS(ctx, map[cluster.ID]cluster.MemberStatus{})
+	d.publish(ctx, map[cluster.ID]cluster.MemberStatus{})
 	if zone.saves != 2 || len(zone.records) == 0 {
 		t.Errorf("an empty health view changed the zone (%d saves, %d records left)", zone.saves, len(zone.records))
 	}

@@ -47,12 +47,12 @@ func TestPublishFirewallChangesOnlyOnChange(t *testing.T) {
 	fw := &memoryFirewall{rules: []cluster.IngressRule{{Region: "r1", Port: 2379, CIDR: "192.0.2.9/32", Description: "monitoring"}}}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { return now }
-	a.fw = fw
-	a.fwSpec = &cluster.FirewallSpec{Cluster: "orders", Regions: []string{"r1", "r2"}, Ports: []int{2379, 2380}}
+	f := a.housekeeper.firewall
+	f.fw, f.spec = fw, &cluster.FirewallSpec{Cluster: "orders", Regions: []string{"r1", "r2"}, Ports: []int{2379, 2380}}
 	ctx := context.Background()
 	cycle := func(group []cluster.Instance, known bool, addrs ...string) {
 		now = now.Add(5 * time.Second)
-		a.publishFirewall(ctx, healthyVoters(addrs...), group, known)
+		f.publish(ctx, healthyVoters(addrs...), group, known)
 	}
 
 	cycle(runningInstances("10.0.0.1", "10.0.0.2", "10.0.0.3"), true, "10.0.0.1", "10.0.0.2", "10.0.0.3")
@@ -84,7 +84,7 @@ func TestPublishFirewallChangesOnlyOnChange(t *testing.T) {
 	}
 	// An empty health view changes nothing.
 	now = now.Add(cluster.FirewallRecheck)
-	a.publishFirewall(ctx, map[cluster.ID]cluster.MemberStatus{}, nil, false)
+	f.publish(ctx, map[cluster.ID]cluster.MemberStatus{}, nil, false)
 	if fw.applies != 2 {
 		t.Errorf("empty view: %d applies, want none", fw.applies)
 	}
@@ -98,19 +98,19 @@ func TestAdmitSelf(t *testing.T) {
 	fw := &memoryFirewall{failReads: true}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { return now }
-	a.fw = fw
-	a.fwSpec = &cluster.FirewallSpec{Cluster: "orders", Regions: []string{"r1", "r2"}, Ports: []int{2379}}
+	f := a.housekeeper.firewall
+	f.fw, f.spec = fw, &cluster.FirewallSpec{Cluster: "orders", Regions: []string{"r1", "r2"}, Ports: []int{2379}}
 	a.self = cluster.Instance{ID: "i-1", Address: "ec2-203-0-113-1.compute-1.amazonaws.com", BindAddress: "10.0.0.1", PublicIP: "203.0.113.1"}
 	ctx := context.Background()
 
-	a.admitSelf(ctx)
-	a.admitSelf(ctx)
+	f.admitSelf(ctx)
+	f.admitSelf(ctx)
 	if fw.reads != 1 || fw.applies != 0 {
 		t.Fatalf("failed read: %d reads, %d applies; want one try until admitRetry", fw.reads, fw.applies)
 	}
 	now = now.Add(admitRetry)
 	fw.failReads = false
-	a.admitSelf(ctx)
+	f.admitSelf(ctx)
 	want := []cluster.IngressRule{
 		{Region: "r1", Port: 2379, CIDR: "203.0.113.1/32", Description: "etcd-appliance orders i-1"},
 		{Region: "r2", Port: 2379, CIDR: "203.0.113.1/32", Description: "etcd-appliance orders i-1"},
@@ -119,7 +119,7 @@ func TestAdmitSelf(t *testing.T) {
 		t.Fatalf("after admitting: %v (%d applies), want %v", fw.rules, fw.applies, want)
 	}
 	now = now.Add(time.Hour)
-	a.admitSelf(ctx)
+	f.admitSelf(ctx)
 	if fw.reads != 2 || fw.applies != 1 {
 		t.Errorf("admitted: %d reads, %d applies; want no more calls", fw.reads, fw.applies)
 	}

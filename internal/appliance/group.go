@@ -10,83 +10,80 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 )
 
-// steadyListEvery is how often the leader lists the group while nothing
-// changes: every member a started, healthy voter whose instance the last
-// listing had running. Anything else (a member unhealthy or learning, an
-// instance gone) lists the group every --reconcile-interval. With AWS a
-// listing is one DescribeAutoScalingGroups call, so a steady cluster makes
-// 120 of them an hour (SPEC §7: ≤ 360 calls an hour in all).
-const steadyListEvery = 30 * time.Second
+// groupTimeout bounds one group listing (the provider retries within it).
+const groupTimeout = 5 * time.Second
 
 // startupListEvery bounds how often a starting instance lists the group:
 // its plans are made every --startup-interval, and a join decides twice.
 const startupListEvery = time.Second
 
-// groupCache keeps the last successful group listing, so that readers
-// that can do with a recent one (steady housekeeping, /v1/status) share it.
-type groupCache struct {
+// groupLister lists the group and keeps the last successful listing, so
+// that readers that can do with a recent one (steady housekeeping,
+// /v1/status) share it.
+type groupLister struct {
+	group provider.Group
+	now   func() time.Time
+
 	mu        sync.Mutex
 	at        time.Time
 	instances []cluster.Instance
 }
 
-// listGroup lists the group, or returns the last successful listing when
-// it is younger than maxAge. A failed listing is returned as the error,
-// never replaced by an older one.
-func (a *Appliance) listGroup(ctx context.Context, maxAge time.Duration) ([]cluster.Instance, error) {
-	now := a.now()
-	a.groupCache.mu.Lock()
-	if maxAge > 0 && !a.groupCache.at.IsZero() && now.Sub(a.groupCache.at) < maxAge {
-		insts := slices.Clone(a.groupCache.instances)
-		a.groupCache.mu.Unlock()
+func (g *groupLister) name() string { return g.group.Name() }
+
+// list lists the group, or returns the last successful listing when it is
+// younger than maxAge. A failed listing is returned as the error, never
+// replaced by an older one.
+func (g *groupLister) list(ctx context.Context, maxAge time.Duration) ([]cluster.Instance, error) {
+	now := g.now()
+	g.mu.Lock()
+	if maxAge > 0 && !g.at.IsZero() && now.Sub(g.at) < maxAge {
+		insts := slices.Clone(g.instances)
+		g.mu.Unlock()
 		return insts, nil
 	}
-	a.groupCache.mu.Unlock()
+	g.mu.Unlock()
 	gctx, cancel := context.WithTimeout(ctx, groupTimeout)
 	defer cancel()
-	insts, err := a.group.Instances(gctx)
+	insts, err := g.group.Instances(gctx)
 	if err != nil {
 		return nil, err
 	}
-	a.groupCache.mu.Lock()
-	a.groupCache.at, a.groupCache.instances = now, slices.Clone(insts)
-	a.groupCache.mu.Unlock()
+	g.mu.Lock()
+	g.at, g.instances = now, slices.Clone(insts)
+	g.mu.Unlock()
 	return insts, nil
 }
 
-// steady reports whether nothing is changing in the cluster: every member
-// is a started, healthy voter and the last group listing has its instance
-// running. Then the leader's housekeeping can do with a listing up to
-// steadyListEvery old.
-func (a *Appliance) steady(members []cluster.Member, health map[cluster.ID]cluster.MemberStatus) bool {
-	a.groupCache.mu.Lock()
-	listed := a.groupCache.instances
-	known := !a.groupCache.at.IsZero()
-	a.groupCache.mu.Unlock()
-	if !known || len(members) == 0 {
-		return false
+// last is the last successful listing, nil when none succeeded yet.
+func (g *groupLister) last() []cluster.Instance {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.at.IsZero() {
+		return nil
 	}
-	running := map[string]bool{}
-	for _, inst := range listed {
-		if inst.State == cluster.InstanceRunning {
-			running[inst.ID] = true
-		}
-	}
-	for _, m := range members {
-		if m.IsLearner || !m.Started() || !health[m.ID].Healthy || !running[m.Name] {
-			return false
-		}
-	}
-	return true
+	return append([]cluster.Instance{}, g.instances...)
 }
 
-// withConfirmedTerminations adds to the group listing, as terminated, the
-// members' instances that left the listing and that the provider confirms
-// terminated: their members are then removed at once rather than after
-// --stale-grace. A failed check confirms nothing.
-func (a *Appliance) withConfirmedTerminations(ctx context.Context, group []cluster.Instance, members []cluster.Member) []cluster.Instance {
-	checker, ok := a.group.(provider.TerminationChecker)
-	if !ok {
+// terminations confirms, through the provider, that instances which left
+// the group listing are terminated: their members are then removed at once
+// rather than after --stale-grace. It remembers the confirmed ones.
+type terminations struct {
+	*node
+	checker provider.TerminationChecker // nil: the provider can't tell
+	gone    map[string]bool
+}
+
+func newTerminations(n *node, g provider.Group) *terminations {
+	checker, _ := g.(provider.TerminationChecker)
+	return &terminations{node: n, checker: checker, gone: map[string]bool{}}
+}
+
+// withConfirmed adds to the group listing, as terminated, the members'
+// instances that left the listing and that the provider confirms
+// terminated. A failed check confirms nothing.
+func (t *terminations) withConfirmed(ctx context.Context, group []cluster.Instance, members []cluster.Member) []cluster.Instance {
+	if t.checker == nil {
 		return group
 	}
 	listed := map[string]bool{}
@@ -95,39 +92,41 @@ func (a *Appliance) withConfirmedTerminations(ctx context.Context, group []clust
 	}
 	var ask []string
 	for _, m := range members {
-		if m.Name != "" && !listed[m.Name] && !a.hk.gone[m.Name] {
+		if m.Name != "" && !listed[m.Name] && !t.gone[m.Name] {
 			ask = append(ask, m.Name)
 		}
 	}
-	if len(ask) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, groupTimeout)
-		gone, err := checker.Terminated(cctx, ask)
-		cancel()
-		if err != nil {
-			a.log.Debug("checking whether absent instances are terminated", "instances", ask, "err", err)
-		}
-		for _, id := range gone {
-			if a.hk.gone == nil {
-				a.hk.gone = map[string]bool{}
-			}
-			a.hk.gone[id] = true
-			a.log.Info("instance confirmed terminated", "instance", id)
-		}
-	}
+	t.confirm(ctx, ask)
 	names := map[string]bool{}
 	for _, m := range members {
 		names[m.Name] = true
 	}
-	for id := range a.hk.gone {
+	for id := range t.gone {
 		if !names[id] {
-			delete(a.hk.gone, id)
+			delete(t.gone, id)
 		}
 	}
 	out := group
 	for _, m := range members {
-		if m.Name != "" && !listed[m.Name] && a.hk.gone[m.Name] {
+		if m.Name != "" && !listed[m.Name] && t.gone[m.Name] {
 			out = append(slices.Clip(out), cluster.Instance{ID: m.Name, State: cluster.InstanceTerminated})
 		}
 	}
 	return out
+}
+
+func (t *terminations) confirm(ctx context.Context, ask []string) {
+	if len(ask) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, groupTimeout)
+	gone, err := t.checker.Terminated(cctx, ask)
+	cancel()
+	if err != nil {
+		t.log.Debug("checking whether absent instances are terminated", "instances", ask, "err", err)
+	}
+	for _, id := range gone {
+		t.gone[id] = true
+		t.log.Info("instance confirmed terminated", "instance", id)
+	}
 }

@@ -12,32 +12,32 @@ import (
 
 func TestListGroupSharesRecentListings(t *testing.T) {
 	a := testAppliance(t)
-	g := a.group.(*fakeGroup)
+	g := a.groups.group.(*fakeGroup)
 	g.instances = []cluster.Instance{{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning}}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { return now }
 	ctx := context.Background()
 
-	if _, err := a.listGroup(ctx, steadyListEvery); err != nil || g.listings != 1 {
+	if _, err := a.groups.list(ctx, cluster.SteadyListEvery); err != nil || g.listings != 1 {
 		t.Fatalf("first listing: err %v, %d listings, want 1", err, g.listings)
 	}
-	now = now.Add(steadyListEvery - time.Second)
-	if got, err := a.listGroup(ctx, steadyListEvery); err != nil || g.listings != 1 || len(got) != 1 {
+	now = now.Add(cluster.SteadyListEvery - time.Second)
+	if got, err := a.groups.list(ctx, cluster.SteadyListEvery); err != nil || g.listings != 1 || len(got) != 1 {
 		t.Fatalf("recent listing: %v, err %v, %d listings, want the cached one", got, err, g.listings)
 	}
-	if _, err := a.listGroup(ctx, 0); err != nil || g.listings != 2 {
+	if _, err := a.groups.list(ctx, 0); err != nil || g.listings != 2 {
 		t.Fatalf("maxAge 0: err %v, %d listings, want a fresh one", err, g.listings)
 	}
 
 	// A failed listing is the answer, never the older listing.
-	now = now.Add(steadyListEvery)
+	now = now.Add(cluster.SteadyListEvery)
 	g.err = errors.New("throttled")
-	if got, err := a.listGroup(ctx, steadyListEvery); err == nil {
+	if got, err := a.groups.list(ctx, cluster.SteadyListEvery); err == nil {
 		t.Fatalf("failed listing answered %v", got)
 	}
 	// ... and it does not refresh the cache's age.
 	g.err = nil
-	if _, err := a.listGroup(ctx, steadyListEvery); err != nil || g.listings != 4 {
+	if _, err := a.groups.list(ctx, cluster.SteadyListEvery); err != nil || g.listings != 4 {
 		t.Fatalf("after a failure: err %v, %d listings, want 4", err, g.listings)
 	}
 }
@@ -72,12 +72,12 @@ func TestSteadyOnlyWhenNothingChanges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := testAppliance(t)
 			if tc.listed != nil {
-				a.group.(*fakeGroup).instances = tc.listed
-				if _, err := a.listGroup(context.Background(), 0); err != nil {
+				a.groups.group.(*fakeGroup).instances = tc.listed
+				if _, err := a.groups.list(context.Background(), 0); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if got := a.steady(tc.members, tc.health); got != tc.want {
+			if got := cluster.Steady(tc.members, healthyByID(tc.health), a.groups.last()); got != tc.want {
 				t.Errorf("steady = %v, want %v", got, tc.want)
 			}
 		})
@@ -109,12 +109,12 @@ func (g *checkingGroup) Terminated(_ context.Context, ids []string) ([]string, e
 func TestConfirmedTerminationsJoinTheListing(t *testing.T) {
 	a := testAppliance(t)
 	g := &checkingGroup{terminated: map[string]bool{"i-gone": true}}
-	a.group = g
+	tm := newTerminations(a.node, g)
 	members := []cluster.Member{{ID: 1, Name: "i-1"}, {ID: 2, Name: "i-gone"}, {ID: 3, Name: "i-away"}, {ID: 4}}
 	listing := []cluster.Instance{{ID: "i-1", State: cluster.InstanceRunning}}
 	ctx := context.Background()
 
-	got := a.withConfirmedTerminations(ctx, listing, members)
+	got := tm.withConfirmed(ctx, listing, members)
 	want := []cluster.Instance{listing[0], {ID: "i-gone", State: cluster.InstanceTerminated}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("listing = %+v, want %+v", got, want)
@@ -126,17 +126,17 @@ func TestConfirmedTerminationsJoinTheListing(t *testing.T) {
 		t.Errorf("the cached listing was changed: %+v", listing)
 	}
 	// A confirmed termination is remembered; only the unconfirmed are asked again.
-	a.withConfirmedTerminations(ctx, listing, members)
+	tm.withConfirmed(ctx, listing, members)
 	if len(g.asked) != 2 || !reflect.DeepEqual(g.asked[1], []string{"i-away"}) {
 		t.Errorf("second check asked about %v, want only i-away", g.asked)
 	}
 	// A failed check confirms nothing new.
 	g.err = errors.New("throttled")
-	got = a.withConfirmedTerminations(ctx, listing, []cluster.Member{{ID: 1, Name: "i-1"}, {ID: 3, Name: "i-away"}})
+	got = tm.withConfirmed(ctx, listing, []cluster.Member{{ID: 1, Name: "i-1"}, {ID: 3, Name: "i-away"}})
 	if len(got) != 1 {
 		t.Errorf("failed check changed the listing: %+v", got)
 	}
-	if a.hk.gone["i-gone"] {
+	if tm.gone["i-gone"] {
 		t.Error("a removed member's confirmation was kept")
 	}
 }

@@ -68,37 +68,38 @@ func (f *fakeLifecycle) counts() (completes, heartbeats int) {
 	return f.completes, f.heartbeats
 }
 
-// fastLifecycle makes the termination path's clocks short for a test.
-func fastLifecycle(t *testing.T) {
+// drainingAppliance is a test appliance whose group terminates it through
+// lc, with the termination path's clocks short.
+func drainingAppliance(t *testing.T, lc *fakeLifecycle) *Appliance {
 	t.Helper()
-	poll, beat, retry := lifecyclePoll, lifecycleHeartbeatEvery, drainRetry
-	lifecyclePoll, lifecycleHeartbeatEvery, drainRetry = time.Millisecond, time.Millisecond, time.Millisecond
-	t.Cleanup(func() { lifecyclePoll, lifecycleHeartbeatEvery, drainRetry = poll, beat, retry })
+	a := testAppliance(t)
+	times := defaultDrainTimes()
+	times.poll, times.heartbeatEvery, times.retry = time.Millisecond, time.Millisecond, time.Millisecond
+	a.drainer = &drainer{node: a.node, lifecycle: lc, leaver: a.leaver, dns: a.housekeeper.dns, snapshots: a.snapshots,
+		times: times}
+	return a
 }
 
 func TestWatchLifecycleStopsTheLoopOnTermination(t *testing.T) {
-	fastLifecycle(t)
-	a := testAppliance(t)
 	lc := &fakeLifecycle{states: []string{"", "InService", "InService", "Warmed:Stopped", targetTerminated}, stateErr: errors.New("imds down")}
-	a.lifecycle = lc
+	a := drainingAppliance(t, lc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	run, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	a.watchLifecycle(run, stop)
+	a.drainer.watch(run, stop)
 	if !errors.Is(context.Cause(run), errTerminating) {
 		t.Fatalf("watchLifecycle returned with cause %v, want errTerminating", context.Cause(run))
 	}
 }
 
 func TestWatchLifecycleIgnoresOtherStates(t *testing.T) {
-	fastLifecycle(t)
-	a := testAppliance(t)
-	a.lifecycle = &fakeLifecycle{states: []string{"InService"}}
+	lc := &fakeLifecycle{states: []string{"InService"}}
+	a := drainingAppliance(t, lc)
 	ctx, cancel := context.WithCancel(context.Background())
 	run, stop := context.WithCancelCause(ctx)
 	done := make(chan struct{})
-	go func() { a.watchLifecycle(run, stop); close(done) }()
+	go func() { a.drainer.watch(run, stop); close(done) }()
 	// Many polls of InService later, the loop still runs.
 	waitFor(t, func() bool {
 		select {
@@ -106,7 +107,7 @@ func TestWatchLifecycleIgnoresOtherStates(t *testing.T) {
 			t.Fatalf("watchLifecycle stopped on InService: cause %v", context.Cause(run))
 		default:
 		}
-		return a.lifecycle.(*fakeLifecycle).polls() >= 50
+		return lc.polls() >= 50
 	})
 	if run.Err() != nil {
 		t.Fatalf("run stopped: %v", context.Cause(run))
@@ -116,11 +117,9 @@ func TestWatchLifecycleIgnoresOtherStates(t *testing.T) {
 }
 
 func TestDrainWithoutEtcdCompletesTheHook(t *testing.T) {
-	fastLifecycle(t)
-	a := testAppliance(t)
 	lc := &fakeLifecycle{states: []string{targetTerminated}, completeErr: []error{errors.New("throttled"), errors.New("500")}}
-	a.lifecycle = lc
-	a.drain(context.Background(), nil)
+	a := drainingAppliance(t, lc)
+	a.drainer.drain(context.Background(), nil)
 	if completes, _ := lc.counts(); completes != 3 {
 		t.Errorf("Complete called %d times, want 3 (two failures, then success)", completes)
 	}
@@ -130,10 +129,8 @@ func TestDrainWithoutEtcdCompletesTheHook(t *testing.T) {
 }
 
 func TestStopDrainsOnTerminationAndIdles(t *testing.T) {
-	fastLifecycle(t)
-	a := testAppliance(t)
 	lc := &fakeLifecycle{states: []string{targetTerminated}}
-	a.lifecycle = lc
+	a := drainingAppliance(t, lc)
 	ctx, cancel := context.WithCancel(context.Background())
 	run, stopRun := context.WithCancelCause(ctx)
 	stopRun(errTerminating)
@@ -186,16 +183,16 @@ func TestWithdrawDNSOnlyWhenTheGroupIsGone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := testAppliance(t)
 			zone := &memoryDNS{}
-			a.dns = zone
-			a.dnsSpec = &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
-			a.publishDNS(context.Background(), healthyVoters("127.0.0.1"))
+			d := a.housekeeper.dns
+			d.dns, d.spec = zone, &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
+			d.publish(context.Background(), healthyVoters("127.0.0.1"))
 			published := len(zone.records)
 			if published == 0 {
 				t.Fatal("nothing published")
 			}
-			g := a.group.(*fakeGroup)
+			g := a.groups.group.(*fakeGroup)
 			g.instances, g.err = tc.group, tc.groupErr
-			a.withdrawDNS(context.Background())
+			d.withdraw(context.Background())
 			if got := len(zone.records) == 0; got != tc.withdrawn {
 				t.Errorf("records withdrawn = %v (%d of %d left), want %v", got, len(zone.records), published, tc.withdrawn)
 			}

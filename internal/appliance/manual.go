@@ -21,52 +21,42 @@ func (a *Appliance) identifyOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("who is this instance: %w", err)
 	}
-	a.self, a.address = self, self.Address
-	if a.cfg.Address != "" {
-		a.address = a.cfg.Address
-	}
-	a.self.Address = a.address
+	a.identified(self)
 	return nil
 }
 
 // Backup takes a snapshot of the cluster now, through this instance's
 // etcd, and stores it.
 func (a *Appliance) Backup(ctx context.Context) (snapstore.Meta, error) {
-	if a.store == nil {
+	if a.snapshots.store == nil {
 		return snapstore.Meta{}, errNoStore
 	}
 	if err := a.identifyOnce(ctx); err != nil {
 		return snapstore.Meta{}, err
 	}
-	c, err := newClient([]string{a.clientURL()})
+	c, err := a.dial([]string{a.clientURL()})
 	if err != nil {
 		return snapstore.Meta{}, err
 	}
 	defer c.Close()
-	sctx, cancel := context.WithTimeout(ctx, requestTimout)
-	_, err = c.Status(sctx, a.clientURL())
-	cancel()
-	if err != nil {
+	if _, err := c.Status(ctx, a.clientURL()); err != nil {
 		return snapstore.Meta{}, fmt.Errorf("etcd does not answer on %s (is the appliance running here?): %w", a.clientURL(), err)
 	}
 	// A linearizable read proves this member is part of a quorum now: a
 	// member without one may lag, and its snapshot would look newer (by
 	// time) than the cluster's data it lacks.
-	gctx, cancel := context.WithTimeout(ctx, requestTimout)
-	_, err = c.Get(gctx, "/etcd-appliance/backup")
-	cancel()
-	if err != nil {
+	if _, err := c.Members(ctx); err != nil {
 		return snapstore.Meta{}, fmt.Errorf("the cluster has no quorum through %s: no backup of possibly stale data: %w", a.clientURL(), err)
 	}
-	return a.takeSnapshot(ctx, c)
+	return a.snapshots.take(ctx, c)
 }
 
 // Snapshots lists the cluster's snapshots in the store, newest first.
 func (a *Appliance) Snapshots(ctx context.Context) ([]snapstore.Meta, error) {
-	if a.store == nil {
+	if a.snapshots.store == nil {
 		return nil, errNoStore
 	}
-	return a.store.List(ctx, a.clusterName())
+	return a.snapshots.store.List(ctx, a.clusterName())
 }
 
 // RestoreLocal restores a snapshot into this instance's data dir as a new
@@ -76,7 +66,7 @@ func (a *Appliance) Snapshots(ctx context.Context) ([]snapstore.Meta, error) {
 // cluster's data must have it set aside too (SetAsideLocal) before they
 // start, or they would resume the old cluster next to the restored one.
 func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Meta, error) {
-	if a.store == nil {
+	if a.snapshots.store == nil {
 		return snapstore.Meta{}, errNoStore
 	}
 	if err := a.data.ensure(); err != nil {
@@ -94,7 +84,7 @@ func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Met
 	if err != nil {
 		return snapstore.Meta{}, err
 	}
-	if _, err := a.restoreSnapshot(ctx, key, m.Revision); err != nil {
+	if _, err := a.recovery.restoreSnapshot(ctx, key, m.Revision); err != nil {
 		return snapstore.Meta{}, err
 	}
 	return m, nil

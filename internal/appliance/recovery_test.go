@@ -53,23 +53,23 @@ func TestRecoveryInputsTrackTheLoss(t *testing.T) {
 	ctx := context.Background()
 
 	in := lossInputs()
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if !in.Recovery.LostSince.Equal(now) || in.Recovery.DRGrace != a.cfg.DRGrace || !in.Recovery.Now.Equal(now) {
 		t.Fatalf("first sight of the loss: %+v", in.Recovery)
 	}
 	later := now.Add(time.Minute)
 	a.now = func() time.Time { return later }
 	in = lossInputs()
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if !in.Recovery.LostSince.Equal(now) {
 		t.Errorf("the loss clock moved: lost since %s, want %s", in.Recovery.LostSince, now)
 	}
 	// A live cluster, or a quorum that can come back, resets the clock.
 	in = lossInputs()
 	in.Cluster = &cluster.ClusterView{ClusterID: 0x100}
-	a.recoveryInputs(ctx, &in)
-	if !in.Recovery.LostSince.IsZero() || !a.dr.lostSince.IsZero() {
-		t.Errorf("a live cluster kept the loss clock: %s", a.dr.lostSince)
+	in.Recovery = a.recovery.inputs(ctx, in)
+	if !in.Recovery.LostSince.IsZero() || !a.recovery.lostSince.IsZero() {
+		t.Errorf("a live cluster kept the loss clock: %s", a.recovery.lostSince)
 	}
 }
 
@@ -81,19 +81,19 @@ func TestRecoveryInputsReadTheStore(t *testing.T) {
 		{Key: "c/20261125T115500Z-r90.db", ClusterID: "100", Revision: 90},
 		{Key: "c/20261125T115000Z-r80.db", ClusterID: "100", Revision: 80},
 	}}
-	a.store = store
+	a.recovery.store = store
 	ctx := context.Background()
 
 	in := lossInputs()
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if in.Recovery.Snapshot == nil || in.Recovery.Snapshot.Revision != 90 || in.Recovery.Snapshot.ClusterID != 0x100 || in.Recovery.KnownRevision != 90 {
 		t.Fatalf("newest snapshot: %+v, known revision %d", in.Recovery.Snapshot, in.Recovery.KnownRevision)
 	}
 	// A snapshot found corrupt is never planned again; what it says of the
 	// revision still counts.
-	a.dr.bad = map[string]bool{"c/20261125T115500Z-r90.db": true}
+	a.recovery.bad = map[string]bool{"c/20261125T115500Z-r90.db": true}
 	in = lossInputs()
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if in.Recovery.Snapshot == nil || in.Recovery.Snapshot.Revision != 80 || in.Recovery.KnownRevision != 90 {
 		t.Errorf("after the newest was found bad: %+v, known revision %d", in.Recovery.Snapshot, in.Recovery.KnownRevision)
 	}
@@ -104,7 +104,7 @@ func TestRecoveryInputsReadTheStore(t *testing.T) {
 	now = now.Add(storeListEvery)
 	store.err = errors.New("AccessDenied")
 	in = lossInputs()
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if !strings.Contains(in.Recovery.StoreErr, "AccessDenied") || in.Recovery.Snapshot != nil {
 		t.Errorf("failed listing: %+v", in.Recovery)
 	}
@@ -112,7 +112,7 @@ func TestRecoveryInputsReadTheStore(t *testing.T) {
 	now = now.Add(storeListEvery)
 	in = lossInputs()
 	in.Cluster = &cluster.ClusterView{ClusterID: 0x100}
-	a.recoveryInputs(ctx, &in)
+	in.Recovery = a.recovery.inputs(ctx, in)
 	if store.listings != 2 {
 		t.Errorf("the store was listed with a live cluster (%d listings)", store.listings)
 	}
@@ -127,7 +127,7 @@ func TestFailedRestoreKeepsTheLocalData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.store = store
+	a.recovery.store = store
 	m, err := store.Put(context.Background(), snapstore.Meta{Cluster: "fake", Time: time.Now().UTC(), Revision: 7},
 		strings.NewReader("not a bbolt database"))
 	if err != nil {
@@ -144,7 +144,7 @@ func TestFailedRestoreKeepsTheLocalData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = a.restoreSnapshot(context.Background(), m.Key, m.Revision)
+	_, err = a.recovery.restoreSnapshot(context.Background(), m.Key, m.Revision)
 	if !errors.Is(err, errSnapshotUnloadable) {
 		t.Fatalf("restoreSnapshot = %v, want errSnapshotUnloadable", err)
 	}

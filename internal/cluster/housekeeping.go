@@ -43,7 +43,7 @@ type HousekeepingPlan struct {
 	// promotion once they are in sync.
 	Promote []ID `json:"promote,omitempty"`
 	// Held lists removals that were due but refused, with the rule that refused them.
-	Held []string `json:"held,omitempty"`
+	Held []Hold `json:"held,omitempty"`
 	// FirstSeen and AbsentSince are fed back into the next cycle's inputs.
 	FirstSeen   map[ID]time.Time `json:"-"`
 	AbsentSince map[ID]time.Time `json:"-"`
@@ -77,7 +77,7 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 				plan.AbsentSince[id] = t
 			}
 		}
-		plan.Held = append(plan.Held, "group listing failed: no removal on an unknown group")
+		plan.Held = append(plan.Held, Hold{Rule: RuleGroupUnknown, Why: "group listing failed: no removal on an unknown group"})
 		return plan
 	}
 	byID := map[string]Instance{}
@@ -85,7 +85,8 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 		byID[inst.ID] = inst
 	}
 	if self, ok := byID[in.Self]; !ok || !self.State.InGroup() {
-		plan.Held = append(plan.Held, fmt.Sprintf("the group listing does not contain this instance %s: no removal", in.Self))
+		plan.Held = append(plan.Held, Hold{Rule: RuleSelfNotListed,
+			Why: fmt.Sprintf("the group listing does not contain this instance %s: no removal", in.Self)})
 		return plan
 	}
 
@@ -106,8 +107,9 @@ func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 		return a.member.ID < b.member.ID
 	})
 	for _, c := range candidates {
-		if why := refuseRemoval(in, c.member); why != "" {
-			plan.Held = append(plan.Held, fmt.Sprintf("member %s (%s) is stale (%s) but %s", c.member.ID, c.member.Name, c.reason, why))
+		if h := refuseRemoval(in, c.member); h != nil {
+			h.Why = fmt.Sprintf("member %s (%s) is stale (%s) but %s", c.member.ID, c.member.Name, c.reason, h.Why)
+			plan.Held = append(plan.Held, *h)
 			continue
 		}
 		plan.Remove = &Removal{Member: c.member, Reason: c.reason}
@@ -170,32 +172,15 @@ func staleCandidate(in HousekeepingInputs, m Member, byID map[string]Instance, p
 		reason: fmt.Sprintf("instance %s absent from the group for %s (grace %s)", m.Name, absent.Round(time.Second), in.StaleGrace)}, true
 }
 
-// refuseRemoval returns why removing m would break a safety rule, or "".
-func refuseRemoval(in HousekeepingInputs, m Member) string {
+// refuseRemoval returns why housekeeping must not remove m, nil when it
+// may: the quorum rule that every removal obeys (CheckRemoval), and two
+// rules of its own.
+func refuseRemoval(in HousekeepingInputs, m Member) *Hold {
 	if in.Protected[m.ID] {
-		return "it holds the upgrade lock"
+		return &Hold{Rule: RuleProtected, Member: m.ID, Name: m.Name, Why: "it holds the upgrade lock"}
 	}
 	if m.Name == in.Self {
-		return "it is this leader itself"
+		return &Hold{Rule: RuleSelf, Member: m.ID, Name: m.Name, Why: "it is this leader itself"}
 	}
-	if m.IsLearner {
-		return ""
-	}
-	var remaining, healthy int
-	for _, v := range in.Members {
-		if v.IsLearner || v.ID == m.ID {
-			continue
-		}
-		remaining++
-		if in.Healthy[v.ID] {
-			healthy++
-		}
-	}
-	if remaining == 0 {
-		return "it is the last voter"
-	}
-	if healthy < Quorum(remaining) {
-		return fmt.Sprintf("only %d of the %d remaining voters are healthy, below their quorum of %d", healthy, remaining, Quorum(remaining))
-	}
-	return ""
+	return CheckRemoval(in.Members, in.Healthy, m.ID)
 }

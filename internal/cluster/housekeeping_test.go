@@ -423,7 +423,7 @@ func TestDecideHousekeeping(t *testing.T) {
 				t.Fatalf("Held = %q, want %d entries like %q", got.Held, len(tt.wantHeld), tt.wantHeld)
 			}
 			for i, want := range tt.wantHeld {
-				if !strings.Contains(got.Held[i], want) {
+				if !strings.Contains(got.Held[i].String(), want) {
 					t.Errorf("Held[%d] = %q, want it to mention %q", i, got.Held[i], want)
 				}
 			}
@@ -738,7 +738,10 @@ func TestRefuseRemoval(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := refuseRemoval(tt.in, tt.member)
+			var got string
+			if h := refuseRemoval(tt.in, tt.member); h != nil {
+				got = h.String()
+			}
 			if tt.wantHas == "" && got != "" {
 				t.Errorf("refused: %q, want allowed", got)
 			}

@@ -1,0 +1,325 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// Timeouts of the calls to etcd.
+const (
+	dialTimeout    = 2 * time.Second
+	requestTimeout = 3 * time.Second
+	statusTimeout  = time.Second
+)
+
+// etcdAPI is what the appliance asks of etcd: the calls its apply steps make
+// (join, leave, stale removal, promotion, recovery), as raft-autopilot's Raft
+// interface is what autopilot asks of raft. Every call carries its own
+// deadline. The real one is etcdClient; tests use a fake that records calls.
+type etcdAPI interface {
+	// Members is the member list by a linearizable request: it exists only
+	// while the cluster has quorum.
+	Members(ctx context.Context) (*cluster.ClusterView, error)
+	// LocalMembers is the member list as the endpoint itself knows it, with
+	// or without quorum.
+	LocalMembers(ctx context.Context) (*cluster.ClusterView, error)
+	// AddLearner adds a learner with the peer URL and returns its id and
+	// the members after the change.
+	AddLearner(ctx context.Context, peerURL string) (cluster.ID, []cluster.Member, error)
+	Remove(ctx context.Context, id cluster.ID) error
+	Promote(ctx context.Context, id cluster.ID) error
+	MoveLeader(ctx context.Context, to cluster.ID) error
+	// Status asks the member at endpoint (a client URL) for its status.
+	Status(ctx context.Context, endpoint string) (etcdStatus, error)
+	// LockMembership takes the cluster-wide membership lock, waiting at
+	// most wait; unlock is bounded and never blocks for long.
+	LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error)
+	// Snapshot streams a snapshot of the endpoint's database.
+	Snapshot(ctx context.Context) (io.ReadCloser, error)
+	// Endpoints are the client URLs the client talks to.
+	Endpoints() []string
+	Close() error
+}
+
+// dialer connects to the etcd members at endpoints.
+type dialer func(endpoints []string) (etcdAPI, error)
+
+// etcdStatus is a member's answer to a status request.
+type etcdStatus struct {
+	ClusterID, MemberID, Leader cluster.ID
+	Revision                    int64
+	RaftIndex, RaftTerm         uint64
+	IsLearner                   bool
+	// Errors are the member's alarms and errors; healthy without any.
+	Errors  []string
+	Version string
+	DBSize  int64
+}
+
+// Leads reports whether the member that answered leads its cluster.
+func (s etcdStatus) Leads() bool { return s.Leader != 0 && s.Leader == s.MemberID }
+
+// membershipLockKey serializes membership changes cluster-wide (§4.2): joins,
+// stale-member removals and leaving, so that two changes checked against the
+// same membership can never both pass etcd's quorum checks.
+const membershipLockKey = "/etcd-appliance/locks/membership"
+
+// membershipLockTTL is the lease of the lock: a holder that dies releases it
+// after this many seconds.
+const membershipLockTTL = 10
+
+// etcdClient is etcdAPI over clientv3.
+type etcdClient struct {
+	c   *clientv3.Client
+	log *slog.Logger
+}
+
+var _ etcdAPI = (*etcdClient)(nil)
+
+// dialEtcd is the dialer of real etcd clients.
+func dialEtcd(log *slog.Logger) dialer {
+	return func(endpoints []string) (etcdAPI, error) {
+		c, err := newClient(endpoints)
+		if err != nil {
+			return nil, err
+		}
+		return &etcdClient{c: c, log: log}, nil
+	}
+}
+
+func newClient(endpoints []string) (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          dialTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to etcd at %v: %w", endpoints, err)
+	}
+	return c, nil
+}
+
+func (e *etcdClient) Endpoints() []string { return e.c.Endpoints() }
+func (e *etcdClient) Close() error        { return e.c.Close() }
+
+func (e *etcdClient) Members(ctx context.Context) (*cluster.ClusterView, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := e.c.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing members: %w", err)
+	}
+	return &cluster.ClusterView{ClusterID: cluster.ID(resp.Header.ClusterId), Members: members(resp.Members)}, nil
+}
+
+func (e *etcdClient) LocalMembers(ctx context.Context) (*cluster.ClusterView, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := e.c.MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		return nil, fmt.Errorf("listing members: %w", err)
+	}
+	return &cluster.ClusterView{ClusterID: cluster.ID(resp.Header.ClusterId), Members: members(resp.Members)}, nil
+}
+
+func (e *etcdClient) AddLearner(ctx context.Context, peerURL string) (cluster.ID, []cluster.Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := e.c.MemberAddAsLearner(ctx, []string{peerURL})
+	if err != nil {
+		return 0, nil, err
+	}
+	return cluster.ID(resp.Member.ID), members(resp.Members), nil
+}
+
+func (e *etcdClient) Remove(ctx context.Context, id cluster.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.MemberRemove(ctx, uint64(id))
+	return err
+}
+
+func (e *etcdClient) Promote(ctx context.Context, id cluster.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.MemberPromote(ctx, uint64(id))
+	return err
+}
+
+func (e *etcdClient) MoveLeader(ctx context.Context, to cluster.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.MoveLeader(ctx, uint64(to))
+	return err
+}
+
+func (e *etcdClient) Status(ctx context.Context, endpoint string) (etcdStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := e.c.Status(ctx, endpoint)
+	if err != nil {
+		return etcdStatus{}, err
+	}
+	return etcdStatus{
+		ClusterID: cluster.ID(resp.Header.ClusterId), MemberID: cluster.ID(resp.Header.MemberId),
+		Leader: cluster.ID(resp.Leader), Revision: resp.Header.Revision, RaftIndex: resp.RaftIndex,
+		RaftTerm: resp.RaftTerm, IsLearner: resp.IsLearner, Errors: resp.Errors, Version: resp.Version,
+		DBSize: resp.DbSize,
+	}, nil
+}
+
+func (e *etcdClient) Snapshot(ctx context.Context) (io.ReadCloser, error) { return e.c.Snapshot(ctx) }
+
+func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error) {
+	// The lease is granted with a deadline of our own: concurrency.NewSession
+	// would grant it with ctx, waiting forever on unreachable endpoints.
+	gctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	lease, err := e.c.Grant(gctx, membershipLockTTL)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("granting the membership lock's lease: %w", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	session, err := concurrency.NewSession(e.c, concurrency.WithLease(lease.ID), concurrency.WithContext(sctx))
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("opening the membership lock's session: %w", err)
+	}
+	mu := concurrency.NewMutex(session, membershipLockKey)
+	lctx, lcancel := context.WithTimeout(ctx, wait)
+	err = mu.Lock(lctx)
+	lcancel()
+	if err != nil {
+		closeSession(session)
+		stop()
+		return nil, fmt.Errorf("taking the membership lock: %w", err)
+	}
+	e.log.Debug("membership lock taken")
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		if err := mu.Unlock(uctx); err != nil {
+			e.log.Warn("releasing the membership lock; its lease frees it", "err", err)
+		}
+		cancel()
+		closeSession(session)
+		stop()
+	}, nil
+}
+
+// closeSession revokes the session's lease with a bounded wait.
+func closeSession(s *concurrency.Session) {
+	s.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	_, _ = s.Client().Revoke(ctx, s.Lease())
+}
+
+func members(pb []*etcdserverpb.Member) []cluster.Member {
+	out := make([]cluster.Member, 0, len(pb))
+	for _, m := range pb {
+		out = append(out, cluster.Member{
+			ID:         cluster.ID(m.ID),
+			Name:       m.Name,
+			PeerURLs:   m.PeerURLs,
+			ClientURLs: m.ClientURLs,
+			IsLearner:  m.IsLearner,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// memberHealth asks every started member for its status, concurrently. A
+// member that never started is not healthy: it answers nothing.
+func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member) map[cluster.ID]cluster.MemberStatus {
+	out := make(map[cluster.ID]cluster.MemberStatus, len(ms))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		st := cluster.MemberStatus{ID: m.ID, Name: m.Name, Role: role(m)}
+		if len(m.PeerURLs) > 0 {
+			st.PeerURL = m.PeerURLs[0]
+		}
+		if len(m.ClientURLs) == 0 {
+			st.Error = "never started"
+			out[m.ID] = st
+			continue
+		}
+		st.ClientURL = m.ClientURLs[0]
+		wg.Go(func() {
+			resp, err := c.Status(ctx, st.ClientURL)
+			if err != nil {
+				st.Error = err.Error()
+			} else {
+				st.Healthy = len(resp.Errors) == 0
+				st.Leader = resp.Leads()
+				st.Revision = resp.Revision
+				st.RaftIndex = resp.RaftIndex
+				st.RaftTerm = resp.RaftTerm
+				st.DBSize = resp.DBSize
+				st.Version = resp.Version
+				st.Alarms = resp.Errors
+			}
+			mu.Lock()
+			out[m.ID] = st
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// healthyByID is the health of every member as the removal rule reads it.
+func healthyByID(health map[cluster.ID]cluster.MemberStatus) map[cluster.ID]bool {
+	out := make(map[cluster.ID]bool, len(health))
+	for id, st := range health {
+		out[id] = st.Healthy
+	}
+	return out
+}
+
+// leaderOf is the member that said it leads, 0 when none did.
+func leaderOf(health map[cluster.ID]cluster.MemberStatus) cluster.ID {
+	for id, st := range health {
+		if st.Leader {
+			return id
+		}
+	}
+	return 0
+}
+
+func role(m cluster.Member) string {
+	switch {
+	case !m.Started():
+		return cluster.RoleUnstarted
+	case m.IsLearner:
+		return cluster.RoleLearner
+	default:
+		return cluster.RoleVoter
+	}
+}
+
+// clientURLs lists the client URLs of started members.
+func clientURLs(ms []cluster.Member) []string {
+	var out []string
+	for _, m := range ms {
+		if m.Started() {
+			out = append(out, m.ClientURLs...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,184 @@
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/config"
+)
+
+// node is what every loop of one instance shares: who the instance is, where
+// it serves, its data dir, and the state it publishes on /v1/peer. The loops
+// (startup, supervision, housekeeping, snapshots, drain) each own their
+// memory; only what is here is seen by more than one of them.
+type node struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	data    dataDir
+	dial    dialer
+	groups  *groupLister
+
+	self    cluster.Instance
+	address string
+	ports   cluster.Ports
+
+	mu    sync.Mutex
+	peer  cluster.PeerState
+	ready bool // the local member is started, healthy and a voter
+	// unusable says why etcd could not run on the local data, from its last
+	// exit; cleared when the data is wiped or etcd runs well on it again.
+	unusable string
+}
+
+// identified records the instance's identity; --address overrides the
+// address the provider gave.
+func (n *node) identified(self cluster.Instance) {
+	n.self, n.address = self, self.Address
+	if n.cfg.Address != "" {
+		n.address = n.cfg.Address
+	}
+	n.self.Address = n.address
+}
+
+func (n *node) clientURL() string { return n.ports.ClientURL("http", n.address) }
+func (n *node) peerURL() string   { return n.ports.PeerURL("http", n.address) }
+
+// bindAddress is the IP the instance serves on: its peer-facing address,
+// unless that is its public name (multi-region mode) and --address does not
+// say otherwise.
+func (n *node) bindAddress() string {
+	if n.cfg.Address != "" || n.self.BindAddress == "" {
+		return n.address
+	}
+	return n.self.BindAddress
+}
+
+func (n *node) clusterName() string {
+	if n.cfg.ClusterName != "" {
+		return n.cfg.ClusterName
+	}
+	return n.groups.name()
+}
+
+func (n *node) setPeer(f func(*cluster.PeerState)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f(&n.peer)
+}
+
+func (n *node) peerState() cluster.PeerState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peer
+}
+
+func (n *node) setReady(ready bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ready = ready
+}
+
+func (n *node) isReady() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ready
+}
+
+func (n *node) setUnusable(why string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.unusable = why
+}
+
+// refreshLocal reads the data dir and publishes what it holds. When it
+// can't be read, the instance publishes that it has data: unknown is never
+// reported as empty, so nobody creates a cluster past it.
+func (n *node) refreshLocal() (cluster.LocalData, error) {
+	ld, err := n.data.local()
+	if err != nil {
+		n.log.Warn("reading data dir", "err", err)
+		n.setPeer(func(p *cluster.PeerState) { p.HasData = true })
+		return ld, err
+	}
+	n.setPeer(func(p *cluster.PeerState) {
+		p.HasData = ld.Exists
+		p.ClusterID, p.MemberID = ld.ClusterID, ld.MemberID
+		if ld.Revision > p.Revision || !ld.Exists {
+			p.Revision = ld.Revision
+		}
+		// An accepted offer stays published until the cluster had a leader,
+		// so members that have not started yet can still accept it.
+		p.Offer = ld.Offer
+		p.Voters = ld.Voters
+	})
+	return ld, nil
+}
+
+// localInputs is the local data as the startup plan sees it, including
+// what etcd's last exit said about it.
+func (n *node) localInputs() (cluster.LocalData, error) {
+	ld, err := n.refreshLocal()
+	if err == nil && ld.Exists {
+		n.mu.Lock()
+		ld.Unusable = n.unusable
+		n.mu.Unlock()
+	}
+	return ld, err
+}
+
+// wipe sets the local data aside and publishes the empty data dir.
+func (n *node) wipe(live cluster.ID, reason string) error {
+	aside, err := n.data.wipe(n.now(), live)
+	if err != nil {
+		return err
+	}
+	n.setUnusable("")
+	if _, err := n.refreshLocal(); err != nil {
+		return err
+	}
+	n.log.Info("local data set aside", "to", aside, "reason", reason)
+	return nil
+}
+
+// recordedVoters are the voters the marker holds (written when the member
+// was created, refreshed while it runs).
+func (n *node) recordedVoters() []string {
+	if m, ok, err := n.data.readMarker(); err == nil && ok {
+		return m.Voters
+	}
+	return nil
+}
+
+// clusterToken makes every created cluster's id unique, so that members of
+// an earlier cluster on the same addresses can never be mistaken for members
+// of a new one.
+func clusterToken(name string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return name + "-" + hex.EncodeToString(b)
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func apiAddress(address string, port int) string {
+	return net.JoinHostPort(address, strconv.Itoa(port))
+}
