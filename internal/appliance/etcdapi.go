@@ -256,7 +256,9 @@ func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member) map[clust
 		}
 		if len(m.ClientURLs) == 0 {
 			st.Error = "never started"
+			mu.Lock()
 			out[m.ID] = st
+			mu.Unlock()
 			continue
 		}
 		st.ClientURL = m.ClientURLs[0]

@@ -23,6 +23,12 @@ type etcdProcess interface {
 	Stop(grace time.Duration) error
 }
 
+// etcdLauncher starts the etcd child as a launch says (*launcher; a fake
+// in the tests of the apply steps).
+type etcdLauncher interface {
+	launch(ctx context.Context, launch cluster.Launch) (etcdProcess, error)
+}
+
 // launcher starts the etcd child of the instance.
 type launcher struct {
 	*node
@@ -167,7 +173,7 @@ func (w *world) findLiveCluster(ctx context.Context, peers map[string]cluster.Pe
 type starter struct {
 	*node
 	world    *world
-	launcher *launcher
+	launcher etcdLauncher
 	recovery *recovery
 	firewall *firewallKeeper
 

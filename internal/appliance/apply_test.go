@@ -1,0 +1,399 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
+)
+
+// The apply steps (join, leave, stale removal, promotion) against a fake
+// etcd: each table row is an event in (the membership, a call failing
+// half-way) and the calls and outcome out.
+
+// selfMember is this test appliance's own member (i-1 on 127.0.0.1).
+func selfMember(a *Appliance, id cluster.ID) cluster.Member {
+	return cluster.Member{ID: id, Name: a.self.ID, PeerURLs: []string{a.peerURL()}, ClientURLs: []string{a.clientURL()}}
+}
+
+// joining wires a test appliance to the fake etcd and a fake launcher whose
+// etcd serves from the launch that serveFrom names on (0: never).
+func joining(t *testing.T, a *Appliance, f *fakeEtcd, serveFrom int) *fakeLauncher {
+	t.Helper()
+	a.dial = f.dialer()
+	l := &fakeLauncher{serve: func(n int) {
+		if serveFrom > 0 && n >= serveFrom {
+			f.mu.Lock()
+			f.status[a.clientURL()] = etcdStatus{ClusterID: f.clusterID, MemberID: f.nextID - 1, Leader: 0xb}
+			f.mu.Unlock()
+		}
+	}}
+	a.starter.launcher = l
+	a.starter.publishGrace = 300 * time.Millisecond
+	a.starter.promoteWait = time.Second
+	return l
+}
+
+// joinInputs are the startup inputs of the test appliance with the fake's
+// membership live, every member's instance running and no local data.
+func joinInputs(t *testing.T, a *Appliance, f *fakeEtcd) (cluster.StartupInputs, cluster.StartupPlan) {
+	t.Helper()
+	group := []cluster.Instance{{ID: a.self.ID, Address: a.address, State: cluster.InstanceRunning}}
+	for _, m := range f.members {
+		if m.Name != "" && m.Name != a.self.ID {
+			group = append(group, cluster.Instance{ID: m.Name, State: cluster.InstanceRunning})
+		}
+	}
+	a.groups.group.(*fakeGroup).instances = group
+	in := cluster.StartupInputs{Self: a.self, SelfPeerURL: a.peerURL(), GroupKnown: true, Group: group, Cluster: f.view()}
+	return in, cluster.DecideStartup(in)
+}
+
+func TestJoinPhases(t *testing.T) {
+	b, c := clustertest.Member(0xb, false), clustertest.Member(0xc, false)
+	add := "AddLearner http://127.0.0.1:2380"
+	tests := []struct {
+		name      string
+		fail      map[string][]error
+		serveFrom int
+		wantErr   error // nil: joined
+		wantCalls []string
+		launches  int
+	}{
+		{name: "joins, starts and is promoted", serveFrom: 1,
+			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 1},
+		{name: "the lock is not had", fail: map[string][]error{"Lock": {rpctypes.ErrUnhealthy}}, wantErr: rpctypes.ErrUnhealthy,
+			wantCalls: []string{"Lock"}},
+		{name: "the member list fails under the lock", fail: map[string][]error{"Members": {rpctypes.ErrTimeout}},
+			wantErr: rpctypes.ErrTimeout, wantCalls: []string{"Lock", "Members", "Unlock"}},
+		{name: "etcd refuses the learner", fail: map[string][]error{"AddLearner": {rpctypes.ErrTooManyLearners}},
+			wantErr: rpctypes.ErrTooManyLearners, wantCalls: []string{"Lock", "Members", add, "Unlock"}},
+		{name: "a joined etcd that does not serve is restarted once", serveFrom: 2,
+			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 2},
+		{name: "promoted by the leader meanwhile", serveFrom: 1, fail: map[string][]error{"Promote": {rpctypes.ErrMemberNotLearner}},
+			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 1},
+		{name: "promotion refused until in sync, then done", serveFrom: 1,
+			fail:      map[string][]error{"Promote": {rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrMemberLearnerNotReady}},
+			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Promote f00", "Promote f00", "Unlock"}, launches: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAppliance(t)
+			f := newFakeEtcd([]cluster.Member{b, c})
+			f.fail = tt.fail
+			l := joining(t, a, f, tt.serveFrom)
+			in, plan := joinInputs(t, a, f)
+			if plan.Action != cluster.Join {
+				t.Fatalf("plan %s (%s), want join", plan.Action, plan.Reason)
+			}
+			proc, err := a.starter.apply(context.Background(), in, plan)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || proc != nil {
+					t.Fatalf("apply = %v, %v; want %v", proc, err, tt.wantErr)
+				}
+			} else if err != nil || proc == nil {
+				t.Fatalf("apply = %v, %v; want a running etcd", proc, err)
+			}
+			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+			if len(l.launches) != tt.launches {
+				t.Fatalf("%d launches, want %d", len(l.launches), tt.launches)
+			}
+			if tt.launches == 0 {
+				return
+			}
+			for _, p := range l.procs[:len(l.procs)-1] {
+				if !p.stopped {
+					t.Error("an etcd restarted to publish again was not stopped first")
+				}
+			}
+			launch := l.launches[0]
+			if launch.State != cluster.StateExisting || !slices.Contains(launch.InitialCluster, cluster.NamedPeer{Name: "i-1", PeerURL: a.peerURL()}) {
+				t.Errorf("launch %+v, want state existing with this instance in the initial cluster", launch)
+			}
+			m, ok, err := a.data.readMarker()
+			if err != nil || !ok || m.MemberID != 0xf00 || m.ClusterID != f.clusterID || !slices.Equal(m.Voters, []string{"i-b", "i-c"}) {
+				t.Errorf("marker %+v (%v, %v), want member f00 of cluster c1 with voters i-b, i-c", m, ok, err)
+			}
+		})
+	}
+}
+
+func TestJoinFailsWhenEtcdCannotStart(t *testing.T) {
+	a := testAppliance(t)
+	f := newFakeEtcd([]cluster.Member{clustertest.Member(0xb, false), clustertest.Member(0xc, false)})
+	l := joining(t, a, f, 1)
+	l.err = errors.New("exec: no such file")
+	in, plan := joinInputs(t, a, f)
+	if _, err := a.starter.apply(context.Background(), in, plan); err == nil {
+		t.Fatal("apply succeeded without etcd")
+	}
+	if f.called("Promote") {
+		t.Error("a member whose etcd never started was promoted")
+	}
+	// The learner stays added for this address: the next plan resumes it.
+	in, plan = joinInputs(t, a, f)
+	if plan.Action != cluster.ResumeJoin {
+		t.Errorf("next plan %s (%s), want resume-join", plan.Action, plan.Reason)
+	}
+}
+
+func TestJoinDropsAPlanThatChangedUnderTheLock(t *testing.T) {
+	a := testAppliance(t)
+	f := newFakeEtcd([]cluster.Member{clustertest.Member(0xb, false), clustertest.Member(0xc, false)})
+	l := joining(t, a, f, 1)
+	in, plan := joinInputs(t, a, f)
+	// Meanwhile the instance was added for this address by an earlier try.
+	f.members = append(f.members, cluster.Member{ID: 0xd, PeerURLs: []string{a.peerURL()}, IsLearner: true})
+	if _, err := a.starter.apply(context.Background(), in, plan); !errors.Is(err, errPlanChanged) {
+		t.Fatalf("apply = %v, want errPlanChanged", err)
+	}
+	if f.called("AddLearner") || len(l.launches) != 0 {
+		t.Errorf("acted on a stale plan: calls %q, %d launches", f.log(false), len(l.launches))
+	}
+}
+
+func TestRejoinRemovesTheOldMemberFirst(t *testing.T) {
+	a := testAppliance(t)
+	f := newFakeEtcd([]cluster.Member{selfMember(a, 0xa), clustertest.Member(0xb, false), clustertest.Member(0xc, false)})
+	delete(f.status, a.clientURL()) // this instance's etcd does not run
+	joining(t, a, f, 1)
+	in, plan := joinInputs(t, a, f)
+	if plan.Action != cluster.Rejoin || plan.RemoveMember != 0xa {
+		t.Fatalf("plan %s removing %s (%s), want rejoin removing a", plan.Action, plan.RemoveMember, plan.Reason)
+	}
+	if _, err := a.starter.apply(context.Background(), in, plan); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Lock", "Members", "Remove a", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}
+	if got := f.log(false); !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
+// TestRejoinRefusesTheUnsafeTable: the removal of a rejoin obeys the one
+// removal rule (cluster.CheckRemoval), on the health it reads under the lock.
+func TestRejoinRefusesTheUnsafeTable(t *testing.T) {
+	for _, tt := range clustertest.UnsafeRemovals() {
+		t.Run(tt.Name, func(t *testing.T) {
+			a := testAppliance(t)
+			var target cluster.Member
+			for _, m := range tt.Members {
+				if m.ID == tt.Target {
+					target = m
+				}
+			}
+			a.identified(cluster.Instance{ID: target.Name, Address: "127.0.0.9", State: cluster.InstanceRunning})
+			f := newFakeEtcd(tt.Members)
+			for _, m := range tt.Members {
+				if !tt.Healthy[m.ID] {
+					delete(f.status, clientURL(m))
+				}
+			}
+			l := joining(t, a, f, 1)
+			in, plan := joinInputs(t, a, f)
+			if plan.Action != cluster.Rejoin || plan.RemoveMember != tt.Target {
+				t.Fatalf("plan %s removing %s (%s), want rejoin removing %s", plan.Action, plan.RemoveMember, plan.Reason, tt.Target)
+			}
+			_, err := a.starter.apply(context.Background(), in, plan)
+			if !isRule(err, tt.Rule) {
+				t.Fatalf("apply = %v, want a refusal by the %s rule", err, tt.Rule)
+			}
+			if f.called("Remove") || f.called("AddLearner") || len(l.launches) != 0 {
+				t.Errorf("acted despite the refusal: calls %q, %d launches", f.log(false), len(l.launches))
+			}
+		})
+	}
+}
+
+func clientURL(m cluster.Member) string {
+	if len(m.ClientURLs) == 0 {
+		return ""
+	}
+	return m.ClientURLs[0]
+}
+
+// leaving wires a test appliance named self to the fake etcd.
+func leaving(t *testing.T, self string, f *fakeEtcd) *Appliance {
+	t.Helper()
+	a := testAppliance(t)
+	a.identified(cluster.Instance{ID: self, Address: "127.0.0.1", State: cluster.InstanceRunning})
+	a.dial = f.dialer()
+	a.leaver.retry = time.Millisecond
+	return a
+}
+
+func TestLeavePhases(t *testing.T) {
+	tests := []struct {
+		name      string
+		leader    cluster.ID
+		fail      map[string][]error
+		wantErr   error // nil: left
+		wantCalls []string
+	}{
+		{name: "a follower leaves", leader: 0xb, wantCalls: []string{"Members", "Lock", "Members", "Remove a", "Unlock"}},
+		{name: "the leader hands over first", leader: 0xa,
+			wantCalls: []string{"Members", "Lock", "Members", "MoveLeader b", "Remove a", "Unlock"}},
+		{name: "a failed hand-over does not stop the leave", leader: 0xa, fail: map[string][]error{"MoveLeader": {rpctypes.ErrTimeout}},
+			wantCalls: []string{"Members", "Lock", "Members", "MoveLeader b", "Remove a", "Unlock"}},
+		{name: "removal retried while etcd says unstable", leader: 0xb,
+			fail:      map[string][]error{"Remove": {rpctypes.ErrUnhealthy, rpctypes.ErrUnhealthy}},
+			wantCalls: []string{"Members", "Lock", "Members", "Remove a", "Remove a", "Remove a", "Unlock"}},
+		{name: "removed by the leader meanwhile", leader: 0xb, fail: map[string][]error{"Remove": {rpctypes.ErrMemberNotFound}},
+			wantErr: errNotMember, wantCalls: []string{"Members", "Lock", "Members", "Remove a", "Unlock"}},
+		{name: "any other removal error ends the leave", leader: 0xb, fail: map[string][]error{"Remove": {rpctypes.ErrPermissionDenied}},
+			wantErr: rpctypes.ErrPermissionDenied, wantCalls: []string{"Members", "Lock", "Members", "Remove a", "Unlock"}},
+		{name: "no lock, no leave", leader: 0xb, fail: map[string][]error{"Lock": {rpctypes.ErrUnhealthy}},
+			wantErr: rpctypes.ErrUnhealthy, wantCalls: []string{"Members", "Lock"}},
+		{name: "no member list under the lock, no leave", leader: 0xb, fail: map[string][]error{"Members": {nil, rpctypes.ErrTimeout}},
+			wantErr: rpctypes.ErrTimeout, wantCalls: []string{"Members", "Lock", "Members", "Unlock"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := []cluster.Member{clustertest.Member(0xa, false), clustertest.Member(0xb, false), clustertest.Member(0xc, false)}
+			f := newFakeEtcd(ms)
+			for url, st := range f.status {
+				st.Leader = tt.leader
+				f.status[url] = st
+			}
+			f.fail = tt.fail
+			a := leaving(t, "i-a", f)
+			err := a.leaver.leave(context.Background(), "test")
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("leave = %v, want %v", err, tt.wantErr)
+			}
+			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestLeaveRefusesTheUnsafeTable: leaving on shutdown and draining obey the
+// one removal rule; a voter that never started counts (the bug of the
+// leave that skipped such voters).
+func TestLeaveRefusesTheUnsafeTable(t *testing.T) {
+	for _, tt := range clustertest.UnsafeRemovals() {
+		t.Run(tt.Name, func(t *testing.T) {
+			f := newFakeEtcd(tt.Members)
+			for _, m := range tt.Members {
+				if !tt.Healthy[m.ID] {
+					delete(f.status, clientURL(m))
+				}
+			}
+			var self string
+			for _, m := range tt.Members {
+				if m.ID == tt.Target {
+					self = m.Name
+				}
+			}
+			a := leaving(t, self, f)
+			err := a.leaver.leave(context.Background(), "test")
+			if !isRule(err, tt.Rule) {
+				t.Fatalf("leave = %v, want a refusal by the %s rule", err, tt.Rule)
+			}
+			if f.called("Remove") || f.called("MoveLeader") {
+				t.Errorf("acted despite the refusal: %q", f.log(false))
+			}
+		})
+	}
+}
+
+// keeping wires the test appliance, as the leader i-1 of the fake's
+// membership, to the fake etcd; the group lists instances as given.
+func keeping(t *testing.T, f *fakeEtcd, group []cluster.Instance) *Appliance {
+	t.Helper()
+	a := testAppliance(t)
+	a.dial = f.dialer()
+	a.groups.group.(*fakeGroup).instances = group
+	return a
+}
+
+func running(ids ...string) []cluster.Instance {
+	var out []cluster.Instance
+	for _, id := range ids {
+		out = append(out, cluster.Instance{ID: id, State: cluster.InstanceRunning})
+	}
+	return out
+}
+
+func TestHousekeepingPhases(t *testing.T) {
+	terminated := cluster.Instance{ID: "i-c", State: cluster.InstanceTerminated}
+	tests := []struct {
+		name      string
+		fail      map[string][]error
+		wantCalls []string
+		removed   bool
+	}{
+		{name: "a terminated member is removed under the lock, the learner promoted",
+			wantCalls: []string{"Members", "Promote d", "Lock", "Members", "Remove c", "Unlock"}, removed: true},
+		{name: "a failed promotion does not stop the cycle", fail: map[string][]error{"Promote": {rpctypes.ErrMemberLearnerNotReady}},
+			wantCalls: []string{"Members", "Promote d", "Lock", "Members", "Remove c", "Unlock"}, removed: true},
+		{name: "no lock: postponed", fail: map[string][]error{"Lock": {rpctypes.ErrUnhealthy}},
+			wantCalls: []string{"Members", "Promote d", "Lock"}},
+		{name: "no member list under the lock: postponed", fail: map[string][]error{"Members": {nil, rpctypes.ErrTimeout}},
+			wantCalls: []string{"Members", "Promote d", "Lock", "Members", "Unlock"}},
+		{name: "the removal fails", fail: map[string][]error{"Remove": {rpctypes.ErrUnhealthy}},
+			wantCalls: []string{"Members", "Promote d", "Lock", "Members", "Remove c", "Unlock"}},
+		{name: "no member list: nothing", fail: map[string][]error{"Members": {rpctypes.ErrTimeout}},
+			wantCalls: []string{"Members"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			self := cluster.Member{ID: 0xa, Name: "i-1", PeerURLs: []string{"http://127.0.0.1:2380"}, ClientURLs: []string{"http://127.0.0.1:2379"}}
+			ms := []cluster.Member{self, clustertest.Member(0xb, false), clustertest.Member(0xc, false), clustertest.Member(0xd, true)}
+			f := newFakeEtcd(ms)
+			f.fail = tt.fail
+			a := keeping(t, f, append(running("i-1", "i-b", "i-d"), terminated))
+			before := counter(t, a.metrics.removals)
+			a.housekeeper.cycle(context.Background(), f)
+			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+			if got := counter(t, a.metrics.removals) - before; got != map[bool]float64{true: 1}[tt.removed] {
+				t.Errorf("removals counted %v, want removed=%v", got, tt.removed)
+			}
+		})
+	}
+}
+
+// TestHousekeepingDecidesAgainUnderTheLock: a removal planned on one
+// membership is dropped when, under the lock, it would break the quorum.
+func TestHousekeepingDecidesAgainUnderTheLock(t *testing.T) {
+	self := cluster.Member{ID: 0xa, Name: "i-1", PeerURLs: []string{"http://127.0.0.1:2380"}, ClientURLs: []string{"http://127.0.0.1:2379"}}
+	b, c := clustertest.Member(0xb, false), clustertest.Member(0xc, false)
+	f := newFakeEtcd([]cluster.Member{self, b, c})
+	a := keeping(t, f, append(running("i-1", "i-b"), cluster.Instance{ID: "i-c", State: cluster.InstanceTerminated}))
+	// b answers the cycle's health check, then goes down before the lock.
+	in, _, ok := a.housekeeper.gather(context.Background(), f)
+	if !ok {
+		t.Fatal("no inputs")
+	}
+	plan := cluster.DecideHousekeeping(in)
+	if plan.Remove == nil || plan.Remove.Member.ID != 0xc {
+		t.Fatalf("plan %+v, want c removed", plan)
+	}
+	delete(f.status, clientURL(b))
+	a.housekeeper.removeStale(context.Background(), f, in, plan.Remove)
+	if f.called("Remove") {
+		t.Errorf("removed c with b down (calls %q): below the quorum of the remaining voters", f.log(false))
+	}
+}
+
+func counter(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,234 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// fakeEtcd is an etcdAPI over an in-memory membership. It records every
+// call as "Method arg" in order, and fails the calls the test names.
+type fakeEtcd struct {
+	mu sync.Mutex
+	// members is the membership; clusterID its cluster.
+	members   []cluster.Member
+	clusterID cluster.ID
+	// status answers Status by endpoint; a missing endpoint fails.
+	status map[string]etcdStatus
+	// fail makes the calls of a method fail, in turn; a nil entry lets
+	// that call through.
+	fail map[string][]error
+	// nextID is the id of the next learner added.
+	nextID cluster.ID
+	calls  []string
+	dials  [][]string
+	locked bool
+}
+
+var _ etcdAPI = (*fakeEtcd)(nil)
+
+func newFakeEtcd(ms []cluster.Member) *fakeEtcd {
+	f := &fakeEtcd{members: slices.Clone(ms), clusterID: 0xc1, status: map[string]etcdStatus{},
+		fail: map[string][]error{}, nextID: 0xf00}
+	for _, m := range ms {
+		if m.Started() {
+			f.status[m.ClientURLs[0]] = etcdStatus{ClusterID: f.clusterID, MemberID: m.ID, Leader: ms[0].ID}
+		}
+	}
+	return f
+}
+
+// dialer hands out the fake for any endpoints, recording them.
+func (f *fakeEtcd) dialer() dialer {
+	return func(endpoints []string) (etcdAPI, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.dials = append(f.dials, endpoints)
+		if err := f.failing("Dial"); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+}
+
+// failing records nothing; it pops the next injected failure of method.
+func (f *fakeEtcd) failing(method string) error {
+	errs := f.fail[method]
+	if len(errs) == 0 {
+		return nil
+	}
+	f.fail[method] = errs[1:]
+	return errs[0]
+}
+
+func (f *fakeEtcd) call(method string, arg any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if arg != nil {
+		f.calls = append(f.calls, fmt.Sprintf("%s %v", method, arg))
+	} else {
+		f.calls = append(f.calls, method)
+	}
+	return f.failing(method)
+}
+
+// log is the calls made so far, Status calls left out unless withStatus.
+func (f *fakeEtcd) log(withStatus bool) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if withStatus || !strings.HasPrefix(c, "Status") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (f *fakeEtcd) called(prefix string) bool {
+	return slices.ContainsFunc(f.log(true), func(c string) bool { return strings.HasPrefix(c, prefix) })
+}
+
+func (f *fakeEtcd) view() *cluster.ClusterView {
+	return &cluster.ClusterView{ClusterID: f.clusterID, Members: slices.Clone(f.members)}
+}
+
+func (f *fakeEtcd) Members(context.Context) (*cluster.ClusterView, error) {
+	if err := f.call("Members", nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.view(), nil
+}
+
+func (f *fakeEtcd) LocalMembers(context.Context) (*cluster.ClusterView, error) {
+	if err := f.call("LocalMembers", nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.view(), nil
+}
+
+func (f *fakeEtcd) AddLearner(_ context.Context, peerURL string) (cluster.ID, []cluster.Member, error) {
+	if err := f.call("AddLearner", peerURL); err != nil {
+		return 0, nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.nextID
+	f.nextID++
+	f.members = append(f.members, cluster.Member{ID: id, PeerURLs: []string{peerURL}, IsLearner: true})
+	return id, slices.Clone(f.members), nil
+}
+
+func (f *fakeEtcd) Remove(_ context.Context, id cluster.ID) error {
+	if err := f.call("Remove", id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.members = slices.DeleteFunc(f.members, func(m cluster.Member) bool { return m.ID == id })
+	return nil
+}
+
+func (f *fakeEtcd) Promote(_ context.Context, id cluster.ID) error {
+	if err := f.call("Promote", id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.members {
+		if f.members[i].ID == id {
+			f.members[i].IsLearner = false
+		}
+	}
+	return nil
+}
+
+func (f *fakeEtcd) MoveLeader(_ context.Context, to cluster.ID) error { return f.call("MoveLeader", to) }
+
+func (f *fakeEtcd) Status(_ context.Context, endpoint string) (etcdStatus, error) {
+	if err := f.call("Status", endpoint); err != nil {
+		return etcdStatus{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.status[endpoint]
+	if !ok {
+		return etcdStatus{}, errors.New("connection refused")
+	}
+	return st, nil
+}
+
+func (f *fakeEtcd) LockMembership(context.Context, time.Duration) (func(), error) {
+	if err := f.call("Lock", nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.locked = true
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		f.locked = false
+		f.calls = append(f.calls, "Unlock")
+		f.mu.Unlock()
+	}, nil
+}
+
+func (f *fakeEtcd) Snapshot(context.Context) (io.ReadCloser, error) {
+	return nil, f.call("Snapshot", nil)
+}
+
+func (f *fakeEtcd) Endpoints() []string { return nil }
+func (f *fakeEtcd) Close() error        { return nil }
+
+// fakeProcess is an etcd child that runs until stopped.
+type fakeProcess struct {
+	done    chan struct{}
+	stopped bool
+}
+
+func newFakeProcess() *fakeProcess { return &fakeProcess{done: make(chan struct{})} }
+
+func (p *fakeProcess) Done() <-chan struct{} { return p.done }
+func (p *fakeProcess) Err() error            { return nil }
+func (p *fakeProcess) LastLines() []string   { return nil }
+func (p *fakeProcess) Stop(time.Duration) error {
+	if !p.stopped {
+		p.stopped = true
+		close(p.done)
+	}
+	return nil
+}
+
+// fakeLauncher records the launches; each makes a fakeProcess, and may
+// make the fake etcd answer for the new member (serve).
+type fakeLauncher struct {
+	launches []cluster.Launch
+	procs    []*fakeProcess
+	err      error
+	// serve is called with each launch before it returns.
+	serve func(n int)
+}
+
+func (l *fakeLauncher) launch(_ context.Context, launch cluster.Launch) (etcdProcess, error) {
+	if l.err != nil {
+		return nil, l.err
+	}
+	l.launches = append(l.launches, launch)
+	p := newFakeProcess()
+	l.procs = append(l.procs, p)
+	if l.serve != nil {
+		l.serve(len(l.launches))
+	}
+	return p, nil
+}
