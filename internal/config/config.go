@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
+	"github.com/etcd-appliance/etcd-appliance/internal/snapshot/spec"
 )
 
 // Providers the appliance knows.
@@ -103,12 +103,13 @@ type Config struct {
 }
 
 // Retention is the snapshot retention the flags set.
-func (c *Config) Retention() snapshot.Retention {
-	return snapshot.Retention{Recent: c.RetainRecent, Hourly: c.RetainHourly, Daily: c.RetainDaily}
+func (c *Config) Retention() spec.Retention {
+	return spec.Retention{Recent: c.RetainRecent, Hourly: c.RetainHourly, Daily: c.RetainDaily}
 }
 
 // NewConfig returns the defaults.
 func NewConfig() *Config {
+	retain := spec.DefaultRetention()
 	return &Config{
 		Provider:                ProviderLocal,
 		DataDir:                 "/var/lib/etcd-appliance",
@@ -124,9 +125,9 @@ func NewConfig() *Config {
 		LeaveOnShutdown:         LeaveNever,
 		BackupInterval:          5 * time.Minute,
 		DRGrace:                 5 * time.Minute,
-		RetainRecent:            time.Hour,
-		RetainHourly:            24 * time.Hour,
-		RetainDaily:             7 * 24 * time.Hour,
+		RetainRecent:            retain.Recent,
+		RetainHourly:            retain.Hourly,
+		RetainDaily:             retain.Daily,
 		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
@@ -282,12 +283,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("leave-on-shutdown", "%q is unknown: use never or always", c.LeaveOnShutdown)
 	}
-	// The snapshot package's messages name the flag: keep them whole.
+	// The snapshot spec's messages name the flag: keep them whole.
 	if err := c.Retention().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Store != "" {
-		if err := snapshot.CheckURL(c.Store); err != nil {
+		if _, err := spec.ParseStoreURL(c.Store); err != nil {
 			errs = append(errs, err)
 		}
 	}

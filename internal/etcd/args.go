@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
 // Values of ServerSpec.InitialClusterState, as etcd spells them.
@@ -15,10 +17,10 @@ const (
 	StateExisting = "existing"
 )
 
-// NamedPeer is one entry of --initial-cluster.
-type NamedPeer struct {
-	Name, PeerURL string
-}
+// NamedPeer is one entry of --initial-cluster: the cluster package's, which
+// a bootstrap offer lists, so that an offer's members are etcd's initial
+// cluster as they are.
+type NamedPeer = cluster.NamedPeer
 
 // ServerSpec is everything the appliance decides about one run of etcd.
 // Args turns it into etcd's command line.

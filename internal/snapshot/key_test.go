@@ -51,25 +51,6 @@ func TestParseKeyRejectsWhatKeyDoesNotWrite(t *testing.T) {
 	}
 }
 
-func TestOpenParsesTheStoreURL(t *testing.T) {
-	for _, tt := range []struct {
-		url  string
-		want storeURL
-	}{
-		{"file:///var/lib/snaps", storeURL{scheme: "file", path: "/var/lib/snaps"}},
-		{"file:///var/lib/snaps/", storeURL{scheme: "file", path: "/var/lib/snaps"}},
-		{"file://localhost/var/lib/snaps", storeURL{scheme: "file", path: "/var/lib/snaps"}},
-		{"s3://my-bucket", storeURL{scheme: "s3", bucket: "my-bucket"}},
-		{"s3://my-bucket/", storeURL{scheme: "s3", bucket: "my-bucket"}},
-		{"s3://my.bucket/etcd/prod/", storeURL{scheme: "s3", bucket: "my.bucket", path: "etcd/prod"}},
-	} {
-		got, err := parseStoreURL(tt.url)
-		if err != nil || got != tt.want {
-			t.Errorf("parseStoreURL(%q) = %+v, %v; want %+v", tt.url, got, err, tt.want)
-		}
-	}
-}
-
 func TestOpenRejectsBadURLsNamingTheFlagAndTheFix(t *testing.T) {
 	for _, tt := range []struct{ url, fix string }{
 		{"", "file:///absolute/path or s3://bucket"},

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/snapshot/spec"
 )
 
 // at is a time of the retention tests' clock, "2006-01-02 15:04" in UTC.
@@ -41,7 +43,7 @@ func stamps(snaps []Meta) []string {
 }
 
 func TestThin(t *testing.T) {
-	def := DefaultRetention()
+	def := spec.DefaultRetention()
 	for _, tt := range []struct {
 		name  string
 		now   string
@@ -157,7 +159,7 @@ func TestThinAWeekOfSnapshots(t *testing.T) {
 	start := at(t, "2026-01-01 00:00")
 	end := start.Add(8 * 24 * time.Hour) // exclusive
 	verifyUntil := at(t, "2026-01-07 12:00")
-	r := DefaultRetention()
+	r := spec.DefaultRetention()
 	var stored []Meta
 	for now := start; now.Before(end); now = now.Add(5 * time.Minute) {
 		m := snap(t, now.Format("2006-01-02 15:04"))
@@ -206,31 +208,4 @@ func newestGood(snaps []Meta) Meta {
 		}
 	}
 	return sorted[0]
-}
-
-func TestRetentionValidate(t *testing.T) {
-	if err := DefaultRetention().Validate(); err != nil {
-		t.Errorf("DefaultRetention: %v", err)
-	}
-	if err := (Retention{}).Validate(); err != nil {
-		t.Errorf("zero retention (keep only the newest good snapshot): %v", err)
-	}
-	if err := (Retention{Recent: 48 * time.Hour}).Validate(); err != nil {
-		t.Errorf("only recent: %v", err)
-	}
-	for _, tt := range []struct {
-		r    Retention
-		want string
-	}{
-		{Retention{Recent: -time.Hour}, "--retain-recent -1h0m0s: must not be negative"},
-		{Retention{Hourly: -time.Hour}, "--retain-hourly -1h0m0s: must not be negative"},
-		{Retention{Daily: -time.Hour}, "--retain-daily -1h0m0s: must not be negative"},
-		{Retention{Recent: 2 * time.Hour, Hourly: time.Hour}, "--retain-hourly 1h0m0s is shorter than --retain-recent"},
-		{Retention{Recent: time.Hour, Hourly: 24 * time.Hour, Daily: 7 * time.Hour}, "--retain-daily 7h0m0s is shorter"},
-	} {
-		err := tt.r.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
-			t.Errorf("%+v.Validate() = %v, want %q...", tt.r, err, tt.want)
-		}
-	}
 }

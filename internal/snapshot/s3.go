@@ -17,13 +17,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
+	"github.com/etcd-appliance/etcd-appliance/internal/awsconf"
 )
 
 const (
 	// callTimeout bounds a small S3 call (a listing page, a sidecar), its
 	// retries included, as the provider bounds its calls.
-	callTimeout = 5 * time.Second
+	callTimeout = awsconf.CallTimeout
 	// partSize is the part of a multipart upload, and the most of a
 	// snapshot that Put holds in memory. 8 MiB parts reach S3's limit of
 	// 10000 parts at 78 GiB, far above etcd's largest database (8 GiB).
@@ -86,11 +86,15 @@ type cachedSidecar struct {
 var _ Store = (*s3Store)(nil)
 
 func newS3Store(ctx context.Context, url, bucket, prefix string, opts Options, log *slog.Logger) (*s3Store, error) {
-	cfg, err := awsprovider.SDKConfig(ctx, awsprovider.SDKConfigOptions{
-		Region:       opts.Region,
-		Endpoint:     opts.Endpoint,
-		IMDSEndpoint: opts.IMDSEndpoint,
-		Registerer:   opts.Registerer,
+	m, err := awsconf.NewMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("--store %q: %w", url, err)
+	}
+	cfg, err := awsconf.Load(ctx, awsconf.Options{
+		Region:   opts.Region,
+		Endpoint: opts.Endpoint,
+		IMDS:     awsconf.NewIMDS(opts.IMDSEndpoint),
+		Metrics:  m,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--store %q: %w", url, err)

@@ -27,26 +27,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/awsconf"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 )
 
-const (
-	// callTimeout bounds one AWS call, its retries included.
-	callTimeout = 5 * time.Second
-	// maxAttempts is how often a call is tried before its error is returned.
-	maxAttempts = 5
-	// maxBackoff caps the jittered delay between two attempts, so that the
-	// retries of a call fit in callTimeout.
-	maxBackoff = time.Second
-)
+// callTimeout bounds one AWS call, its retries included.
+const callTimeout = awsconf.CallTimeout
 
 // Options configure a Provider. All fields are optional.
 type Options struct {
@@ -77,14 +69,13 @@ type Options struct {
 
 // Provider is this instance's identity (IMDSv2) and its Auto Scaling group.
 type Provider struct {
-	log     *slog.Logger
-	region  string
-	meta    metadataAPI
-	asg     autoscalingAPI
-	ec2     ec2API
-	r53     route53API
-	lc      lifecycleAPI
-	metrics *metrics
+	log    *slog.Logger
+	region string
+	meta   metadataAPI
+	asg    autoscalingAPI
+	ec2    ec2API
+	r53    route53API
+	lc     lifecycleAPI
 	// multi is the group of multi-region mode; nil in single-region mode.
 	multi *multiRegion
 
@@ -131,12 +122,12 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(opts.Registerer)
+	m, err := awsconf.NewMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	meta := newIMDS(opts.IMDSEndpoint)
-	p := &Provider{log: logger, region: opts.Region, meta: meta, metrics: m, now: time.Now, hookName: opts.LifecycleHook}
+	meta := awsconf.NewIMDS(opts.IMDSEndpoint)
+	p := &Provider{log: logger, region: opts.Region, meta: meta, now: time.Now, hookName: opts.LifecycleHook}
 	if p.region == "" {
 		self, err := p.Metadata(ctx)
 		if err != nil {
@@ -145,7 +136,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		p.region = self.Region
 	}
 	// p.region is set, so the SDK's own region (AWS_REGION) is not used.
-	cfg, err := loadSDKConfig(ctx, p.region, opts.Endpoint, meta, m)
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Region: p.region, Endpoint: opts.Endpoint, IMDS: meta, Metrics: m})
 	if err != nil {
 		return nil, err
 	}
@@ -165,16 +156,6 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		}
 	}
 	return p, nil
-}
-
-// newRetryer is the SDK's standard retryer (throttling, 5xx, connection
-// errors; jittered exponential backoff; a retry quota), tried a few more
-// times than the default with a short backoff cap.
-func newRetryer() aws.Retryer {
-	return retry.NewStandard(func(o *retry.StandardOptions) {
-		o.MaxAttempts = maxAttempts
-		o.MaxBackoff = maxBackoff
-	})
 }
 
 // Region is the group's region.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"reflect"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
@@ -130,15 +127,13 @@ func ec2Pages(machines ...machine) fakeEC2 {
 }
 
 func fakeProvider(asg autoscalingAPI, e ec2API) *Provider {
-	m, _ := newMetrics(nil)
 	return &Provider{
-		log:     slog.New(slog.DiscardHandler),
-		region:  "us-east-1",
-		asg:     asg,
-		ec2:     e,
-		metrics: m,
-		now:     time.Now,
-		self:    &Metadata{InstanceID: "i-1", Region: "us-east-1", Zone: "us-east-1a", PrivateIPv4: "10.0.0.1"},
+		log:    slog.New(slog.DiscardHandler),
+		region: "us-east-1",
+		asg:    asg,
+		ec2:    e,
+		now:    time.Now,
+		self:   &Metadata{InstanceID: "i-1", Region: "us-east-1", Zone: "us-east-1a", PrivateIPv4: "10.0.0.1"},
 	}
 }
 
@@ -349,36 +344,3 @@ func TestInstanceState(t *testing.T) {
 		}
 	}
 }
-
-func TestErrorCode(t *testing.T) {
-	deadline, cancel := context.WithTimeout(context.Background(), 0)
-	defer cancel()
-	<-deadline.Done()
-	for _, tc := range []struct {
-		name string
-		ctx  context.Context
-		err  error
-		want string
-	}{
-		{"success", context.Background(), nil, "ok"},
-		{"api error", context.Background(), &smithy.OperationError{Err: &smithy.GenericAPIError{Code: "Throttling"}}, "Throttling"},
-		{"deadline", context.Background(), fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout"},
-		{"context expired", deadline, errors.New("request canceled"), "timeout"},
-		{"net timeout", context.Background(), &net.OpError{Op: "dial", Err: timeoutErr{}}, "timeout"},
-		{"canceled", context.Background(), fmt.Errorf("x: %w", context.Canceled), "canceled"},
-		{"bare 5xx", context.Background(), &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 503}}, Err: errors.New("x")}, "http_503"},
-		{"refused", context.Background(), &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{}},
-			Err: &smithyhttp.RequestSendError{Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}}, "network"},
-		{"other", context.Background(), errors.New("serializing"), "error"},
-	} {
-		if got := errorCode(tc.ctx, tc.err); got != tc.want {
-			t.Errorf("%s: errorCode = %q, want %q", tc.name, got, tc.want)
-		}
-	}
-}
-
-type timeoutErr struct{}
-
-func (timeoutErr) Error() string   { return "i/o timeout" }
-func (timeoutErr) Timeout() bool   { return true }
-func (timeoutErr) Temporary() bool { return true }

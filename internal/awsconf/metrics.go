@@ -1,4 +1,4 @@
-package aws
+package awsconf
 
 import (
 	"context"
@@ -12,13 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the provider's; they answer §7's "AWS calls per hour".
-type metrics struct {
+// Metrics count the appliance's AWS requests; they answer §7's "AWS calls
+// per hour".
+type Metrics struct {
 	requests *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+// NewMetrics registers etcd_appliance_aws_requests_total with reg; nil
+// registers nowhere. A registry that has it already, from another client of
+// the appliance, counts both into one metric.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcd_appliance_aws_requests_total",
 			Help: "AWS API requests, every retry counted, by API and outcome (ok, the AWS error code, timeout, network).",
@@ -28,7 +32,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	if err := reg.Register(m.requests); err != nil {
-		// A second provider on the same registry counts into the first's.
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
 			return nil, fmt.Errorf("registering AWS metrics: %w", err)
@@ -46,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // It sits in the deserialize step, inside the retry loop (finalize step) and
 // outside the operation's deserializer, so it sees each attempt's outcome
 // with its AWS error code.
-func (m *metrics) countRequests(stack *middleware.Stack) error {
+func (m *Metrics) countRequests(stack *middleware.Stack) error {
 	return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("EtcdApplianceRequestMetrics",
 		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (
 			middleware.DeserializeOutput, middleware.Metadata, error,
