@@ -154,7 +154,9 @@ func (f *fakeEtcd) Promote(_ context.Context, id cluster.ID) error {
 	return nil
 }
 
-func (f *fakeEtcd) MoveLeader(_ context.Context, to cluster.ID) error { return f.call("MoveLeader", to) }
+func (f *fakeEtcd) MoveLeader(_ context.Context, to cluster.ID) error {
+	return f.call("MoveLeader", to)
+}
 
 func (f *fakeEtcd) Status(_ context.Context, endpoint string) (etcdStatus, error) {
 	if err := f.call("Status", endpoint); err != nil {
