@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,38 +181,52 @@ func TestRejoinRemovesTheOldMemberFirst(t *testing.T) {
 	}
 }
 
-// TestRejoinRefusesTheUnsafeTable: the removal of a rejoin obeys the one
-// removal rule (cluster.CheckRemoval), on the health it reads under the lock.
-func TestRejoinRefusesTheUnsafeTable(t *testing.T) {
+// TestRejoinAndReplaceRefuseTheUnsafeTable: the removal a join makes first
+// (a rejoin's of this instance's old member, a replacement's of the stale
+// member on its address) obeys the one removal rule (cluster.CheckRemoval),
+// on the health it reads under the lock.
+func TestRejoinAndReplaceRefuseTheUnsafeTable(t *testing.T) {
 	for _, tt := range clustertest.UnsafeRemovals() {
-		t.Run(tt.Name, func(t *testing.T) {
-			a := testAppliance(t)
-			var target cluster.Member
-			for _, m := range tt.Members {
-				if m.ID == tt.Target {
-					target = m
+		var target cluster.Member
+		for _, m := range tt.Members {
+			if m.ID == tt.Target {
+				target = m
+			}
+		}
+		host := strings.TrimSuffix(strings.TrimPrefix(target.PeerURLs[0], "http://"), ":2380")
+		for _, path := range []struct {
+			action cluster.StartupAction
+			self   cluster.Instance
+		}{
+			// The old member is this instance's, by name.
+			{cluster.Rejoin, cluster.Instance{ID: target.Name, Address: "127.0.0.9"}},
+			// A new instance on the stale member's address.
+			{cluster.ReplaceStale, cluster.Instance{ID: "i-new", Address: host}},
+		} {
+			t.Run(string(path.action)+"/"+tt.Name, func(t *testing.T) {
+				a := testAppliance(t)
+				path.self.State = cluster.InstanceRunning
+				a.identified(path.self)
+				f := newFakeEtcd(tt.Members)
+				for _, m := range tt.Members {
+					if !tt.Healthy[m.ID] {
+						delete(f.status, clientURL(m))
+					}
 				}
-			}
-			a.identified(cluster.Instance{ID: target.Name, Address: "127.0.0.9", State: cluster.InstanceRunning})
-			f := newFakeEtcd(tt.Members)
-			for _, m := range tt.Members {
-				if !tt.Healthy[m.ID] {
-					delete(f.status, clientURL(m))
+				l := joining(t, a, f, 1)
+				in, plan := joinInputs(t, a, f)
+				if plan.Action != path.action || plan.RemoveMember != tt.Target {
+					t.Fatalf("plan %s removing %s (%s), want %s removing %s", plan.Action, plan.RemoveMember, plan.Reason, path.action, tt.Target)
 				}
-			}
-			l := joining(t, a, f, 1)
-			in, plan := joinInputs(t, a, f)
-			if plan.Action != cluster.Rejoin || plan.RemoveMember != tt.Target {
-				t.Fatalf("plan %s removing %s (%s), want rejoin removing %s", plan.Action, plan.RemoveMember, plan.Reason, tt.Target)
-			}
-			_, err := a.starter.apply(context.Background(), in, plan)
-			if !isRule(err, tt.Rule) {
-				t.Fatalf("apply = %v, want a refusal by the %s rule", err, tt.Rule)
-			}
-			if f.called("Remove") || f.called("AddLearner") || len(l.launches) != 0 {
-				t.Errorf("acted despite the refusal: calls %q, %d launches", f.log(false), len(l.launches))
-			}
-		})
+				_, err := a.starter.apply(context.Background(), in, plan)
+				if !isRule(err, tt.Rule) {
+					t.Fatalf("apply = %v, want a refusal by the %s rule", err, tt.Rule)
+				}
+				if f.called("Remove") || f.called("AddLearner") || len(l.launches) != 0 {
+					t.Errorf("acted despite the refusal: calls %q, %d launches", f.log(false), len(l.launches))
+				}
+			})
+		}
 	}
 }
 
@@ -300,6 +315,15 @@ func TestLeaveRefusesTheUnsafeTable(t *testing.T) {
 			err := a.leaver.leave(context.Background(), "test")
 			if !isRule(err, tt.Rule) {
 				t.Fatalf("leave = %v, want a refusal by the %s rule", err, tt.Rule)
+			}
+			// The lifecycle drain leaves the same way, retrying until its
+			// bound, and reports a last voter as such.
+			d := drainingAppliance(t, &fakeLifecycle{states: []string{targetTerminated}}).drainer
+			d.node, d.leaver = a.node, a.leaver
+			d.times.leaveFor = 50 * time.Millisecond
+			left, last := d.leaveTerminating(context.Background(), newFakeProcess())
+			if left || last != (tt.Rule == cluster.RuleLastVoter) {
+				t.Errorf("drain: left %v, last %v; want refused, last voter only under its rule", left, last)
 			}
 			if f.called("Remove") || f.called("MoveLeader") {
 				t.Errorf("acted despite the refusal: %q", f.log(false))

@@ -255,7 +255,7 @@ func (s *snapshotter) verify(ctx context.Context, m snapstore.Meta) error {
 	spec := etcd.ServerSpec{Name: "verify", DataDir: filepath.Join(scratch, "etcd"), Address: "127.0.0.1",
 		ClientPort: ports[0], PeerPort: ports[1], MetricsPort: ports[2], InitialClusterState: etcd.StateNew,
 		ClusterToken: "verify-" + strconv.FormatInt(m.Revision, 10)}
-	spec.InitialCluster = []etcd.NamedPeer{{Name: spec.Name, PeerURL: spec.PeerURL()}}
+	spec.InitialCluster = []cluster.NamedPeer{{Name: spec.Name, PeerURL: spec.PeerURL()}}
 	err = snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath: file, Name: spec.Name, OutputDataDir: spec.DataDir, PeerURLs: []string{spec.PeerURL()},
 		InitialCluster: spec.Name + "=" + spec.PeerURL(), InitialClusterToken: spec.ClusterToken,

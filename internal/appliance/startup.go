@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,9 +54,7 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		QuotaBackendBytes:       l.cfg.QuotaBackendBytes,
 		AutoCompactionRetention: l.cfg.AutoCompactionRetention,
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
-	}
-	for _, p := range launch.InitialCluster {
-		spec.InitialCluster = append(spec.InitialCluster, etcd.NamedPeer{Name: p.Name, PeerURL: p.PeerURL})
+		InitialCluster:          slices.Clone(launch.InitialCluster),
 	}
 	return spec
 }

@@ -13,8 +13,8 @@ import (
 
 // Values of ServerSpec.InitialClusterState, as etcd spells them.
 const (
-	StateNew      = "new"
-	StateExisting = "existing"
+	StateNew      = cluster.StateNew
+	StateExisting = cluster.StateExisting
 )
 
 // NamedPeer is one entry of --initial-cluster: the cluster package's, which
