@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 	err := waitPortsFree(pctx, addr)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: instance %s: %w", id, err)
+		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
 	}
 	opts := f.procs.opts
 	inst := &Instance{
@@ -70,9 +70,12 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 		g:       f.procs,
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	meta := StartIMDS(md)
+	meta, err := StartIMDS(md)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
+	}
 	args := append([]string{"run",
 		"--provider", "aws",
 		"--data-dir", inst.DataDir,
@@ -84,12 +87,12 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 	defer f.procs.mu.Unlock()
 	if f.procs.closed {
 		meta.Close()
-		return nil, errors.New("testcluster: group is closed")
+		return nil, errors.New("fleet: group is closed")
 	}
 	p, err := startProcess(opts.Binary, args, f.applianceEnv(endpoint, md.Region, meta.URL), inst.LogPath)
 	if err != nil {
 		meta.Close()
-		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
+		return nil, fmt.Errorf("fleet: %s: %w", inst, err)
 	}
 	inst.proc = p
 	f.procs.instances = append(f.procs.instances, inst)

@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func startProcess(binary string, args, env []string, logPath string) (*process, 
 	if err != nil {
 		return nil, fmt.Errorf("opening the log: %w", err)
 	}
-	fmt.Fprintf(logf, "=== testcluster %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
+	fmt.Fprintf(logf, "=== fleet %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
 	cmd := exec.Command(binary, args...)
 	cmd.Env = env
 	cmd.Stdout = logf
