@@ -1,6 +1,6 @@
 package fleet
 
-// The AWS tier of the harness (SPEC §6): moto plays EC2, Auto Scaling and
+// The AWS tier of the fleet (SPEC §6): moto plays EC2, Auto Scaling and
 // Route53, a fake IMDSv2 per instance plays the instance metadata service
 // moto lacks, and every InService instance of the Auto Scaling group runs a
 // real appliance with --provider aws on the loopback address moto gave it.
@@ -42,7 +42,7 @@ const (
 	// AWSGroupTag is the tag the Auto Scaling group puts on its instances,
 	// valued with the group's name.
 	AWSGroupTag = "etcd-appliance:test-group"
-	// awsCallTimeout bounds one call of the harness to moto.
+	// awsCallTimeout bounds one call of the fleet to moto.
 	awsCallTimeout = 10 * time.Second
 	// followInterval is how often Follow lists the Auto Scaling group.
 	followInterval = 250 * time.Millisecond
@@ -55,9 +55,9 @@ type AWSOptions struct {
 	// Dir receives moto's log (Dir/moto.log), a data dir per instance
 	// (Dir/<id>) and a log per instance (Dir/<id>.log).
 	Dir string
-	// Args are extra flags of `etcd-appliance run`, after the harness's own.
+	// Args are extra flags of `etcd-appliance run`, after the fleet's own.
 	Args []string
-	// Logger receives the harness's actions; nil discards them.
+	// Logger receives the fleet's actions; nil discards them.
 	Logger *slog.Logger
 	// Size is the Auto Scaling group's min, max and desired capacity.
 	Size int
@@ -75,7 +75,7 @@ type AWSOptions struct {
 }
 
 // AWSGroup is an Auto Scaling group in a moto of its own, whose instances
-// run real appliances with --provider aws. The harness follows the group as
+// run real appliances with --provider aws. The fleet follows the group as
 // EC2 would: Sync (or Follow) starts an appliance, and its IMDS, for every
 // instance that the group has InService and kills those of instances it let
 // go of. The cloud's own operations (TerminateInASG, SetDesired) go through
@@ -317,10 +317,10 @@ func (g *AWSGroup) Moto() *Moto { return g.moto }
 // AWSOptions.Proxy when there is one, else moto.
 func (g *AWSGroup) AWSEndpoint() string { return g.endpoint }
 
-// Instance returns the instance id, nil if the harness never started it.
+// Instance returns the instance id, nil if the fleet never started it.
 func (g *AWSGroup) Instance(id string) *Instance { return g.procs.Instance(id) }
 
-// Instances returns every instance the harness ever started, in start order.
+// Instances returns every instance the fleet ever started, in start order.
 func (g *AWSGroup) Instances() []*Instance { return g.procs.Instances() }
 
 // IMDS returns the metadata service of an instance, nil once it is gone.
@@ -447,7 +447,7 @@ func (g *AWSGroup) Sync(ctx context.Context) (started, stopped []string, err err
 
 // Follow runs Sync every 250ms in the background until ctx ends, the
 // returned stop is called, or the group closes. Sync's errors go to the
-// harness's log; stop waits for the loop to end.
+// fleet's log; stop waits for the loop to end.
 func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -479,7 +479,7 @@ func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
 	return stop
 }
 
-// machine is what EC2 tells about an instance the harness starts.
+// machine is what EC2 tells about an instance the fleet starts.
 type machine struct {
 	id, address, zone string
 }

@@ -11,7 +11,7 @@ import (
 // The termination lifecycle hook of SPEC §4.5, as far as moto goes. moto
 // 5.2 stores a hook (PutLifecycleHook, DescribeLifecycleHooks) but neither
 // holds a terminating instance in Terminating:Wait nor serves
-// CompleteLifecycleAction (it answers 500). The harness plays the rest:
+// CompleteLifecycleAction (it answers 500). The fleet plays the rest:
 // StartTermination turns the instance's target lifecycle state in its IMDS
 // to Terminated, as EC2 does when the group starts terminating it; the
 // tests' fault proxy answers CompleteLifecycleAction (testcluster.Answer);

@@ -1,6 +1,6 @@
 package fleet
 
-// The multi-region AWS tier of the harness: one moto plays EC2 in several
+// The multi-region AWS tier of the fleet: one moto plays EC2 in several
 // regions (it keeps them apart by the signing region), each region with its
 // own VPC 127.0.0.0/16, a subnet (a /24 reserved like an AWS group's) and a
 // security group carrying the cluster tag. The instances are launched with
@@ -8,7 +8,7 @@ package fleet
 // with --regions on the loopback address moto gave it.
 //
 // moto gaps: moto does not propagate aws:cloudformation:* tags, so the
-// cluster tag is a key of the harness's own (AWSMultiTag, passed as
+// cluster tag is a key of the fleet's own (AWSMultiTag, passed as
 // --cluster-tag-key); instances in these VPCs get no public address, so
 // the appliances advertise their private addresses; and moto keeps security
 // group rules without enforcing them on loopback traffic.
@@ -39,9 +39,9 @@ import (
 // group's name.
 const AWSMultiTag = "etcd-appliance:test-cluster"
 
-// DefaultAWSMultiRegions are the regions of an AWSMulti unless its options
+// defaultAWSMultiRegions are the regions of an AWSMulti unless its options
 // name others.
-var DefaultAWSMultiRegions = []string{"us-east-1", "eu-west-1"}
+func defaultAWSMultiRegions() []string { return []string{"us-east-1", "eu-west-1"} }
 
 // AWSMultiOptions configures an AWSMulti.
 type AWSMultiOptions struct {
@@ -49,11 +49,11 @@ type AWSMultiOptions struct {
 	Binary string
 	// Dir receives moto's log, a data dir and a log per instance.
 	Dir string
-	// Args are extra flags of `etcd-appliance run`, after the harness's own.
+	// Args are extra flags of `etcd-appliance run`, after the fleet's own.
 	Args   []string
 	Logger *slog.Logger
 	// Regions are the regions, passed to every appliance as --regions;
-	// default DefaultAWSMultiRegions.
+	// default us-east-1 and eu-west-1.
 	Regions []string
 	// Sizes is how many instances to launch in each region, in the order
 	// of Regions.
@@ -97,7 +97,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 		return nil, errors.New("fleet: AWSMultiOptions.Binary and Dir are required")
 	}
 	if len(opts.Regions) == 0 {
-		opts.Regions = DefaultAWSMultiRegions
+		opts.Regions = defaultAWSMultiRegions()
 	}
 	if len(opts.Sizes) != len(opts.Regions) {
 		return nil, fmt.Errorf("fleet: %d sizes for %d regions", len(opts.Sizes), len(opts.Regions))
@@ -204,17 +204,17 @@ func (g *AWSMulti) Moto() *Moto { return g.moto }
 // Regions are the group's regions.
 func (g *AWSMulti) Regions() []string { return slices.Clone(g.opts.Regions) }
 
-// RegionOf is the region of an instance, "" if the harness never launched it.
+// RegionOf is the region of an instance, "" if the fleet never launched it.
 func (g *AWSMulti) RegionOf(id string) string {
 	g.regionMu.Lock()
 	defer g.regionMu.Unlock()
 	return g.regionOf[id]
 }
 
-// Instance returns the instance id, nil if the harness never started it.
+// Instance returns the instance id, nil if the fleet never started it.
 func (g *AWSMulti) Instance(id string) *Instance { return g.procs.Instance(id) }
 
-// Instances returns every instance the harness ever started, in start order.
+// Instances returns every instance the fleet ever started, in start order.
 func (g *AWSMulti) Instances() []*Instance { return g.procs.Instances() }
 
 // Launch launches one more tagged instance in region, as a stack's Auto
@@ -292,7 +292,7 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 	return nil
 }
 
-// Running returns the instances the harness launched, has not terminated,
+// Running returns the instances the fleet launched, has not terminated,
 // and whose appliance runs.
 func (g *AWSMulti) Running() []*Instance {
 	var out []*Instance

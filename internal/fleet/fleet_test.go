@@ -22,7 +22,7 @@ import (
 )
 
 // fakeEnv turns the test binary into a fake appliance or a fake etcd, so the
-// harness's process handling is tested without the real product.
+// fleet's process handling is tested without the real product.
 const fakeEnv = "TESTCLUSTER_FAKE"
 
 func TestMain(m *testing.M) {
@@ -209,7 +209,7 @@ func TestGroupProcessHandling(t *testing.T) {
 		t.Errorf("WaitConverged on appliances without /v1/status: %v; want an error naming %s's view", err, c.ID)
 	}
 	if !strings.Contains(g.LogTail(a.ID, 5), "=== fleet") {
-		t.Errorf("log of %s lacks the harness's start line:\n%s", a.ID, g.LogTail(a.ID, 5))
+		t.Errorf("log of %s lacks the fleet's start line:\n%s", a.ID, g.LogTail(a.ID, 5))
 	}
 }
 

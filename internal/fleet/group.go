@@ -38,7 +38,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
 )
 
-// Bounds of the harness's own waits when the caller's context allows more.
+// Bounds of the fleet's own waits when the caller's context allows more.
 const (
 	healthyTimeout = 30 * time.Second
 	killTimeout    = 10 * time.Second
@@ -61,9 +61,9 @@ type Options struct {
 	// random tc-xxxxxx.
 	Name string
 	// Args are extra flags of `etcd-appliance run`. They come after the
-	// harness's own flags, so they win over them (--log-format, ...).
+	// fleet's own flags, so they win over them (--log-format, ...).
 	Args []string
-	// Logger receives the harness's actions; nil discards them.
+	// Logger receives the fleet's actions; nil discards them.
 	Logger *slog.Logger
 }
 
