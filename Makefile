@@ -28,7 +28,7 @@ test-e2e: build ## every test without -short: end-to-end (real appliance process
 	$(GO) test -count=1 -timeout 14m ./...
 
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
-	$(GO) run ./internal/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md
+	$(GO) run ./cmd/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md
 
 lint: ## gofmt, go vet, and cfn-lint on the CloudFormation template
 	@out="$$(gofmt -l cmd internal e2e 2>/dev/null)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
@@ -23,7 +24,7 @@ import (
 // (by member id) is missing from a list. Unknown members may come and go.
 // A list that fails (an election in flight) is skipped; it returns how many
 // lists it read, and fails when none.
-func assertKeptDuring(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, via []string, keep map[uint64]string, window time.Duration) int {
+func assertKeptDuring(t *testing.T, ctx context.Context, g *fleet.AWSGroup, via []string, keep map[uint64]string, window time.Duration) int {
 	t.Helper()
 	c, err := g.Client(ctx, via...)
 	if err != nil {
@@ -81,7 +82,7 @@ func followerOf(t *testing.T, st cluster.ClusterStatus) cluster.MemberStatus {
 			return m
 		}
 	}
-	t.Fatalf("no follower in %s", testcluster.Summarize(st))
+	t.Fatalf("no follower in %s", fleet.Summarize(st))
 	return cluster.MemberStatus{}
 }
 
@@ -104,16 +105,16 @@ func survivorsOf(st cluster.ClusterStatus, victim string) (map[uint64]string, []
 // voters that are the in-service instances, in the same cluster, without
 // the terminated instance's member, with every key, and Route53 listing
 // them.
-func awsConvergedAfterFault(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, before cluster.ClusterStatus, victim string, prefix string, keys int) {
+func awsConvergedAfterFault(t *testing.T, ctx context.Context, g *fleet.AWSGroup, before cluster.ClusterStatus, victim string, prefix string, keys int) {
 	t.Helper()
 	lifted := time.Now()
 	after := waitAWSConverged(t, ctx, g, 3)
-	t.Logf("converged %s after the fault was lifted: %s", time.Since(lifted).Round(time.Millisecond), testcluster.Summarize(after))
+	t.Logf("converged %s after the fault was lifted: %s", time.Since(lifted).Round(time.Millisecond), fleet.Summarize(after))
 	if after.ClusterID != before.ClusterID {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", before.ClusterID, after.ClusterID)
 	}
 	if slices.Contains(memberNames(after), victim) {
-		t.Fatalf("member of terminated %s still listed: %s", victim, testcluster.Summarize(after))
+		t.Fatalf("member of terminated %s still listed: %s", victim, fleet.Summarize(after))
 	}
 	if ids := inService(t, ctx, g); !slices.Equal(memberNames(after), ids) {
 		t.Fatalf("members %v, want the in-service instances %v", memberNames(after), ids)
@@ -132,13 +133,12 @@ func awsConvergedAfterFault(t *testing.T, ctx context.Context, g *testcluster.AW
 // member removed, the replacement a voter, Route53 updated, every key kept.
 func TestAWSThrottlingStormDuringReplacement(t *testing.T) {
 	const storm = 12 * time.Second
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone, Faults: true})
+	g, proxy := newFaultyAWSGroup(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	waitAWSRecords(t, ctx, g, st)
 	putKeys(t, ctx, g, "storm", 50)
 
-	proxy := g.Faults()
 	throttle := testcluster.Throttle("autoscaling", "DescribeAutoScalingGroups")
 	throttle.Rate = 0.8
 	fail := testcluster.ServerError("ec2", "DescribeInstances")
@@ -175,13 +175,12 @@ func TestAWSThrottlingStormDuringReplacement(t *testing.T) {
 // cluster converges.
 func TestAWSDescribeInstancesDownDuringTermination(t *testing.T) {
 	const outage = 4 * staleGrace
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone, Faults: true})
+	g, proxy := newFaultyAWSGroup(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	waitAWSRecords(t, ctx, g, st)
 	putKeys(t, ctx, g, "outage", 50)
 
-	proxy := g.Faults()
 	proxy.ResetCounts()
 	lift := proxy.Inject(testcluster.ServerError("ec2", "DescribeInstances"))
 	victim := followerOf(t, st)

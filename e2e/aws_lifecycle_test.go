@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
@@ -21,18 +22,18 @@ import (
 // the group terminate it and launch a replacement, which joins. The
 // cluster keeps quorum and every key throughout, and Route53 follows.
 //
-// moto gap (see testcluster/awslifecycle.go): moto neither holds the
+// moto gap (see fleet/awslifecycle.go): moto neither holds the
 // instance in Terminating:Wait nor serves CompleteLifecycleAction; the
 // harness turns the IMDS state, the fault proxy answers the completion, and
 // the test terminates the instance once it is completed.
 func TestAWSTerminationThroughLifecycleHook(t *testing.T) {
 	const hook = "etcd-appliance-terminate"
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone, Faults: true})
+	g, proxy := newFaultyAWSGroup(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	if err := g.PutTerminationHook(ctx, hook); err != nil {
 		t.Fatal(err)
 	}
-	g.Faults().Inject(testcluster.Answer("autoscaling", "CompleteLifecycleAction"))
+	proxy.Inject(testcluster.Answer("autoscaling", "CompleteLifecycleAction"))
 	st := waitAWSConverged(t, ctx, g, 3)
 	waitAWSRecords(t, ctx, g, st)
 	putKeys(t, ctx, g, "before", 100)
@@ -60,8 +61,8 @@ func TestAWSTerminationThroughLifecycleHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	err = testcluster.Poll(testContext(t, 60*time.Second), 100*time.Millisecond, func() (bool, string) {
-		n := g.Faults().Injected()["CompleteLifecycleAction"]
+	err = fleet.Poll(testContext(t, 60*time.Second), 100*time.Millisecond, func() (bool, string) {
+		n := proxy.Injected()["CompleteLifecycleAction"]
 		return n > 0, "the hook was not completed"
 	})
 	if err != nil {
@@ -122,7 +123,7 @@ func writeUntil(ctx context.Context, c *clientv3.Client, prefix string, stop <-c
 		}
 		// No write may stay refused for long: 10 s is an outage.
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-		err := testcluster.Poll(wctx, 50*time.Millisecond, func() (bool, string) {
+		err := fleet.Poll(wctx, 50*time.Millisecond, func() (bool, string) {
 			pctx, cancel := context.WithTimeout(wctx, 2*time.Second)
 			defer cancel()
 			_, err := c.Put(pctx, fmt.Sprintf("%s/%06d", prefix, i), "x")

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 // TestAWSTotalLossRestoresFromS3 loses every instance of an Auto Scaling
@@ -16,7 +16,7 @@ import (
 func TestAWSTotalLossRestoresFromS3(t *testing.T) {
 	const bucket = "etcd-snapshots"
 	store := "s3://" + bucket + "/clusters"
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone,
+	g := newAWSGroupWith(t, fleet.AWSOptions{Size: 3, HostedZone: testZone,
 		Args: []string{"--store", store, "--backup-interval", "1s", "--dr-grace", drGrace.String()}})
 	ctx := testContext(t, 4*time.Minute)
 	// The bucket comes after the group: the leader's first snapshots fail
@@ -38,7 +38,7 @@ func TestAWSTotalLossRestoresFromS3(t *testing.T) {
 
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	s3store, err := snapshot.Open(ctx, store, snapshot.Options{Region: testcluster.AWSRegion, Endpoint: g.Moto().URL})
+	s3store, err := snapshot.Open(ctx, store, snapshot.Options{Region: fleet.AWSRegion, Endpoint: g.Moto().URL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,11 @@ package e2e
 
 // The AWS end-to-end tier (SPEC §6): real appliances with --provider aws,
 // moto as EC2, Auto Scaling and Route53, a fake IMDSv2 per instance
-// (testcluster.AWSGroup). They run with the other end-to-end tests and fail,
+// (fleet.AWSGroup). They run with the other end-to-end tests and fail,
 // never skip, when moto is not installed.
 //
 // moto gap: moto has no per-instance metadata service; the harness serves
-// IMDSv2 for every instance (testcluster.IMDS).
+// IMDSv2 for every instance (fleet.IMDS).
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
@@ -31,14 +32,35 @@ const testZone = "e2e.example.org"
 // newAWSGroup starts moto and an Auto Scaling group of size instances, each
 // running its appliance. On failure the tails of every instance's log are
 // printed and the logs saved; the group is closed at the end of t.
-func newAWSGroup(t *testing.T, size int, extraArgs ...string) *testcluster.AWSGroup {
+func newAWSGroup(t *testing.T, size int, extraArgs ...string) *fleet.AWSGroup {
 	t.Helper()
-	return newAWSGroupWith(t, testcluster.AWSOptions{Size: size, Args: extraArgs})
+	return newAWSGroupWith(t, fleet.AWSOptions{Size: size, Args: extraArgs})
 }
 
-// newAWSGroupWith is newAWSGroup with the harness's options (a hosted
-// zone, the fault proxy); fastFlags come before opts.Args.
-func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWSGroup {
+// newAWSGroupWith is newAWSGroup with the fleet's options (a hosted zone,
+// a store); fastFlags come before opts.Args.
+func newAWSGroupWith(t *testing.T, opts fleet.AWSOptions) *fleet.AWSGroup {
+	t.Helper()
+	return startAWSGroup(t, opts, fleet.NewAWS)
+}
+
+// newFaultyAWSGroup is newAWSGroupWith with the harness's fault proxy
+// between the appliances and moto.
+func newFaultyAWSGroup(t *testing.T, opts fleet.AWSOptions) (*fleet.AWSGroup, *testcluster.FaultProxy) {
+	t.Helper()
+	var proxy *testcluster.FaultProxy
+	g := startAWSGroup(t, opts, func(ctx context.Context, opts fleet.AWSOptions) (*fleet.AWSGroup, error) {
+		g, p, err := testcluster.NewAWSWithFaults(ctx, opts)
+		proxy = p
+		return g, err
+	})
+	return g, proxy
+}
+
+// startAWSGroup starts the group of opts with start, in t's temp dir and
+// with the test's binary, logger and fastFlags, and closes it at the end
+// of t.
+func startAWSGroup(t *testing.T, opts fleet.AWSOptions, start func(context.Context, fleet.AWSOptions) (*fleet.AWSGroup, error)) *fleet.AWSGroup {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts moto and real appliance processes")
@@ -50,7 +72,7 @@ func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWS
 	opts.Dir = dir
 	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
 	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
-	g, err := testcluster.NewAWS(ctx, opts)
+	g, err := start(ctx, opts)
 	if err != nil {
 		lw.close()
 		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
@@ -61,8 +83,8 @@ func newAWSGroupWith(t *testing.T, opts testcluster.AWSOptions) *testcluster.AWS
 
 // awsHarness is an AWS group of the harness, single- or multi-region.
 type awsHarness interface {
-	Instances() []*testcluster.Instance
-	Moto() *testcluster.Moto
+	Instances() []*fleet.Instance
+	Moto() *fleet.Moto
 	Close() error
 }
 
@@ -110,7 +132,7 @@ func saveLogFiles(t *testing.T, files []string) (string, error) {
 	return dir, nil
 }
 
-func waitAWSConverged(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, voters int) cluster.ClusterStatus {
+func waitAWSConverged(t *testing.T, ctx context.Context, g *fleet.AWSGroup, voters int) cluster.ClusterStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
 	defer cancel()
@@ -122,7 +144,7 @@ func waitAWSConverged(t *testing.T, ctx context.Context, g *testcluster.AWSGroup
 }
 
 // inService returns the ids the group has in service, sorted.
-func inService(t *testing.T, ctx context.Context, g *testcluster.AWSGroup) []string {
+func inService(t *testing.T, ctx context.Context, g *fleet.AWSGroup) []string {
 	t.Helper()
 	ids, err := g.InService(ctx)
 	if err != nil {
@@ -147,7 +169,7 @@ func memberNames(st cluster.ClusterStatus) []string {
 // themselves: the cluster's A record lists every member's instance address,
 // each SRV record one target per member, <id>.<name>.<zone>, whose A record
 // is that instance's address.
-func waitAWSRecords(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, st cluster.ClusterStatus) []cluster.DNSRecord {
+func waitAWSRecords(t *testing.T, ctx context.Context, g *fleet.AWSGroup, st cluster.ClusterStatus) []cluster.DNSRecord {
 	t.Helper()
 	spec := g.DNSSpec()
 	want := cluster.WantedRecords(spec, st.Members)
@@ -189,7 +211,7 @@ func waitAWSRecords(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, 
 	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
 	defer cancel()
 	var have []cluster.DNSRecord
-	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		var err error
 		if have, err = g.Records(ctx); err != nil {
 			return false, err.Error()
@@ -212,7 +234,7 @@ func recordLines(rs []cluster.DNSRecord) string {
 	return strings.Join(lines, "\n  ")
 }
 
-func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.AWSGroup, prefix string, n int) {
+func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *fleet.AWSGroup, prefix string, n int) {
 	t.Helper()
 	running, err := g.Running(ctx)
 	if err != nil {
@@ -229,7 +251,7 @@ func checkAWSKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.AWSGro
 // serves data from every member.
 func TestAWSFreshASG(t *testing.T) {
 	start := time.Now()
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
+	g := newAWSGroupWith(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	t.Logf("3 healthy voters %s after creating the group; cluster %s", time.Since(start).Round(time.Millisecond), st.ClusterID)
@@ -278,7 +300,7 @@ func TestAWSFreshASG(t *testing.T) {
 // member and joins; 3 healthy voters are the in-service instances again,
 // in the same cluster, with every key, and Route53 lists the new members.
 func TestAWSReplaceThroughASG(t *testing.T) {
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
+	g := newAWSGroupWith(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 3*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	waitAWSRecords(t, ctx, g, st)
@@ -297,7 +319,7 @@ func TestAWSReplaceThroughASG(t *testing.T) {
 
 	// moto launches the replacement at once; Sync starts its appliance.
 	var repl []string
-	err := testcluster.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
 		started, _, err := g.Sync(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -324,7 +346,7 @@ func TestAWSReplaceThroughASG(t *testing.T) {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", st.ClusterID, after.ClusterID)
 	}
 	if _, ok := memberIDs(after)[old.ID]; ok {
-		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, testcluster.Summarize(after))
+		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, fleet.Summarize(after))
 	}
 	if !slices.Equal(memberNames(after), inService(t, ctx, g)) {
 		t.Fatalf("members %v, want the in-service instances %v", memberNames(after), inService(t, ctx, g))
@@ -346,7 +368,7 @@ func TestAWSReplaceThroughASG(t *testing.T) {
 // (the oldest), and the leader removes their members. The cluster keeps its
 // id and every key, and Route53 follows each step.
 func TestAWSScaleOutAndIn(t *testing.T) {
-	g := newAWSGroupWith(t, testcluster.AWSOptions{Size: 3, HostedZone: testZone})
+	g := newAWSGroupWith(t, fleet.AWSOptions{Size: 3, HostedZone: testZone})
 	ctx := testContext(t, 4*time.Minute)
 	st := waitAWSConverged(t, ctx, g, 3)
 	putKeys(t, ctx, g, "scale", 50)

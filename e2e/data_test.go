@@ -11,7 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 func keyName(prefix string, i int) string { return fmt.Sprintf("/e2e/%s/%04d", prefix, i) }
@@ -37,7 +37,7 @@ func putKeys(t *testing.T, ctx context.Context, g etcdClients, prefix string, n 
 	for i := range n {
 		// A put in flight when a leader dies times out; writing the same
 		// value again is harmless, so retry as a client would.
-		err := testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		err := fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
 			pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
 			defer pcancel()
 			if _, err := c.Put(pctx, keyName(prefix, i), keyValue(prefix, i)); err != nil {
@@ -55,7 +55,7 @@ func putKeys(t *testing.T, ctx context.Context, g etcdClients, prefix string, n 
 // through each running instance of the group, or through ids when given:
 // etcd serves such a read from the member's own store once it has applied
 // everything committed, so every member proves it holds all the data.
-func checkKeysOnEach(t *testing.T, ctx context.Context, g *testcluster.Group, prefix string, n int, ids ...string) {
+func checkKeysOnEach(t *testing.T, ctx context.Context, g *fleet.Group, prefix string, n int, ids ...string) {
 	t.Helper()
 	if len(ids) == 0 {
 		running, err := g.RunningInGroup()
@@ -83,7 +83,7 @@ func checkKeys(t *testing.T, ctx context.Context, g etcdClients, prefix string, 
 	var resp *clientv3.GetResponse
 	// Retry errors only (a leader election may be in flight); a wrong
 	// answer is a failure at once.
-	err = testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
 		rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 		defer rcancel()
 		resp, err = c.Get(rctx, "/e2e/"+prefix+"/", clientv3.WithPrefix())
@@ -135,7 +135,7 @@ type memberWatch struct {
 	done   chan struct{}
 }
 
-func watchMembers(t *testing.T, ctx context.Context, g *testcluster.Group) *memberWatch {
+func watchMembers(t *testing.T, ctx context.Context, g *fleet.Group) *memberWatch {
 	t.Helper()
 	c, err := g.Client(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package e2e runs the appliance end to end: real etcd-appliance processes
 // (and their bundled etcd) on loopback addresses, a local group file edited
-// by the harness (internal/testcluster), and the scenarios of the issues.
+// by internal/fleet (or an Auto Scaling group in moto, with the fault proxy
+// of internal/testcluster), and the scenarios of the issues.
 // `go test -short` skips it.
 package e2e
 
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
@@ -64,14 +66,14 @@ func TestMain(m *testing.M) {
 
 // newGroup creates an empty group in t's temp dir. On failure, the tails of
 // every instance's log are printed; the group is closed at the end of t.
-func newGroup(t *testing.T, extraArgs ...string) *testcluster.Group {
+func newGroup(t *testing.T, extraArgs ...string) *fleet.Group {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts real appliance processes")
 	}
 	dir := t.TempDir() // registered first, so removed after the group closes
 	lw := &testLogWriter{t: t}
-	g, err := testcluster.New(testcluster.Options{
+	g, err := fleet.New(fleet.Options{
 		Binary: binary,
 		Dir:    dir,
 		Args:   append(append([]string(nil), fastFlags...), extraArgs...),
@@ -102,7 +104,7 @@ func newGroup(t *testing.T, extraArgs ...string) *testcluster.Group {
 
 // saveLogs copies the group file and every instance's log out of the test's
 // temp dir, which is removed after the test, for diagnosis and CI artifacts.
-func saveLogs(t *testing.T, g *testcluster.Group) (string, error) {
+func saveLogs(t *testing.T, g *fleet.Group) (string, error) {
 	files := []string{g.GroupFile()}
 	for _, inst := range g.Instances() {
 		files = append(files, inst.LogPath)
@@ -112,12 +114,12 @@ func saveLogs(t *testing.T, g *testcluster.Group) (string, error) {
 
 // applianceLogTails returns the last n lines of every instance's log that
 // the appliance wrote, leaving out the etcd child's JSON lines.
-func applianceLogTails(g *testcluster.Group, n int) string {
+func applianceLogTails(g *fleet.Group, n int) string {
 	return applianceLogTailsOf(g.Instances(), n)
 }
 
 // applianceLogTailsOf is applianceLogTails over a list of instances.
-func applianceLogTailsOf(insts []*testcluster.Instance, n int) string {
+func applianceLogTailsOf(insts []*fleet.Instance, n int) string {
 	var b strings.Builder
 	for _, inst := range insts {
 		state := "not running"
@@ -152,7 +154,7 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 
 // waitConverged waits for exactly voters started, healthy voters made of the
 // running instances of the group.
-func waitConverged(t *testing.T, ctx context.Context, g *testcluster.Group, voters int) cluster.ClusterStatus {
+func waitConverged(t *testing.T, ctx context.Context, g *fleet.Group, voters int) cluster.ClusterStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
 	defer cancel()
@@ -164,7 +166,7 @@ func waitConverged(t *testing.T, ctx context.Context, g *testcluster.Group, vote
 }
 
 // startConverged launches n instances at once and waits for n healthy voters.
-func startConverged(t *testing.T, ctx context.Context, g *testcluster.Group, n int) ([]*testcluster.Instance, cluster.ClusterStatus) {
+func startConverged(t *testing.T, ctx context.Context, g *fleet.Group, n int) ([]*fleet.Instance, cluster.ClusterStatus) {
 	t.Helper()
 	start := time.Now()
 	insts, err := g.LaunchN(ctx, n)
@@ -184,7 +186,7 @@ func memberByName(t *testing.T, st cluster.ClusterStatus, name string) cluster.M
 			return m
 		}
 	}
-	t.Fatalf("no member named %s in %s", name, testcluster.Summarize(st))
+	t.Fatalf("no member named %s in %s", name, fleet.Summarize(st))
 	return cluster.MemberStatus{}
 }
 
@@ -195,7 +197,7 @@ func leaderOf(t *testing.T, st cluster.ClusterStatus) cluster.MemberStatus {
 			return m
 		}
 	}
-	t.Fatalf("no leader in %s", testcluster.Summarize(st))
+	t.Fatalf("no leader in %s", fleet.Summarize(st))
 	return cluster.MemberStatus{}
 }
 
@@ -212,11 +214,11 @@ func assertSameMembers(t *testing.T, before, after cluster.ClusterStatus) {
 	t.Helper()
 	b, a := memberIDs(before), memberIDs(after)
 	if len(a) != len(b) {
-		t.Fatalf("members changed:\nbefore %s\nafter  %s", testcluster.Summarize(before), testcluster.Summarize(after))
+		t.Fatalf("members changed:\nbefore %s\nafter  %s", fleet.Summarize(before), fleet.Summarize(after))
 	}
 	for id, name := range b {
 		if a[id] != name {
-			t.Fatalf("member %s (%s) changed:\nbefore %s\nafter  %s", id, name, testcluster.Summarize(before), testcluster.Summarize(after))
+			t.Fatalf("member %s (%s) changed:\nbefore %s\nafter  %s", id, name, fleet.Summarize(before), fleet.Summarize(after))
 		}
 	}
 }

@@ -2,7 +2,7 @@ package e2e
 
 // Multi-region mode end to end (SPEC §4.1, §4.4): instances in two regions
 // of one moto, tagged with the cluster tag, each running its appliance with
-// --regions (testcluster.AWSMulti).
+// --regions (fleet.AWSMulti).
 //
 // moto gaps, supplied or worked around by the harness: no per-instance
 // metadata service (the harness serves IMDSv2 per instance); no propagation
@@ -20,14 +20,14 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // multiRegionPorts are the ports every member is allowed on: etcd's client
 // and peer ports and the appliance API's.
 var multiRegionPorts = []int{cluster.DefaultPorts.Client, cluster.DefaultPorts.Peer, cluster.DefaultPorts.API}
 
-func newAWSMulti(t *testing.T, sizes ...int) *testcluster.AWSMulti {
+func newAWSMulti(t *testing.T, sizes ...int) *fleet.AWSMulti {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts moto and real appliance processes")
@@ -35,7 +35,7 @@ func newAWSMulti(t *testing.T, sizes ...int) *testcluster.AWSMulti {
 	dir := t.TempDir()
 	lw := &testLogWriter{t: t}
 	ctx := testContext(t, 2*time.Minute)
-	g, err := testcluster.NewAWSMulti(ctx, testcluster.AWSMultiOptions{
+	g, err := fleet.NewAWSMulti(ctx, fleet.AWSMultiOptions{
 		Binary: binary,
 		Dir:    dir,
 		Args:   append([]string(nil), fastFlags...),
@@ -51,7 +51,7 @@ func newAWSMulti(t *testing.T, sizes ...int) *testcluster.AWSMulti {
 }
 
 // wantedIngress is one rule per running instance, port and region.
-func wantedIngress(g *testcluster.AWSMulti) []cluster.IngressRule {
+func wantedIngress(g *fleet.AWSMulti) []cluster.IngressRule {
 	var want []cluster.IngressRule
 	for _, inst := range g.Running() {
 		for _, region := range g.Regions() {
@@ -111,7 +111,7 @@ func TestMultiRegion(t *testing.T) {
 	checkForeignRule(t, ctx, g, east)
 
 	// Terminate the instance in the other region; launch its replacement there.
-	var victim *testcluster.Instance
+	var victim *fleet.Instance
 	for _, inst := range g.Running() {
 		if g.RegionOf(inst.ID) == west {
 			victim = inst
@@ -136,7 +136,7 @@ func TestMultiRegion(t *testing.T) {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", st.ClusterID, after.ClusterID)
 	}
 	if _, ok := memberIDs(after)[old.ID]; ok {
-		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, testcluster.Summarize(after))
+		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, fleet.Summarize(after))
 	}
 	memberByName(t, after, repl.ID)
 	t.Logf("replaced %s by %s in %s; converged %s after the termination", victim, repl, west,
@@ -166,7 +166,7 @@ func TestMultiRegion(t *testing.T) {
 }
 
 // checkForeignRule checks that the operator's rule is still in place.
-func checkForeignRule(t *testing.T, ctx context.Context, g *testcluster.AWSMulti, region string) {
+func checkForeignRule(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region string) {
 	t.Helper()
 	rules, err := g.Ingress(ctx, region)
 	if err != nil {

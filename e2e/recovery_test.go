@@ -18,8 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/snapshot"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 // drGrace is the --dr-grace of these tests.
@@ -27,10 +27,10 @@ const drGrace = 3 * time.Second
 
 // settled waits until every member has applied the same revision, so that
 // no acknowledged write lives on a minority of the members only.
-func settled(t *testing.T, ctx context.Context, g *testcluster.Group, n int) cluster.ClusterStatus {
+func settled(t *testing.T, ctx context.Context, g *fleet.Group, n int) cluster.ClusterStatus {
 	t.Helper()
 	var st cluster.ClusterStatus
-	err := testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
 		var err error
 		if st, err = g.Status(ctx); err != nil {
 			return false, err.Error()
@@ -39,7 +39,7 @@ func settled(t *testing.T, ctx context.Context, g *testcluster.Group, n int) clu
 		for _, m := range st.Members {
 			revs[m.Revision] = true
 		}
-		return len(st.Members) == n && len(revs) == 1, testcluster.Summarize(st)
+		return len(st.Members) == n && len(revs) == 1, fleet.Summarize(st)
 	})
 	if err != nil {
 		t.Fatalf("members never agreed on a revision: %v", err)
@@ -107,7 +107,7 @@ func TestNoRecoveryWhileQuorumCanComeBack(t *testing.T) {
 	// Five times the grace: the survivor must stay a member of the old
 	// cluster, without a leader, and never start a new one.
 	deadline := time.Now().Add(5 * time.Second)
-	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		if log := g.LogTail(insts[2].ID, 400); strings.Contains(log, "recovering the cluster") {
 			t.Fatalf("recovered while the quorum's instances were only stopped:\n%s", log)
 		}
@@ -139,7 +139,7 @@ func storeFlags(dir string) []string {
 func waitSnapshot(t *testing.T, ctx context.Context, store snapshot.Store, name string, rev int64) snapshot.Meta {
 	t.Helper()
 	var newest snapshot.Meta
-	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		snaps, err := store.List(ctx, name)
 		if err != nil {
 			return false, err.Error()
@@ -167,7 +167,7 @@ func openStore(t *testing.T, ctx context.Context, dir string) snapshot.Store {
 
 // replaceAll terminates every instance of the group and launches n new
 // ones: a total loss, as when the whole Auto Scaling group is replaced.
-func replaceAll(t *testing.T, ctx context.Context, g *testcluster.Group, n int) {
+func replaceAll(t *testing.T, ctx context.Context, g *fleet.Group, n int) {
 	t.Helper()
 	for _, inst := range g.Running() {
 		if err := g.Terminate(ctx, inst.ID); err != nil {
@@ -267,7 +267,7 @@ func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 
 	// Nothing is written: the leader skips its next snapshots.
 	leader := leaderOf(t, st)
-	err := testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		_, body, err := g.Get(ctx, leader.Name, "/metrics")
 		if err != nil {
 			return false, err.Error()
@@ -288,7 +288,7 @@ func TestEmptyStoreBootstrapsEmpty(t *testing.T) {
 	}
 	// The first snapshot a leader takes is restored into a throwaway etcd,
 	// and its sidecar says it loaded.
-	err = testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		snaps, err := store.List(ctx, g.Name())
 		if err != nil || len(snaps) == 0 {
 			return false, fmt.Sprintf("listing: %v", err)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // TestFreshGroup starts groups of 3 and 5 instances at once: they must form
@@ -58,7 +58,7 @@ func TestEtcdChildKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	err = testcluster.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
 		pid, _ := victim.EtcdPID()
 		return pid != 0 && pid != oldPID, fmt.Sprintf("no new etcd pid for %s after killing pid %d", victim.ID, oldPID)
 	})
@@ -96,7 +96,7 @@ func TestApplianceKilledAndRestarted(t *testing.T) {
 	// Let the survivors see the member down, so the restart has to catch up
 	// and is not a blip the cluster never noticed.
 	survivor := insts[1]
-	err := testcluster.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
 		st, err := g.StatusOf(ctx, survivor.ID)
 		if err != nil {
 			return false, err.Error()
@@ -106,14 +106,14 @@ func TestApplianceKilledAndRestarted(t *testing.T) {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("%s does not see %s down: %s", survivor.ID, victim.ID, testcluster.Summarize(st))
+		return false, fmt.Sprintf("%s does not see %s down: %s", survivor.ID, victim.ID, fleet.Summarize(st))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	putKeys(t, ctx, g, "during", 50) // two of three voters keep quorum
 	if st, err := g.Status(ctx); err != nil || len(st.Members) != 3 {
-		t.Fatalf("while %s is down the cluster must keep its member: %s (err %v)", victim.ID, testcluster.Summarize(st), err)
+		t.Fatalf("while %s is down the cluster must keep its member: %s (err %v)", victim.ID, fleet.Summarize(st), err)
 	}
 
 	restarted := time.Now()
@@ -156,7 +156,7 @@ func testReplace(t *testing.T, reuseAddress bool) {
 		t.Fatal(err)
 	}
 	var (
-		repl *testcluster.Instance
+		repl *fleet.Instance
 		err  error
 	)
 	launched := time.Now()
@@ -177,7 +177,7 @@ func testReplace(t *testing.T, reuseAddress bool) {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", st.ClusterID, after.ClusterID)
 	}
 	if _, ok := memberIDs(after)[old.ID]; ok {
-		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, testcluster.Summarize(after))
+		t.Fatalf("stale member %s of terminated %s still listed: %s", old.ID, victim.ID, fleet.Summarize(after))
 	}
 	m := memberByName(t, after, repl.ID)
 	if m.PeerURL != "" && !strings.Contains(m.PeerURL, "//"+repl.Address+":") {
@@ -221,7 +221,7 @@ func TestWipedDataDirRejoins(t *testing.T) {
 		t.Fatalf("%s came back as its old member %s on an empty data dir, want a new member", victim.ID, old.ID)
 	}
 	if _, ok := memberIDs(after)[old.ID]; ok {
-		t.Fatalf("old member %s still listed: %s", old.ID, testcluster.Summarize(after))
+		t.Fatalf("old member %s still listed: %s", old.ID, fleet.Summarize(after))
 	}
 	checkKeysOnEach(t, ctx, g, "before", 100)
 }
@@ -272,7 +272,7 @@ func TestNoSecondClusterWhileAPeerIsUnreachable(t *testing.T) {
 	}
 	// The seeder is the lowest id when nobody has data: keep it running and
 	// hold back the highest.
-	slices.SortFunc(insts, func(a, b *testcluster.Instance) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(insts, func(a, b *fleet.Instance) int { return strings.Compare(a.ID, b.ID) })
 	up, absent := insts[:2], insts[2]
 	if err := g.Start(ctx, ids(up)...); err != nil {
 		t.Fatal(err)
@@ -281,7 +281,7 @@ func TestNoSecondClusterWhileAPeerIsUnreachable(t *testing.T) {
 	hold := 5 * time.Second
 	deadline := time.Now().Add(hold)
 	polls := 0
-	err = testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		for _, inst := range up {
 			peer, err := g.Peer(ctx, inst.ID)
 			if err != nil {
@@ -363,7 +363,7 @@ func TestStaleMemberKeptWhileQuorumAtRisk(t *testing.T) {
 	hold := staleGrace + 6*time.Second // the grace, then a dozen housekeeping cycles
 	deadline := time.Now().Add(hold)
 	leaderChanged := false
-	err = testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		resp, err := client.MemberList(rctx)
@@ -395,7 +395,7 @@ func TestStaleMemberKeptWhileQuorumAtRisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	if mc := memberByName(t, st2, c.ID); mc.InGroup {
-		t.Errorf("A reports C=%s in the group after its state became stopped: %s", c.ID, testcluster.Summarize(st2))
+		t.Errorf("A reports C=%s in the group after its state became stopped: %s", c.ID, fleet.Summarize(st2))
 	}
 	putKeys(t, ctx, g, "during", 50) // A and C still have quorum
 
@@ -403,7 +403,7 @@ func TestStaleMemberKeptWhileQuorumAtRisk(t *testing.T) {
 	if err := g.Start(ctx, b.ID); err != nil {
 		t.Fatal(err)
 	}
-	err = testcluster.Poll(testContext(t, convergeTimeout), 100*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(testContext(t, convergeTimeout), 100*time.Millisecond, func() (bool, string) {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		resp, err := client.MemberList(rctx)
@@ -450,11 +450,11 @@ func TestConcurrentJoins(t *testing.T) {
 // assertInstanceReady waits a little for an instance's own view to catch up
 // with the cluster's (the appliance looks at its etcd every 250 ms): its
 // /v1/peer must publish the member it is, and /readyz must answer 200.
-func assertInstanceReady(t *testing.T, ctx context.Context, g *testcluster.Group, inst *testcluster.Instance, clusterID, memberID cluster.ID) {
+func assertInstanceReady(t *testing.T, ctx context.Context, g *fleet.Group, inst *fleet.Instance, clusterID, memberID cluster.ID) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := testcluster.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
 		peer, err := g.Peer(ctx, inst.ID)
 		if err != nil {
 			return false, err.Error()
@@ -472,7 +472,7 @@ func assertInstanceReady(t *testing.T, ctx context.Context, g *testcluster.Group
 	}
 }
 
-func ids(insts []*testcluster.Instance) []string {
+func ids(insts []*fleet.Instance) []string {
 	out := make([]string, len(insts))
 	for k, inst := range insts {
 		out[k] = inst.ID

@@ -35,8 +35,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	yaml "go.yaml.in/yaml/v2"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 const (
@@ -212,13 +212,13 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	moto, err := testcluster.StartMoto(ctx, t.TempDir())
+	moto, err := fleet.StartMoto(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer moto.Close()
 	cfg := sdkaws.Config{
-		Region:       testcluster.AWSRegion,
+		Region:       fleet.AWSRegion,
 		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
 		BaseEndpoint: sdkaws.String(moto.URL),
 	}
@@ -232,7 +232,7 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 		sn, err := ec2c.CreateSubnet(ctx, &ec2.CreateSubnetInput{
 			VpcId:            vpc.Vpc.VpcId,
 			CidrBlock:        sdkaws.String(fmt.Sprintf("10.20.%d.0/24", i)),
-			AvailabilityZone: sdkaws.String(testcluster.AWSRegion + zone),
+			AvailabilityZone: sdkaws.String(fleet.AWSRegion + zone),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -330,7 +330,7 @@ func createStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, stack str
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	outputs := map[string]string{}
-	err = testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: sdkaws.String(stack)})
 		if err != nil || len(out.Stacks) != 1 {
 			return false, fmt.Sprintf("describing the stack %s: %v", stack, err)
@@ -373,7 +373,7 @@ func checkStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, endpoint, 
 	var g astypes.AutoScalingGroup
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	err := testcluster.Poll(waitCtx, 200*time.Millisecond, func() (bool, string) {
+	err := fleet.Poll(waitCtx, 200*time.Millisecond, func() (bool, string) {
 		out, err := asg.DescribeAutoScalingGroups(waitCtx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
 		if err != nil || len(out.AutoScalingGroups) != 1 {
 			return false, fmt.Sprintf("describing group %s: %v", group, err)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // demoZone is the public hosted zone the AWS tour creates in moto.
@@ -17,7 +17,7 @@ const demoZone = "demo.example.org"
 
 // runAWS is the tour on an Auto Scaling group in moto.
 func (d *tour) runAWS(ctx context.Context) error {
-	binary, err := d.prepare(ctx, "etcd-appliance-demo-aws-")
+	binary, err := d.prepare("etcd-appliance-demo-aws-")
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (d *tour) bootstrapAWS(ctx context.Context, binary string) error {
 	d.printf("   Scaling group of %d. Each appliance finds its group through IMDS and the Auto Scaling", d.opts.Members)
 	d.printf("   API, its peers through DescribeInstances, and one seeder creates the cluster.")
 	start := time.Now()
-	ag, err := testcluster.NewAWS(ctx, testcluster.AWSOptions{
+	ag, err := fleet.NewAWS(ctx, fleet.AWSOptions{
 		Binary:     binary,
 		Dir:        d.dir,
 		Args:       applianceArgs,
@@ -60,7 +60,7 @@ func (d *tour) bootstrapAWS(ctx context.Context, binary string) error {
 	}
 	d.ag = ag
 	d.view = ag
-	d.running = func(ctx context.Context) []*testcluster.Instance {
+	d.running = func(ctx context.Context) []*fleet.Instance {
 		insts, _ := ag.Running(ctx)
 		return insts
 	}
@@ -93,8 +93,8 @@ func (d *tour) replaceAWS(ctx context.Context) error {
 	start := time.Now()
 	stopFollow := d.ag.Follow(ctx)
 	defer stopFollow()
-	var repl *testcluster.Instance
-	err = testcluster.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+	var repl *fleet.Instance
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
 		for _, inst := range d.running(ctx) {
 			if inst.ID != victim.ID && !slices.Contains(running, inst) {
 				repl = inst
@@ -127,7 +127,7 @@ func (d *tour) replaceAWS(ctx context.Context) error {
 // waitRecords polls until Route53 holds the records of st's healthy voters.
 func (d *tour) waitRecords(ctx context.Context, st cluster.ClusterStatus) error {
 	want := cluster.WantedRecords(d.ag.DNSSpec(), st.Members)
-	return testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+	return fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		have, err := d.ag.Records(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -167,7 +167,7 @@ func (d *tour) keepAWS(ctx context.Context) {
 	d.printf("")
 	d.printf("moto and the group keep running; the demo follows the group as EC2 would (a new instance's")
 	d.printf("appliance starts, a terminated one's stops). moto answers any credentials:")
-	d.printf("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=%s", testcluster.AWSRegion)
+	d.printf("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=%s", fleet.AWSRegion)
 	d.printf("  %s autoscaling describe-auto-scaling-groups --auto-scaling-group-names %s", aws, d.ag.Name())
 	d.printf("  %s ec2 describe-instances --filters Name=tag:aws:autoscaling:groupName,Values=%s", aws, d.ag.Name())
 	d.printf("  %s route53 list-resource-record-sets --hosted-zone-id %s", aws, d.ag.HostedZoneID())

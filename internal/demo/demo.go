@@ -1,6 +1,6 @@
 // Package demo is `etcd-appliance demo`: a newcomer's first run. It starts a
 // local group of appliance processes on loopback addresses (through
-// internal/testcluster), lets them bootstrap a cluster, writes keys,
+// internal/fleet), lets them bootstrap a cluster, writes keys,
 // replaces one instance by a new one on a new address, checks that no key
 // was lost and prints what it saw. Its last line of output is one JSON
 // object with the figures, for scripts.
@@ -19,7 +19,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +28,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // Deadlines are generous: §7's targets are 5 s for both steps.
@@ -53,7 +52,7 @@ var applianceArgs = []string{
 // Options configures Run.
 type Options struct {
 	// Binary is the etcd-appliance binary the instances run; the CLI passes
-	// its own executable. Empty builds one (testcluster.BuildBinary).
+	// its own executable.
 	Binary string
 	// Members is the size of the group, default 3.
 	Members int
@@ -63,7 +62,7 @@ type Options struct {
 	// Out receives the tour; default os.Stdout.
 	Out io.Writer
 	// AWS tours an Auto Scaling group in moto instead of a local group;
-	// moto_server must be installed (testcluster.ErrMotoNotFound).
+	// moto_server must be installed (else fleet.ErrMotoNotFound).
 	AWS bool
 }
 
@@ -115,11 +114,11 @@ type tour struct {
 	opts Options
 	out  *lockedWriter
 	dir  string
-	g    *testcluster.Group    // the local tour's group
-	ag   *testcluster.AWSGroup // the AWS tour's group
+	g    *fleet.Group    // the local tour's group
+	ag   *fleet.AWSGroup // the AWS tour's group
 	// view and running read the group of either tour.
 	view    group
-	running func(context.Context) []*testcluster.Instance
+	running func(context.Context) []*fleet.Instance
 	res     Result
 }
 
@@ -128,7 +127,7 @@ type group interface {
 	Status(ctx context.Context) (cluster.ClusterStatus, error)
 	Peer(ctx context.Context, id string) (cluster.PeerState, error)
 	Client(ctx context.Context, ids ...string) (*clientv3.Client, error)
-	Instance(id string) *testcluster.Instance
+	Instance(id string) *fleet.Instance
 	WaitConverged(ctx context.Context, voters int) (cluster.ClusterStatus, error)
 }
 
@@ -137,16 +136,16 @@ func (d *tour) printf(format string, args ...any) {
 }
 
 func (d *tour) run(ctx context.Context) error {
-	binary, err := d.prepare(ctx, "etcd-appliance-demo-")
+	binary, err := d.prepare("etcd-appliance-demo-")
 	if err != nil {
 		return err
 	}
-	d.g, err = testcluster.New(testcluster.Options{Binary: binary, Dir: d.dir, Name: "demo", Args: applianceArgs})
+	d.g, err = fleet.New(fleet.Options{Binary: binary, Dir: d.dir, Name: "demo", Args: applianceArgs})
 	if err != nil {
 		return err
 	}
 	d.view = d.g
-	d.running = func(context.Context) []*testcluster.Instance { return d.g.Running() }
+	d.running = func(context.Context) []*fleet.Instance { return d.g.Running() }
 	d.printf("etcd-appliance demo: a group of %d instances, each an appliance process on its own loopback address", d.opts.Members)
 	d.printf("  directory   %s (group file, data, one log per instance)", d.dir)
 	d.printf("  group file  %s", d.g.GroupFile())
@@ -165,21 +164,17 @@ func (d *tour) run(ctx context.Context) error {
 }
 
 // prepare makes the tour's directory, named after pattern, and returns the
-// binary the instances run: Options.Binary, else one built there.
-func (d *tour) prepare(ctx context.Context, pattern string) (binary string, err error) {
+// binary the instances run.
+func (d *tour) prepare(pattern string) (binary string, err error) {
+	if d.opts.Binary == "" {
+		return "", errors.New("demo: Options.Binary is required: the etcd-appliance binary the instances run")
+	}
 	dir, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		return "", err
 	}
 	d.dir = dir
-	binary = d.opts.Binary
-	if binary == "" {
-		d.printf("building etcd-appliance ...")
-		if binary, err = testcluster.BuildBinary(ctx, filepath.Join(dir, "bin")); err != nil {
-			return "", err
-		}
-	}
-	return binary, nil
+	return d.opts.Binary, nil
 }
 
 // steps are the tour's steps 1 to 4 on either group: bootstrap, the keys
@@ -265,7 +260,7 @@ func (d *tour) writeKeys(ctx context.Context) error {
 
 // pickVictim picks the instance the tour replaces among the running ones:
 // the etcd leader's, else the first; what says which it is.
-func (d *tour) pickVictim(ctx context.Context, running []*testcluster.Instance) (victim *testcluster.Instance, what string, err error) {
+func (d *tour) pickVictim(ctx context.Context, running []*fleet.Instance) (victim *fleet.Instance, what string, err error) {
 	st, err := d.view.Status(ctx)
 	if err != nil {
 		return nil, "", err
@@ -371,7 +366,7 @@ func (d *tour) keep(ctx context.Context, st cluster.ClusterStatus) {
 
 // printClientHints prints how to reach the cluster of the running
 // instances: etcdctl on their endpoints, the API and log of the first.
-func (d *tour) printClientHints(running []*testcluster.Instance) {
+func (d *tour) printClientHints(running []*fleet.Instance) {
 	var endpoints []string
 	for _, inst := range running {
 		endpoints = append(endpoints, inst.ClientURL())

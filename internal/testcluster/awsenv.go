@@ -2,23 +2,14 @@ package testcluster
 
 import (
 	"path/filepath"
+	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// TB is the part of testing.TB that the package's test helpers use. The
-// package does not import testing: the demo, and with it the product's
-// binary, links it.
-type TB interface {
-	Helper()
-	TempDir() string
-	Setenv(key, value string)
-	Fatal(args ...any)
-}
-
 // IsolateAWSEnv gives the SDK of a test's own process dummy credentials and
 // hides the machine's own AWS configuration, endpoints and region from it.
-func IsolateAWSEnv(t TB) {
+func IsolateAWSEnv(t testing.TB) {
 	t.Helper()
 	none := filepath.Join(t.TempDir(), "no-such-file")
 	for k, v := range map[string]string{
@@ -44,7 +35,7 @@ func IsolateAWSEnv(t TB) {
 // AWSRequests is the value of etcd_appliance_aws_requests_total{api, code}
 // in reg: how many attempts of AWS calls to api the appliance's AWS clients
 // saw answered with code (or "ok", "timeout", "network").
-func AWSRequests(t TB, reg prometheus.Gatherer, api, code string) float64 {
+func AWSRequests(t testing.TB, reg prometheus.Gatherer, api, code string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {

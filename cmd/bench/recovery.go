@@ -15,7 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // benchGrace is the --dr-grace of the recovery figures: the figure is
@@ -54,14 +54,14 @@ func measureRecovery(ctx context.Context, binary string, runs int) ([]figure, er
 	return []figure{survivor, survivorAll, restored, snap, restore}, nil
 }
 
-func newStoreGroup(binary string, extra ...string) (*testcluster.Group, string, func(), error) {
+func newStoreGroup(binary string, extra ...string) (*fleet.Group, string, func(), error) {
 	dir, err := os.MkdirTemp("", "etcd-appliance-bench-")
 	if err != nil {
 		return nil, "", nil, err
 	}
 	store := filepath.Join(dir, "store")
 	args := append(append([]string(nil), applianceArgs...), "--store", "file://"+store)
-	g, err := testcluster.New(testcluster.Options{Binary: binary, Dir: dir, Args: append(args, extra...)})
+	g, err := fleet.New(fleet.Options{Binary: binary, Dir: dir, Args: append(args, extra...)})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, "", nil, err
@@ -167,8 +167,8 @@ func measureStoreRestore(ctx context.Context, binary string) (time.Duration, err
 }
 
 // waitSnapshotLogged waits until a member logged a snapshot at rev or later.
-func waitSnapshotLogged(ctx context.Context, g *testcluster.Group, rev int64) error {
-	return testcluster.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+func waitSnapshotLogged(ctx context.Context, g *fleet.Group, rev int64) error {
+	return fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		for _, inst := range g.Running() {
 			lines, _ := logLines(inst.LogPath, "snapshot stored")
 			for _, l := range lines {
@@ -246,7 +246,7 @@ func waitWritable(ctx context.Context, urls ...string) error {
 		return err
 	}
 	defer c.Close()
-	return testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+	return fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		if _, err := c.Put(pctx, "bench-probe", "x"); err != nil {

@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -76,7 +76,7 @@ func (g *Group) StatusOf(ctx context.Context, id string) (cluster.ClusterStatus,
 // can read the member list; failing that, the last answer or error.
 func (g *Group) Status(ctx context.Context) (cluster.ClusterStatus, error) {
 	var last cluster.ClusterStatus
-	lastErr := fmt.Errorf("testcluster: no appliance %w", ErrNotRunning)
+	lastErr := fmt.Errorf("fleet: no appliance %w", ErrNotRunning)
 	for _, inst := range g.Running() {
 		st, err := g.StatusOf(ctx, inst.ID)
 		if err != nil {
@@ -133,7 +133,7 @@ func (g *Group) waitConvergedAmong(ctx context.Context, voters int, members func
 		return last.ok, last.reason
 	})
 	if err != nil {
-		return last.first, fmt.Errorf("testcluster: group %s did not converge to %d healthy voters: %s\nlast views:\n  %s",
+		return last.first, fmt.Errorf("fleet: group %s did not converge to %d healthy voters: %s\nlast views:\n  %s",
 			g.opts.Name, voters, last.reason, strings.Join(last.views, "\n  "))
 	}
 	return last.first, nil
@@ -285,7 +285,7 @@ func (g *Group) Client(ctx context.Context, ids ...string) (*clientv3.Client, er
 		endpoints = append(endpoints, inst.ClientURL())
 	}
 	if len(endpoints) == 0 {
-		return nil, errors.New("testcluster: no running instance to connect to")
+		return nil, errors.New("fleet: no running instance to connect to")
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
@@ -294,7 +294,7 @@ func (g *Group) Client(ctx context.Context, ids ...string) (*clientv3.Client, er
 		Context:     context.WithoutCancel(ctx),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: etcd client for %v: %w", endpoints, err)
+		return nil, fmt.Errorf("fleet: etcd client for %v: %w", endpoints, err)
 	}
 	return c, nil
 }

@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 )
 
 // awsFleet plays EC2's side of the instances that the AWS tiers of the
-// harness (AWSGroup, AWSMulti) run in moto: the harness starts each
+// fleet (AWSGroup, AWSMulti) run in moto: the fleet starts each
 // instance's machine as a fake IMDSv2 and a real appliance with --provider
 // aws, and lets it go as the machine disappearing.
 type awsFleet struct {
@@ -31,7 +31,7 @@ type awsFleet struct {
 }
 
 // newAWSFleet is a fleet on the subnet sn, running opts.Binary with
-// opts.Args after the harness's own flags, its files in opts.Dir.
+// opts.Args after the fleet's own flags, its files in opts.Dir.
 func newAWSFleet(opts Options, log *slog.Logger, sn *subnet) awsFleet {
 	return awsFleet{
 		procs: &Group{opts: opts, log: log, net: sn, nextHost: 1},
@@ -41,7 +41,7 @@ func newAWSFleet(opts Options, log *slog.Logger, sn *subnet) awsFleet {
 	}
 }
 
-// motoConfig is the harness's own SDK configuration for moto at endpoint,
+// motoConfig is the fleet's own SDK configuration for moto at endpoint,
 // with moto's dummy credentials.
 func motoConfig(endpoint, region string) sdkaws.Config {
 	return sdkaws.Config{
@@ -52,14 +52,14 @@ func motoConfig(endpoint, region string) sdkaws.Config {
 }
 
 // startInstance serves md as the IMDS of an instance and starts its appliance on
-// md.PrivateIP, with flags after the harness's own and endpoint as its AWS.
+// md.PrivateIP, with flags after the fleet's own and endpoint as its AWS.
 func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpoint string, flags ...string) (*Instance, error) {
 	id, addr := md.InstanceID, md.PrivateIP
 	pctx, cancel := context.WithTimeout(ctx, killTimeout)
 	err := waitPortsFree(pctx, addr)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: instance %s: %w", id, err)
+		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
 	}
 	opts := f.procs.opts
 	inst := &Instance{
@@ -70,9 +70,12 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 		g:       f.procs,
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	meta := StartIMDS(md)
+	meta, err := StartIMDS(md)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
+	}
 	args := append([]string{"run",
 		"--provider", "aws",
 		"--data-dir", inst.DataDir,
@@ -84,12 +87,12 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 	defer f.procs.mu.Unlock()
 	if f.procs.closed {
 		meta.Close()
-		return nil, errors.New("testcluster: group is closed")
+		return nil, errors.New("fleet: group is closed")
 	}
 	p, err := startProcess(opts.Binary, args, f.applianceEnv(endpoint, md.Region, meta.URL), inst.LogPath)
 	if err != nil {
 		meta.Close()
-		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
+		return nil, fmt.Errorf("fleet: %s: %w", inst, err)
 	}
 	inst.proc = p
 	f.procs.instances = append(f.procs.instances, inst)
@@ -101,7 +104,7 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 }
 
 // applianceEnv is the environment of an instance's appliance: the
-// harness's own without any AWS setting of the machine, plus endpoint as
+// fleet's own without any AWS setting of the machine, plus endpoint as
 // the AWS APIs, the instance's IMDS and region, and moto's dummy
 // credentials.
 func (f *awsFleet) applianceEnv(endpoint, region, imdsURL string) []string {
@@ -130,7 +133,7 @@ func (f *awsFleet) isGone(id string) bool {
 }
 
 // release plays the machine of an instance disappearing: its appliance and
-// etcd get SIGKILL, its IMDS stops, and the harness never starts it again.
+// etcd get SIGKILL, its IMDS stops, and the fleet never starts it again.
 // ctx bounds the wait for etcd to die.
 func (f *awsFleet) release(ctx context.Context, id string) error {
 	f.mu.Lock()

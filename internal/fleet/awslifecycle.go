@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 // The termination lifecycle hook of SPEC §4.5, as far as moto goes. moto
 // 5.2 stores a hook (PutLifecycleHook, DescribeLifecycleHooks) but neither
 // holds a terminating instance in Terminating:Wait nor serves
-// CompleteLifecycleAction (it answers 500). The harness plays the rest:
+// CompleteLifecycleAction (it answers 500). The fleet plays the rest:
 // StartTermination turns the instance's target lifecycle state in its IMDS
 // to Terminated, as EC2 does when the group starts terminating it; the
-// fault proxy answers CompleteLifecycleAction (testcluster.Answer); the test
-// then terminates the instance through the group, as the hook's CONTINUE
-// would.
+// tests' fault proxy answers CompleteLifecycleAction (testcluster.Answer);
+// the test then terminates the instance through the group, as the hook's
+// CONTINUE would.
 
 // PutTerminationHook adds a termination lifecycle hook named name to the
 // group.
@@ -31,7 +31,7 @@ func (g *AWSGroup) PutTerminationHook(ctx context.Context, name string) error {
 		DefaultResult:        sdkaws.String("CONTINUE"),
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: putting lifecycle hook %s on group %s: %w", name, g.name, err)
+		return fmt.Errorf("fleet: putting lifecycle hook %s on group %s: %w", name, g.name, err)
 	}
 	g.log.Info("termination lifecycle hook put", "hook", name)
 	return nil
@@ -42,7 +42,7 @@ func (g *AWSGroup) PutTerminationHook(ctx context.Context, name string) error {
 func (g *AWSGroup) StartTermination(id string) error {
 	md := g.IMDS(id)
 	if md == nil {
-		return fmt.Errorf("testcluster: instance %s has no metadata service", id)
+		return fmt.Errorf("fleet: instance %s has no metadata service", id)
 	}
 	md.Set("autoscaling/target-lifecycle-state", "Terminated")
 	g.log.Info("target lifecycle state set", "id", id, "state", "Terminated")

@@ -28,7 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
-	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // Flags the appliance runs with in every benchmark: the defaults, but for
@@ -132,12 +132,12 @@ func measureLocal(ctx context.Context, binary string, runs int) ([]figure, error
 	return append(figs, crash, replace, rss), nil
 }
 
-func newGroup(binary string) (*testcluster.Group, func(), error) {
+func newGroup(binary string) (*fleet.Group, func(), error) {
 	dir, err := os.MkdirTemp("", "etcd-appliance-bench-")
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := testcluster.New(testcluster.Options{Binary: binary, Dir: dir, Args: applianceArgs})
+	g, err := fleet.New(fleet.Options{Binary: binary, Dir: dir, Args: applianceArgs})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -237,13 +237,13 @@ func measureGroupFigures(ctx context.Context, binary string, runs int) (figure, 
 
 // waitEtcdBack polls until a new etcd child of the instance serves as a
 // voter that knows its leader.
-func waitEtcdBack(ctx context.Context, inst *testcluster.Instance, oldPID int) error {
+func waitEtcdBack(ctx context.Context, inst *fleet.Instance, oldPID int) error {
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{inst.ClientURL()}, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return testcluster.Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+	return fleet.Poll(ctx, 10*time.Millisecond, func() (bool, string) {
 		pid, err := inst.EtcdPID()
 		if err != nil || pid == 0 || pid == oldPID {
 			return false, fmt.Sprintf("etcd not restarted (pid %d, err %v)", pid, err)
@@ -313,7 +313,7 @@ func measureStatic(ctx context.Context, binary string, n int) (time.Duration, er
 		return 0, err
 	}
 	defer c.Close()
-	err = testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+	err = fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 		for _, ep := range endpoints {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			st, err := c.Status(sctx, ep)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
@@ -37,29 +38,31 @@ func measureAWS(ctx context.Context, binary string, runs int, window time.Durati
 	return []figure{calls, r53Changes, replace}, nil
 }
 
-func newAWSGroup(ctx context.Context, binary string, args []string) (*testcluster.AWSGroup, func(), error) {
+// newAWSGroup starts a group of 3 in moto with the harness's fault proxy
+// between the appliances and moto, which counts their AWS calls.
+func newAWSGroup(ctx context.Context, binary string, args []string) (*fleet.AWSGroup, *testcluster.FaultProxy, func(), error) {
 	dir, err := os.MkdirTemp("", "etcd-appliance-bench-aws-")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	g, err := testcluster.NewAWS(ctx, testcluster.AWSOptions{
-		Binary: binary, Dir: dir, Args: args, Size: 3, HostedZone: benchZone, Faults: true,
+	g, proxy, err := testcluster.NewAWSWithFaults(ctx, fleet.AWSOptions{
+		Binary: binary, Dir: dir, Args: args, Size: 3, HostedZone: benchZone,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return g, func() { g.Close(); os.RemoveAll(dir) }, nil
+	return g, proxy, func() { g.Close(); os.RemoveAll(dir) }, nil
 }
 
 // waitAWSConverged waits for 3 healthy voters and their records in Route53.
-func waitAWSConverged(ctx context.Context, g *testcluster.AWSGroup) error {
+func waitAWSConverged(ctx context.Context, g *fleet.AWSGroup) error {
 	st, err := g.WaitConverged(ctx, 3)
 	if err != nil {
 		return err
 	}
 	want := cluster.WantedRecords(g.DNSSpec(), st.Members)
-	return testcluster.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+	return fleet.Poll(ctx, 50*time.Millisecond, func() (bool, string) {
 		have, err := g.Records(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -76,7 +79,7 @@ func measureSteadyCalls(ctx context.Context, binary string, window time.Duration
 	calls := figure{name: "steady-state AWS calls per cluster (group of 3 on moto, nothing changing)",
 		target: "≤ 360 / h", unit: "/ h"}
 	changes := figure{name: "steady-state Route53 ChangeResourceRecordSets", target: "0 / h", unit: "/ h"}
-	g, done, err := newAWSGroup(ctx, binary, steadyArgs)
+	g, proxy, done, err := newAWSGroup(ctx, binary, steadyArgs)
 	if err != nil {
 		return calls, changes, err
 	}
@@ -90,9 +93,9 @@ func measureSteadyCalls(ctx context.Context, binary string, window time.Duration
 	// Let the first housekeeping cycles after convergence (learner
 	// promotion, the first DNS write and its read-back) pass.
 	time.Sleep(settle)
-	g.Faults().ResetCounts()
+	proxy.ResetCounts()
 	time.Sleep(window)
-	counts := g.Faults().Calls()
+	counts := proxy.Calls()
 	perHour := func(n int) float64 { return float64(n) * float64(time.Hour) / float64(window) }
 	total := 0
 	var parts []string
@@ -115,7 +118,7 @@ func measureSteadyCalls(ctx context.Context, binary string, window time.Duration
 func measureASGReplacement(ctx context.Context, binary string, runs int) (figure, error) {
 	replace := figure{name: "instance terminated through the ASG (moto) → new voter healthy, stale member gone, DNS updated",
 		target: "≤ 5 s", unit: "s", note: "timed from the replacement's process start"}
-	g, done, err := newAWSGroup(ctx, binary, applianceArgs)
+	g, _, done, err := newAWSGroup(ctx, binary, applianceArgs)
 	if err != nil {
 		return replace, err
 	}
@@ -135,7 +138,7 @@ func measureASGReplacement(ctx context.Context, binary string, runs int) (figure
 			return replace, err
 		}
 		var started []string
-		err = testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		err = fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 			s, _, err := g.Sync(ctx)
 			if err != nil {
 				return false, err.Error()
@@ -164,8 +167,8 @@ func measureASGReplacement(ctx context.Context, binary string, runs int) (figure
 // figure of §7. Unlike WaitConverged it asks one instance, and does not
 // wait until every instance's own view of the group caught up (each
 // appliance lists the group on its own schedule).
-func waitReplaced(ctx context.Context, g *testcluster.AWSGroup) error {
-	return testcluster.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+func waitReplaced(ctx context.Context, g *fleet.AWSGroup) error {
+	return fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 		ids, err := g.InService(ctx)
 		if err != nil {
 			return false, err.Error()

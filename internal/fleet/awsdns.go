@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func (g *AWSGroup) createZone(ctx context.Context) error {
 		CallerReference: sdkaws.String(g.name),
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating hosted zone %s in moto: %w", g.opts.HostedZone, err)
+		return fmt.Errorf("fleet: creating hosted zone %s in moto: %w", g.opts.HostedZone, err)
 	}
 	g.zoneID = strings.TrimPrefix(sdkaws.ToString(out.HostedZone.Id), "/hostedzone/")
 	g.log.Info("hosted zone created", "zone", g.opts.HostedZone, "id", g.zoneID)
@@ -57,7 +57,7 @@ func (g *AWSGroup) DNSSpec() cluster.DNSSpec {
 // tests check rather than what they rely on.
 func (g *AWSGroup) Records(ctx context.Context) ([]cluster.DNSRecord, error) {
 	if g.zoneID == "" {
-		return nil, errors.New("testcluster: the group has no hosted zone (AWSOptions.HostedZone)")
+		return nil, errors.New("fleet: the group has no hosted zone (AWSOptions.HostedZone)")
 	}
 	spec := g.DNSSpec()
 	in := &route53.ListResourceRecordSetsInput{HostedZoneId: sdkaws.String(g.zoneID)}
@@ -67,7 +67,7 @@ func (g *AWSGroup) Records(ctx context.Context) ([]cluster.DNSRecord, error) {
 		page, err := g.r53.ListResourceRecordSets(cctx, in)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("testcluster: listing hosted zone %s: %w", g.opts.HostedZone, err)
+			return nil, fmt.Errorf("fleet: listing hosted zone %s: %w", g.opts.HostedZone, err)
 		}
 		for _, rr := range page.ResourceRecordSets {
 			name := strings.ToLower(sdkaws.ToString(rr.Name))

@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 )
 
 // fakeEnv turns the test binary into a fake appliance or a fake etcd, so the
-// harness's process handling is tested without the real product.
+// fleet's process handling is tested without the real product.
 const fakeEnv = "TESTCLUSTER_FAKE"
 
 func TestMain(m *testing.M) {
@@ -208,8 +208,8 @@ func TestGroupProcessHandling(t *testing.T) {
 	if _, err := g.WaitConverged(wctx, 1); err == nil || !strings.Contains(err.Error(), c.ID+": GET /v1/status") {
 		t.Errorf("WaitConverged on appliances without /v1/status: %v; want an error naming %s's view", err, c.ID)
 	}
-	if !strings.Contains(g.LogTail(a.ID, 5), "testcluster") {
-		t.Errorf("log of %s lacks the harness's start line:\n%s", a.ID, g.LogTail(a.ID, 5))
+	if !strings.Contains(g.LogTail(a.ID, 5), "=== fleet") {
+		t.Errorf("log of %s lacks the fleet's start line:\n%s", a.ID, g.LogTail(a.ID, 5))
 	}
 }
 
@@ -254,17 +254,5 @@ func TestTail(t *testing.T) {
 	}
 	if got := tail(path, 10); got != "a\nb\nc\nd" {
 		t.Fatalf("tail = %q", got)
-	}
-}
-
-func TestBuildBinaryHonoursEnv(t *testing.T) {
-	t.Setenv(BinaryEnv, os.Args[0])
-	got, err := BuildBinary(t.Context(), t.TempDir())
-	if err != nil || got != os.Args[0] {
-		t.Fatalf("BuildBinary = %q, %v; want %q", got, err, os.Args[0])
-	}
-	t.Setenv(BinaryEnv, filepath.Join(t.TempDir(), "missing"))
-	if _, err := BuildBinary(t.Context(), t.TempDir()); err == nil {
-		t.Fatal("BuildBinary accepted a missing binary")
 	}
 }

@@ -1,10 +1,10 @@
-package testcluster
+package fleet
 
-// The AWS tier of the harness (SPEC §6): moto plays EC2, Auto Scaling and
+// The AWS tier of the fleet (SPEC §6): moto plays EC2, Auto Scaling and
 // Route53, a fake IMDSv2 per instance plays the instance metadata service
 // moto lacks, and every InService instance of the Auto Scaling group runs a
 // real appliance with --provider aws on the loopback address moto gave it.
-// A FaultProxy may stand between the appliances and moto.
+// A proxy (the tests' fault proxy) may stand between the appliances and moto.
 
 import (
 	"context"
@@ -42,7 +42,7 @@ const (
 	// AWSGroupTag is the tag the Auto Scaling group puts on its instances,
 	// valued with the group's name.
 	AWSGroupTag = "etcd-appliance:test-group"
-	// awsCallTimeout bounds one call of the harness to moto.
+	// awsCallTimeout bounds one call of the fleet to moto.
 	awsCallTimeout = 10 * time.Second
 	// followInterval is how often Follow lists the Auto Scaling group.
 	followInterval = 250 * time.Millisecond
@@ -50,14 +50,14 @@ const (
 
 // AWSOptions configures an AWSGroup.
 type AWSOptions struct {
-	// Binary is the etcd-appliance binary to run (see BuildBinary).
+	// Binary is the etcd-appliance binary to run.
 	Binary string
 	// Dir receives moto's log (Dir/moto.log), a data dir per instance
 	// (Dir/<id>) and a log per instance (Dir/<id>.log).
 	Dir string
-	// Args are extra flags of `etcd-appliance run`, after the harness's own.
+	// Args are extra flags of `etcd-appliance run`, after the fleet's own.
 	Args []string
-	// Logger receives the harness's actions; nil discards them.
+	// Logger receives the fleet's actions; nil discards them.
 	Logger *slog.Logger
 	// Size is the Auto Scaling group's min, max and desired capacity.
 	Size int
@@ -65,13 +65,17 @@ type AWSOptions struct {
 	// that NewAWS creates in moto and every appliance gets as --hosted-zone;
 	// Records reads back what they publish there.
 	HostedZone string
-	// Faults puts a FaultProxy between the appliances and moto (see
-	// AWSGroup.Faults); the harness's own calls go to moto directly.
-	Faults bool
+	// Proxy, when set, puts a proxy between the appliances and moto: NewAWS
+	// calls it with moto's URL once moto answers and gives the appliances
+	// the endpoint it returns as their AWS; Close calls closeProxy once the
+	// appliances are stopped, before it stops moto. The fleet's own calls
+	// go to moto directly. The tests put their fault proxy there
+	// (internal/testcluster).
+	Proxy func(moto string) (endpoint string, closeProxy func(), err error)
 }
 
 // AWSGroup is an Auto Scaling group in a moto of its own, whose instances
-// run real appliances with --provider aws. The harness follows the group as
+// run real appliances with --provider aws. The fleet follows the group as
 // EC2 would: Sync (or Follow) starts an appliance, and its IMDS, for every
 // instance that the group has InService and kills those of instances it let
 // go of. The cloud's own operations (TerminateInASG, SetDesired) go through
@@ -86,8 +90,10 @@ type AWSGroup struct {
 	r53  *route53.Client
 	// zoneID is the id of the hosted zone of opts.HostedZone.
 	zoneID string
-	// proxy is the appliances' way to moto when opts.Faults is set.
-	proxy *FaultProxy
+	// endpoint is the appliances' AWS: moto, or opts.Proxy's endpoint.
+	endpoint string
+	// closeProxy stops opts.Proxy's proxy; nil without one.
+	closeProxy func()
 	// awsFleet runs the machines of the group's instances: an IMDS and an
 	// appliance each.
 	awsFleet
@@ -110,16 +116,16 @@ type AWSGroup struct {
 // ErrMotoNotFound) when moto is not installed. Close releases everything.
 func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 	if opts.Binary == "" {
-		return nil, errors.New("testcluster: AWSOptions.Binary is required (see BuildBinary)")
+		return nil, errors.New("fleet: AWSOptions.Binary is required")
 	}
 	if fi, err := os.Stat(opts.Binary); err != nil || fi.IsDir() {
-		return nil, fmt.Errorf("testcluster: binary %q is not a file", opts.Binary)
+		return nil, fmt.Errorf("fleet: binary %q is not a file", opts.Binary)
 	}
 	if opts.Dir == "" {
-		return nil, errors.New("testcluster: AWSOptions.Dir is required")
+		return nil, errors.New("fleet: AWSOptions.Dir is required")
 	}
 	if opts.Size < 1 {
-		return nil, fmt.Errorf("testcluster: AWSOptions.Size %d: want at least 1", opts.Size)
+		return nil, fmt.Errorf("fleet: AWSOptions.Size %d: want at least 1", opts.Size)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -127,22 +133,22 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 	}
 	opts.Dir = dir
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	name := fmt.Sprintf("tc-aws-%06x", rand.Uint32()&0xffffff)
-	log := opts.Logger.With("component", "testcluster", "group", name)
+	log := opts.Logger.With("component", "fleet", "group", name)
 
 	sn, err := reserveVPCSubnet()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	moto, err := StartMoto(ctx, opts.Dir)
 	if err != nil {
 		sn.release()
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	cfg := motoConfig(moto.URL, AWSRegion)
 	g := &AWSGroup{
@@ -155,10 +161,11 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		r53:      route53.NewFromConfig(cfg),
 		awsFleet: newAWSFleet(Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger}, log, sn),
 	}
-	if opts.Faults {
-		if g.proxy, err = StartFaultProxy(moto.URL); err != nil {
+	g.endpoint = moto.URL
+	if opts.Proxy != nil {
+		if g.endpoint, g.closeProxy, err = opts.Proxy(moto.URL); err != nil {
 			g.Close()
-			return nil, err
+			return nil, fmt.Errorf("fleet: starting the proxy to moto: %w", err)
 		}
 	}
 	if opts.HostedZone != "" {
@@ -189,7 +196,7 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 // loopback (and moto's own address); 127.0.1.0/24 is the subnet of the
 // provider's moto tests.
 func reserveVPCSubnet() (*subnet, error) {
-	dir := filepath.Join(os.TempDir(), "etcd-appliance-testcluster")
+	dir := filepath.Join(os.TempDir(), lockDir)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("reserving a loopback subnet: %w", err)
 	}
@@ -221,7 +228,7 @@ func (g *AWSGroup) createGroup(ctx context.Context) error {
 	defer cancel()
 	vpc, err := g.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(awsVPCCIDR)})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the VPC %s in moto: %w", awsVPCCIDR, err)
+		return fmt.Errorf("fleet: creating the VPC %s in moto: %w", awsVPCCIDR, err)
 	}
 	sub, err := g.ec2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
 		VpcId:            vpc.Vpc.VpcId,
@@ -229,14 +236,14 @@ func (g *AWSGroup) createGroup(ctx context.Context) error {
 		AvailabilityZone: sdkaws.String(AWSZone),
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the subnet %s in moto: %w", g.procs.net, err)
+		return fmt.Errorf("fleet: creating the subnet %s in moto: %w", g.procs.net, err)
 	}
 	images, err := g.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil {
-		return fmt.Errorf("testcluster: listing moto's AMIs: %w", err)
+		return fmt.Errorf("fleet: listing moto's AMIs: %w", err)
 	}
 	if len(images.Images) == 0 {
-		return errors.New("testcluster: moto lists no AMI to launch")
+		return errors.New("fleet: moto lists no AMI to launch")
 	}
 	lt, err := g.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: sdkaws.String(g.name),
@@ -249,7 +256,7 @@ func (g *AWSGroup) createGroup(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the launch template: %w", err)
+		return fmt.Errorf("fleet: creating the launch template: %w", err)
 	}
 	size := sdkaws.Int32(int32(g.opts.Size))
 	_, err = g.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
@@ -271,7 +278,7 @@ func (g *AWSGroup) createGroup(ctx context.Context) error {
 		}},
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the auto scaling group: %w", err)
+		return fmt.Errorf("fleet: creating the auto scaling group: %w", err)
 	}
 	return nil
 }
@@ -289,7 +296,7 @@ func (g *AWSGroup) waitInService(ctx context.Context, n int) error {
 			g.name, len(ids), strings.Join(ids, ", "), n)
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: %w", err)
+		return fmt.Errorf("fleet: %w", err)
 	}
 	return nil
 }
@@ -306,23 +313,14 @@ func (g *AWSGroup) Subnet() string { return g.procs.net.String() }
 // Moto is the group's moto server.
 func (g *AWSGroup) Moto() *Moto { return g.moto }
 
-// Faults is the proxy between the appliances and moto, nil unless
-// AWSOptions.Faults is set.
-func (g *AWSGroup) Faults() *FaultProxy { return g.proxy }
+// AWSEndpoint is the AWS endpoint of the appliances: the proxy of
+// AWSOptions.Proxy when there is one, else moto.
+func (g *AWSGroup) AWSEndpoint() string { return g.endpoint }
 
-// AWSEndpoint is the AWS endpoint of the appliances: the fault proxy when
-// there is one, else moto.
-func (g *AWSGroup) AWSEndpoint() string {
-	if g.proxy != nil {
-		return g.proxy.URL
-	}
-	return g.moto.URL
-}
-
-// Instance returns the instance id, nil if the harness never started it.
+// Instance returns the instance id, nil if the fleet never started it.
 func (g *AWSGroup) Instance(id string) *Instance { return g.procs.Instance(id) }
 
-// Instances returns every instance the harness ever started, in start order.
+// Instances returns every instance the fleet ever started, in start order.
 func (g *AWSGroup) Instances() []*Instance { return g.procs.Instances() }
 
 // IMDS returns the metadata service of an instance, nil once it is gone.
@@ -340,10 +338,10 @@ func (g *AWSGroup) lifecycles(ctx context.Context) (map[string]astypes.Lifecycle
 		AutoScalingGroupNames: []string{g.name},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: describing group %s: %w", g.name, err)
+		return nil, fmt.Errorf("fleet: describing group %s: %w", g.name, err)
 	}
 	if len(out.AutoScalingGroups) != 1 {
-		return nil, fmt.Errorf("testcluster: moto lists %d groups named %s", len(out.AutoScalingGroups), g.name)
+		return nil, fmt.Errorf("fleet: moto lists %d groups named %s", len(out.AutoScalingGroups), g.name)
 	}
 	states := map[string]astypes.LifecycleState{}
 	for _, i := range out.AutoScalingGroups[0].Instances {
@@ -449,7 +447,7 @@ func (g *AWSGroup) Sync(ctx context.Context) (started, stopped []string, err err
 
 // Follow runs Sync every 250ms in the background until ctx ends, the
 // returned stop is called, or the group closes. Sync's errors go to the
-// harness's log; stop waits for the loop to end.
+// fleet's log; stop waits for the loop to end.
 func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -481,7 +479,7 @@ func (g *AWSGroup) Follow(ctx context.Context) (stop func()) {
 	return stop
 }
 
-// machine is what EC2 tells about an instance the harness starts.
+// machine is what EC2 tells about an instance the fleet starts.
 type machine struct {
 	id, address, zone string
 }
@@ -492,7 +490,7 @@ func (g *AWSGroup) describe(ctx context.Context, ids []string) ([]machine, error
 	defer cancel()
 	out, err := g.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: describing %v: %w", ids, err)
+		return nil, fmt.Errorf("fleet: describing %v: %w", ids, err)
 	}
 	byID := map[string]machine{}
 	for _, r := range out.Reservations {
@@ -509,12 +507,12 @@ func (g *AWSGroup) describe(ctx context.Context, ids []string) ([]machine, error
 	for _, id := range ids {
 		m, ok := byID[id]
 		if !ok {
-			return nil, fmt.Errorf("testcluster: EC2 does not know instance %s of group %s", id, g.name)
+			return nil, fmt.Errorf("fleet: EC2 does not know instance %s of group %s", id, g.name)
 		}
 		// Binding an address outside our reserved /24 could take another
 		// group's address.
 		if ip := net.ParseIP(m.address); ip == nil || !cidr.Contains(ip) {
-			return nil, fmt.Errorf("testcluster: moto gave %s the address %q, outside the group's subnet %s", id, m.address, g.procs.net)
+			return nil, fmt.Errorf("fleet: moto gave %s the address %q, outside the group's subnet %s", id, m.address, g.procs.net)
 		}
 		machines = append(machines, m)
 	}
@@ -548,10 +546,10 @@ func (g *AWSGroup) TerminateInASG(ctx context.Context, id string, decrement bool
 		ShouldDecrementDesiredCapacity: sdkaws.Bool(decrement),
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: terminating %s in group %s: %w", id, g.name, err)
+		return fmt.Errorf("fleet: terminating %s in group %s: %w", id, g.name, err)
 	}
 	if err := g.release(context.Background(), id); err != nil {
-		return fmt.Errorf("testcluster: terminating %s: %w", id, err)
+		return fmt.Errorf("fleet: terminating %s: %w", id, err)
 	}
 	g.log.Info("instance terminated through the auto scaling group", "id", id, "decrement", decrement)
 	return nil
@@ -570,7 +568,7 @@ func (g *AWSGroup) SetDesired(ctx context.Context, n int) error {
 		DesiredCapacity:      size,
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: setting the size of group %s to %d: %w", g.name, n, err)
+		return fmt.Errorf("fleet: setting the size of group %s to %d: %w", g.name, n, err)
 	}
 	g.log.Info("group size set", "size", n)
 	return nil
@@ -616,7 +614,7 @@ func (g *AWSGroup) Client(ctx context.Context, ids ...string) (*clientv3.Client,
 			return nil, err
 		}
 		if len(running) == 0 {
-			return nil, errors.New("testcluster: no running instance in service to connect to")
+			return nil, errors.New("fleet: no running instance in service to connect to")
 		}
 		ids = make([]string, len(running))
 		for k, inst := range running {
@@ -643,8 +641,8 @@ func (g *AWSGroup) Close() error {
 		}
 		g.closeErr = g.procs.Close()
 		g.closeIMDS()
-		if g.proxy != nil {
-			g.proxy.Close()
+		if g.closeProxy != nil {
+			g.closeProxy()
 		}
 		g.moto.Close()
 		g.log.Info("aws group closed")

@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"bytes"
@@ -21,28 +21,28 @@ type process struct {
 	done chan struct{}
 	// err is cmd.Wait's result, valid once done is closed.
 	err error
-	// signaled is the last signal the harness sent, to tell a deliberate
+	// signaled is the last signal the fleet sent, to tell a deliberate
 	// kill from a crash.
 	signaled syscall.Signal
 }
 
 // startProcess starts binary with args, its output appended to logPath;
-// env nil means the harness's own environment.
+// env nil means the fleet's own environment.
 func startProcess(binary string, args, env []string, logPath string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening the log: %w", err)
 	}
-	fmt.Fprintf(logf, "=== testcluster %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
+	fmt.Fprintf(logf, "=== fleet %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
 	cmd := exec.Command(binary, args...)
 	cmd.Env = env
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Own process group: a Ctrl-C at the terminal reaches the harness
+		// Own process group: a Ctrl-C at the terminal reaches the fleet
 		// only, which then stops the group in order.
 		Setpgid: true,
-		// The appliance dies with the harness, and its etcd with it.
+		// The appliance dies with the fleet, and its etcd with it.
 		Pdeathsig: syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {

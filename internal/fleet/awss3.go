@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func (g *AWSGroup) CreateBucket(ctx context.Context, name string) error {
 	defer cancel()
 	client := s3.NewFromConfig(motoConfig(g.moto.URL, AWSRegion), func(o *s3.Options) { o.UsePathStyle = true })
 	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: sdkaws.String(name)}); err != nil {
-		return fmt.Errorf("testcluster: creating bucket %s: %w", name, err)
+		return fmt.Errorf("fleet: creating bucket %s: %w", name, err)
 	}
 	g.log.Info("bucket created", "bucket", name)
 	return nil

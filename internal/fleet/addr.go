@@ -1,4 +1,4 @@
-package testcluster
+package fleet
 
 import (
 	"context"
@@ -22,6 +22,11 @@ var instancePorts = []int{
 	cluster.DefaultPorts.Metrics,
 }
 
+// lockDir, under the temporary directory, holds the subnet locks. Its name
+// predates the package: groups of every version on the machine must honour
+// the same locks.
+const lockDir = "etcd-appliance-testcluster"
+
 // subnet is a /24 of 127.0.0.0/8 that one Group owns for its lifetime. The
 // ownership is an flock on a file named after the subnet, so groups in
 // parallel test binaries, the demo and benchmarks never share addresses;
@@ -34,7 +39,7 @@ type subnet struct {
 // reserveSubnet picks a random free /24, avoiding 127.0.0.0/24 (the usual
 // loopback) and 127.0.1.0/24 (the moto-backed tests' VPC subnet).
 func reserveSubnet() (*subnet, error) {
-	dir := filepath.Join(os.TempDir(), "etcd-appliance-testcluster")
+	dir := filepath.Join(os.TempDir(), lockDir)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("reserving a loopback subnet: %w", err)
 	}

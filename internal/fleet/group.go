@@ -1,16 +1,23 @@
-// Package testcluster starts groups of real etcd-appliance processes on
-// loopback addresses, with a local provider group file, for the end-to-end
-// tests, the demo and the benchmarks.
+// Package fleet runs groups of real etcd-appliance processes on loopback
+// addresses: what `etcd-appliance demo` shows a newcomer, and what the
+// end-to-end tests and the benchmarks drive. It is product code, linked
+// into the binary; the test-only parts (the fault proxy, building the
+// binary, helpers taking a testing.TB) are internal/testcluster's.
 //
-// Each Group owns a random /24 of 127.0.0.0/8 (Linux routes all of it to lo)
-// and gives every instance its own address, so that all instances bind the
-// product's fixed ports (2378 API, 2379 client, 2380 peer, 2381 metrics) side
-// by side. The harness plays the cloud: Launch adds an instance to the group
-// file and starts its appliance; Terminate marks it terminated and kills it;
-// Kill, KillEtcd, Stop, Start and WipeData are the faults and operations the
-// scenarios need. Everything that waits polls a condition under a context
-// deadline; nothing sleeps to synchronize.
-package testcluster
+// A local Group owns a random /24 of 127.0.0.0/8 (Linux routes all of it to
+// lo) and gives every instance its own address, so that all instances bind
+// the product's fixed ports (2378 API, 2379 client, 2380 peer, 2381
+// metrics) side by side. The fleet plays the cloud: Launch adds an instance
+// to the group file and starts its appliance; Terminate marks it terminated
+// and kills it; Kill, KillEtcd, Stop, Start and WipeData are the faults and
+// operations an operator (or a scenario) needs.
+//
+// An AWSGroup is an Auto Scaling group in moto, the AWS emulator: the fleet
+// serves an IMDSv2 per instance (moto has none) and runs a real appliance
+// with --provider aws on the loopback address moto gave it. AWSMulti is the
+// same over several regions. Everything that waits polls a condition under
+// a context deadline; nothing sleeps to synchronize.
+package fleet
 
 import (
 	"context"
@@ -31,7 +38,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
 )
 
-// Bounds of the harness's own waits when the caller's context allows more.
+// Bounds of the fleet's own waits when the caller's context allows more.
 const (
 	healthyTimeout = 30 * time.Second
 	killTimeout    = 10 * time.Second
@@ -45,7 +52,7 @@ var ErrNotRunning = errors.New("not running")
 
 // Options configures a Group.
 type Options struct {
-	// Binary is the etcd-appliance binary to run (see BuildBinary).
+	// Binary is the etcd-appliance binary to run.
 	Binary string
 	// Dir receives the group file, a data dir per instance (Dir/<id>) and a
 	// log per instance (Dir/<id>.log).
@@ -54,9 +61,9 @@ type Options struct {
 	// random tc-xxxxxx.
 	Name string
 	// Args are extra flags of `etcd-appliance run`. They come after the
-	// harness's own flags, so they win over them (--log-format, ...).
+	// fleet's own flags, so they win over them (--log-format, ...).
 	Args []string
-	// Logger receives the harness's actions; nil discards them.
+	// Logger receives the fleet's actions; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -139,13 +146,13 @@ type Group struct {
 // loopback /24. Close releases it.
 func New(opts Options) (*Group, error) {
 	if opts.Binary == "" {
-		return nil, errors.New("testcluster: Options.Binary is required (see BuildBinary)")
+		return nil, errors.New("fleet: Options.Binary is required")
 	}
 	if fi, err := os.Stat(opts.Binary); err != nil || fi.IsDir() {
-		return nil, fmt.Errorf("testcluster: binary %q is not a file", opts.Binary)
+		return nil, fmt.Errorf("fleet: binary %q is not a file", opts.Binary)
 	}
 	if opts.Dir == "" {
-		return nil, errors.New("testcluster: Options.Dir is required")
+		return nil, errors.New("fleet: Options.Dir is required")
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -153,7 +160,7 @@ func New(opts Options) (*Group, error) {
 	}
 	opts.Dir = dir
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	if opts.Name == "" {
 		opts.Name = fmt.Sprintf("tc-%06x", rand.Uint32()&0xffffff)
@@ -163,7 +170,7 @@ func New(opts Options) (*Group, error) {
 	}
 	sn, err := reserveSubnet()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	g := &Group{
 		opts:     opts,
@@ -171,10 +178,10 @@ func New(opts Options) (*Group, error) {
 		net:      sn,
 		nextHost: 1,
 	}
-	g.log = opts.Logger.With("component", "testcluster", "group", opts.Name)
+	g.log = opts.Logger.With("component", "fleet", "group", opts.Name)
 	if err := local.Write(g.file, local.File{Name: opts.Name, Instances: []cluster.Instance{}}); err != nil {
 		sn.release()
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	g.log.Info("group created", "file", g.file, "subnet", sn.String())
 	return g, nil
@@ -212,7 +219,7 @@ func (g *Group) lookup(id string) (*Instance, error) {
 	if inst := g.Instance(id); inst != nil {
 		return inst, nil
 	}
-	return nil, fmt.Errorf("testcluster: no instance %q in group %s", id, g.opts.Name)
+	return nil, fmt.Errorf("fleet: no instance %q in group %s", id, g.opts.Name)
 }
 
 // Instances returns every instance the group ever had, in launch order.
@@ -267,7 +274,7 @@ func (g *Group) Add(n int) ([]*Instance, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return nil, errors.New("testcluster: group is closed")
+		return nil, errors.New("fleet: group is closed")
 	}
 	var added []*Instance
 	for range n {
@@ -315,7 +322,7 @@ func (g *Group) LaunchN(ctx context.Context, n int) ([]*Instance, error) {
 // waits for the address's ports to be free first.
 func (g *Group) LaunchAt(ctx context.Context, address string) (*Instance, error) {
 	if net.ParseIP(address) == nil {
-		return nil, fmt.Errorf("testcluster: %q is not an IP address", address)
+		return nil, fmt.Errorf("fleet: %q is not an IP address", address)
 	}
 	if err := waitPortsFree(ctx, address); err != nil {
 		return nil, err
@@ -348,7 +355,7 @@ func (g *Group) nextAddressLocked() (string, error) {
 		g.nextHost++
 		return addr, nil
 	}
-	return "", fmt.Errorf("testcluster: subnet %s has no free address left", g.net)
+	return "", fmt.Errorf("fleet: subnet %s has no free address left", g.net)
 }
 
 func (g *Group) newInstanceLocked(address string) (*Instance, error) {
@@ -364,7 +371,7 @@ func (g *Group) newInstanceLocked(address string) (*Instance, error) {
 		g:       g,
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	return inst, nil
 }
@@ -392,11 +399,11 @@ func (g *Group) registerLocked(insts []*Instance) error {
 func (g *Group) editFile(edit func(*local.File)) error {
 	f, err := local.Read(g.file)
 	if err != nil {
-		return fmt.Errorf("testcluster: %w", err)
+		return fmt.Errorf("fleet: %w", err)
 	}
 	edit(&f)
 	if err := local.Write(g.file, f); err != nil {
-		return fmt.Errorf("testcluster: %w", err)
+		return fmt.Errorf("fleet: %w", err)
 	}
 	return nil
 }
@@ -419,7 +426,7 @@ func (g *Group) SetState(id string, state cluster.InstanceState) error {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("testcluster: no instance %q in the group file", id)
+		return fmt.Errorf("fleet: no instance %q in the group file", id)
 	}
 	g.log.Info("instance state set", "id", id, "state", state)
 	return nil
@@ -447,7 +454,7 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 		return nil, err
 	}
 	if inst.Running() {
-		return nil, fmt.Errorf("testcluster: %s already runs (pid %d)", inst, inst.PID())
+		return nil, fmt.Errorf("fleet: %s already runs (pid %d)", inst, inst.PID())
 	}
 	// The previous process of this address may have just died.
 	if err := waitPortsFree(ctx, inst.Address); err != nil {
@@ -464,11 +471,11 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return nil, errors.New("testcluster: group is closed")
+		return nil, errors.New("fleet: group is closed")
 	}
 	p, err := startProcess(g.opts.Binary, args, nil, inst.LogPath)
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %s: %w", inst, err)
+		return nil, fmt.Errorf("fleet: %s: %w", inst, err)
 	}
 	inst.proc = p
 	g.log.Info("appliance started", "id", inst.ID, "address", inst.Address, "pid", p.pid())
@@ -503,7 +510,7 @@ func (g *Group) waitHealthy(ctx context.Context, inst *Instance) error {
 	var last error
 	for {
 		if p.exited() {
-			return fmt.Errorf("testcluster: appliance %s exited (%v) before answering /healthz; log tail:\n%s",
+			return fmt.Errorf("fleet: appliance %s exited (%v) before answering /healthz; log tail:\n%s",
 				inst, p.exitError(), tail(inst.LogPath, 20))
 		}
 		code, _, err := g.get(ctx, inst, "/healthz")
@@ -516,7 +523,7 @@ func (g *Group) waitHealthy(ctx context.Context, inst *Instance) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("testcluster: appliance %s did not answer /healthz: %v: %w", inst, last, ctx.Err())
+			return fmt.Errorf("fleet: appliance %s did not answer /healthz: %v: %w", inst, last, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -533,7 +540,7 @@ func (g *Group) runningProc(id, action string) (*Instance, *process, error) {
 	p := inst.proc
 	g.mu.Unlock()
 	if p == nil || p.exited() {
-		return nil, nil, fmt.Errorf("testcluster: %s %s: appliance %w", action, inst, ErrNotRunning)
+		return nil, nil, fmt.Errorf("fleet: %s %s: appliance %w", action, inst, ErrNotRunning)
 	}
 	return inst, p, nil
 }
@@ -552,7 +559,7 @@ func (g *Group) Kill(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	if err := waitExit(ctx, p); err != nil {
-		return fmt.Errorf("testcluster: appliance %s survived SIGKILL: %w", inst, err)
+		return fmt.Errorf("fleet: appliance %s survived SIGKILL: %w", inst, err)
 	}
 	if etcdPID == 0 {
 		return nil
@@ -563,7 +570,7 @@ func (g *Group) Kill(id string) error {
 	if err != nil {
 		// Leave no orphan behind, but report it: etcd must die with its appliance.
 		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
-		return fmt.Errorf("testcluster: etcd (pid %d) of %s outlived its killed appliance: %w", etcdPID, inst, err)
+		return fmt.Errorf("fleet: etcd (pid %d) of %s outlived its killed appliance: %w", etcdPID, inst, err)
 	}
 	return nil
 }
@@ -577,13 +584,13 @@ func (g *Group) KillEtcd(id string) (int, error) {
 	}
 	pid, err := inst.EtcdPID()
 	if err != nil {
-		return 0, fmt.Errorf("testcluster: %s: %w", inst, err)
+		return 0, fmt.Errorf("fleet: %s: %w", inst, err)
 	}
 	if pid == 0 {
-		return 0, fmt.Errorf("testcluster: killing the etcd of %s: etcd %w", inst, ErrNotRunning)
+		return 0, fmt.Errorf("fleet: killing the etcd of %s: etcd %w", inst, ErrNotRunning)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return 0, fmt.Errorf("testcluster: killing etcd pid %d of %s: %w", pid, inst, err)
+		return 0, fmt.Errorf("fleet: killing etcd pid %d of %s: %w", pid, inst, err)
 	}
 	g.log.Info("etcd killed", "id", id, "etcd_pid", pid)
 	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
@@ -592,7 +599,7 @@ func (g *Group) KillEtcd(id string) (int, error) {
 		return !pidAlive(pid), fmt.Sprintf("etcd pid %d still alive", pid)
 	})
 	if err != nil {
-		return pid, fmt.Errorf("testcluster: etcd pid %d of %s survived SIGKILL: %w", pid, inst, err)
+		return pid, fmt.Errorf("fleet: etcd pid %d of %s survived SIGKILL: %w", pid, inst, err)
 	}
 	return pid, nil
 }
@@ -623,14 +630,14 @@ func (g *Group) Terminate(ctx context.Context, id string) error {
 	defer cancel()
 	if p != nil {
 		if err := waitExit(ctx, p); err != nil {
-			return fmt.Errorf("testcluster: terminating %s: %w", inst, err)
+			return fmt.Errorf("fleet: terminating %s: %w", inst, err)
 		}
 	}
 	err = Poll(ctx, pollInterval, func() (bool, string) {
 		return !pidAlive(etcdPID), fmt.Sprintf("etcd pid %d still alive", etcdPID)
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: terminating %s: %w", inst, err)
+		return fmt.Errorf("fleet: terminating %s: %w", inst, err)
 	}
 	return nil
 }
@@ -648,15 +655,15 @@ func (g *Group) Stop(ctx context.Context, id string) error {
 	p.signal(syscall.SIGTERM)
 	g.log.Info("appliance sent SIGTERM", "id", id, "pid", p.pid())
 	if err := waitExit(ctx, p); err != nil {
-		return fmt.Errorf("testcluster: %s did not exit after SIGTERM: %w", inst, err)
+		return fmt.Errorf("fleet: %s did not exit after SIGTERM: %w", inst, err)
 	}
 	if err := p.exitError(); err != nil {
-		return fmt.Errorf("testcluster: %s exited after SIGTERM with %v (want exit 0); log tail:\n%s", inst, err, tail(inst.LogPath, 20))
+		return fmt.Errorf("fleet: %s exited after SIGTERM with %v (want exit 0); log tail:\n%s", inst, err, tail(inst.LogPath, 20))
 	}
 	g.log.Info("appliance stopped", "id", id, "after", time.Since(start).Round(time.Millisecond))
 	if etcdPID != 0 && pidAlive(etcdPID) {
 		_ = syscall.Kill(etcdPID, syscall.SIGKILL)
-		return fmt.Errorf("testcluster: etcd (pid %d) of %s still ran after its appliance exited on SIGTERM", etcdPID, inst)
+		return fmt.Errorf("fleet: etcd (pid %d) of %s still ran after its appliance exited on SIGTERM", etcdPID, inst)
 	}
 	return nil
 }
@@ -701,13 +708,13 @@ func (g *Group) WipeData(id string) error {
 		return err
 	}
 	if inst.Running() {
-		return fmt.Errorf("testcluster: refusing to wipe the data of %s while its appliance runs", inst)
+		return fmt.Errorf("fleet: refusing to wipe the data of %s while its appliance runs", inst)
 	}
 	if err := os.RemoveAll(inst.DataDir); err != nil {
-		return fmt.Errorf("testcluster: wiping %s: %w", inst, err)
+		return fmt.Errorf("fleet: wiping %s: %w", inst, err)
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
-		return fmt.Errorf("testcluster: wiping %s: %w", inst, err)
+		return fmt.Errorf("fleet: wiping %s: %w", inst, err)
 	}
 	g.log.Info("data dir wiped", "id", id, "dir", inst.DataDir)
 	return nil
@@ -783,7 +790,7 @@ func closeInstance(inst *Instance) error {
 			err = waitExit(ctx, p)
 			cancel()
 			if err != nil {
-				return fmt.Errorf("testcluster: closing %s: %w", inst, err)
+				return fmt.Errorf("fleet: closing %s: %w", inst, err)
 			}
 		}
 	}

@@ -1,17 +1,23 @@
-package testcluster
+package fleet
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
-// InstanceMetadata is what a fake IMDS tells about its instance.
+// imdsCloseTimeout bounds how long Close waits for requests in flight.
+const imdsCloseTimeout = 2 * time.Second
+
+// InstanceMetadata is what an IMDS tells about its instance.
 type InstanceMetadata struct {
 	InstanceID string
 	Region     string
@@ -32,12 +38,13 @@ type InstanceMetadata struct {
 // with HttpTokens=required (IMDSv2 only): PUT /latest/api/token with a TTL
 // header gives a token, and every GET under /latest/ must carry it in
 // X-aws-ec2-metadata-token, or gets 401. moto has no per-instance metadata
-// service, so the AWS end-to-end tests run one of these per instance and
-// point the instance's SDK at it with AWS_EC2_METADATA_SERVICE_ENDPOINT=URL.
+// service, so an AWSGroup runs one of these per instance and points the
+// instance's SDK at it with AWS_EC2_METADATA_SERVICE_ENDPOINT=URL.
 type IMDS struct {
 	// URL is the service's base URL.
-	URL string
-	srv *httptest.Server
+	URL  string
+	srv  *http.Server
+	done chan struct{} // closed when Serve returned
 
 	mu         sync.Mutex
 	values     map[string]string // by path under /latest/
@@ -47,8 +54,17 @@ type IMDS struct {
 }
 
 // StartIMDS serves the metadata of one instance on a free port of 127.0.0.1.
-func StartIMDS(m InstanceMetadata) *IMDS {
-	s := &IMDS{values: map[string]string{}, tokens: map[string]bool{}}
+func StartIMDS(m InstanceMetadata) (*IMDS, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("serving the metadata of %s: %w", m.InstanceID, err)
+	}
+	s := &IMDS{
+		URL:    "http://" + ln.Addr().String(),
+		done:   make(chan struct{}),
+		values: map[string]string{},
+		tokens: map[string]bool{},
+	}
 	set := func(path, v string) {
 		if v != "" {
 			s.values[path] = v
@@ -73,9 +89,14 @@ func StartIMDS(m InstanceMetadata) *IMDS {
 		"accountId":        account,
 	})
 	set("dynamic/instance-identity/document", string(doc))
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
-	return s
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(s.done)
+		// Serve returns ErrServerClosed on Close, or an Accept error after
+		// which the appliance's requests fail and it reports them.
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
 }
 
 // Set sets (or, with "", removes) the value at path under /latest/meta-data/,
@@ -106,8 +127,16 @@ func (s *IMDS) TokenRequests() int {
 	return s.tokenCalls
 }
 
-// Close stops the service.
-func (s *IMDS) Close() { s.srv.Close() }
+// Close stops the service: it lets the requests in flight finish for a
+// moment, then cuts them off, and returns once the service is down.
+func (s *IMDS) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), imdsCloseTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	<-s.done
+}
 
 func (s *IMDS) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()

@@ -1,6 +1,6 @@
-package testcluster
+package fleet
 
-// The multi-region AWS tier of the harness: one moto plays EC2 in several
+// The multi-region AWS tier of the fleet: one moto plays EC2 in several
 // regions (it keeps them apart by the signing region), each region with its
 // own VPC 127.0.0.0/16, a subnet (a /24 reserved like an AWS group's) and a
 // security group carrying the cluster tag. The instances are launched with
@@ -8,7 +8,7 @@ package testcluster
 // with --regions on the loopback address moto gave it.
 //
 // moto gaps: moto does not propagate aws:cloudformation:* tags, so the
-// cluster tag is a key of the harness's own (AWSMultiTag, passed as
+// cluster tag is a key of the fleet's own (AWSMultiTag, passed as
 // --cluster-tag-key); instances in these VPCs get no public address, so
 // the appliances advertise their private addresses; and moto keeps security
 // group rules without enforcing them on loopback traffic.
@@ -39,21 +39,21 @@ import (
 // group's name.
 const AWSMultiTag = "etcd-appliance:test-cluster"
 
-// DefaultAWSMultiRegions are the regions of an AWSMulti unless its options
+// defaultAWSMultiRegions are the regions of an AWSMulti unless its options
 // name others.
-var DefaultAWSMultiRegions = []string{"us-east-1", "eu-west-1"}
+func defaultAWSMultiRegions() []string { return []string{"us-east-1", "eu-west-1"} }
 
 // AWSMultiOptions configures an AWSMulti.
 type AWSMultiOptions struct {
-	// Binary is the etcd-appliance binary to run (see BuildBinary).
+	// Binary is the etcd-appliance binary to run.
 	Binary string
 	// Dir receives moto's log, a data dir and a log per instance.
 	Dir string
-	// Args are extra flags of `etcd-appliance run`, after the harness's own.
+	// Args are extra flags of `etcd-appliance run`, after the fleet's own.
 	Args   []string
 	Logger *slog.Logger
 	// Regions are the regions, passed to every appliance as --regions;
-	// default DefaultAWSMultiRegions.
+	// default us-east-1 and eu-west-1.
 	Regions []string
 	// Sizes is how many instances to launch in each region, in the order
 	// of Regions.
@@ -94,13 +94,13 @@ type awsRegion struct {
 // (with ErrMotoNotFound) when moto is not installed.
 func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	if opts.Binary == "" || opts.Dir == "" {
-		return nil, errors.New("testcluster: AWSMultiOptions.Binary and Dir are required")
+		return nil, errors.New("fleet: AWSMultiOptions.Binary and Dir are required")
 	}
 	if len(opts.Regions) == 0 {
-		opts.Regions = DefaultAWSMultiRegions
+		opts.Regions = defaultAWSMultiRegions()
 	}
 	if len(opts.Sizes) != len(opts.Regions) {
-		return nil, fmt.Errorf("testcluster: %d sizes for %d regions", len(opts.Sizes), len(opts.Regions))
+		return nil, fmt.Errorf("fleet: %d sizes for %d regions", len(opts.Sizes), len(opts.Regions))
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -108,13 +108,13 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	}
 	opts.Dir = dir
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	name := fmt.Sprintf("tc-multi-%06x", rand.Uint32()&0xffffff)
-	log := opts.Logger.With("component", "testcluster", "group", name)
+	log := opts.Logger.With("component", "fleet", "group", name)
 	g := &AWSMulti{
 		opts: opts, name: name, log: log,
 		regions:  map[string]*awsRegion{},
@@ -126,7 +126,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 		sn, err := reserveVPCSubnet()
 		if err != nil {
 			g.Close()
-			return nil, fmt.Errorf("testcluster: %w", err)
+			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		g.regions[r] = &awsRegion{name: r, net: sn}
 	}
@@ -134,7 +134,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 		log, g.regions[opts.Regions[0]].net)
 	if g.moto, err = StartMoto(ctx, opts.Dir); err != nil {
 		g.Close()
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	for _, r := range opts.Regions {
 		if err := g.createRegion(ctx, g.regions[r]); err != nil {
@@ -167,13 +167,13 @@ func (g *AWSMulti) createRegion(ctx context.Context, r *awsRegion) error {
 	r.ec2 = ec2.NewFromConfig(motoConfig(g.moto.URL, r.name))
 	vpc, err := r.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(awsVPCCIDR)})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the VPC in %s: %w", r.name, err)
+		return fmt.Errorf("fleet: creating the VPC in %s: %w", r.name, err)
 	}
 	sub, err := r.ec2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
 		VpcId: vpc.Vpc.VpcId, CidrBlock: sdkaws.String(r.net.String()), AvailabilityZone: sdkaws.String(r.name + "a"),
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the subnet %s in %s: %w", r.net, r.name, err)
+		return fmt.Errorf("fleet: creating the subnet %s in %s: %w", r.net, r.name, err)
 	}
 	r.subnet = sdkaws.ToString(sub.Subnet.SubnetId)
 	sg, err := r.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
@@ -183,12 +183,12 @@ func (g *AWSMulti) createRegion(ctx context.Context, r *awsRegion) error {
 			Tags: []ec2types.Tag{{Key: sdkaws.String(AWSMultiTag), Value: sdkaws.String(g.name)}}}},
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: creating the security group in %s: %w", r.name, err)
+		return fmt.Errorf("fleet: creating the security group in %s: %w", r.name, err)
 	}
 	r.sg = sdkaws.ToString(sg.GroupId)
 	images, err := r.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil || len(images.Images) == 0 {
-		return fmt.Errorf("testcluster: moto lists no AMI in %s: %v", r.name, err)
+		return fmt.Errorf("fleet: moto lists no AMI in %s: %v", r.name, err)
 	}
 	r.image = sdkaws.ToString(images.Images[0].ImageId)
 	g.log.Info("region created", "region", r.name, "subnet", r.net.String(), "security_group", r.sg)
@@ -204,17 +204,17 @@ func (g *AWSMulti) Moto() *Moto { return g.moto }
 // Regions are the group's regions.
 func (g *AWSMulti) Regions() []string { return slices.Clone(g.opts.Regions) }
 
-// RegionOf is the region of an instance, "" if the harness never launched it.
+// RegionOf is the region of an instance, "" if the fleet never launched it.
 func (g *AWSMulti) RegionOf(id string) string {
 	g.regionMu.Lock()
 	defer g.regionMu.Unlock()
 	return g.regionOf[id]
 }
 
-// Instance returns the instance id, nil if the harness never started it.
+// Instance returns the instance id, nil if the fleet never started it.
 func (g *AWSMulti) Instance(id string) *Instance { return g.procs.Instance(id) }
 
-// Instances returns every instance the harness ever started, in start order.
+// Instances returns every instance the fleet ever started, in start order.
 func (g *AWSMulti) Instances() []*Instance { return g.procs.Instances() }
 
 // Launch launches one more tagged instance in region, as a stack's Auto
@@ -230,7 +230,7 @@ func (g *AWSMulti) Launch(ctx context.Context, region string) (*Instance, error)
 func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error) {
 	r, ok := g.regions[region]
 	if !ok {
-		return nil, fmt.Errorf("testcluster: %s is not a region of group %s", region, g.name)
+		return nil, fmt.Errorf("fleet: %s is not a region of group %s", region, g.name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	out, err := r.ec2.RunInstances(cctx, &ec2.RunInstancesInput{
@@ -243,16 +243,16 @@ func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error)
 	})
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: launching an instance in %s: %w", region, err)
+		return nil, fmt.Errorf("fleet: launching an instance in %s: %w", region, err)
 	}
 	if len(out.Instances) != 1 {
-		return nil, fmt.Errorf("testcluster: moto launched %d instances in %s, want 1", len(out.Instances), region)
+		return nil, fmt.Errorf("fleet: moto launched %d instances in %s, want 1", len(out.Instances), region)
 	}
 	m := out.Instances[0]
 	id, addr := sdkaws.ToString(m.InstanceId), sdkaws.ToString(m.PrivateIpAddress)
 	_, cidr, _ := net.ParseCIDR(r.net.String())
 	if ip := net.ParseIP(addr); ip == nil || !cidr.Contains(ip) {
-		return nil, fmt.Errorf("testcluster: moto gave %s the address %q, outside the subnet %s of %s", id, addr, r.net, region)
+		return nil, fmt.Errorf("fleet: moto gave %s the address %q, outside the subnet %s of %s", id, addr, r.net, region)
 	}
 	zone := region + "a"
 	if m.Placement != nil && sdkaws.ToString(m.Placement.AvailabilityZone) != "" {
@@ -277,13 +277,13 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 	region := g.RegionOf(id)
 	r, ok := g.regions[region]
 	if !ok {
-		return fmt.Errorf("testcluster: %s is no instance of group %s", id, g.name)
+		return fmt.Errorf("fleet: %s is no instance of group %s", id, g.name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	_, err := r.ec2.TerminateInstances(cctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("testcluster: terminating %s in %s: %w", id, region, err)
+		return fmt.Errorf("fleet: terminating %s in %s: %w", id, region, err)
 	}
 	if err := g.release(ctx, id); err != nil {
 		return err
@@ -292,7 +292,7 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 	return nil
 }
 
-// Running returns the instances the harness launched, has not terminated,
+// Running returns the instances the fleet launched, has not terminated,
 // and whose appliance runs.
 func (g *AWSMulti) Running() []*Instance {
 	var out []*Instance
@@ -319,7 +319,7 @@ func (g *AWSMulti) Client(ctx context.Context, ids ...string) (*clientv3.Client,
 		}
 	}
 	if len(ids) == 0 {
-		return nil, errors.New("testcluster: no running instance to connect to")
+		return nil, errors.New("fleet: no running instance to connect to")
 	}
 	return g.procs.Client(ctx, ids...)
 }
@@ -329,13 +329,13 @@ func (g *AWSMulti) Client(ctx context.Context, ids ...string) (*clientv3.Client,
 func (g *AWSMulti) Ingress(ctx context.Context, region string) ([]cluster.IngressRule, error) {
 	r, ok := g.regions[region]
 	if !ok {
-		return nil, fmt.Errorf("testcluster: %s is not a region of group %s", region, g.name)
+		return nil, fmt.Errorf("fleet: %s is not a region of group %s", region, g.name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	defer cancel()
 	out, err := r.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{r.sg}})
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: describing security group %s in %s: %w", r.sg, region, err)
+		return nil, fmt.Errorf("fleet: describing security group %s in %s: %w", r.sg, region, err)
 	}
 	var rules []cluster.IngressRule
 	for _, sg := range out.SecurityGroups {
@@ -356,7 +356,7 @@ func (g *AWSMulti) Ingress(ctx context.Context, region string) ([]cluster.Ingres
 func (g *AWSMulti) AddIngress(ctx context.Context, region string, port int32, cidr, description string) error {
 	r, ok := g.regions[region]
 	if !ok {
-		return fmt.Errorf("testcluster: %s is not a region of group %s", region, g.name)
+		return fmt.Errorf("fleet: %s is not a region of group %s", region, g.name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	defer cancel()
@@ -368,7 +368,7 @@ func (g *AWSMulti) AddIngress(ctx context.Context, region string, port int32, ci
 		}},
 	})
 	if err != nil {
-		return fmt.Errorf("testcluster: adding a rule to %s in %s: %w", r.sg, region, err)
+		return fmt.Errorf("fleet: adding a rule to %s in %s: %w", r.sg, region, err)
 	}
 	return nil
 }
