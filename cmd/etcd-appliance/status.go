@@ -135,4 +135,13 @@ func printStatus(w io.Writer, st cluster.ClusterStatus) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d voters healthy\n", st.HealthyVoters(), countVoters(st))
+	if st.LastExit != "" {
+		fmt.Fprintf(w, "etcd on %s last exited: %s\n", st.Reporter, st.LastExit)
+	}
+	if st.Waiting != "" {
+		fmt.Fprintf(w, "%s waits: %s\n", st.Reporter, st.Waiting)
+	}
+	for _, u := range st.Unanswered {
+		fmt.Fprintf(w, "instance %s (%s) has not answered for %s\n", u.Instance, u.Address, st.ObservedAt.Sub(u.Since).Round(time.Second))
+	}
 }

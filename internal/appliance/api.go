@@ -80,11 +80,16 @@ func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus { return a
 
 func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 	st := cluster.ClusterStatus{Reporter: a.self.ID, ObservedAt: a.now().UTC()}
+	peer := a.peerState()
+	st.LastExit = peer.LastExit
+	if !peer.HasLeader {
+		st.Waiting, st.Unanswered = a.waitingFor()
+	}
 	group, gerr := a.groups.list(ctx, a.cfg.ReconcileInterval)
 	st.GroupKnown, st.Group = gerr == nil, group
 
 	endpoints := []string{a.clientURL()}
-	if !a.peerState().EtcdRunning {
+	if !peer.EtcdRunning {
 		endpoints = nil
 		for _, inst := range group {
 			if inst.State.InGroup() {

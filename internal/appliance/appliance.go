@@ -233,6 +233,7 @@ func (a *Appliance) exited(proc etcdProcess, started time.Time, delay time.Durat
 	exited := a.now()
 	kind := etcd.ClassifyExit(proc.LastLines())
 	a.metrics.etcdRestarts.WithLabelValues(string(kind)).Inc()
+	a.setPeer(func(p *cluster.PeerState) { p.LastExit = string(kind) })
 	if cluster.ExitMakesDataUnusable(string(kind)) {
 		a.setUnusable(string(kind))
 	}

@@ -23,6 +23,8 @@ type metrics struct {
 	snapshotLast    prometheus.Gauge
 	snapshotSize    prometheus.Gauge
 	snapshotSeconds prometheus.Gauge
+
+	waiting waitMetrics
 }
 
 func newMetrics(registry *prometheus.Registry) *metrics {
@@ -91,5 +93,28 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeping, m.dnsChanges,
 		m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize, m.snapshotSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.waiting = newWaitMetrics(m.registry)
 	return m
+}
+
+// waitMetrics say what holds a startup plan: the group instances that do
+// not answer, without which no cluster is created or recovered.
+type waitMetrics struct {
+	unanswered        prometheus.Gauge
+	unansweredSeconds prometheus.Gauge
+}
+
+func newWaitMetrics(registry *prometheus.Registry) waitMetrics {
+	w := waitMetrics{
+		unanswered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_peers_unanswered",
+			Help: "Group instances that did not answer this instance's last look at its peers; while any does not, no cluster is created or recovered.",
+		}),
+		unansweredSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_peer_unanswered_seconds",
+			Help: "How long the longest-silent group instance has not answered (0: every instance answered).",
+		}),
+	}
+	registry.MustRegister(w.unanswered, w.unansweredSeconds)
+	return w
 }

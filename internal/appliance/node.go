@@ -37,6 +37,23 @@ type node struct {
 	// unusable says why etcd could not run on the local data, from its last
 	// exit; cleared when the data is wiped or etcd runs well on it again.
 	unusable string
+	// waiting is the startup plan's reason while it waits, and unanswered
+	// the group instances it waits for, for /v1/status.
+	waiting    string
+	unanswered []cluster.Unanswered
+}
+
+// setWaiting records what the startup plan waits for ("" when it acts).
+func (n *node) setWaiting(reason string, unanswered []cluster.Unanswered) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.waiting, n.unanswered = reason, unanswered
+}
+
+func (n *node) waitingFor() (string, []cluster.Unanswered) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.waiting, n.unanswered
 }
 
 // identified records the instance's identity; --address overrides the

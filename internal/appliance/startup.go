@@ -178,6 +178,12 @@ type starter struct {
 
 	// lastPlan is the plan logged last: repeats go to Debug.
 	lastPlan cluster.StartupPlan
+	// silent are the group instances that did not answer, since when;
+	// unanswered the same of the last round, oldest first; warned those
+	// already logged.
+	silent     map[string]time.Time
+	unanswered []cluster.Unanswered
+	warned     map[string]bool
 	// The bounds of a join.
 	lockWait, promoteWait time.Duration
 	// publishGrace is how long a joined etcd may take to serve clients
@@ -195,6 +201,7 @@ func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 		}
 		plan := cluster.DecideStartup(in)
 		s.logPlan(plan)
+		s.setWaiting(waitReason(plan), s.unanswered)
 		if plan.Action != cluster.Wait {
 			s.metrics.plans.WithLabelValues(string(plan.Action)).Inc()
 			s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStarting })
@@ -224,10 +231,48 @@ func (s *starter) gather(ctx context.Context) (cluster.StartupInputs, error) {
 	}
 	in.Local = local
 	in.Peers = s.world.askPeers(ctx, in.Group)
+	s.trackUnanswered(in.Group, in.Peers)
 	in.Peers[s.self.ID] = cluster.PeerAnswer{Reachable: true, State: s.peerState()}
 	in.Cluster = s.world.findLiveCluster(ctx, in.Peers)
 	in.Recovery = s.recovery.inputs(ctx, in)
 	return in, ctx.Err()
+}
+
+// unansweredWarnAfter is how long a group instance may stay silent before
+// the starter says, once, that it holds every creation and recovery.
+const unansweredWarnAfter = time.Minute
+
+// trackUnanswered records which group instances did not answer, exports
+// it, and warns once per instance silent for unansweredWarnAfter.
+func (s *starter) trackUnanswered(group []cluster.Instance, peers map[string]cluster.PeerAnswer) {
+	now := s.now()
+	s.silent, s.unanswered = cluster.TrackUnanswered(s.silent, group, peers, s.self.ID, now)
+	list := s.unanswered
+	s.metrics.waiting.unanswered.Set(float64(len(list)))
+	longest := time.Duration(0)
+	if len(list) > 0 {
+		longest = now.Sub(list[0].Since)
+	}
+	s.metrics.waiting.unansweredSeconds.Set(longest.Seconds())
+	warned := map[string]bool{}
+	for _, u := range list {
+		silent := now.Sub(u.Since)
+		if silent >= unansweredWarnAfter && !s.warned[u.Instance] {
+			s.log.Warn("a group instance does not answer: no cluster is created or recovered without it",
+				"peer", u.Instance, "address", u.Address, "silent_for", silent.Round(time.Second),
+				"remedy", "start its appliance, or terminate the instance so that the group replaces it (docs/operations.md)")
+		}
+		warned[u.Instance] = s.warned[u.Instance] || silent >= unansweredWarnAfter
+	}
+	s.warned = warned
+}
+
+// waitReason is what a waiting plan waits for, "" for a plan that acts.
+func waitReason(plan cluster.StartupPlan) string {
+	if plan.Action != cluster.Wait {
+		return ""
+	}
+	return plan.Reason
 }
 
 // logPlan logs a plan once at Info; repeats of the same plan go to Debug.

@@ -40,6 +40,13 @@ type ClusterStatus struct {
 	Group      []Instance     `json:"group"`
 	// Error says why no member list could be read, when none could.
 	Error string `json:"error,omitempty"`
+	// Waiting is the reporter's startup plan while it waits (no etcd
+	// leader), and Unanswered the group instances it waits for.
+	Waiting    string       `json:"waiting,omitempty"`
+	Unanswered []Unanswered `json:"unanswered,omitempty"`
+	// LastExit is why the reporter's etcd last exited, as classified from
+	// its last log lines (data-corrupt, no-space, removed, …).
+	LastExit string `json:"last_exit,omitempty"`
 }
 
 // HealthyVoters counts started, healthy voters.

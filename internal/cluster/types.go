@@ -187,6 +187,9 @@ type PeerState struct {
 	// as its members last listed them: who must be gone for its quorum to
 	// be lost for good (§4.6).
 	Voters []string `json:"voters,omitempty"`
+	// LastExit is why the instance's etcd last exited, as classified from
+	// its last log lines; empty while it never exited.
+	LastExit string `json:"last_exit,omitempty"`
 }
 
 // NamedPeer is one entry of etcd's --initial-cluster.

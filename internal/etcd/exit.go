@@ -16,6 +16,9 @@ const (
 	// ExitDataCorrupt: etcd could not read its own data dir (database, WAL or
 	// snapshots), or its data disagrees with its peers'.
 	ExitDataCorrupt ExitKind = "data-corrupt"
+	// ExitNoSpace: the disk of the data dir is full. The data is intact;
+	// etcd runs again once space is freed (SPEC: never wipe for it).
+	ExitNoSpace ExitKind = "no-space"
 	// ExitOther: anything else, including no reason at all (SIGKILL, OOM).
 	// A restart with backoff is the answer.
 	ExitOther ExitKind = "other"
@@ -81,6 +84,10 @@ var exitSigns = []exitSign{
 	{ExitDataCorrupt, []string{"wal: file not found"}},
 	{ExitDataCorrupt, []string{"do not increase continuously"}},
 	{ExitDataCorrupt, []string{"max entry size limit exceeded"}},
+	// A full disk: the WAL's preallocation, a WAL or database write, a
+	// snapshot. etcd panics or exits with the syscall's text.
+	{ExitNoSpace, []string{"no space left on device"}},
+
 	// etcdserver/corrupt.go: the initial corruption check found this
 	// member's data differs from its peers'.
 	{ExitDataCorrupt, []string{"found data inconsistency with peers"}},

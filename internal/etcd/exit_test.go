@@ -22,6 +22,7 @@ func TestClassifyExitRealLogs(t *testing.T) {
 		{"db-invalid.log", ExitDataCorrupt},               // garbage over the bbolt header
 		{"db-missing.log", ExitDataCorrupt},               // member/snap/db deleted, snapshots kept
 		{"wal-crc-mismatch.log", ExitDataCorrupt},         // bytes flipped inside the WAL
+		{"no-space.log", ExitNoSpace},                     // data dir on a full 8 MB tmpfs: the WAL cannot be preallocated
 		{"snap-crc-tolerated.log", ExitOther},             // every .snap corrupt: etcd replays the WAL and runs
 		{"join-stale-membership.log", ExitOther},          // joined with an --initial-cluster the cluster disagrees with
 		{"sigterm.log", ExitOther},                        // plain stop

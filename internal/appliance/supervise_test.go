@@ -1,0 +1,116 @@
+package appliance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
+)
+
+// TestLearnerOfALostLeaderHasNoLeader: a learner keeps naming the last
+// leader it heard of; the appliance believes it only while that leader says
+// it leads, so that a learner stranded by a quorum loss publishes no leader
+// and takes part in the recovery (issue: recovery deadlocked behind a
+// learner's stale view).
+func TestLearnerOfALostLeaderHasNoLeader(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		leaderLeads bool
+		want        bool
+	}{
+		{"the leader still leads", true, true},
+		{"the leader is gone", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testAppliance(t)
+			leader := clustertest.Member(0xa, false)
+			self := selfMember(a, 0xd)
+			self.IsLearner = true
+			f := newFakeEtcd([]cluster.Member{leader, self})
+			f.status[a.clientURL()] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xd, Leader: 0xa, IsLearner: true}
+			if tc.leaderLeads {
+				f.status[clientURL(leader)] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xa, Leader: 0xa}
+			} else {
+				delete(f.status, clientURL(leader))
+			}
+			a.dial = f.dialer()
+			ctx := context.Background()
+			a.supervisor.look(ctx, ctx, f, newFakeProcess())
+			if got := a.peerState().HasLeader; got != tc.want {
+				t.Errorf("published has_leader = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestVoterTakesItsStatusAtItsWord(t *testing.T) {
+	a := testAppliance(t)
+	self := selfMember(a, 0xa)
+	f := newFakeEtcd([]cluster.Member{self, clustertest.Member(0xb, false)})
+	f.status[a.clientURL()] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xa, Leader: 0xb}
+	a.dial = f.dialer()
+	ctx := context.Background()
+	a.supervisor.look(ctx, ctx, f, newFakeProcess())
+	if !a.peerState().HasLeader {
+		t.Error("a voter that follows a leader published no leader")
+	}
+	if f.called("LocalMembers") && f.called("Status "+clientURL(clustertest.Member(0xb, false))) {
+		t.Error("a voter's leader was asked again: only a learner's word is checked")
+	}
+}
+
+// TestSilentInstanceIsReported: one listed instance that never answers
+// holds every creation and recovery; it is exported, logged and shown in
+// the status with how long it has been silent.
+func TestSilentInstanceIsReported(t *testing.T) {
+	a := testAppliance(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	// Nothing serves the appliance API on 127.0.0.250 (port 1 refuses at once).
+	a.ports.API = 1
+	a.groups.group.(*fakeGroup).instances = []cluster.Instance{
+		{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning},
+		{ID: "i-dead", Address: "127.0.0.250", State: cluster.InstanceRunning},
+	}
+	ctx := context.Background()
+	if _, err := a.starter.gather(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	in, err := a.starter.gather(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := cluster.DecideStartup(in)
+	if plan.Action != cluster.Wait {
+		t.Fatalf("plan %s (%s), want wait", plan.Action, plan.Reason)
+	}
+	if got := gauge(t, a.metrics.waiting.unanswered); got != 1 {
+		t.Errorf("etcd_appliance_peers_unanswered = %v, want 1", got)
+	}
+	if got := gauge(t, a.metrics.waiting.unansweredSeconds); got != 120 {
+		t.Errorf("etcd_appliance_peer_unanswered_seconds = %v, want 120", got)
+	}
+	a.setWaiting(waitReason(plan), a.starter.unanswered)
+	// No etcd answers here: the status says so at once.
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	st := a.Status(sctx)
+	if len(st.Unanswered) != 1 || st.Unanswered[0].Instance != "i-dead" || st.Waiting == "" {
+		t.Errorf("status waiting %q unanswered %+v, want i-dead named", st.Waiting, st.Unanswered)
+	}
+}
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
