@@ -311,14 +311,25 @@ func TestNoSecondClusterWhileAPeerIsUnreachable(t *testing.T) {
 	}
 	st := waitConverged(t, ctx, g, 3)
 	t.Logf("converged %s after the third instance started", time.Since(started).Round(time.Millisecond))
-	for _, inst := range insts {
-		peer, err := g.Peer(ctx, inst.ID)
-		if err != nil {
-			t.Fatal(err)
+	// An instance publishes its member's cluster once its supervision has
+	// looked at the running etcd, a moment after the status shows it.
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		for _, inst := range insts {
+			peer, err := g.Peer(ctx, inst.ID)
+			if err != nil {
+				return false, err.Error()
+			}
+			if peer.ClusterID == 0 {
+				return false, inst.ID + " publishes no cluster yet"
+			}
+			if peer.ClusterID != st.ClusterID {
+				t.Fatalf("%s is in cluster %s, %s reports %s: more than one cluster", inst, peer.ClusterID, st.Reporter, st.ClusterID)
+			}
 		}
-		if peer.ClusterID != st.ClusterID {
-			t.Fatalf("%s is in cluster %s, %s reports %s: more than one cluster", inst, peer.ClusterID, st.Reporter, st.ClusterID)
-		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	putKeys(t, ctx, g, "one", 50)
 	checkKeysOnEach(t, ctx, g, "one", 50)

@@ -118,7 +118,7 @@ func New(opts Options) *Appliance {
 		leaver:    &leaver{node: n, retry: 500 * time.Millisecond},
 		restarts:  etcd.DefaultBackoff(),
 	}
-	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw,
+	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw, dns: dns,
 		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond}
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,

@@ -421,3 +421,46 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestNoClusterIsCreatedBesideALiveOne: instances taken out of service
+// (Standby, detached) keep running the cluster where no group instance tells
+// of it; before creating one, the seeder asks the cluster's DNS records and
+// the members seen before, and joins what answers instead.
+func TestNoClusterIsCreatedBesideALiveOne(t *testing.T) {
+	a := testAppliance(t)
+	hidden := clustertest.Member(0xb, false)
+	f := newFakeEtcd([]cluster.Member{hidden})
+	a.dial = f.dialer()
+	l := &fakeLauncher{}
+	a.starter.launcher = l
+	zone := &memoryDNS{records: []cluster.DNSRecord{{Name: "orders.example.org.", Type: cluster.RecordA, Values: []string{"10.0.0.9"}}}}
+	d := a.housekeeper.dns
+	d.dns, d.spec = zone, &cluster.DNSSpec{Zone: "example.org.", Name: "orders", TTL: 60, ClientPort: 2379, PeerPort: 2380}
+	self := cluster.Instance{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning}
+	in := cluster.StartupInputs{Self: self, SelfPeerURL: a.peerURL(), GroupKnown: true, Group: []cluster.Instance{self}}
+	plan := cluster.StartupPlan{Action: cluster.Bootstrap, Seeder: "i-1",
+		Offer: &cluster.BootstrapOffer{Members: []cluster.NamedPeer{{Name: "i-1", PeerURL: a.peerURL()}}}}
+
+	_, err := a.starter.apply(context.Background(), in, plan)
+	if !errors.Is(err, errLiveElsewhere) || len(l.launches) != 0 {
+		t.Fatalf("apply = %v with %d launches, want errLiveElsewhere and no etcd", err, len(l.launches))
+	}
+	if !slices.ContainsFunc(f.dials, func(eps []string) bool { return slices.Contains(eps, "http://10.0.0.9:2379") }) {
+		t.Errorf("dialled %q, want the address of the cluster's DNS record", f.dials)
+	}
+	// The next plan sees the live cluster and joins it.
+	a.groups.group.(*fakeGroup).instances = []cluster.Instance{self}
+	next, err := a.starter.gather(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Cluster == nil || cluster.DecideStartup(next).Action != cluster.Join {
+		t.Errorf("next inputs: cluster %+v, plan %s; want the hidden cluster joined", next.Cluster, cluster.DecideStartup(next).Action)
+	}
+	// With nothing answering anywhere, the creation goes ahead.
+	f.fail["Members"] = []error{rpctypes.ErrTimeout, rpctypes.ErrTimeout}
+	a.starter.liveAt = nil
+	if _, err := a.starter.apply(context.Background(), in, plan); err != nil || len(l.launches) != 1 {
+		t.Errorf("apply with no live cluster anywhere = %v, %d launches; want the cluster created", err, len(l.launches))
+	}
+}

@@ -3,9 +3,11 @@ package appliance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -87,19 +89,25 @@ func (l *launcher) start(ctx context.Context, spec etcd.ServerSpec, out io.Write
 }
 
 // world is how an instance looks at the others: it asks their appliances
-// for their state and any live member for the cluster's membership.
+// for their state and any live member for the cluster's membership. It
+// remembers the client URLs of every member it heard of.
 type world struct {
 	*node
 	http *http.Client
+
+	mu   sync.Mutex
+	seen map[string]bool
 }
 
-// askPeers asks every other group instance for its state, concurrently.
+// askPeers asks every other listed instance that is not terminated for its
+// state, concurrently: those out of service too (stopped, Standby), whose
+// members may still run the cluster.
 func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[string]cluster.PeerAnswer {
 	answers := map[string]cluster.PeerAnswer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, inst := range group {
-		if inst.ID == w.self.ID || !inst.State.InGroup() {
+		if inst.ID == w.self.ID || inst.State == cluster.InstanceTerminated {
 			continue
 		}
 		wg.Go(func() {
@@ -114,7 +122,31 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		})
 	}
 	wg.Wait()
+	for _, a := range answers {
+		if a.State.ClusterID != 0 && a.State.ClientURL != "" {
+			w.remember(a.State.ClientURL)
+		}
+	}
 	return answers
+}
+
+// remember records client URLs where a member ran.
+func (w *world) remember(urls ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen == nil {
+		w.seen = map[string]bool{}
+	}
+	for _, u := range urls {
+		w.seen[u] = true
+	}
+}
+
+// seenURLs are the client URLs remembered, sorted.
+func (w *world) seenURLs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Sorted(maps.Keys(w.seen))
 }
 
 func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState, error) {
@@ -146,6 +178,12 @@ func (w *world) findLiveCluster(ctx context.Context, peers map[string]cluster.Pe
 			endpoints = append(endpoints, p.State.ClientURL)
 		}
 	}
+	return w.liveAt(ctx, endpoints)
+}
+
+// liveAt reads the member list, with quorum, from any of the endpoints; nil
+// when none answers so.
+func (w *world) liveAt(ctx context.Context, endpoints []string) *cluster.ClusterView {
 	if len(endpoints) == 0 {
 		return nil
 	}
@@ -164,6 +202,7 @@ func (w *world) findLiveCluster(ctx context.Context, peers map[string]cluster.Pe
 		w.log.Debug("no live cluster", "endpoints", endpoints, "err", err)
 		return nil
 	}
+	w.remember(clientURLs(view.Members)...)
 	return view
 }
 
@@ -175,6 +214,11 @@ type starter struct {
 	launcher etcdLauncher
 	recovery *recovery
 	firewall *firewallKeeper
+	dns      *dnsPublisher
+
+	// liveAt are the client URLs where a live cluster answered outside the
+	// instances that answered (Elsewhere): the next plans look there.
+	liveAt []string
 
 	// lastPlan is the plan logged last: repeats go to Debug.
 	lastPlan cluster.StartupPlan
@@ -234,6 +278,9 @@ func (s *starter) gather(ctx context.Context) (cluster.StartupInputs, error) {
 	s.trackUnanswered(in.Group, in.Peers)
 	in.Peers[s.self.ID] = cluster.PeerAnswer{Reachable: true, State: s.peerState()}
 	in.Cluster = s.world.findLiveCluster(ctx, in.Peers)
+	if in.Cluster == nil && len(s.liveAt) > 0 {
+		in.Cluster = s.world.liveAt(ctx, s.liveAt)
+	}
 	in.Recovery = s.recovery.inputs(ctx, in)
 	return in, ctx.Err()
 }
@@ -292,17 +339,55 @@ func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan clus
 	case cluster.StartOnData, cluster.StartMember:
 		// With data, etcd takes the membership from its WAL, not the flags.
 		return s.launcher.launch(ctx, cluster.LaunchOnData(s.self.ID, s.peerURL(), s.clusterName()))
-	case cluster.Bootstrap, cluster.BootstrapMember:
+	case cluster.Bootstrap:
+		if err := s.noLiveElsewhere(ctx); err != nil {
+			return nil, err
+		}
+		return s.bootstrap(ctx, in, plan)
+	case cluster.BootstrapMember:
 		return s.bootstrap(ctx, in, plan)
 	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
 		return s.join(ctx, in, plan)
-	case cluster.Recover:
-		return s.recovery.recover(ctx, plan)
-	case cluster.Restore:
+	case cluster.Recover, cluster.Restore:
+		if err := s.noLiveElsewhere(ctx); err != nil {
+			return nil, err
+		}
+		if plan.Action == cluster.Recover {
+			return s.recovery.recover(ctx, plan)
+		}
 		return s.recovery.restore(ctx, plan)
 	default:
 		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
 	}
+}
+
+// errLiveElsewhere: a plan would create a cluster while one answers where
+// the group's instances did not tell of it.
+var errLiveElsewhere = errors.New("a live cluster answers elsewhere: not creating another")
+
+// noLiveElsewhere asks every endpoint where a live cluster may run outside
+// the instances that answered (cluster.Elsewhere: the cluster's DNS records,
+// the members seen before) before this instance creates, restores or
+// recovers a cluster. When one answers with quorum, the plan is dropped and
+// the next ones see that cluster, and join it. A DNS zone that can't be read
+// is no proof that none runs.
+func (s *starter) noLiveElsewhere(ctx context.Context) error {
+	var records []cluster.DNSRecord
+	if s.dns.dns != nil {
+		r, err := s.dns.dns.Records(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the cluster's DNS records to look for a live cluster: %w", err)
+		}
+		records = r
+	}
+	view := s.world.liveAt(ctx, cluster.Elsewhere(s.dns.spec, records, s.world.seenURLs()))
+	if view == nil {
+		return nil
+	}
+	s.liveAt = clientURLs(view.Members)
+	s.log.Warn("a live cluster answers where no group instance told of it: joining it instead of creating one",
+		"cluster", view.ClusterID, "endpoints", s.liveAt)
+	return fmt.Errorf("%w: cluster %s at %v", errLiveElsewhere, view.ClusterID, s.liveAt)
 }
 
 // bootstrap starts etcd as a member of a new cluster: the plan's offer, or
