@@ -246,6 +246,15 @@ func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 		plan := cluster.DecideStartup(in)
 		s.logPlan(plan)
 		s.setWaiting(waitReason(plan), s.unanswered)
+		if plan.Action == cluster.AbandonOffer {
+			// Nothing starts: with the offer gone, the next plan is an
+			// ordinary one.
+			s.metrics.plans.WithLabelValues(string(plan.Action)).Inc()
+			if err := s.abandonOffer(plan); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if plan.Action != cluster.Wait {
 			s.metrics.plans.WithLabelValues(string(plan.Action)).Inc()
 			s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStarting })
@@ -418,4 +427,19 @@ func (s *starter) bootstrap(ctx context.Context, in cluster.StartupInputs, plan 
 	}
 	s.setPeer(func(p *cluster.PeerState) { p.Offer = &offer })
 	return s.launcher.launch(ctx, launch)
+}
+
+// abandonOffer gives up a dead bootstrap offer: its data set aside (a wipe
+// moves the offer along with it) or, when the plan keeps the data, the
+// offer alone removed; refreshLocal then publishes that this instance takes
+// part in no offer.
+func (s *starter) abandonOffer(plan cluster.StartupPlan) error {
+	if plan.Wipe {
+		return s.wipe(0, plan.Reason)
+	}
+	if err := s.data.removeOffer(); err != nil {
+		return err
+	}
+	_, err := s.refreshLocal()
+	return err
 }

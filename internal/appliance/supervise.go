@@ -215,19 +215,22 @@ func recoveryCheckEvery(drGrace time.Duration) time.Duration {
 }
 
 // mustRecover reports whether the startup plan, on fresh inputs, has this
-// instance recover or restore the cluster: its running etcd, without a
-// leader, must then stop so that the plan can be applied.
+// instance recover or restore the cluster, or give up the dead bootstrap
+// offer it runs on: its running etcd, without a leader, must then stop so
+// that the plan can be applied.
 func (s *supervisor) mustRecover(ctx context.Context) bool {
 	in, err := s.starter.gather(ctx)
 	if err != nil {
 		return false
 	}
 	plan := cluster.DecideStartup(in)
-	if plan.Action != cluster.Recover && plan.Action != cluster.Restore {
+	// A member running on a dead bootstrap offer never gets a leader: it
+	// stops as well, to give the offer up.
+	if plan.Action != cluster.Recover && plan.Action != cluster.Restore && plan.Action != cluster.AbandonOffer {
 		s.log.Debug("no leader; no recovery by this instance", "plan", plan.Action, "reason", plan.Reason)
 		return false
 	}
-	s.log.Warn("stopping etcd to recover the cluster", "action", plan.Action, "reason", plan.Reason)
+	s.log.Warn("stopping etcd to plan again", "action", plan.Action, "reason", plan.Reason)
 	return true
 }
 

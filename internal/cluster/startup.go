@@ -27,6 +27,11 @@ const (
 	Bootstrap StartupAction = "bootstrap"
 	// BootstrapMember starts etcd with state new as a member of an offer.
 	BootstrapMember StartupAction = "bootstrap-member"
+	// AbandonOffer gives up the bootstrap offer this instance accepted,
+	// which can never form its cluster (BootstrapOffer.Dead): the recorded
+	// offer is removed and, with Wipe, the data etcd created on it is set
+	// aside. The instance then plans again, and the group bootstraps anew.
+	AbandonOffer StartupAction = "abandon-offer"
 	// Recover starts a new one-member cluster on the local data, which is
 	// the newest after the quorum was lost for good (§4.6).
 	Recover StartupAction = "recover"
@@ -69,7 +74,8 @@ type StartupPlan struct {
 	// Seeder is the instance allowed to create the cluster, when one was chosen.
 	Seeder string `json:"seeder,omitempty"`
 	// Offer is the initial membership for Bootstrap (its token is left for
-	// the caller to fill with a fresh random one) and BootstrapMember.
+	// the caller to fill with a fresh random one) and BootstrapMember; for
+	// AbandonOffer, the offer given up.
 	Offer *BootstrapOffer `json:"offer,omitempty"`
 	// Snapshot is the snapshot that Restore restores.
 	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
@@ -148,6 +154,9 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 }
 
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
+	if plan, ok := decideOnDeadOffer(in); ok {
+		return plan
+	}
 	if in.Local.Offer != nil && !in.Local.Known {
 		// Accepted before; etcd may or may not have created its data. Start
 		// again with the same offer: the same token and members give the
@@ -231,31 +240,121 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 		Reason: fmt.Sprintf("all %d group instances answered, none has data, and this instance is the seeder", len(members))}
 }
 
-// decideOnOffers accepts the one bootstrap offer that lists this instance.
+// neverLedRevision is the revision of the data of a cluster that never
+// had a leader: etcd's store starts at 1 and only a leader applies writes.
+const neverLedRevision = 1
+
+// decideOnDeadOffer gives up the offer this instance accepted once the
+// offer is dead: without a quorum of its members its cluster never gets a
+// leader, and while it is recorded the instance would start on it forever
+// and hold every other plan of the group. ok is false while the offer may
+// still form its cluster, or nothing can be said (the group is unknown,
+// this instance is not in it).
+//
+// Only an offer whose cluster never had a leader is recorded (it is removed
+// once a leader is seen), so its data holds no writes: it is set aside
+// (never deleted). Data past neverLedRevision says a leader did accept
+// writes before this instance saw one: the data is kept, only the offer
+// goes, and disaster recovery (§4.6) takes it from there.
+func decideOnDeadOffer(in StartupInputs) (StartupPlan, bool) {
+	o := in.Local.Offer
+	if o == nil || !in.GroupKnown || !inGroup(in.Group, in.Self.ID) {
+		return StartupPlan{}, false
+	}
+	gone, dead := o.Dead(in.Group)
+	if !dead {
+		return StartupPlan{}, false
+	}
+	why := fmt.Sprintf("the bootstrap offer %s accepted before is dead: members %v of %v are gone from the group, fewer than a quorum remain",
+		o.Token, gone, o.Names())
+	if in.Local.Exists && in.Local.Revision > neverLedRevision {
+		return StartupPlan{Action: AbandonOffer, Offer: o,
+			Reason: fmt.Sprintf("%s; the local data is at revision %d, so its cluster had a leader: keeping the data, dropping the offer", why, in.Local.Revision)}, true
+	}
+	return StartupPlan{Action: AbandonOffer, Offer: o, Wipe: in.Local.Exists,
+		Reason: why + "; its cluster never had a leader: setting its data aside and planning again"}, true
+}
+
+// decideOnOffers accepts the one live bootstrap offer that lists this
+// instance, once it checked the offer against what it computes itself: it
+// comes from the seeder of the agreed group, lists exactly that group, and
+// each member at its own address (§4.8). Dead offers are ignored: they never
+// form a cluster, and the group bootstraps anew once their holders gave
+// them up.
 func decideOnOffers(in StartupInputs, members []Instance) (StartupPlan, bool) {
 	var offers []*BootstrapOffer
-	var from []string
+	// from holds, per offer, the instances that publish it: the seeder and
+	// those that accepted it.
+	var from [][]string
 	for _, inst := range members {
 		a, ok := in.Peers[inst.ID]
 		if !ok || !a.Reachable || a.State.InstanceID != inst.ID || a.State.Offer == nil {
 			continue
 		}
-		if !slices.ContainsFunc(offers, func(o *BootstrapOffer) bool { return o.Token == a.State.Offer.Token }) {
-			offers = append(offers, a.State.Offer)
-			from = append(from, inst.ID)
+		if _, dead := a.State.Offer.Dead(in.Group); dead {
+			continue
 		}
+		i := slices.IndexFunc(offers, func(o *BootstrapOffer) bool { return o.Token == a.State.Offer.Token })
+		if i < 0 {
+			offers = append(offers, a.State.Offer)
+			from = append(from, nil)
+			i = len(offers) - 1
+		}
+		from[i] = append(from[i], inst.ID)
 	}
 	switch {
 	case len(offers) == 0:
 		return StartupPlan{}, false
 	case len(offers) > 1:
-		return wait("conflicting bootstrap offers from %v: accepting none", from), true
+		var all []string
+		for _, f := range from {
+			all = append(all, f[0])
+		}
+		return wait("conflicting bootstrap offers from %v: accepting none", all), true
 	case !offers[0].Lists(in.Self):
-		return wait("a cluster is being created by %s without this instance; joining once it is live", from[0]), true
-	default:
-		return StartupPlan{Action: BootstrapMember, Offer: offers[0],
-			Reason: fmt.Sprintf("%s offers to create the cluster with this instance among %d members", from[0], len(offers[0].Members))}, true
+		return wait("a cluster is being created by %s without this instance; joining once it is live", from[0][0]), true
 	}
+	offer, publishers := offers[0], from[0]
+	view := GroupView(in.Group)
+	seeder := creationSeeder(view)
+	if mismatch := offerMismatch(in.Group, offer, view, seeder, publishers); mismatch != "" {
+		return wait("not accepting the bootstrap offer %s published by %v: %s", offer.Token, publishers, mismatch), true
+	}
+	return StartupPlan{Action: BootstrapMember, Offer: offer, Seeder: seeder,
+		Reason: fmt.Sprintf("%s, the seeder of the group, offers to create the cluster with this instance among %d members", seeder, len(offer.Members))}, true
+}
+
+// creationSeeder is the seeder that may have created an offer for the
+// group view: a seeder offers only when no instance has data, so it chose
+// itself by Seeder over answers at revision 0. The revisions published
+// since (members that started etcd on the offer) must not move the choice.
+func creationSeeder(view []string) string {
+	var answers []PeerState
+	for _, id := range view {
+		answers = append(answers, PeerState{InstanceID: id})
+	}
+	return Seeder(answers)
+}
+
+// offerMismatch says why an offer is not the one this instance would
+// accept, empty when it is: it must be published by the seeder, list
+// exactly the group view, and each member's peer URL must be on the
+// address the group lists for it.
+func offerMismatch(group []Instance, o *BootstrapOffer, view []string, seeder string, publishers []string) string {
+	if names := slices.Sorted(slices.Values(o.Names())); !slices.Equal(names, view) {
+		return fmt.Sprintf("its members %v are not the group %v", names, view)
+	}
+	if !slices.Contains(publishers, seeder) {
+		return fmt.Sprintf("the seeder of the group is %s, which does not publish it", seeder)
+	}
+	for _, m := range o.Members {
+		for _, inst := range groupMembers(group) {
+			if inst.ID == m.Name && hostOf(m.PeerURL) != inst.Address {
+				return fmt.Sprintf("member %s's peer URL %q is not on its address %q", m.Name, m.PeerURL, inst.Address)
+			}
+		}
+	}
+	return ""
 }
 
 // Seeder picks the one instance allowed to create a cluster: the highest data

@@ -774,3 +774,280 @@ func TestQuorum(t *testing.T) {
 		})
 	}
 }
+
+// offerABC is the offer the seeder i-a makes for the fixture group.
+func offerABC() *BootstrapOffer {
+	return &BootstrapOffer{Token: "t1", Members: []NamedPeer{
+		{Name: "i-a", PeerURL: peerURL("10.0.0.1")}, {Name: "i-b", PeerURL: peerURL("10.0.0.2")}, {Name: "i-c", PeerURL: peerURL("10.0.0.3")}}}
+}
+
+// publishes makes instance from publish offer o, as the seeder or an
+// instance that accepted it does while starting etcd on it.
+func publishes(from string, o *BootstrapOffer) func(in *StartupInputs) {
+	return func(in *StartupInputs) {
+		a := in.Peers[from]
+		a.State.Offer, a.State.Phase = o, PhaseStarting
+		in.Peers[from] = a
+	}
+}
+
+func allOf(mods ...func(in *StartupInputs)) func(in *StartupInputs) {
+	return func(in *StartupInputs) {
+		for _, m := range mods {
+			m(in)
+		}
+	}
+}
+
+// TestDecideStartupValidatesOffers: an instance accepts an offer only from
+// the seeder of its own group view, listing exactly that group, each member
+// at its listed address (§4.8); otherwise it waits, naming the offerer and
+// what did not match.
+func TestDecideStartupValidatesOffers(t *testing.T) {
+	withMembers := func(members ...NamedPeer) *BootstrapOffer {
+		return &BootstrapOffer{Token: "t2", Members: members}
+	}
+	a, b, c := NamedPeer{"i-a", peerURL("10.0.0.1")}, NamedPeer{"i-b", peerURL("10.0.0.2")}, NamedPeer{"i-c", peerURL("10.0.0.3")}
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupPlan
+		reasonHas []string
+	}{
+		{"the seeder's offer of the agreed group: accept",
+			startupInputs("i-b", publishes("i-a", offerABC())),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC(), Seeder: "i-a"},
+			[]string{"i-a"}},
+		{"accepted by another member too, which started etcd on it: still the seeder's offer",
+			startupInputs("i-c", allOf(publishes("i-a", offerABC()), publishes("i-b", offerABC()), func(in *StartupInputs) {
+				p := in.Peers["i-b"]
+				p.State.EtcdRunning, p.State.HasData, p.State.Revision = true, true, 1
+				in.Peers["i-b"] = p
+			})),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC(), Seeder: "i-a"},
+			[]string{"i-a"}},
+		{"an offer from an instance that is not the seeder",
+			startupInputs("i-c", publishes("i-b", offerABC())),
+			StartupPlan{Action: Wait},
+			[]string{"[i-b]", "seeder of the group is i-a"}},
+		{"the seeder's offer only republished by a member that accepted it",
+			startupInputs("i-c", allOf(publishes("i-a", offerABC()), publishes("i-b", offerABC()), func(in *StartupInputs) {
+				delete(in.Peers, "i-a")
+			})),
+			StartupPlan{Action: Wait},
+			[]string{"[i-b]", "seeder of the group is i-a"}},
+		{"an offer of part of the group",
+			startupInputs("i-b", publishes("i-a", withMembers(a, b))),
+			StartupPlan{Action: Wait},
+			[]string{"[i-a]", "members [i-a i-b] are not the group [i-a i-b i-c]"}},
+		{"an offer with an instance outside the group",
+			startupInputs("i-b", publishes("i-a", withMembers(a, b, c, NamedPeer{"i-x", peerURL("10.0.0.9")}))),
+			StartupPlan{Action: Wait},
+			[]string{"[i-a]", "members [i-a i-b i-c i-x] are not the group"}},
+		{"an offer listing a member twice",
+			startupInputs("i-b", publishes("i-a", withMembers(a, b, c, NamedPeer{"i-c", peerURL("10.0.0.3")}))),
+			StartupPlan{Action: Wait},
+			[]string{"[i-a]", "are not the group"}},
+		{"an offer with another member off its listed address",
+			startupInputs("i-b", publishes("i-a", withMembers(a, b, NamedPeer{"i-c", peerURL("10.9.9.9")}))),
+			StartupPlan{Action: Wait},
+			[]string{"[i-a]", "i-c", "10.9.9.9", "10.0.0.3"}},
+		{"an offer of the group as the seeder saw it before an instance joined the group",
+			startupInputs("i-b", allOf(publishes("i-a", offerABC()), func(in *StartupInputs) {
+				in.Group = append(in.Group, instance("i-d", "10.0.0.4", InstanceRunning))
+				in.Peers["i-d"] = freshAnswers(in.Group)["i-d"]
+			})),
+			StartupPlan{Action: Wait},
+			[]string{"[i-a]", "not the group [i-a i-b i-c i-d]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DecideStartup(tt.in)
+			for _, s := range tt.reasonHas {
+				if !strings.Contains(got.Reason, s) {
+					t.Errorf("reason %q does not mention %q", got.Reason, s)
+				}
+			}
+			got.Reason = ""
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DecideStartup() = %+v (offer %+v), want %+v (offer %+v)", got, got.Offer, tt.want, tt.want.Offer)
+			}
+		})
+	}
+}
+
+// replacedInputs builds inputs for self in the fixture group after i-b and
+// i-c were terminated and i-d (10.0.0.4) and i-e (10.0.0.5) launched, every
+// instance of the group answering fresh, then applies mod.
+func replacedInputs(self string, mod func(in *StartupInputs)) StartupInputs {
+	group := []Instance{
+		instance("i-a", "10.0.0.1", InstanceRunning),
+		instance("i-b", "10.0.0.2", InstanceTerminated),
+		instance("i-c", "10.0.0.3", InstanceTerminated),
+		instance("i-d", "10.0.0.4", InstanceRunning),
+		instance("i-e", "10.0.0.5", InstanceRunning),
+	}
+	in := StartupInputs{GroupKnown: true, Group: group, Peers: freshAnswers(groupMembers(group))}
+	for _, inst := range group {
+		if inst.ID == self {
+			in.Self, in.SelfPeerURL = inst, peerURL(inst.Address)
+		}
+	}
+	if mod != nil {
+		mod(&in)
+	}
+	return in
+}
+
+// TestDecideStartupDeadOffers: an offer most of whose members are gone
+// never forms its cluster. Newcomers ignore it, its holder gives it up (its
+// never-led data set aside), and the group bootstraps anew.
+func TestDecideStartupDeadOffers(t *testing.T) {
+	// heldBy makes i-a hold offerABC, with data at revision rev (-1:
+	// none), its etcd running on it when it has data.
+	heldBy := func(rev int64) func(in *StartupInputs) {
+		return func(in *StartupInputs) {
+			publishes("i-a", offerABC())(in)
+			if in.Self.ID == "i-a" {
+				in.Local.Offer = offerABC()
+			}
+			if rev < 0 {
+				return
+			}
+			if in.Self.ID == "i-a" {
+				in.Local.Exists, in.Local.Known, in.Local.Revision = true, true, rev
+				in.Local.ClusterID, in.Local.Voters = 0x5, []string{"i-a", "i-b", "i-c"}
+			}
+			p := in.Peers["i-a"]
+			p.State.EtcdRunning, p.State.HasData, p.State.Revision, p.State.Phase = true, true, rev, PhaseRunning
+			p.State.ClusterID, p.State.Voters = 0x5, []string{"i-a", "i-b", "i-c"}
+			in.Peers["i-a"] = p
+		}
+	}
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupPlan
+		reasonHas []string
+	}{
+		{"the holder of a dead offer, etcd never started on it: give the offer up",
+			replacedInputs("i-a", heldBy(-1)),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"t1", "[i-b i-c]", "dead"}},
+		{"the holder of a dead offer whose etcd created data but never had a leader: set the data aside",
+			replacedInputs("i-a", heldBy(1)),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC(), Wipe: true},
+			[]string{"never had a leader"}},
+		{"the holder's data revision not recorded yet: set it aside",
+			replacedInputs("i-a", heldBy(0)),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC(), Wipe: true},
+			[]string{"never had a leader"}},
+		{"the holder's data has writes, so its cluster had a leader: keep the data, drop the offer",
+			replacedInputs("i-a", heldBy(42)),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"revision 42", "keeping the data"}},
+		{"a newcomer ignores a dead offer and waits for its holder to give it up",
+			replacedInputs("i-d", heldBy(1)),
+			StartupPlan{Action: Wait},
+			[]string{"i-a has data"}},
+		{"a newcomer ignores a dead offer that its holder no longer starts on",
+			replacedInputs("i-d", func(in *StartupInputs) { publishes("i-a", offerABC())(in) }),
+			StartupPlan{Action: Wait},
+			[]string{"i-a has data or is starting etcd"}},
+		{"once the offer is given up, the group bootstraps anew",
+			replacedInputs("i-a", nil),
+			StartupPlan{Action: Bootstrap, Seeder: "i-a", Offer: &BootstrapOffer{Members: []NamedPeer{
+				{Name: "i-a", PeerURL: peerURL("10.0.0.1")}, {Name: "i-d", PeerURL: peerURL("10.0.0.4")}, {Name: "i-e", PeerURL: peerURL("10.0.0.5")}}}},
+			nil},
+		{"one member of three gone: the offer still forms its cluster",
+			startupInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.Group[2].State = InstanceTerminated })),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
+			nil},
+		{"one member of three gone: a member that did not start yet still accepts",
+			startupInputs("i-b", allOf(publishes("i-a", offerABC()), func(in *StartupInputs) {
+				in.Group[2].State = InstanceTerminated
+				delete(in.Peers, "i-c")
+			})),
+			StartupPlan{Action: Wait},
+			[]string{"not the group [i-a i-b]"}},
+		{"members stopped, not gone, may come back: the offer lives",
+			replacedInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) {
+				in.Group[1].State, in.Group[2].State = InstanceStopped, InstanceStopped
+			})),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
+			nil},
+		{"a dead offer on an unknown group: start again with it",
+			replacedInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.GroupKnown, in.Group = false, nil })),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
+			nil},
+		{"a dead offer while this instance is not in the group: not this instance's to give up",
+			replacedInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.Group[0].State = InstanceTerminated })),
+			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
+			nil},
+		{"a dead offer while a live cluster lists this instance: the live cluster decides",
+			replacedInputs("i-a", allOf(heldBy(1), func(in *StartupInputs) {
+				in.Local.ClusterID, in.Local.MemberID = liveClusterID, 0xa
+				in.Cluster = liveCluster(startedMember(0xa, "i-a", "10.0.0.1"), startedMember(0xd, "i-d", "10.0.0.4"), startedMember(0xe, "i-e", "10.0.0.5"))
+			})),
+			StartupPlan{Action: StartMember},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DecideStartup(tt.in)
+			if got.Reason == "" {
+				t.Errorf("plan %+v has no reason", got)
+			}
+			for _, s := range tt.reasonHas {
+				if !strings.Contains(got.Reason, s) {
+					t.Errorf("reason %q does not mention %q", got.Reason, s)
+				}
+			}
+			got.Reason = ""
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DecideStartup() = %+v (offer %+v), want %+v (offer %+v)", got, got.Offer, tt.want, tt.want.Offer)
+			}
+		})
+	}
+}
+
+func TestBootstrapOfferDead(t *testing.T) {
+	offer := func(names ...string) *BootstrapOffer {
+		o := &BootstrapOffer{Token: "t"}
+		for _, n := range names {
+			o.Members = append(o.Members, NamedPeer{Name: n})
+		}
+		return o
+	}
+	group := []Instance{
+		instance("i-a", "10.0.0.1", InstanceRunning),
+		instance("i-b", "10.0.0.2", InstancePending),
+		instance("i-c", "10.0.0.3", InstanceStopped),
+		instance("i-t", "10.0.0.4", InstanceTerminated),
+		instance("i-u", "10.0.0.5", InstanceTerminated),
+	}
+	tests := []struct {
+		offer    *BootstrapOffer
+		wantGone []string
+		wantDead bool
+	}{
+		{offer("i-a"), nil, false},
+		{offer("i-t"), []string{"i-t"}, true},
+		{offer("i-a", "i-b", "i-c"), nil, false},
+		{offer("i-a", "i-b", "i-t"), []string{"i-t"}, false},
+		{offer("i-a", "i-t", "i-u"), []string{"i-t", "i-u"}, true},
+		{offer("i-a", "i-t", "i-x"), []string{"i-t", "i-x"}, true},
+		{offer("i-a", "i-b", "i-t", "i-u"), []string{"i-t", "i-u"}, true},
+		{offer("i-a", "i-b", "i-c", "i-t"), []string{"i-t"}, false},
+		{offer("i-a", "i-b", "i-c", "i-t", "i-u"), []string{"i-t", "i-u"}, false},
+		{offer("i-a", "i-b", "i-t", "i-u", "i-x"), []string{"i-t", "i-u", "i-x"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.offer.Names(), ","), func(t *testing.T) {
+			gone, dead := tt.offer.Dead(group)
+			if !slices.Equal(gone, tt.wantGone) || dead != tt.wantDead {
+				t.Errorf("Dead() = %v, %v, want %v, %v", gone, dead, tt.wantGone, tt.wantDead)
+			}
+		})
+	}
+}

@@ -217,6 +217,29 @@ func (o *BootstrapOffer) Lists(self Instance) bool {
 	return false
 }
 
+// Names are the names of the offer's members, in the offer's order.
+func (o *BootstrapOffer) Names() []string {
+	var names []string
+	for _, m := range o.Members {
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// Dead reports whether the offer can never form its cluster: fewer of its
+// members remain in the group than a quorum of them, the others (gone) being
+// terminated or absent from the listing, which they never come back from.
+// Its cluster, if it never had a leader, never gets one; only data already
+// created on it could still matter.
+func (o *BootstrapOffer) Dead(group []Instance) (gone []string, dead bool) {
+	for _, m := range o.Members {
+		if instanceGone(group, m.Name) {
+			gone = append(gone, m.Name)
+		}
+	}
+	return gone, len(o.Members)-len(gone) < Quorum(len(o.Members))
+}
+
 // Phase is what an appliance is doing, as published in its PeerState.
 type Phase string
 
