@@ -187,6 +187,9 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 	if plan, ok := decideOnOffers(in, members); ok {
 		return plan
 	}
+	if plan, ok := outOfServiceHolds(in); ok {
+		return plan
+	}
 	view := GroupView(in.Group)
 	var answers []PeerState
 	for _, inst := range members {
@@ -262,17 +265,48 @@ func decideOnDeadOffer(in StartupInputs) (StartupPlan, bool) {
 		return StartupPlan{}, false
 	}
 	gone, dead := o.Dead(in.Group)
-	if !dead {
+	var why string
+	switch names, view := slices.Sorted(slices.Values(o.Names())), GroupView(in.Group); {
+	case dead:
+		why = fmt.Sprintf("the bootstrap offer %s accepted before is dead: members %v of %v are gone from the group, fewer than a quorum remain",
+			o.Token, gone, o.Names())
+	case !slices.Equal(names, view) && (!in.Local.Exists || in.Local.Revision <= neverLedRevision):
+		// The group changed before the offer formed its cluster: its other
+		// members refuse an offer that is not their group, so it would never
+		// get a quorum. Its data holds no writes.
+		why = fmt.Sprintf("the bootstrap offer %s accepted before lists %v, no longer the group %v, and its cluster never took a write",
+			o.Token, names, view)
+	default:
 		return StartupPlan{}, false
 	}
-	why := fmt.Sprintf("the bootstrap offer %s accepted before is dead: members %v of %v are gone from the group, fewer than a quorum remain",
-		o.Token, gone, o.Names())
 	if in.Local.Exists && in.Local.Revision > neverLedRevision {
 		return StartupPlan{Action: AbandonOffer, Offer: o,
 			Reason: fmt.Sprintf("%s; the local data is at revision %d, so its cluster had a leader: keeping the data, dropping the offer", why, in.Local.Revision)}, true
 	}
 	return StartupPlan{Action: AbandonOffer, Offer: o, Wipe: in.Local.Exists,
 		Reason: why + "; its cluster never had a leader: setting its data aside and planning again"}, true
+}
+
+// outOfServiceHolds waits while a listed instance out of service (stopped,
+// stopping, Standby: not terminated) does not answer, or answers with data:
+// it may hold, or still run, the cluster, and a cluster created beside it
+// would split the clients or lose its writes. Such instances are not
+// members of a new cluster, but a new cluster is created only past them.
+func outOfServiceHolds(in StartupInputs) (StartupPlan, bool) {
+	for _, inst := range in.Group {
+		if inst.State.InGroup() || inst.State == InstanceTerminated {
+			continue
+		}
+		a, ok := in.Peers[inst.ID]
+		if !ok || !a.Reachable || a.State.InstanceID != inst.ID {
+			return wait("no live cluster and instance %s (%s) is %s but listed: it may hold the cluster's data, and a cluster is created only when every listed instance answers",
+				inst.ID, inst.Address, inst.State), true
+		}
+		if a.State.EtcdRunning || a.State.HasData {
+			return wait("no live cluster, but instance %s (%s), %s, holds data: waiting for it", inst.ID, inst.Address, inst.State), true
+		}
+	}
+	return StartupPlan{}, false
 }
 
 // decideOnOffers accepts the one live bootstrap offer that lists this

@@ -366,7 +366,7 @@ func TestDecideStartup(t *testing.T) {
 			want: StartupPlan{Action: Wait, Seeder: "i-a"},
 		},
 		{
-			name: "fresh group, terminated, stopped and stopping instances do not count",
+			name: "fresh group, stopped and stopping instances that answer without data are no members; terminated ones do not count",
 			in: startupInputs("i-b", func(in *StartupInputs) {
 				in.Group = append(in.Group,
 					instance("i-0", "10.0.0.10", InstanceTerminated),
@@ -375,8 +375,32 @@ func TestDecideStartup(t *testing.T) {
 				)
 				in.Group[0].State = InstanceTerminated // i-a, the lowest live id otherwise
 				delete(in.Peers, "i-a")
+				for id, a := range freshAnswers(in.Group[4:]) {
+					in.Peers[id] = a
+				}
 			}),
 			want: StartupPlan{Action: Bootstrap, Seeder: "i-b"},
+		},
+		{
+			// Standby or stopped instances may run or hold the cluster:
+			// nothing is created past one that does not answer.
+			name: "fresh group, a stopped instance does not answer",
+			in: startupInputs("i-b", func(in *StartupInputs) {
+				in.Group = append(in.Group, instance("i-00", "10.0.0.11", InstanceStopped))
+			}),
+			want:      StartupPlan{Action: Wait},
+			reasonHas: "i-00 (10.0.0.11) is stopped but listed",
+		},
+		{
+			name: "fresh group, a Standby instance answers with data",
+			in: startupInputs("i-b", func(in *StartupInputs) {
+				in.Group = append(in.Group, instance("i-00", "10.0.0.11", InstanceStopped))
+				a := freshAnswers(in.Group[3:])["i-00"]
+				a.State.HasData, a.State.EtcdRunning, a.State.ClusterID = true, true, 0x77
+				in.Peers["i-00"] = a
+			}),
+			want:      StartupPlan{Action: Wait},
+			reasonHas: "i-00 (10.0.0.11), stopped, holds data",
 		},
 		{
 			name: "fresh group, a terminated instance that still answers is not the seeder",
@@ -959,9 +983,21 @@ func TestDecideStartupDeadOffers(t *testing.T) {
 			StartupPlan{Action: Bootstrap, Seeder: "i-a", Offer: &BootstrapOffer{Members: []NamedPeer{
 				{Name: "i-a", PeerURL: peerURL("10.0.0.1")}, {Name: "i-d", PeerURL: peerURL("10.0.0.4")}, {Name: "i-e", PeerURL: peerURL("10.0.0.5")}}}},
 			nil},
-		{"one member of three gone: the offer still forms its cluster",
+		{"one member of three gone: the offer no longer is the group, its other members refuse it, so its holder gives it up",
 			startupInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.Group[2].State = InstanceTerminated })),
-			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"no longer the group [i-a i-b]", "never took a write"}},
+		{"the group grew before the offer formed its cluster: its never-led data is set aside",
+			startupInputs("i-a", allOf(heldBy(1), func(in *StartupInputs) {
+				in.Group = append(in.Group, instance("i-f", "10.0.0.6", InstanceRunning))
+			})),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC(), Wipe: true},
+			[]string{"no longer the group [i-a i-b i-c i-f]"}},
+		{"a changed group, but the holder's data took writes: kept, it starts on them",
+			startupInputs("i-a", allOf(heldBy(42), func(in *StartupInputs) {
+				in.Group = append(in.Group, instance("i-f", "10.0.0.6", InstanceRunning))
+			})),
+			StartupPlan{Action: StartOnData},
 			nil},
 		{"one member of three gone: a member that did not start yet still accepts",
 			startupInputs("i-b", allOf(publishes("i-a", offerABC()), func(in *StartupInputs) {
@@ -970,12 +1006,12 @@ func TestDecideStartupDeadOffers(t *testing.T) {
 			})),
 			StartupPlan{Action: Wait},
 			[]string{"not the group [i-a i-b]"}},
-		{"members stopped, not gone, may come back: the offer lives",
+		{"members stopped, not gone, may come back: the offer is not dead, but no longer the group; never led, it is given up",
 			replacedInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) {
 				in.Group[1].State, in.Group[2].State = InstanceStopped, InstanceStopped
 			})),
-			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
-			nil},
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"no longer the group"}},
 		{"a dead offer on an unknown group: start again with it",
 			replacedInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.GroupKnown, in.Group = false, nil })),
 			StartupPlan{Action: BootstrapMember, Offer: offerABC()},
