@@ -523,8 +523,8 @@ func TestHousekeeperRole(t *testing.T) {
 		if got := f.log(false)[calls:]; !slices.Equal(got, []string{"HoldRole"}) {
 			t.Errorf("calls after the role expired %q, want only a new campaign", got)
 		}
-		if !first.resigned || gauge(t, a.metrics.housekeeper) != 0 {
-			t.Errorf("expired role resigned %v, gauge %v; want resigned, 0", first.resigned, gauge(t, a.metrics.housekeeper))
+		if !first.isResigned() || gauge(t, a.metrics.housekeeper) != 0 {
+			t.Errorf("expired role resigned %v, gauge %v; want resigned, 0", first.isResigned(), gauge(t, a.metrics.housekeeper))
 		}
 	})
 	t.Run("a role etcd revoked while the process was paused: no cycle, no removal", func(t *testing.T) {
@@ -563,6 +563,37 @@ func TestHousekeeperRole(t *testing.T) {
 			t.Errorf("removed with the role lost: %q", f.log(false))
 		}
 	})
+}
+
+// TestCandidacyEndsWithoutWaitingForItsCampaign: the supervision ends (etcd
+// exited) while a campaign waits in line; ending must not wait for it, and
+// a role it wins afterwards is resigned at once.
+func TestCandidacyEndsWithoutWaitingForItsCampaign(t *testing.T) {
+	a, f, _ := candidate(t)
+	s := a.supervisor
+	f.campaign, f.deaf = make(chan struct{}), true
+	lookUntil(t, s, leading, "campaign", func() bool { return f.called("HoldRole") })
+	ended := make(chan struct{})
+	go func() {
+		s.role.end()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("end waited for a campaign that cannot end")
+	}
+	f.campaign <- struct{}{}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if tt := f.tenure(); tt != nil && tt.isResigned() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a role won after the candidacy ended was not resigned")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestHousekeeperMemoryStartsEmptyOnRetake: a housekeeper that saw i-c

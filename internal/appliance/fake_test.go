@@ -31,9 +31,12 @@ type fakeEtcd struct {
 	dials  [][]string
 	locked bool
 	// tenures are the housekeeper roles handed out, in order; campaign,
-	// when set, holds HoldRole until it receives (or ctx ends).
+	// when set, holds HoldRole until it receives (or ctx ends, unless
+	// deaf: clientv3's campaign, cancelled, still waits on an unreachable
+	// etcd until the client closes).
 	tenures  []*fakeTenure
 	campaign chan struct{}
+	deaf     bool
 }
 
 var _ etcdAPI = (*fakeEtcd)(nil)
@@ -195,9 +198,13 @@ func (f *fakeEtcd) HoldRole(ctx context.Context) (tenure, error) {
 		return nil, err
 	}
 	if f.campaign != nil {
+		var cancelled <-chan struct{}
+		if !f.deaf {
+			cancelled = ctx.Done()
+		}
 		select {
 		case <-f.campaign:
-		case <-ctx.Done():
+		case <-cancelled:
 			return nil, ctx.Err()
 		}
 	}
@@ -245,6 +252,12 @@ func (t *fakeTenure) Resign() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.resigned = true
+}
+
+func (t *fakeTenure) isResigned() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.resigned
 }
 
 func (t *fakeTenure) revoke() {

@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -188,6 +189,9 @@ type candidacy struct {
 	// won receives the outcome of the campaign running; nil: none runs.
 	won    chan campaign
 	cancel context.CancelFunc
+	// mu guards ended, which a campaign that outlives the candidacy reads.
+	mu    sync.Mutex
+	ended bool
 }
 
 // campaign is the outcome of one campaign for the role.
@@ -241,6 +245,14 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 	r.won, r.cancel = won, cancel
 	go func() {
 		t, err := r.c.HoldRole(cctx)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.ended {
+			if err == nil {
+				t.Resign()
+			}
+			return
+		}
 		won <- campaign{t: t, err: err}
 	}()
 	return nil, false
@@ -256,18 +268,30 @@ func (r *candidacy) lost(err error) {
 }
 
 // end ends the candidacy with the supervision: it stops the campaign and
-// resigns the role, so that the next in line takes it at once.
+// resigns the role, so that the next in line takes it at once. It does not
+// wait for the campaign: a campaign cancelled while etcd is unreachable
+// returns only once the client closes.
 func (r *candidacy) end() {
+	r.mu.Lock()
+	r.ended = true
+	var pending tenure
 	if r.won != nil {
-		r.cancel()
-		if res := <-r.won; res.err == nil {
-			res.t.Resign()
+		select {
+		case res := <-r.won:
+			if res.err == nil {
+				pending = res.t
+			}
+		default:
 		}
+		r.cancel()
 		r.won, r.cancel = nil, nil
 	}
-	if r.held != nil {
-		r.held.Resign()
-		r.held = nil
+	r.mu.Unlock()
+	for _, t := range []tenure{pending, r.held} {
+		if t != nil {
+			t.Resign()
+		}
 	}
+	r.held = nil
 	r.metrics.housekeeper.Set(0)
 }
