@@ -1,7 +1,8 @@
 // Package appliance runs the appliance's loops on one instance, each a small
 // type that owns its memory: the starter (startup plan, §4.2), the
-// supervisor of the running etcd member, the leader's housekeeper (§4.4)
-// and snapshotter (§4.6), the drainer of a terminating instance (§4.5), and
+// supervisor of the running etcd member, the housekeeper (§4.4) and the
+// snapshotter (§4.6) that run where the housekeeper role is held (an etcd
+// lease election), the drainer of a terminating instance (§4.5), and
 // the HTTP API that peers and operators read. What they share — who the
 // instance is, its data dir, its published state — is the node.
 //

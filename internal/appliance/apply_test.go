@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,7 +380,9 @@ func TestHousekeepingPhases(t *testing.T) {
 			f.fail = tt.fail
 			a := keeping(t, f, append(running("i-1", "i-b", "i-d"), terminated))
 			before := counter(t, a.metrics.removals)
-			a.housekeeper.cycle(context.Background(), f)
+			if err := a.housekeeper.cycle(context.Background(), f, heldRole()); err != nil {
+				t.Fatal(err)
+			}
 			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
 				t.Errorf("calls %q, want %q", got, tt.wantCalls)
 			}
@@ -407,10 +410,225 @@ func TestHousekeepingDecidesAgainUnderTheLock(t *testing.T) {
 		t.Fatalf("plan %+v, want c removed", plan)
 	}
 	delete(f.status, clientURL(b))
-	a.housekeeper.removeStale(context.Background(), f, in, plan.Remove)
+	if err := a.housekeeper.removeStale(context.Background(), f, heldRole(), in, plan.Remove); err != nil {
+		t.Fatal(err)
+	}
 	if f.called("Remove") {
 		t.Errorf("removed c with b down (calls %q): below the quorum of the remaining voters", f.log(false))
 	}
+}
+
+// heldRole is a housekeeper role that stays held.
+func heldRole() *fakeTenure { return &fakeTenure{done: make(chan struct{})} }
+
+// testClock is a clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// candidate wires a supervisor of the test appliance (instance i-1, member
+// a) to the fake etcd of members a, b, c and a clock the test moves; i-c is
+// no longer listed in the group.
+func candidate(t *testing.T) (*Appliance, *fakeEtcd, *testClock) {
+	t.Helper()
+	self := cluster.Member{ID: 0xa, Name: "i-1", PeerURLs: []string{"http://127.0.0.1:2380"}, ClientURLs: []string{"http://127.0.0.1:2379"}}
+	f := newFakeEtcd([]cluster.Member{self, clustertest.Member(0xb, false), clustertest.Member(0xc, false)})
+	a := keeping(t, f, running("i-1", "i-b"))
+	clock := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a.now = clock.now
+	a.supervisor.role = newCandidacy(a.node, f)
+	t.Cleanup(a.supervisor.role.end)
+	return a, f, clock
+}
+
+// leading is the status of member a leading; following of a following b.
+var (
+	leading   = etcdStatus{ClusterID: 0xc1, MemberID: 0xa, Leader: 0xa}
+	following = etcdStatus{ClusterID: 0xc1, MemberID: 0xa, Leader: 0xb}
+)
+
+// lookUntil looks at the role until cond holds, failing after a deadline:
+// the campaign runs in the background.
+func lookUntil(t *testing.T, s *supervisor, st etcdStatus, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 5s of looks", what)
+		}
+		s.keepHouse(context.Background(), context.Background(), s.role.c, st)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+// TestHousekeeperRole: housekeeping runs where the role is held, not where
+// etcd leads; a role lost, as the client sees it or only as etcd does (a
+// process resumed after a pause), stops the cycles before any call.
+func TestHousekeeperRole(t *testing.T) {
+	t.Run("the etcd leader campaigns at once; the cycle runs once held", func(t *testing.T) {
+		a, f, _ := candidate(t)
+		s := a.supervisor
+		lookUntil(t, s, leading, "housekeeping cycle", func() bool { return f.called("Members") })
+		if gauge(t, a.metrics.housekeeper) != 1 || counter(t, a.metrics.housekeeping) != 1 {
+			t.Errorf("housekeeper gauge %v, cycles %v; want 1, 1", gauge(t, a.metrics.housekeeper), counter(t, a.metrics.housekeeping))
+		}
+	})
+	t.Run("a follower campaigns after campaignDelay, then keeps house", func(t *testing.T) {
+		a, f, clock := candidate(t)
+		s := a.supervisor
+		for range 20 {
+			s.keepHouse(context.Background(), context.Background(), f, following)
+		}
+		if f.called("HoldRole") {
+			t.Fatalf("a follower campaigned before campaignDelay: %q", f.log(false))
+		}
+		clock.add(campaignDelay)
+		lookUntil(t, s, following, "housekeeping cycle", func() bool { return f.called("Members") })
+	})
+	t.Run("a role that expired stops the cycles and campaigns again", func(t *testing.T) {
+		a, f, clock := candidate(t)
+		s := a.supervisor
+		lookUntil(t, s, leading, "role", func() bool { return s.role.held != nil })
+		first := f.tenure()
+		first.expire()
+		f.campaign = make(chan struct{}) // the next campaign waits in line
+		calls := len(f.log(false))
+		clock.add(time.Hour)
+		lookUntil(t, s, leading, "new campaign", func() bool { return len(f.log(false)) > calls })
+		for range 20 {
+			s.keepHouse(context.Background(), context.Background(), f, leading)
+		}
+		if got := f.log(false)[calls:]; !slices.Equal(got, []string{"HoldRole"}) {
+			t.Errorf("calls after the role expired %q, want only a new campaign", got)
+		}
+		if !first.isResigned() || gauge(t, a.metrics.housekeeper) != 0 {
+			t.Errorf("expired role resigned %v, gauge %v; want resigned, 0", first.isResigned(), gauge(t, a.metrics.housekeeper))
+		}
+	})
+	t.Run("a role etcd revoked while the process was paused: no cycle, no removal", func(t *testing.T) {
+		a, f, clock := candidate(t)
+		s := a.supervisor
+		lookUntil(t, s, leading, "role", func() bool { return s.role.held != nil })
+		f.tenure().revoke() // Done is not closed: the client did not notice yet
+		f.campaign = make(chan struct{})
+		calls := len(f.log(false))
+		clock.add(time.Hour) // i-c absent all along: a removal would be due
+		s.keepHouse(context.Background(), context.Background(), f, leading)
+		if got := f.log(false)[calls:]; len(got) != 0 {
+			t.Errorf("calls after the role was revoked %q, want none", got)
+		}
+		if s.role.held != nil {
+			t.Error("a revoked role is still held")
+		}
+	})
+	t.Run("a role lost under the membership lock removes nothing", func(t *testing.T) {
+		a, f, _ := candidate(t)
+		held := heldRole()
+		in, _, ok := a.housekeeper.gather(context.Background(), f)
+		if !ok {
+			t.Fatal("no inputs")
+		}
+		in.StaleGrace = 0
+		plan := cluster.DecideHousekeeping(in)
+		if plan.Remove == nil {
+			t.Fatalf("plan %+v, want c removed", plan)
+		}
+		held.revoke()
+		if err := a.housekeeper.removeStale(context.Background(), f, held, in, plan.Remove); !errors.Is(err, errRoleLost) {
+			t.Errorf("removeStale = %v, want errRoleLost", err)
+		}
+		if f.called("Remove") {
+			t.Errorf("removed with the role lost: %q", f.log(false))
+		}
+	})
+}
+
+// TestCandidacyEndsWithoutWaitingForItsCampaign: the supervision ends (etcd
+// exited) while a campaign waits in line; ending must not wait for it, and
+// a role it wins afterwards is resigned at once.
+func TestCandidacyEndsWithoutWaitingForItsCampaign(t *testing.T) {
+	a, f, _ := candidate(t)
+	s := a.supervisor
+	f.campaign, f.deaf = make(chan struct{}), true
+	lookUntil(t, s, leading, "campaign", func() bool { return f.called("HoldRole") })
+	ended := make(chan struct{})
+	go func() {
+		s.role.end()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("end waited for a campaign that cannot end")
+	}
+	f.campaign <- struct{}{}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if tt := f.tenure(); tt != nil && tt.isResigned() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a role won after the candidacy ended was not resigned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHousekeeperMemoryStartsEmptyOnRetake: a housekeeper that saw i-c
+// absent, lost the role and takes it again an hour later must not count
+// the hour: i-c is absent for 10 s as far as this tenure saw.
+func TestHousekeeperMemoryStartsEmptyOnRetake(t *testing.T) {
+	a, f, clock := candidate(t)
+	s := a.supervisor
+	lookUntil(t, s, leading, "housekeeping cycle", func() bool { return f.called("Members") })
+	if _, ok := a.housekeeper.absentSince[0xc]; !ok {
+		t.Fatalf("absence clocks %v, want one for c", a.housekeeper.absentSince)
+	}
+	f.tenure().expire()
+	s.keepHouse(context.Background(), context.Background(), f, following)
+	if s.role.held != nil {
+		t.Fatal("the expired role is still held")
+	}
+	f.campaign = make(chan struct{})
+	clock.add(time.Hour - 10*time.Second)
+	for range 5 {
+		s.keepHouse(context.Background(), context.Background(), f, following)
+	}
+	clock.add(10 * time.Second)
+	f.campaign <- struct{}{} // the role comes back
+	cycles := counter(t, a.metrics.housekeeping)
+	lookUntil(t, s, following, "housekeeping cycle", func() bool { return counter(t, a.metrics.housekeeping) > cycles })
+	if f.called("Remove") {
+		t.Fatalf("removed c on the first cycle of a new tenure: %q", f.log(false))
+	}
+	if since := a.housekeeper.absentSince[0xc]; !since.Equal(clock.now()) {
+		t.Errorf("c absent since %s, want since the new tenure's first cycle %s", since, clock.now())
+	}
+	// The new tenure's own clock still removes c after the grace.
+	clock.add(a.cfg.StaleGrace)
+	lookUntil(t, s, following, "removal", func() bool { return f.called("Remove") })
 }
 
 func counter(t *testing.T, c prometheus.Counter) float64 {

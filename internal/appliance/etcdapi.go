@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,11 @@ type etcdAPI interface {
 	// LockMembership takes the cluster-wide membership lock, waiting at
 	// most wait; unlock is bounded and never blocks for long.
 	LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error)
+	// HoldRole campaigns for the housekeeper role and returns once it is
+	// held (or ctx ends): the role is an etcd election whose lease this
+	// client keeps alive, so an appliance that hangs loses it within
+	// housekeeperTTL.
+	HoldRole(ctx context.Context) (tenure, error)
 	// Snapshot streams a snapshot of the endpoint's database.
 	Snapshot(ctx context.Context) (io.ReadCloser, error)
 	// Endpoints are the client URLs the client talks to.
@@ -79,6 +85,30 @@ const membershipLockKey = "/etcd-appliance/locks/membership"
 // membershipLockTTL is the lease of the lock: a holder that dies releases it
 // after this many seconds.
 const membershipLockTTL = 10
+
+// housekeeperKey is the election of the housekeeper (§4.4): the appliance
+// whose key under it is the oldest holds the role.
+const housekeeperKey = "/etcd-appliance/housekeeper"
+
+// housekeeperTTL is the lease of the housekeeper role, in seconds: an
+// appliance that stops keeping it alive (hung, partitioned, killed) loses the
+// role this long after its last keep-alive, and the next in line takes it.
+const housekeeperTTL = 5
+
+// errRoleLost is a tenure that ended: its lease expired or was revoked.
+var errRoleLost = errors.New("housekeeper role lost")
+
+// tenure is one holding of the housekeeper role.
+type tenure interface {
+	// Done is closed once the client saw the role's lease end. A process
+	// resumed after a pause may act before it is closed: Held asks etcd.
+	Done() <-chan struct{}
+	// Held asks etcd whether the role is still this tenure's; it returns
+	// errRoleLost (wrapped) when it is not.
+	Held(ctx context.Context) error
+	// Resign gives the role up, with a bounded wait.
+	Resign()
+}
 
 // etcdClient is etcdAPI over clientv3.
 type etcdClient struct {
@@ -218,6 +248,83 @@ func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (un
 		closeSession(session)
 		stop()
 	}, nil
+}
+
+func (e *etcdClient) HoldRole(ctx context.Context) (tenure, error) {
+	gctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	lease, err := e.c.Grant(gctx, housekeeperTTL)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("granting the housekeeper role's lease: %w", err)
+	}
+	// The session lives until the role is resigned, not until ctx (the
+	// campaign) ends.
+	sctx, stop := context.WithCancel(context.Background())
+	session, err := concurrency.NewSession(e.c, concurrency.WithLease(lease.ID), concurrency.WithContext(sctx))
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("opening the housekeeper role's session: %w", err)
+	}
+	t := &etcdTenure{session: session, election: concurrency.NewElection(session, housekeeperKey), stop: stop}
+	// A campaign whose lease expires while it waits in line must end, not
+	// win with a key that is gone.
+	cctx, cancelCampaign := context.WithCancel(ctx)
+	defer cancelCampaign()
+	go func() {
+		select {
+		case <-session.Done():
+			cancelCampaign()
+		case <-cctx.Done():
+		}
+	}()
+	if err := t.election.Campaign(cctx, "held"); err != nil {
+		t.Resign()
+		return nil, fmt.Errorf("campaigning for the housekeeper role: %w", err)
+	}
+	if err := t.Held(ctx); err != nil {
+		t.Resign()
+		return nil, err
+	}
+	return t, nil
+}
+
+// etcdTenure is a tenure over a concurrency election.
+type etcdTenure struct {
+	session  *concurrency.Session
+	election *concurrency.Election
+	stop     context.CancelFunc
+}
+
+var _ tenure = (*etcdTenure)(nil)
+
+func (t *etcdTenure) Done() <-chan struct{} { return t.session.Done() }
+
+func (t *etcdTenure) Held(ctx context.Context) error {
+	select {
+	case <-t.session.Done():
+		return fmt.Errorf("%w: its session ended", errRoleLost)
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	// The role is the oldest key of the election; ours is gone with its
+	// lease, or follows another.
+	resp, err := t.session.Client().Get(ctx, housekeeperKey+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return fmt.Errorf("checking the housekeeper role: %w", err)
+	}
+	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != t.election.Key() {
+		return fmt.Errorf("%w: its lease expired or another appliance holds it", errRoleLost)
+	}
+	return nil
+}
+
+func (t *etcdTenure) Resign() {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	_ = t.election.Resign(ctx)
+	cancel()
+	closeSession(t.session)
+	t.stop()
 }
 
 // closeSession revokes the session's lease with a bounded wait.

@@ -30,6 +30,13 @@ type fakeEtcd struct {
 	calls  []string
 	dials  [][]string
 	locked bool
+	// tenures are the housekeeper roles handed out, in order; campaign,
+	// when set, holds HoldRole until it receives (or ctx ends, unless
+	// deaf: clientv3's campaign, cancelled, still waits on an unreachable
+	// etcd until the client closes).
+	tenures  []*fakeTenure
+	campaign chan struct{}
+	deaf     bool
 }
 
 var _ etcdAPI = (*fakeEtcd)(nil)
@@ -184,6 +191,84 @@ func (f *fakeEtcd) LockMembership(context.Context, time.Duration) (func(), error
 		f.calls = append(f.calls, "Unlock")
 		f.mu.Unlock()
 	}, nil
+}
+
+func (f *fakeEtcd) HoldRole(ctx context.Context) (tenure, error) {
+	if err := f.call("HoldRole", nil); err != nil {
+		return nil, err
+	}
+	if f.campaign != nil {
+		var cancelled <-chan struct{}
+		if !f.deaf {
+			cancelled = ctx.Done()
+		}
+		select {
+		case <-f.campaign:
+		case <-cancelled:
+			return nil, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := &fakeTenure{done: make(chan struct{})}
+	f.tenures = append(f.tenures, t)
+	return t, nil
+}
+
+// tenure is the latest role handed out, nil when none was.
+func (f *fakeEtcd) tenure() *fakeTenure {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.tenures) == 0 {
+		return nil
+	}
+	return f.tenures[len(f.tenures)-1]
+}
+
+// fakeTenure is a housekeeper role that the test takes away: expire as the
+// client sees a lease end (Done closes), revoke as etcd sees it while the
+// client did not notice yet (a process resumed after a pause).
+type fakeTenure struct {
+	mu       sync.Mutex
+	done     chan struct{}
+	revoked  bool
+	resigned bool
+}
+
+var _ tenure = (*fakeTenure)(nil)
+
+func (t *fakeTenure) Done() <-chan struct{} { return t.done }
+
+func (t *fakeTenure) Held(context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.revoked {
+		return fmt.Errorf("%w: revoked by the test", errRoleLost)
+	}
+	return nil
+}
+
+func (t *fakeTenure) Resign() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.resigned = true
+}
+
+func (t *fakeTenure) isResigned() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.resigned
+}
+
+func (t *fakeTenure) revoke() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.revoked = true
+}
+
+func (t *fakeTenure) expire() {
+	t.revoke()
+	close(t.done)
 }
 
 func (f *fakeEtcd) Snapshot(context.Context) (io.ReadCloser, error) {

@@ -2,6 +2,8 @@ package appliance
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -11,30 +13,46 @@ import (
 // the next cycle tries again.
 const removeLockWait = 2 * time.Second
 
-// housekeeper is the leader's housekeeping of §4.4: promote learners,
-// remove stale members, publish DNS records and ingress rules. It keeps the
-// clocks of DecideHousekeeping between cycles.
+// housekeeper is the housekeeping of §4.4, run by the appliance that holds
+// the housekeeper role: promote learners, remove stale members, publish DNS
+// records and ingress rules. It keeps the clocks of DecideHousekeeping
+// between the cycles of one tenure of the role.
 type housekeeper struct {
 	*node
 	terminations *terminations
 	dns          *dnsPublisher
 	firewall     *firewallKeeper
 
+	// The memory of one tenure: it starts empty whenever the role is
+	// taken, so that clocks from an earlier tenure, which saw nothing of
+	// what happened in between, never count.
 	firstSeen   map[cluster.ID]time.Time
 	absentSince map[cluster.ID]time.Time
+	lastCycle   time.Time
 	holds       cluster.Holds
 }
 
-// cycle is one leader cycle: gather, decide, apply.
-func (h *housekeeper) cycle(ctx context.Context, c etcdAPI) {
+// reset forgets the memory of an earlier tenure of the role.
+func (h *housekeeper) reset() {
+	h.firstSeen, h.absentSince, h.lastCycle = nil, nil, time.Time{}
+	h.holds = cluster.Holds{}
+}
+
+// cycle is one housekeeping cycle of the role's holder: gather, decide,
+// apply. It returns errRoleLost (wrapped) when etcd says the role is no
+// longer t's, and does nothing then.
+func (h *housekeeper) cycle(ctx context.Context, c etcdAPI, t tenure) error {
+	if err := t.Held(ctx); err != nil {
+		return err
+	}
 	h.metrics.housekeeping.Inc()
 	in, health, ok := h.gather(ctx, c)
 	if !ok {
-		return
+		return nil
 	}
 	plan := cluster.DecideHousekeeping(in)
-	h.firstSeen, h.absentSince = plan.FirstSeen, plan.AbsentSince
-	in.FirstSeen, in.AbsentSince = plan.FirstSeen, plan.AbsentSince
+	h.firstSeen, h.absentSince, h.lastCycle = plan.FirstSeen, plan.AbsentSince, in.Now
+	in.FirstSeen, in.AbsentSince, in.LastCycle = plan.FirstSeen, plan.AbsentSince, in.Now
 	for _, held := range h.holds.Update(in.Now, plan.Held) {
 		h.log.Warn("housekeeping: removal held", "rule", held.Rule, "member", held.Member, "reason", held.Why)
 	}
@@ -47,8 +65,9 @@ func (h *housekeeper) cycle(ctx context.Context, c etcdAPI) {
 		h.log.Info("learner promoted", "member", id, "reason", "in sync with the leader")
 	}
 	if plan.Remove != nil {
-		h.removeStale(ctx, c, in, plan.Remove)
+		return h.removeStale(ctx, c, t, in, plan.Remove)
 	}
+	return nil
 }
 
 // gather reads the member list, every member's health and the group
@@ -84,6 +103,7 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 		Healthy:        healthy,
 		FirstSeen:      h.firstSeen,
 		AbsentSince:    h.absentSince,
+		LastCycle:      h.lastCycle,
 		StaleGrace:     h.cfg.StaleGrace,
 		LearnerTimeout: h.cfg.LearnerTimeout,
 	}, health, true
@@ -108,30 +128,170 @@ func (h *housekeeper) publish(ctx context.Context, in cluster.HousekeepingInputs
 
 // removeStale removes a stale member under the membership lock, after
 // deciding again on a fresh member list and health: a join or a leave may
-// have changed the membership since the plan was made.
-func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, in cluster.HousekeepingInputs, r *cluster.Removal) {
+// have changed the membership since the plan was made. Last it asks etcd
+// whether the role is still t's: a housekeeper paused past its lease must
+// not act on what it saw before the pause.
+func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, t tenure, in cluster.HousekeepingInputs, r *cluster.Removal) error {
 	unlock, err := c.LockMembership(ctx, removeLockWait)
 	if err != nil {
 		h.log.Info("stale member removal postponed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
-		return
+		return nil
 	}
 	defer unlock()
 	view, err := c.Members(ctx)
 	if err != nil {
 		h.log.Warn("stale member removal postponed", "member", r.Member.ID, "err", err)
-		return
+		return nil
 	}
 	in.Members, in.Healthy = view.Members, healthyByID(memberHealth(ctx, c, view.Members))
 	again := cluster.DecideHousekeeping(in)
 	if again.Remove == nil || again.Remove.Member.ID != r.Member.ID {
 		h.log.Info("stale member removal dropped: the membership changed", "member", r.Member.ID, "name", r.Member.Name)
-		return
+		return nil
+	}
+	if err := t.Held(ctx); err != nil {
+		h.log.Info("stale member removal dropped", "member", r.Member.ID, "name", r.Member.Name, "err", err)
+		return err
 	}
 	if err := c.Remove(ctx, r.Member.ID); err != nil {
 		h.log.Warn("removing stale member failed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
-		return
+		return nil
 	}
 	h.metrics.removals.Inc()
 	delete(h.absentSince, r.Member.ID)
 	h.log.Info("stale member removed", "member", r.Member.ID, "name", r.Member.Name, "reason", r.Reason)
+	return nil
+}
+
+// The housekeeper election's cadence.
+const (
+	// campaignDelay is how long an appliance whose etcd does not lead waits,
+	// from the start of its supervision, before it campaigns for the
+	// housekeeper role. The etcd leader's appliance campaigns at once, so
+	// it usually holds the role; the others queue behind it, and the
+	// oldest in line takes the role within housekeeperTTL when the holder
+	// hangs or dies.
+	campaignDelay = 3 * time.Second
+	// campaignRetry is the pause after a campaign failed.
+	campaignRetry = time.Second
+)
+
+// candidacy is this appliance's part in the housekeeper election over one
+// run of etcd: it campaigns in the background, holds the role, and notices
+// when it lost it.
+type candidacy struct {
+	*node
+	c etcdAPI
+	// since is when the supervision began; retryAt when a failed campaign
+	// may be tried again.
+	since, retryAt time.Time
+	held           tenure
+	// won receives the outcome of the campaign running; nil: none runs.
+	won    chan campaign
+	cancel context.CancelFunc
+	// mu guards ended, which a campaign that outlives the candidacy reads.
+	mu    sync.Mutex
+	ended bool
+}
+
+// campaign is the outcome of one campaign for the role.
+type campaign struct {
+	t   tenure
+	err error
+}
+
+func newCandidacy(n *node, c etcdAPI) *candidacy {
+	return &candidacy{node: n, c: c, since: n.now()}
+}
+
+// look is one look at the role, while etcd has a leader: it returns the
+// tenure held, nil when none, and whether it was taken since the last look.
+// It starts a campaign when none runs: at once on the etcd leader,
+// campaignDelay after the supervision began on a voter that follows, never
+// on a learner (it serves no leases).
+func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bool) {
+	if r.held != nil {
+		select {
+		case <-r.held.Done():
+			r.lost(fmt.Errorf("%w: its session ended", errRoleLost))
+		default:
+			return r.held, false
+		}
+	}
+	if r.won != nil {
+		select {
+		case res := <-r.won:
+			r.cancel()
+			r.won, r.cancel = nil, nil
+			if res.err != nil {
+				r.log.Debug("campaign for the housekeeper role failed", "err", res.err)
+				r.retryAt = r.now().Add(campaignRetry)
+				return nil, false
+			}
+			r.held = res.t
+			r.metrics.housekeeper.Set(1)
+			r.log.Info("housekeeper role taken", "etcd_leader", st.Leads(), "reason", "first in line of the election")
+			return r.held, true
+		default:
+			return nil, false
+		}
+	}
+	now := r.now()
+	if st.IsLearner || now.Before(r.retryAt) || !st.Leads() && now.Sub(r.since) < campaignDelay {
+		return nil, false
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	won := make(chan campaign, 1)
+	r.won, r.cancel = won, cancel
+	go func() {
+		t, err := r.c.HoldRole(cctx)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.ended {
+			if err == nil {
+				t.Resign()
+			}
+			return
+		}
+		won <- campaign{t: t, err: err}
+	}()
+	return nil, false
+}
+
+// lost gives up a tenure that etcd no longer counts: the next look
+// campaigns again.
+func (r *candidacy) lost(err error) {
+	r.log.Info("housekeeper role lost", "reason", err)
+	r.metrics.housekeeper.Set(0)
+	r.held.Resign()
+	r.held = nil
+}
+
+// end ends the candidacy with the supervision: it stops the campaign and
+// resigns the role, so that the next in line takes it at once. It does not
+// wait for the campaign: a campaign cancelled while etcd is unreachable
+// returns only once the client closes.
+func (r *candidacy) end() {
+	r.mu.Lock()
+	r.ended = true
+	var pending tenure
+	if r.won != nil {
+		select {
+		case res := <-r.won:
+			if res.err == nil {
+				pending = res.t
+			}
+		default:
+		}
+		r.cancel()
+		r.won, r.cancel = nil, nil
+	}
+	r.mu.Unlock()
+	for _, t := range []tenure{pending, r.held} {
+		if t != nil {
+			t.Resign()
+		}
+	}
+	r.held = nil
+	r.metrics.housekeeper.Set(0)
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	removals     prometheus.Counter
 	members      *prometheus.GaugeVec
 	leader       prometheus.Gauge
+	housekeeper  prometheus.Gauge
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
 
@@ -47,15 +48,19 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 		}),
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "etcd_appliance_members",
-			Help: "Cluster members by role, as the leader saw them in its last housekeeping cycle.",
+			Help: "Cluster members by role, as the housekeeper saw them in its last housekeeping cycle.",
 		}, []string{"role"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "etcd_appliance_is_leader",
 			Help: "1 when this instance's etcd is the leader.",
 		}),
+		housekeeper: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_housekeeper",
+			Help: "1 when this appliance holds the housekeeper role (an etcd lease election, §4.4).",
+		}),
 		housekeeping: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "etcd_appliance_housekeeping_cycles_total",
-			Help: "Housekeeping cycles run as the leader.",
+			Help: "Housekeeping cycles run as the housekeeper.",
 		}),
 		dnsChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "etcd_appliance_dns_changes_total",
@@ -75,7 +80,7 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 		}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcd_appliance_snapshots_total",
-			Help: "Snapshots taken by this instance as the leader, by outcome (ok, failed, skipped: revision unchanged).",
+			Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: revision unchanged).",
 		}, []string{"outcome"}),
 		snapshotLast: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",
@@ -90,7 +95,7 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Help: "How long taking, checking and uploading the newest snapshot took.",
 		}),
 	}
-	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeping, m.dnsChanges,
+	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges,
 		m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize, m.snapshotSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.waiting = newWaitMetrics(m.registry)

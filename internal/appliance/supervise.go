@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -28,13 +29,16 @@ const (
 )
 
 // supervisor watches the running etcd member: it publishes its state,
-// records its identity, and hands the leader's cycles to the housekeeper and
-// the snapshotter. Its memory is that of one run of etcd.
+// records its identity, campaigns for the housekeeper role and, while it
+// holds it, hands the cycles to the housekeeper and the snapshotter. Its
+// memory is that of one run of etcd.
 type supervisor struct {
 	*node
 	starter     *starter
 	housekeeper *housekeeper
 	snapshots   *snapshotter
+	// role is the run's candidacy for the housekeeper role.
+	role *candidacy
 
 	// The run's memory: when the marker was last written, when a leader
 	// was last seen, when the leaderless checks last ran.
@@ -59,8 +63,10 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 		return
 	}
 	defer c.Close()
+	s.role = newCandidacy(s.node, c)
+	defer s.role.end()
 	// A snapshot in flight ends with the supervision, before its client
-	// closes: it must not thin or verify for a member that stopped leading.
+	// closes: it must not thin or verify for a member that stopped.
 	snapCtx, stopSnap := context.WithCancel(ctx)
 	defer func() {
 		stopSnap()
@@ -117,17 +123,37 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 			s.setPeer(func(p *cluster.PeerState) { p.Offer = nil })
 		}
 	}
-	if !st.Leads() {
+	if st.Leads() {
+		s.metrics.leader.Set(1)
+	} else {
 		s.metrics.leader.Set(0)
-		return false
 	}
-	s.metrics.leader.Set(1)
-	s.snapshots.ifDue(snapCtx, c, st.Revision)
-	if s.now().Sub(s.lastHousekeeping) >= s.cfg.ReconcileInterval {
-		s.lastHousekeeping = s.now()
-		s.housekeeper.cycle(ctx, c)
-	}
+	s.keepHouse(ctx, snapCtx, c, st)
 	return false
+}
+
+// keepHouse runs housekeeping and snapshots while this appliance holds the
+// housekeeper role: not where etcd leads, since etcd keeps leading while
+// its appliance hangs, and then nothing would repair the membership.
+func (s *supervisor) keepHouse(ctx, snapCtx context.Context, c etcdAPI, st etcdStatus) {
+	t, taken := s.role.look(ctx, st)
+	if t == nil {
+		return
+	}
+	if taken {
+		s.housekeeper.reset()
+		s.lastHousekeeping = time.Time{}
+	}
+	s.snapshots.ifDue(snapCtx, c, st.Revision)
+	if s.now().Sub(s.lastHousekeeping) < s.cfg.ReconcileInterval {
+		return
+	}
+	s.lastHousekeeping = s.now()
+	if err := s.housekeeper.cycle(ctx, c, t); errors.Is(err, errRoleLost) {
+		s.role.lost(err)
+	} else if err != nil {
+		s.log.Debug("housekeeping skipped: the role could not be checked", "err", err)
+	}
 }
 
 // publish makes the member's status the instance's published state.

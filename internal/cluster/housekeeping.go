@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// HousekeepingInputs is what the leader's housekeeping cycle decides on (§4.4).
+// HousekeepingInputs is what the housekeeper's cycle decides on (§4.4).
 type HousekeepingInputs struct {
 	Now time.Time
-	// Self is the instance id of the leader running the cycle.
+	// Self is the instance id of the housekeeper running the cycle.
 	Self string
 	// GroupKnown is false when the group listing failed.
 	GroupKnown bool
@@ -19,9 +19,13 @@ type HousekeepingInputs struct {
 	// Healthy tells, per member, whether it answered a status request.
 	Healthy map[ID]bool
 	// FirstSeen and AbsentSince are the memory of earlier cycles, as returned
-	// by the previous plan.
+	// by the previous plan; LastCycle is when that plan was made (zero: not
+	// told). A memory older than twice StaleGrace is forgotten: the clocks
+	// measure an absence seen cycle after cycle, and a gap that long (a lost
+	// quorum, a paused housekeeper) saw nothing of what happened meanwhile.
 	FirstSeen   map[ID]time.Time
 	AbsentSince map[ID]time.Time
+	LastCycle   time.Time
 	// Protected members are never removed (upgrade lock, §4.7).
 	Protected map[ID]bool
 
@@ -56,9 +60,12 @@ type candidate struct {
 	confirmed bool
 }
 
-// DecideHousekeeping is the leader's housekeeping of §4.4 as a pure function.
+// DecideHousekeeping is the housekeeping of §4.4 as a pure function.
 func DecideHousekeeping(in HousekeepingInputs) HousekeepingPlan {
 	plan := HousekeepingPlan{FirstSeen: map[ID]time.Time{}, AbsentSince: map[ID]time.Time{}}
+	if !in.LastCycle.IsZero() && in.Now.Sub(in.LastCycle) > 2*in.StaleGrace {
+		in.FirstSeen, in.AbsentSince = nil, nil
+	}
 	for _, m := range in.Members {
 		if t, ok := in.FirstSeen[m.ID]; ok {
 			plan.FirstSeen[m.ID] = t
@@ -180,7 +187,7 @@ func refuseRemoval(in HousekeepingInputs, m Member) *Hold {
 		return &Hold{Rule: RuleProtected, Member: m.ID, Name: m.Name, Why: "it holds the upgrade lock"}
 	}
 	if m.Name == in.Self {
-		return &Hold{Rule: RuleSelf, Member: m.ID, Name: m.Name, Why: "it is this leader itself"}
+		return &Hold{Rule: RuleSelf, Member: m.ID, Name: m.Name, Why: "it is this housekeeper itself"}
 	}
 	return CheckRemoval(in.Members, in.Healthy, m.ID)
 }

@@ -724,7 +724,7 @@ func TestRefuseRemoval(t *testing.T) {
 		member  Member
 		wantHas string // "" means allowed
 	}{
-		{"never the leader itself", hk(nil, voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc)), voter(0xa), "leader itself"},
+		{"never the housekeeper itself", hk(nil, voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc)), voter(0xa), "housekeeper itself"},
 		{"never a protected member", func() HousekeepingInputs {
 			in := hk(nil, voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc))
 			in.Protected = map[ID]bool{0xb: true}
@@ -777,5 +777,29 @@ func TestDecideHousekeepingDoesNotMutateInputs(t *testing.T) {
 	DecideHousekeeping(in)
 	if !reflect.DeepEqual(in.AbsentSince, absent) || !reflect.DeepEqual(in.FirstSeen, first) || !reflect.DeepEqual(in.Members, members) {
 		t.Errorf("inputs changed: absent %v first %v members %v", in.AbsentSince, in.FirstSeen, in.Members)
+	}
+}
+
+// TestHousekeepingForgetsAnOldMemory: clocks last refreshed longer ago than
+// twice the grace (no cycle decided meanwhile) measure nothing; a member
+// absent at both ends of the gap starts its grace over.
+func TestHousekeepingForgetsAnOldMemory(t *testing.T) {
+	absent := hk(running(0xa, 0xc), voters(0xa, 0xb, 0xc), healthy(0xa, 0xc))
+	plan := cycle(absent, t0, HousekeepingPlan{})
+
+	later := absent
+	later.LastCycle = t0
+	now := t0.Add(2*staleGrace + time.Second)
+	plan = cycle(later, now, plan)
+	if plan.Remove != nil || !plan.AbsentSince[0xb].Equal(now) {
+		t.Fatalf("after a gap of %s: remove %v, b absent since %s; want none, since now", now.Sub(t0), plan.Remove, plan.AbsentSince[0xb])
+	}
+
+	// Within the bound the memory holds.
+	plan = cycle(absent, t0, HousekeepingPlan{})
+	now = t0.Add(2 * staleGrace)
+	plan = cycle(later, now, plan)
+	if plan.Remove == nil || plan.Remove.Member.ID != 0xb {
+		t.Fatalf("a memory refreshed %s ago was forgotten: %+v", now.Sub(t0), plan)
 	}
 }

@@ -575,6 +575,29 @@ func (g *Group) Kill(id string) error {
 	return nil
 }
 
+// Freeze sends SIGSTOP to an instance's appliance only, as a hung process:
+// its etcd child, in its own process group, keeps running (and leading).
+func (g *Group) Freeze(id string) error {
+	_, p, err := g.runningProc(id, "freezing")
+	if err != nil {
+		return err
+	}
+	p.signal(syscall.SIGSTOP)
+	g.log.Info("appliance frozen", "id", id, "pid", p.pid())
+	return nil
+}
+
+// Thaw sends SIGCONT to an instance's appliance that Freeze stopped.
+func (g *Group) Thaw(id string) error {
+	_, p, err := g.runningProc(id, "thawing")
+	if err != nil {
+		return err
+	}
+	p.signal(syscall.SIGCONT)
+	g.log.Info("appliance thawed", "id", id, "pid", p.pid())
+	return nil
+}
+
 // KillEtcd sends SIGKILL to an instance's etcd child, found by its pid
 // file, waits until it is gone and returns its pid.
 func (g *Group) KillEtcd(id string) (int, error) {
