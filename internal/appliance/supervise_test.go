@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
@@ -104,13 +102,4 @@ func TestSilentInstanceIsReported(t *testing.T) {
 	if len(st.Unanswered) != 1 || st.Unanswered[0].Instance != "i-dead" || st.Waiting == "" {
 		t.Errorf("status waiting %q unanswered %+v, want i-dead named", st.Waiting, st.Unanswered)
 	}
-}
-
-func gauge(t *testing.T, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
 }
