@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
 )
@@ -38,6 +37,8 @@ func TestLearnerOfALostLeaderHasNoLeader(t *testing.T) {
 			}
 			a.dial = f.dialer()
 			ctx := context.Background()
+			a.supervisor.role = newCandidacy(a.node, f)
+			defer a.supervisor.role.end()
 			a.supervisor.look(ctx, ctx, f, newFakeProcess())
 			if got := a.peerState().HasLeader; got != tc.want {
 				t.Errorf("published has_leader = %v, want %v", got, tc.want)
@@ -53,6 +54,8 @@ func TestVoterTakesItsStatusAtItsWord(t *testing.T) {
 	f.status[a.clientURL()] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xa, Leader: 0xb}
 	a.dial = f.dialer()
 	ctx := context.Background()
+	a.supervisor.role = newCandidacy(a.node, f)
+	defer a.supervisor.role.end()
 	a.supervisor.look(ctx, ctx, f, newFakeProcess())
 	if !a.peerState().HasLeader {
 		t.Error("a voter that follows a leader published no leader")
