@@ -51,7 +51,12 @@ type etcdAPI interface {
 	// held (or ctx ends): the role is an etcd election whose lease this
 	// client keeps alive, so an appliance that hangs loses it within
 	// housekeeperTTL.
-	HoldRole(ctx context.Context) (tenure, error)
+	HoldRole(ctx context.Context, name string) (tenure, error)
+	// RoleHolder is the name the housekeeper role's holder campaigned with
+	// and the lease that keeps its key, "" when nobody holds it.
+	RoleHolder(ctx context.Context) (name string, lease int64, err error)
+	// RevokeLease ends a lease, and the keys it keeps, at once.
+	RevokeLease(ctx context.Context, lease int64) error
 	// Snapshot streams a snapshot of the endpoint's database.
 	Snapshot(ctx context.Context) (io.ReadCloser, error)
 	// Endpoints are the client URLs the client talks to.
@@ -250,7 +255,7 @@ func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (un
 	}, nil
 }
 
-func (e *etcdClient) HoldRole(ctx context.Context) (tenure, error) {
+func (e *etcdClient) HoldRole(ctx context.Context, name string) (tenure, error) {
 	gctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	lease, err := e.c.Grant(gctx, housekeeperTTL)
 	cancel()
@@ -277,7 +282,7 @@ func (e *etcdClient) HoldRole(ctx context.Context) (tenure, error) {
 		case <-cctx.Done():
 		}
 	}()
-	if err := t.election.Campaign(cctx, "held"); err != nil {
+	if err := t.election.Campaign(cctx, name); err != nil {
 		t.Resign()
 		return nil, fmt.Errorf("campaigning for the housekeeper role: %w", err)
 	}
@@ -286,6 +291,26 @@ func (e *etcdClient) HoldRole(ctx context.Context) (tenure, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+func (e *etcdClient) RoleHolder(ctx context.Context) (string, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := e.c.Get(ctx, housekeeperKey+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", 0, nil
+	}
+	return string(resp.Kvs[0].Value), resp.Kvs[0].Lease, nil
+}
+
+func (e *etcdClient) RevokeLease(ctx context.Context, lease int64) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.Revoke(ctx, clientv3.LeaseID(lease))
+	return err
 }
 
 // etcdTenure is a tenure over a concurrency election.

@@ -27,9 +27,12 @@ type fakeEtcd struct {
 	fail map[string][]error
 	// nextID is the id of the next learner added.
 	nextID cluster.ID
-	calls  []string
-	dials  [][]string
-	locked bool
+	// holder and holderLease answer RoleHolder.
+	holder      string
+	holderLease int64
+	calls       []string
+	dials       [][]string
+	locked      bool
 	// tenures are the housekeeper roles handed out, in order; campaign,
 	// when set, holds HoldRole until it receives (or ctx ends, unless
 	// deaf: clientv3's campaign, cancelled, still waits on an unreachable
@@ -193,7 +196,7 @@ func (f *fakeEtcd) LockMembership(context.Context, time.Duration) (func(), error
 	}, nil
 }
 
-func (f *fakeEtcd) HoldRole(ctx context.Context) (tenure, error) {
+func (f *fakeEtcd) HoldRole(ctx context.Context, _ string) (tenure, error) {
 	if err := f.call("HoldRole", nil); err != nil {
 		return nil, err
 	}
@@ -213,6 +216,19 @@ func (f *fakeEtcd) HoldRole(ctx context.Context) (tenure, error) {
 	t := &fakeTenure{done: make(chan struct{})}
 	f.tenures = append(f.tenures, t)
 	return t, nil
+}
+
+func (f *fakeEtcd) RoleHolder(context.Context) (string, int64, error) {
+	if err := f.call("RoleHolder", nil); err != nil {
+		return "", 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.holder, f.holderLease, nil
+}
+
+func (f *fakeEtcd) RevokeLease(_ context.Context, lease int64) error {
+	return f.call("RevokeLease", lease)
 }
 
 // tenure is the latest role handed out, nil when none was.

@@ -3,6 +3,8 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -192,6 +194,11 @@ type candidacy struct {
 	// mu guards ended, which a campaign that outlives the candidacy reads.
 	mu    sync.Mutex
 	ended bool
+	// lastHolderCheck is when the etcd leader's appliance, waiting in line,
+	// last looked whether the holder is dead; answers tells whether an
+	// appliance answers on its API at a host.
+	lastHolderCheck time.Time
+	answers         func(ctx context.Context, host string) bool
 }
 
 // campaign is the outcome of one campaign for the role.
@@ -201,7 +208,9 @@ type campaign struct {
 }
 
 func newCandidacy(n *node, c etcdAPI) *candidacy {
-	return &candidacy{node: n, c: c, since: n.now()}
+	r := &candidacy{node: n, c: c, since: n.now()}
+	r.answers = r.applianceAnswers
+	return r
 }
 
 // look is one look at the role, while etcd has a leader: it returns the
@@ -233,6 +242,9 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 			r.log.Info("housekeeper role taken", "etcd_leader", st.Leads(), "reason", "first in line of the election")
 			return r.held, true
 		default:
+			if st.Leads() {
+				r.unseatDeadHolder(ctx)
+			}
 			return nil, false
 		}
 	}
@@ -244,7 +256,7 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 	won := make(chan campaign, 1)
 	r.won, r.cancel = won, cancel
 	go func() {
-		t, err := r.c.HoldRole(cctx)
+		t, err := r.c.HoldRole(cctx, r.self.ID)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.ended {
@@ -256,6 +268,73 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 		won <- campaign{t: t, err: err}
 	}()
 	return nil, false
+}
+
+// holderCheckEvery bounds how often the etcd leader's appliance, waiting in
+// line for the role, looks whether its holder is dead.
+const holderCheckEvery = time.Second
+
+// unseatDeadHolder ends the role of a holder that is dead: neither its etcd
+// nor its appliance answers (its instance was killed, or its appliance
+// hangs). Its lease would expire by itself within housekeeperTTL, plus the
+// election timeout etcd grants every lease when its leadership moves; a
+// replacement meanwhile finds the dead member still listed and etcd
+// refuses to add it. Only the etcd leader's appliance looks, so that one
+// candidate takes over. A holder wrongly judged dead loses nothing but
+// the role: each of its cycles, and each removal, first checks it still
+// holds it.
+func (r *candidacy) unseatDeadHolder(ctx context.Context) {
+	now := r.now()
+	if now.Sub(r.lastHolderCheck) < holderCheckEvery {
+		return
+	}
+	r.lastHolderCheck = now
+	name, lease, err := r.c.RoleHolder(ctx)
+	if err != nil || name == "" || name == r.self.ID || r.holderAlive(ctx, name) {
+		return
+	}
+	if err := r.c.RevokeLease(ctx, lease); err != nil {
+		r.log.Debug("ending a dead housekeeper's role", "holder", name, "err", err)
+		return
+	}
+	r.log.Info("housekeeper role ended: its holder is dead", "holder", name,
+		"reason", "neither its etcd nor its appliance answers")
+}
+
+// holderAlive reports whether the holder's etcd or its appliance answers.
+// A holder that is no member any more is dead.
+func (r *candidacy) holderAlive(ctx context.Context, name string) bool {
+	view, err := r.c.LocalMembers(ctx)
+	if err != nil {
+		return true
+	}
+	for _, m := range view.Members {
+		if m.Name != name || !m.Started() {
+			continue
+		}
+		if _, err := r.c.Status(ctx, m.ClientURLs[0]); err == nil {
+			return true
+		}
+		u, err := url.Parse(m.ClientURLs[0])
+		return err != nil || r.answers(ctx, u.Hostname())
+	}
+	return false
+}
+
+// applianceAnswers reports whether an appliance answers /healthz at host.
+func (r *candidacy) applianceAnswers(ctx context.Context, host string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddress(host, r.ports.API)+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // lost gives up a tenure that etcd no longer counts: the next look
