@@ -168,6 +168,66 @@ func TestDecideStartupRecovery(t *testing.T) {
 	}
 }
 
+// TestDecideStartupRecoveryWaitsForStoppedVoters: five voters i-a..i-e;
+// i-c, i-d and i-e are terminated, so the quorum is lost for good. i-b's
+// instance is only stopped: it may hold commits that i-a lacks, so nobody
+// recovers until it runs and answers, or is terminated.
+func TestDecideStartupRecoveryWaitsForStoppedVoters(t *testing.T) {
+	voters := []string{"i-a", "i-b", "i-c", "i-d", "i-e"}
+	five := func(self string, b InstanceState, more func(in *StartupInputs)) StartupInputs {
+		return startupInputs(self, func(in *StartupInputs) {
+			in.Group = []Instance{
+				instance("i-a", "10.0.0.1", InstanceRunning),
+				instance("i-b", "10.0.0.2", b),
+				instance("i-c", "10.0.0.3", InstanceTerminated),
+				instance("i-d", "10.0.0.4", InstanceTerminated),
+				instance("i-e", "10.0.0.5", InstanceTerminated),
+			}
+			delete(in.Peers, "i-c")
+			if !b.InGroup() {
+				delete(in.Peers, "i-b")
+			}
+			survivor(in, "i-a", 50, voters...)
+			lostFor(in, 10*lossGrace)
+			if more != nil {
+				more(in)
+			}
+		})
+	}
+	snapshot := &SnapshotRef{Key: "c/20261125T110000Z-r80.db", ClusterID: liveClusterID, Revision: 80}
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupPlan
+		reasonHas string
+	}{
+		{"a stopped voter blocks recovery", five("i-a", InstanceStopped, nil),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopped"},
+		{"a stopping voter blocks recovery", five("i-a", InstanceStopping, nil),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopping"},
+		{"a stopped voter blocks a restore too", five("i-a", InstanceStopped, func(in *StartupInputs) { in.Recovery.Snapshot = snapshot }),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopped"},
+		{"the stopped voter terminated: the survivor recovers", five("i-a", InstanceTerminated, nil),
+			StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-c i-d i-e] of [i-a i-b i-c i-d i-e] gone"},
+		{"the voter runs again with newer data: the survivor waits for it", five("i-a", InstanceRunning, func(in *StartupInputs) {
+			survivor(in, "i-b", 60, voters...)
+		}), StartupPlan{Action: Wait, Seeder: "i-b"}, "i-b recovers from its data (revision 60)"},
+		{"the voter runs again with newer data: it recovers", five("i-b", InstanceRunning, func(in *StartupInputs) {
+			survivor(in, "i-b", 60, voters...)
+			in.Local.MemberID = 0xb
+		}), StartupPlan{Action: Recover, Seeder: "i-b"}, "this instance holds the newest data (revision 60)"},
+		{"the voter runs again without data: it is gone, the survivor recovers", five("i-a", InstanceRunning, nil),
+			StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-c i-d i-e] of"},
+		{"the voter runs again and does not answer", five("i-a", InstanceRunning, func(in *StartupInputs) { delete(in.Peers, "i-b") }),
+			StartupPlan{Action: Wait}, "peer i-b (10.0.0.2) did not answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkPlan(t, DecideStartup(tt.in), tt.want, tt.reasonHas)
+		})
+	}
+}
+
 func TestQuorumLost(t *testing.T) {
 	in := startupInputs("i-b", func(in *StartupInputs) { survivor(in, "i-a", 50, "i-a", "i-x", "i-y") })
 	loss, ok := QuorumLost(in)
