@@ -393,3 +393,108 @@ func TestRecoveryAfterTheSurvivorRestarted(t *testing.T) {
 	waitConverged(t, ctx, g, 3)
 	checkKeysOnEach(t, ctx, g, "acked", 50)
 }
+
+// TestNoRecoveryPastAStoppedVoter: five voters A..E. A's appliance stops
+// first, so A lacks the writes that follow; B, C, D and E acknowledge
+// them. Then B's instance stops and C, D and E are terminated: the quorum
+// is lost for good, but B can come back with the newest data, so A must
+// not recover on its older data, however long B is away. Once B runs
+// again, B recovers the cluster and every acknowledged write is there.
+func TestNoRecoveryPastAStoppedVoter(t *testing.T) {
+	g := newGroup(t, "--dr-grace", drGrace.String())
+	ctx := testContext(t, 4*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 5)
+	a, b := insts[0], insts[1]
+	putKeys(t, ctx, g, "acked", 50)
+	settled(t, ctx, g, 5)
+
+	// A stops (its instance stays in the group: not stale); the writes
+	// that follow reach B, C, D and E only.
+	if err := g.Stop(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, ctx, g, "late", 50)
+	// A linearizable read through B proves B applied every late write;
+	// B's recorded revision then proves B will publish it when it starts
+	// again, before its etcd runs.
+	c, err := g.Client(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(ctx, keyName("late", 49))
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKeys(t, ctx, g, "late", 50, b.ID)
+	lateRev := resp.Header.Revision
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		raw, err := os.ReadFile(filepath.Join(b.DataDir, "member.json"))
+		if err != nil {
+			return false, err.Error()
+		}
+		var m struct {
+			Revision int64 `json:"revision"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return false, err.Error()
+		}
+		return m.Revision >= lateRev, fmt.Sprintf("%s recorded revision %d, want %d", b.ID, m.Revision, lateRev)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B's appliance stops first, while its instance still counts in the
+	// group: no housekeeper removes B as stale while a quorum remains.
+	if err := g.Stop(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range insts[2:] {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.SetState(b.ID, cluster.InstanceStopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Four graces: A must not recover, no cluster serves, and A says why.
+	waitReason := fmt.Sprintf("voter %s's instance is stopped", b.ID)
+	deadline := time.Now().Add(4 * drGrace)
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		if log := g.LogTail(a.ID, 400); strings.Contains(log, "recovering the cluster") || strings.Contains(log, "snapshot restored") {
+			t.Fatalf("%s recovered while voter %s, holding newer data, was only stopped:\n%s", a.ID, b.ID, log)
+		}
+		if ps, err := g.Peer(ctx, a.ID); err == nil && ps.HasLeader {
+			t.Fatalf("%s serves a cluster (%s) while voter %s is stopped", a.ID, ps.ClusterID, b.ID)
+		}
+		return time.Now().After(deadline), "waiting out four graces"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log := g.LogTail(a.ID, 2000); !strings.Contains(log, waitReason) {
+		t.Errorf("%s does not log why it waits (%q):\n%s", a.ID, waitReason, log)
+	}
+
+	// B runs again: it holds the newest data, so B recovers and A joins.
+	if err := g.SetState(b.ID, cluster.InstanceRunning); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ctx, g, 2)
+	if log := g.LogTail(b.ID, 2000); !strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("%s, holding the newest data, did not recover:\n%s", b.ID, log)
+	}
+	if log := g.LogTail(a.ID, 2000); strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("%s recovered on its older data:\n%s", a.ID, log)
+	}
+	checkKeysOnEach(t, ctx, g, "acked", 50)
+	checkKeysOnEach(t, ctx, g, "late", 50)
+}
