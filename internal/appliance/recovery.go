@@ -256,6 +256,11 @@ func (r *recovery) moveInPlace(restored string) error {
 	if err := os.Rename(restored, r.data.etcd()); err != nil {
 		return fmt.Errorf("moving the restored data in place: %w", err)
 	}
+	// The rename is the restore's commit point; the marker written next
+	// must never survive a power loss that undoes it.
+	if err := syncDir(r.data.root); err != nil {
+		return fmt.Errorf("moving the restored data in place: %w", err)
+	}
 	return nil
 }
 
