@@ -215,6 +215,13 @@ func TestTotalLossRestoresFromStore(t *testing.T) {
 		t.Errorf("restored cluster kept id %s: a restore creates a new cluster", after.ClusterID)
 	}
 	checkKeysOnEach(t, ctx, g, "first", 100)
+	// Revisions start past the newest the store knows of, the corrupt
+	// snapshot's included: its history never outranks the restored one.
+	for _, m := range after.Members {
+		if m.Revision < bad.Revision+cluster.RestoreMargin {
+			t.Errorf("member %s at revision %d: not bumped past the store's newest revision %d", m.Name, m.Revision, bad.Revision)
+		}
+	}
 	c, err := g.Client(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +330,17 @@ func TestManualBackupAndRestore(t *testing.T) {
 		t.Fatalf("backup printed %q (%v), want its object and revision", out, err)
 	}
 	putKeys(t, ctx, g, "lost", 10)
+	// A newer backup, of the history the restore abandons.
+	out, errOut, code, err = g.Command(ctx, insts[1].ID, "backup")
+	if err != nil || code != 0 {
+		t.Fatalf("second backup: exit %d, err %v\n%s", code, err, errOut)
+	}
+	var newer struct {
+		Revision int64 `json:"revision"`
+	}
+	if err := json.Unmarshal(out, &newer); err != nil || newer.Revision <= backup.Revision {
+		t.Fatalf("second backup printed %q (%v), want a revision past %d", out, err, backup.Revision)
+	}
 
 	// Restoring next to a running etcd is refused.
 	if _, errOut, code, _ := g.Command(ctx, insts[0].ID, "restore", "--from", backup.Object, "--yes"); code == 0 || !strings.Contains(string(errOut), "stop the appliance") {
@@ -356,8 +374,15 @@ func TestManualBackupAndRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitConverged(t, ctx, g, 3)
+	after := waitConverged(t, ctx, g, 3)
 	checkKeysOnEach(t, ctx, g, "kept", 50)
+	// The restored revisions start past the newer backup's: a later
+	// recovery never takes the abandoned history for the newest data.
+	for _, m := range after.Members {
+		if m.Revision < newer.Revision+cluster.RestoreMargin {
+			t.Errorf("member %s at revision %d: not bumped past the store's newest revision %d", m.Name, m.Revision, newer.Revision)
+		}
+	}
 	c, err := g.Client(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -252,9 +252,9 @@ func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan clus
 	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
 		return s.join(ctx, in, plan)
 	case cluster.Recover:
-		return s.recovery.recover(ctx, plan)
+		return s.recovery.recover(ctx, plan, cluster.NewestKnownRevision(in))
 	case cluster.Restore:
-		return s.recovery.restore(ctx, plan)
+		return s.recovery.restore(ctx, plan, cluster.NewestKnownRevision(in))
 	default:
 		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
 	}

@@ -239,3 +239,36 @@ func agreedAnswers(in StartupInputs) ([]PeerState, StartupPlan, bool) {
 	}
 	return answers, StartupPlan{}, true
 }
+
+// RestoreMargin is how far past the newest revision known a restored
+// cluster's revisions start: writes that reached only the lost members
+// were never reported to anyone, and their revisions must stay below the
+// restored ones too.
+const RestoreMargin = 1_000_000_000
+
+// RestoreBump is what a restore adds to the revisions of the data it
+// restores (at restored), marking the ones below compacted: the restored
+// cluster starts RestoreMargin past both its own revision and known, the
+// newest revision known anywhere (NewestKnownRevision). Clients that
+// watched the lost cluster then get "compacted" and list again, and no
+// data of an abandoned history (a newer snapshot, a set-aside survivor)
+// outranks the restored cluster in a later recovery.
+func RestoreBump(restored, known int64) int64 {
+	return max(restored, known) - restored + RestoreMargin
+}
+
+// NewestKnownRevision is the newest revision the inputs know of, whatever
+// its cluster: the store's snapshots (usable or not), this instance's data
+// and every answering instance's. A restore bumps past it (RestoreBump).
+func NewestKnownRevision(in StartupInputs) int64 {
+	known := max(in.Recovery.KnownRevision, in.Local.Revision)
+	if s := in.Recovery.Snapshot; s != nil {
+		known = max(known, s.Revision)
+	}
+	for _, a := range in.Peers {
+		if a.Reachable {
+			known = max(known, a.State.Revision)
+		}
+	}
+	return known
+}

@@ -318,3 +318,60 @@ func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 		t.Fatalf("%d cases, want 243", cases)
 	}
 }
+
+func TestRestoreBump(t *testing.T) {
+	tests := []struct {
+		name            string
+		restored, known int64
+		want            int64
+	}{
+		{"nothing newer known: the margin", 4711, 0, RestoreMargin},
+		{"known below the restored revision: the margin", 4711, 4000, RestoreMargin},
+		{"known equal to the restored revision: the margin", 4711, 4711, RestoreMargin},
+		{"a newer snapshot of the lost cluster", 4000, 4711, 711 + RestoreMargin},
+		{"an abandoned history, already bumped once", 50, 3*RestoreMargin + 7, 3*RestoreMargin + 7 - 50 + RestoreMargin},
+		{"an empty cluster", 1, 0, RestoreMargin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RestoreBump(tt.restored, tt.known)
+			if got != tt.want {
+				t.Errorf("RestoreBump(%d, %d) = %d, want %d", tt.restored, tt.known, got, tt.want)
+			}
+			if next := tt.restored + got; next < tt.known+RestoreMargin || next < tt.restored+RestoreMargin {
+				t.Errorf("RestoreBump(%d, %d): restored cluster starts at %d, not %d past both", tt.restored, tt.known, next, RestoreMargin)
+			}
+		})
+	}
+}
+
+func TestNewestKnownRevision(t *testing.T) {
+	in := startupInputs("i-a", func(in *StartupInputs) {
+		survivor(in, "i-a", 50, "i-a", "i-x", "i-y")
+		survivor(in, "i-b", 70, "i-b", "i-q", "i-r")
+		b := in.Peers["i-b"]
+		b.State.ClusterID = 0x999 // another cluster's data still counts
+		in.Peers["i-b"] = b
+	})
+	if got := NewestKnownRevision(in); got != 70 {
+		t.Errorf("NewestKnownRevision = %d, want 70 (i-b's data)", got)
+	}
+	in.Recovery.Snapshot = &SnapshotRef{Key: "s80", Revision: 80}
+	if got := NewestKnownRevision(in); got != 80 {
+		t.Errorf("NewestKnownRevision = %d, want 80 (the snapshot)", got)
+	}
+	in.Recovery.KnownRevision = 90 // a snapshot that fails its checksum
+	if got := NewestKnownRevision(in); got != 90 {
+		t.Errorf("NewestKnownRevision = %d, want 90 (the store's newest)", got)
+	}
+	in.Local.Revision = 100
+	if got := NewestKnownRevision(in); got != 100 {
+		t.Errorf("NewestKnownRevision = %d, want 100 (the local data)", got)
+	}
+	b := in.Peers["i-b"]
+	b.Reachable, b.State.Revision = false, 500
+	in.Peers["i-b"] = b
+	if got := NewestKnownRevision(in); got != 100 {
+		t.Errorf("NewestKnownRevision = %d, want 100: an unreachable answer says nothing", got)
+	}
+}
