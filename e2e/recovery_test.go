@@ -447,6 +447,24 @@ func TestNoRecoveryPastAStoppedVoter(t *testing.T) {
 	a, b := insts[0], insts[1]
 	putKeys(t, ctx, g, "acked", 50)
 	settled(t, ctx, g, 5)
+	// Every member saw its cluster lead and dropped the bootstrap offer:
+	// an instance stopped before that publishes the offer until it sees a
+	// leader again, and recovery waits on it (not the subject here).
+	err := fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		for _, inst := range insts {
+			ps, err := g.Peer(ctx, inst.ID)
+			if err != nil {
+				return false, err.Error()
+			}
+			if ps.Offer != nil || !ps.HasLeader {
+				return false, fmt.Sprintf("%s: offer %v, leader %v", inst.ID, ps.Offer != nil, ps.HasLeader)
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A stops (its instance stays in the group: not stale); the writes
 	// that follow reach B, C, D and E only.
