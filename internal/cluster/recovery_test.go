@@ -260,10 +260,12 @@ func checkPlan(t *testing.T, got, want StartupPlan, reasonHas string) {
 }
 
 // TestDecideStartupOneRecoveryPerGroup: over every mix of survivors (by
-// their revisions; 0 is a new instance without data), snapshots and loss
-// clocks, the instances of one group, deciding on the same answers, never
-// have more than one of them create, recover or restore a cluster, and
-// whoever acts is the seeder that every waiting instance names.
+// their revisions; 0 is a new instance without data), snapshots, loss
+// clocks and a voter's instance gone or only stopped, the instances of one
+// group, deciding on the same answers, never have more than one of them
+// create, recover or restore a cluster, and whoever acts is the seeder that
+// every waiting instance names. Nobody recovers past the stopped voter
+// once a survivor's data names it as one.
 func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 	group := fixtureGroup()
 	voters := []string{"i-a", "i-b", "i-c", "i-x", "i-y", "i-z", "i-w"} // 4 of 7 gone
@@ -276,37 +278,48 @@ func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 			for _, rc := range revs {
 				for _, snap := range snaps {
 					for _, since := range []time.Duration{0, lossGrace / 2, lossGrace} {
-						cases++
-						var actors, seeders []string
-						for _, self := range group {
-							in := startupInputs(self.ID, func(in *StartupInputs) {
-								for id, rev := range map[string]int64{"i-a": ra, "i-b": rb, "i-c": rc} {
-									if rev > 0 {
-										survivor(in, id, rev, voters...)
+						for _, xStopped := range []bool{false, true} {
+							cases++
+							var actors, seeders []string
+							for _, self := range group {
+								in := startupInputs(self.ID, func(in *StartupInputs) {
+									for id, rev := range map[string]int64{"i-a": ra, "i-b": rb, "i-c": rc} {
+										if rev > 0 {
+											survivor(in, id, rev, voters...)
+										}
 									}
+									if in.Local.Exists {
+										in.Local.MemberID = ID(self.ID[2])
+									}
+									in.Recovery.Snapshot = snap
+									if since > 0 {
+										lostFor(in, since)
+									}
+									if xStopped {
+										in.Group = append(in.Group, instance("i-x", "10.0.0.9", InstanceStopped))
+									}
+								})
+								got := DecideStartup(in)
+								// With no survivor's data, the group does not know
+								// i-x was a voter: that is a new group's restore.
+								survivors := ra+rb+rc > 0
+								if xStopped && survivors && (got.Action == Recover || got.Action == Restore) {
+									t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %s plans %s while voter i-x is only stopped", ra, rb, rc, snap, since, self.ID, got.Action)
 								}
-								if in.Local.Exists {
-									in.Local.MemberID = ID(self.ID[2])
+								if acting[got.Action] {
+									actors = append(actors, self.ID)
 								}
-								in.Recovery.Snapshot = snap
-								if since > 0 {
-									lostFor(in, since)
+								if got.Seeder != "" {
+									seeders = append(seeders, got.Seeder)
 								}
-							})
-							got := DecideStartup(in)
-							if acting[got.Action] {
-								actors = append(actors, self.ID)
 							}
-							if got.Seeder != "" {
-								seeders = append(seeders, got.Seeder)
+							if len(actors) > 1 {
+								t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %v all act", ra, rb, rc, snap, since, actors)
 							}
-						}
-						if len(actors) > 1 {
-							t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %v all act", ra, rb, rc, snap, since, actors)
-						}
-						for _, s := range seeders {
-							if len(actors) == 1 && s != actors[0] {
-								t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: seeder %s named while %s acts", ra, rb, rc, snap, since, s, actors[0])
+							for _, s := range seeders {
+								if len(actors) == 1 && s != actors[0] {
+									t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: seeder %s named while %s acts", ra, rb, rc, snap, since, s, actors[0])
+								}
 							}
 						}
 					}
@@ -314,8 +327,8 @@ func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 			}
 		}
 	}
-	if cases != 243 {
-		t.Fatalf("%d cases, want 243", cases)
+	if cases != 486 {
+		t.Fatalf("%d cases, want 486", cases)
 	}
 }
 
