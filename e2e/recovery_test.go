@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -165,6 +167,27 @@ func openStore(t *testing.T, ctx context.Context, dir string) snapshot.Store {
 	return s
 }
 
+// assertCompactedThrough checks that a restored cluster starts at rev or
+// later: a restore marks every revision below its first one compacted, so
+// a read at rev-1 must answer "compacted" (not a value, nor "future
+// revision"), and every member is at rev or later.
+func assertCompactedThrough(t *testing.T, ctx context.Context, g *fleet.Group, st cluster.ClusterStatus, rev int64) {
+	t.Helper()
+	for _, m := range st.Members {
+		if m.Revision < rev {
+			t.Errorf("member %s at revision %d, want %d or later", m.Name, m.Revision, rev)
+		}
+	}
+	c, err := g.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctx, "/e2e/", clientv3.WithPrefix(), clientv3.WithRev(rev-1)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("reading at revision %d: %v, want %v: the restore did not start at revision %d", rev-1, err, rpctypes.ErrCompacted, rev)
+	}
+}
+
 // replaceAll terminates every instance of the group and launches n new
 // ones: a total loss, as when the whole Auto Scaling group is replaced.
 func replaceAll(t *testing.T, ctx context.Context, g *fleet.Group, n int) {
@@ -215,6 +238,9 @@ func TestTotalLossRestoresFromStore(t *testing.T) {
 		t.Errorf("restored cluster kept id %s: a restore creates a new cluster", after.ClusterID)
 	}
 	checkKeysOnEach(t, ctx, g, "first", 100)
+	// Revisions start past the newest the store knows of, the corrupt
+	// snapshot's included: its history never outranks the restored one.
+	assertCompactedThrough(t, ctx, g, after, bad.Revision+cluster.RestoreMargin)
 	c, err := g.Client(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +349,17 @@ func TestManualBackupAndRestore(t *testing.T) {
 		t.Fatalf("backup printed %q (%v), want its object and revision", out, err)
 	}
 	putKeys(t, ctx, g, "lost", 10)
+	// A newer backup, of the history the restore abandons.
+	out, errOut, code, err = g.Command(ctx, insts[1].ID, "backup")
+	if err != nil || code != 0 {
+		t.Fatalf("second backup: exit %d, err %v\n%s", code, err, errOut)
+	}
+	var newer struct {
+		Revision int64 `json:"revision"`
+	}
+	if err := json.Unmarshal(out, &newer); err != nil || newer.Revision <= backup.Revision {
+		t.Fatalf("second backup printed %q (%v), want a revision past %d", out, err, backup.Revision)
+	}
 
 	// Restoring next to a running etcd is refused.
 	if _, errOut, code, _ := g.Command(ctx, insts[0].ID, "restore", "--from", backup.Object, "--yes"); code == 0 || !strings.Contains(string(errOut), "stop the appliance") {
@@ -356,8 +393,11 @@ func TestManualBackupAndRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitConverged(t, ctx, g, 3)
+	after := waitConverged(t, ctx, g, 3)
 	checkKeysOnEach(t, ctx, g, "kept", 50)
+	// The restored revisions start past the newer backup's: a later
+	// recovery never takes the abandoned history for the newest data.
+	assertCompactedThrough(t, ctx, g, after, newer.Revision+cluster.RestoreMargin)
 	c, err := g.Client(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -392,4 +432,127 @@ func TestRecoveryAfterTheSurvivorRestarted(t *testing.T) {
 	}
 	waitConverged(t, ctx, g, 3)
 	checkKeysOnEach(t, ctx, g, "acked", 50)
+}
+
+// TestNoRecoveryPastAStoppedVoter: five voters A..E. A's appliance stops
+// first, so A lacks the writes that follow; B, C, D and E acknowledge
+// them. Then B's instance stops and C, D and E are terminated: the quorum
+// is lost for good, but B can come back with the newest data, so A must
+// not recover on its older data, however long B is away. Once B runs
+// again, B recovers the cluster and every acknowledged write is there.
+func TestNoRecoveryPastAStoppedVoter(t *testing.T) {
+	g := newGroup(t, "--dr-grace", drGrace.String())
+	ctx := testContext(t, 4*time.Minute)
+	insts, _ := startConverged(t, ctx, g, 5)
+	a, b := insts[0], insts[1]
+	putKeys(t, ctx, g, "acked", 50)
+	settled(t, ctx, g, 5)
+	// Every member saw its cluster lead and dropped the bootstrap offer:
+	// an instance stopped before that publishes the offer until it sees a
+	// leader again, and recovery waits on it (not the subject here).
+	err := fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		for _, inst := range insts {
+			ps, err := g.Peer(ctx, inst.ID)
+			if err != nil {
+				return false, err.Error()
+			}
+			if ps.Offer != nil || !ps.HasLeader {
+				return false, fmt.Sprintf("%s: offer %v, leader %v", inst.ID, ps.Offer != nil, ps.HasLeader)
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A stops (its instance stays in the group: not stale); the writes
+	// that follow reach B, C, D and E only.
+	if err := g.Stop(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, ctx, g, "late", 50)
+	// A linearizable read through B proves B applied every late write;
+	// B's recorded revision then proves B will publish it when it starts
+	// again, before its etcd runs.
+	c, err := g.Client(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(ctx, keyName("late", 49))
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKeys(t, ctx, g, "late", 50, b.ID)
+	lateRev := resp.Header.Revision
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		raw, err := os.ReadFile(filepath.Join(b.DataDir, "member.json"))
+		if err != nil {
+			return false, err.Error()
+		}
+		var m struct {
+			Revision int64 `json:"revision"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return false, err.Error()
+		}
+		return m.Revision >= lateRev, fmt.Sprintf("%s recorded revision %d, want %d", b.ID, m.Revision, lateRev)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B's appliance stops first, while its instance still counts in the
+	// group: no housekeeper removes B as stale while a quorum remains.
+	if err := g.Stop(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range insts[2:] {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.SetState(b.ID, cluster.InstanceStopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Four graces: A must not recover, no cluster serves, and A says why.
+	waitReason := fmt.Sprintf("voter %s's instance is stopped", b.ID)
+	deadline := time.Now().Add(4 * drGrace)
+	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		if log := g.LogTail(a.ID, 400); strings.Contains(log, "recovering the cluster") || strings.Contains(log, "snapshot restored") {
+			t.Fatalf("%s recovered while voter %s, holding newer data, was only stopped:\n%s", a.ID, b.ID, log)
+		}
+		if ps, err := g.Peer(ctx, a.ID); err == nil && ps.HasLeader {
+			t.Fatalf("%s serves a cluster (%s) while voter %s is stopped", a.ID, ps.ClusterID, b.ID)
+		}
+		return time.Now().After(deadline), "waiting out four graces"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log := g.LogTail(a.ID, 2000); !strings.Contains(log, waitReason) {
+		t.Errorf("%s does not log why it waits (%q):\n%s", a.ID, waitReason, log)
+	}
+
+	// B runs again: it holds the newest data, so B recovers and A joins.
+	if err := g.SetState(b.ID, cluster.InstanceRunning); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ctx, g, 2)
+	if log := g.LogTail(b.ID, 2000); !strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("%s, holding the newest data, did not recover:\n%s", b.ID, log)
+	}
+	if log := g.LogTail(a.ID, 2000); strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("%s recovered on its older data:\n%s", a.ID, log)
+	}
+	checkKeysOnEach(t, ctx, g, "acked", 50)
+	checkKeysOnEach(t, ctx, g, "late", 50)
 }

@@ -161,26 +161,57 @@ func writeFileJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := replaceFile(path, b, syncDir); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// replaceFile replaces path with b: written to a temporary file and synced,
+// renamed over path, and the directory synced, since the rename is the
+// commit point: without the directory's sync, a power loss can undo the
+// rename, and the record (member.json, bootstrap.json) is lost or old.
+// syncDirectory is syncDir, or a failing one in tests.
+func replaceFile(path string, b []byte, syncDirectory func(dir string) error) (err error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDirectory(filepath.Dir(path))
+}
+
+// syncDir makes the entries of dir durable: the files created, renamed
+// into or out of it.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return d.Close()
 }
 
 // wipe sets the etcd data and its marker aside and returns where they went.
@@ -193,6 +224,14 @@ func (d dataDir) wipe(now time.Time, live cluster.ID) (string, error) {
 	for _, p := range []string{d.etcd(), d.marker(), d.offer()} {
 		err := os.Rename(p, filepath.Join(aside, filepath.Base(p)))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("wiping data dir: %w", err)
+		}
+	}
+	// The renames are the wipe: made durable before anything is planned on
+	// an empty data dir, so that a power loss never brings the old data
+	// back under a new member's marker.
+	for _, dir := range []string{aside, d.root} {
+		if err := syncDir(dir); err != nil {
 			return "", fmt.Errorf("wiping data dir: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -151,5 +152,47 @@ func TestOfferIdentityMatchesEtcd(t *testing.T) {
 	}
 	if _, _, err := offerIdentity(o, "i-z"); err == nil {
 		t.Error("an instance outside the offer got an identity")
+	}
+}
+
+// TestReplaceFile: a record is replaced through a temporary file and a
+// rename, nothing is left behind, and a failing directory sync (the
+// rename's durability) is an error, not a silent success.
+func TestReplaceFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "member.json")
+	synced := []string{}
+	recordSync := func(d string) error { synced = append(synced, d); return nil }
+	for _, content := range []string{"first", "second"} {
+		if err := replaceFile(path, []byte(content), recordSync); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != content {
+			t.Fatalf("after writing %q the file holds %q (%v)", content, b, err)
+		}
+	}
+	if !reflect.DeepEqual(synced, []string{dir, dir}) {
+		t.Errorf("directories synced: %v, want %v twice", synced, dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("the directory holds %v (%v), want only member.json", entries, err)
+	}
+
+	broken := errors.New("sync: input/output error")
+	if err := replaceFile(path, []byte("third"), func(string) error { return broken }); !errors.Is(err, broken) {
+		t.Errorf("a failing directory sync returned %v, want %v", err, broken)
+	}
+	if err := replaceFile(filepath.Join(dir, "gone", "member.json"), []byte("x"), recordSync); err == nil {
+		t.Error("writing into a missing directory succeeded")
+	}
+
+	// The real thing syncs the directory and returns the sync's errors.
+	d := dataDir{root: dir}
+	if err := d.writeMarker(marker{Name: "i-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncDir(filepath.Join(dir, "missing")); err == nil {
+		t.Error("syncing a missing directory succeeded")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
 	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
@@ -84,10 +85,32 @@ func (a *Appliance) RestoreLocal(ctx context.Context, key string) (snapstore.Met
 	if err != nil {
 		return snapstore.Meta{}, err
 	}
-	if _, err := a.recovery.restoreSnapshot(ctx, key, m.Revision); err != nil {
+	known, err := a.knownRevision(ctx)
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	if _, err := a.recovery.restoreSnapshot(ctx, key, m.Revision, known); err != nil {
 		return snapstore.Meta{}, err
 	}
 	return m, nil
+}
+
+// knownRevision is the newest revision a by-hand restore knows of: the
+// store's snapshots of the cluster (newer ones than the one restored, of
+// an abandoned history, must never outrank it in a later recovery) and the
+// local data it sets aside. The survivors are not asked: the appliances do
+// not run.
+func (a *Appliance) knownRevision(ctx context.Context) (int64, error) {
+	snaps, err := a.snapshots.store.List(ctx, a.clusterName())
+	if err != nil {
+		return 0, fmt.Errorf("listing the store for the newest revision known: %w", err)
+	}
+	ld, err := a.data.local()
+	if err != nil {
+		return 0, err
+	}
+	_, known := cluster.NewestGoodSnapshot(snapshotRefs(snaps), nil)
+	return max(known, ld.Revision), nil
 }
 
 // SetAsideLocal moves this instance's data aside (never deleting it), so

@@ -16,12 +16,6 @@ import (
 	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
 
-// restoreRevisionBump is added to the revision of a restored snapshot, and
-// the revisions below it are marked compacted: clients that watched the
-// lost cluster get "compacted" and re-list instead of silently missing the
-// writes the restore lost (etcd's own advice for restores).
-const restoreRevisionBump = 1_000_000_000
-
 // storeListEvery bounds how often a starting instance lists the store.
 const storeListEvery = 5 * time.Second
 
@@ -114,8 +108,9 @@ func (r *recovery) storeListing(ctx context.Context) ([]snapstore.Meta, error) {
 // database becomes a new cluster whose revisions jump past any that the
 // lost members may have handed out: clients watching from those get
 // "compacted" and list again, rather than silently missing writes under
-// reused revisions. The other instances then join it.
-func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan) (etcdProcess, error) {
+// reused revisions, and past known, the newest revision known anywhere
+// (cluster.NewestKnownRevision). The other instances then join it.
+func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known int64) (etcdProcess, error) {
 	r.log.Warn("recovering the cluster from this instance's data", "lost_revisions", plan.LostRevisions, "reason", plan.Reason)
 	proc, err := r.launcher.launch(ctx, cluster.LaunchForced(r.self.ID, r.peerURL(), r.clusterName()))
 	if err != nil {
@@ -129,7 +124,7 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan) (etcdP
 		return nil, fmt.Errorf("recovering on the local data: %w", err)
 	}
 	db := filepath.Join(r.data.etcd(), "member", "snap", "db")
-	offer, err := r.restoreFile(ctx, db, revision, true, "this instance's data")
+	offer, err := r.restoreFile(ctx, db, revision, known, true, "this instance's data")
 	if err != nil {
 		return nil, err
 	}
@@ -153,15 +148,16 @@ func (r *recovery) waitLeading(ctx context.Context, proc etcdProcess) (int64, er
 	return st.Revision, nil
 }
 
-// restore restores the plan's snapshot into a new one-member cluster and
-// starts it; the other instances then join it. A snapshot whose checksum
+// restore restores the plan's snapshot into a new one-member cluster, its
+// revisions bumped past known, and starts it; the other instances then
+// join it. A snapshot whose checksum
 // fails is reported, remembered as bad and the plan fails: the next plan
 // takes the previous good one.
-func (r *recovery) restore(ctx context.Context, plan cluster.StartupPlan) (etcdProcess, error) {
+func (r *recovery) restore(ctx context.Context, plan cluster.StartupPlan, known int64) (etcdProcess, error) {
 	key := plan.Snapshot.Key
 	r.log.Warn("restoring the cluster from the store", "snapshot", key, "revision", plan.Snapshot.Revision,
 		"lost_revisions", plan.LostRevisions, "reason", plan.Reason)
-	offer, err := r.restoreSnapshot(ctx, key, plan.Snapshot.Revision)
+	offer, err := r.restoreSnapshot(ctx, key, plan.Snapshot.Revision, known)
 	if err != nil {
 		// Only the store's verdicts condemn a snapshot; a failure of this
 		// instance (a full disk) is tried again.
@@ -182,9 +178,10 @@ func (r *recovery) restore(ctx context.Context, plan cluster.StartupPlan) (etcdP
 
 // restoreSnapshot fetches a snapshot (checking its checksum), sets the
 // local data aside and restores the snapshot in its place as a new
-// one-member cluster of this instance, with the revisions bumped past any
-// the lost cluster may have reached. It returns the new cluster's offer.
-func (r *recovery) restoreSnapshot(ctx context.Context, key string, revision int64) (*cluster.BootstrapOffer, error) {
+// one-member cluster of this instance, with the revisions bumped past
+// known, the newest revision known anywhere, by cluster.RestoreMargin. It
+// returns the new cluster's offer.
+func (r *recovery) restoreSnapshot(ctx context.Context, key string, revision, known int64) (*cluster.BootstrapOffer, error) {
 	if r.store == nil {
 		return nil, errNoStore
 	}
@@ -193,15 +190,20 @@ func (r *recovery) restoreSnapshot(ctx context.Context, key string, revision int
 		return nil, err
 	}
 	defer os.Remove(file)
-	return r.restoreFile(ctx, file, revision, false, key)
+	return r.restoreFile(ctx, file, revision, known, false, key)
 }
 
 // restoreFile restores an etcd database (a snapshot; with rawDB, a
-// member's own snap/db, which has no checksum trailer) as a new one-member
-// cluster of this instance, revisions bumped, and only then sets the local
+// member's own snap/db, which has no checksum trailer) at revision as a new
+// one-member cluster of this instance, revisions bumped past known
+// (cluster.RestoreBump) and the ones below marked compacted: clients that
+// watched a lost cluster get "compacted" and list again instead of silently
+// missing the writes the restore lost (etcd's own advice for restores).
+// Only then it sets the local
 // data aside and moves the restored data in place: a failure or a crash
 // before that leaves the local data as it was.
-func (r *recovery) restoreFile(ctx context.Context, file string, revision int64, rawDB bool, what string) (*cluster.BootstrapOffer, error) {
+func (r *recovery) restoreFile(ctx context.Context, file string, revision, known int64, rawDB bool, what string) (*cluster.BootstrapOffer, error) {
+	bump := cluster.RestoreBump(revision, known)
 	scratch := r.data.restoreScratch()
 	if err := os.RemoveAll(scratch); err != nil {
 		return nil, err
@@ -217,7 +219,7 @@ func (r *recovery) restoreFile(ctx context.Context, file string, revision int64,
 		InitialCluster:      r.self.ID + "=" + r.peerURL(),
 		InitialClusterToken: offer.Token,
 		SkipHashCheck:       rawDB,
-		RevisionBump:        restoreRevisionBump,
+		RevisionBump:        uint64(bump),
 		MarkCompacted:       true,
 	})
 	if err != nil {
@@ -231,10 +233,11 @@ func (r *recovery) restoreFile(ctx context.Context, file string, revision int64,
 		return nil, err
 	}
 	if err := r.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: r.self.ID,
-		Revision: revision + restoreRevisionBump, UpdatedAt: r.now(), Voters: []string{r.self.ID}}); err != nil {
+		Revision: revision + bump, UpdatedAt: r.now(), Voters: []string{r.self.ID}}); err != nil {
 		return nil, err
 	}
-	r.log.Info("snapshot restored", "from", what, "cluster", cid, "member", mid, "revision", revision+restoreRevisionBump)
+	r.log.Info("snapshot restored", "from", what, "cluster", cid, "member", mid, "revision", revision+bump,
+		"revision_bump", bump, "newest_known_revision", known)
 	return offer, nil
 }
 
@@ -254,6 +257,11 @@ func (r *recovery) moveInPlace(restored string) error {
 		return err
 	}
 	if err := os.Rename(restored, r.data.etcd()); err != nil {
+		return fmt.Errorf("moving the restored data in place: %w", err)
+	}
+	// The rename is the restore's commit point; the marker written next
+	// must never survive a power loss that undoes it.
+	if err := syncDir(r.data.root); err != nil {
 		return fmt.Errorf("moving the restored data in place: %w", err)
 	}
 	return nil

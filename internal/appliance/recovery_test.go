@@ -144,7 +144,7 @@ func TestFailedRestoreKeepsTheLocalData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = a.recovery.restoreSnapshot(context.Background(), m.Key, m.Revision)
+	_, err = a.recovery.restoreSnapshot(context.Background(), m.Key, m.Revision, m.Revision)
 	if !errors.Is(err, errSnapshotUnloadable) {
 		t.Fatalf("restoreSnapshot = %v, want errSnapshotUnloadable", err)
 	}

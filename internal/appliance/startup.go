@@ -362,9 +362,9 @@ func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan clus
 			return nil, err
 		}
 		if plan.Action == cluster.Recover {
-			return s.recovery.recover(ctx, plan)
+			return s.recovery.recover(ctx, plan, cluster.NewestKnownRevision(in))
 		}
-		return s.recovery.restore(ctx, plan)
+		return s.recovery.restore(ctx, plan, cluster.NewestKnownRevision(in))
 	default:
 		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
 	}

@@ -109,6 +109,25 @@ func instanceGone(group []Instance, id string) bool {
 	return true
 }
 
+// unanswerableVoter returns a voter of the lost cluster that is not gone
+// but whose instance is outside the group (stopped or stopping: listed, not
+// terminated), with its state. Such a voter cannot answer, yet it can come
+// back holding commits that no survivor has: nobody recovers without its
+// answer. ok is false when every voter that is not gone is in the group.
+func unanswerableVoter(group []Instance, loss Loss) (id string, state InstanceState, ok bool) {
+	for _, v := range loss.Voters {
+		if slices.Contains(loss.Gone, v) {
+			continue
+		}
+		for _, inst := range group {
+			if inst.ID == v && !inst.State.InGroup() {
+				return v, inst.State, true
+			}
+		}
+	}
+	return "", "", false
+}
+
 // decideRecovery is the disaster recovery of §4.6, for an instance that
 // sees no live cluster while the group holds data of a cluster whose quorum
 // is lost for good. ok is false when recovery is not the subject, and the
@@ -120,8 +139,9 @@ func instanceGone(group []Instance, id string) bool {
 // store's newest good snapshot is newer than every survivor's data, the
 // seeder restores it. Everyone else waits and then joins the recovered
 // cluster through the ordinary plans. Nobody recovers while a quorum could
-// still come back, while an instance does not answer, or while the store
-// can't be read.
+// still come back, while an instance does not answer, while a voter that is
+// not gone can't answer (its instance is stopped: it may hold commits no
+// survivor has), or while the store can't be read.
 func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 	loss, ok := QuorumLost(in)
 	if !ok || !loss.Lost() || !inGroup(in.Group, in.Self.ID) {
@@ -136,6 +156,10 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 		// Until the grace is over, the ordinary plans run: a survivor starts
 		// on its data and waits for peers.
 		return StartupPlan{}, false
+	}
+	if v, state, ok := unanswerableVoter(in.Group, loss); ok {
+		return wait("quorum of cluster %s lost (voters %v of %v gone), but voter %s's instance is %s: it can come back with data newer than any answer; waiting for it to run and answer, or to be terminated",
+			loss.ClusterID, loss.Gone, loss.Voters, v, state), true
 	}
 	answers, plan, ok := agreedAnswers(in)
 	if !ok {
@@ -214,4 +238,37 @@ func agreedAnswers(in StartupInputs) ([]PeerState, StartupPlan, bool) {
 		}
 	}
 	return answers, StartupPlan{}, true
+}
+
+// RestoreMargin is how far past the newest revision known a restored
+// cluster's revisions start: writes that reached only the lost members
+// were never reported to anyone, and their revisions must stay below the
+// restored ones too.
+const RestoreMargin = 1_000_000_000
+
+// RestoreBump is what a restore adds to the revisions of the data it
+// restores (at restored), marking the ones below compacted: the restored
+// cluster starts RestoreMargin past both its own revision and known, the
+// newest revision known anywhere (NewestKnownRevision). Clients that
+// watched the lost cluster then get "compacted" and list again, and no
+// data of an abandoned history (a newer snapshot, a set-aside survivor)
+// outranks the restored cluster in a later recovery.
+func RestoreBump(restored, known int64) int64 {
+	return max(restored, known) - restored + RestoreMargin
+}
+
+// NewestKnownRevision is the newest revision the inputs know of, whatever
+// its cluster: the store's snapshots (usable or not), this instance's data
+// and every answering instance's. A restore bumps past it (RestoreBump).
+func NewestKnownRevision(in StartupInputs) int64 {
+	known := max(in.Recovery.KnownRevision, in.Local.Revision)
+	if s := in.Recovery.Snapshot; s != nil {
+		known = max(known, s.Revision)
+	}
+	for _, a := range in.Peers {
+		if a.Reachable {
+			known = max(known, a.State.Revision)
+		}
+	}
+	return known
 }

@@ -168,6 +168,66 @@ func TestDecideStartupRecovery(t *testing.T) {
 	}
 }
 
+// TestDecideStartupRecoveryWaitsForStoppedVoters: five voters i-a..i-e;
+// i-c, i-d and i-e are terminated, so the quorum is lost for good. i-b's
+// instance is only stopped: it may hold commits that i-a lacks, so nobody
+// recovers until it runs and answers, or is terminated.
+func TestDecideStartupRecoveryWaitsForStoppedVoters(t *testing.T) {
+	voters := []string{"i-a", "i-b", "i-c", "i-d", "i-e"}
+	five := func(self string, b InstanceState, more func(in *StartupInputs)) StartupInputs {
+		return startupInputs(self, func(in *StartupInputs) {
+			in.Group = []Instance{
+				instance("i-a", "10.0.0.1", InstanceRunning),
+				instance("i-b", "10.0.0.2", b),
+				instance("i-c", "10.0.0.3", InstanceTerminated),
+				instance("i-d", "10.0.0.4", InstanceTerminated),
+				instance("i-e", "10.0.0.5", InstanceTerminated),
+			}
+			delete(in.Peers, "i-c")
+			if !b.InGroup() {
+				delete(in.Peers, "i-b")
+			}
+			survivor(in, "i-a", 50, voters...)
+			lostFor(in, 10*lossGrace)
+			if more != nil {
+				more(in)
+			}
+		})
+	}
+	snapshot := &SnapshotRef{Key: "c/20261125T110000Z-r80.db", ClusterID: liveClusterID, Revision: 80}
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupPlan
+		reasonHas string
+	}{
+		{"a stopped voter blocks recovery", five("i-a", InstanceStopped, nil),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopped"},
+		{"a stopping voter blocks recovery", five("i-a", InstanceStopping, nil),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopping"},
+		{"a stopped voter blocks a restore too", five("i-a", InstanceStopped, func(in *StartupInputs) { in.Recovery.Snapshot = snapshot }),
+			StartupPlan{Action: Wait}, "voter i-b's instance is stopped"},
+		{"the stopped voter terminated: the survivor recovers", five("i-a", InstanceTerminated, nil),
+			StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-c i-d i-e] of [i-a i-b i-c i-d i-e] gone"},
+		{"the voter runs again with newer data: the survivor waits for it", five("i-a", InstanceRunning, func(in *StartupInputs) {
+			survivor(in, "i-b", 60, voters...)
+		}), StartupPlan{Action: Wait, Seeder: "i-b"}, "i-b recovers from its data (revision 60)"},
+		{"the voter runs again with newer data: it recovers", five("i-b", InstanceRunning, func(in *StartupInputs) {
+			survivor(in, "i-b", 60, voters...)
+			in.Local.MemberID = 0xb
+		}), StartupPlan{Action: Recover, Seeder: "i-b"}, "this instance holds the newest data (revision 60)"},
+		{"the voter runs again without data: it is gone, the survivor recovers", five("i-a", InstanceRunning, nil),
+			StartupPlan{Action: Recover, Seeder: "i-a"}, "voters [i-b i-c i-d i-e] of"},
+		{"the voter runs again and does not answer", five("i-a", InstanceRunning, func(in *StartupInputs) { delete(in.Peers, "i-b") }),
+			StartupPlan{Action: Wait}, "peer i-b (10.0.0.2) did not answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkPlan(t, DecideStartup(tt.in), tt.want, tt.reasonHas)
+		})
+	}
+}
+
 func TestQuorumLost(t *testing.T) {
 	in := startupInputs("i-b", func(in *StartupInputs) { survivor(in, "i-a", 50, "i-a", "i-x", "i-y") })
 	loss, ok := QuorumLost(in)
@@ -200,10 +260,12 @@ func checkPlan(t *testing.T, got, want StartupPlan, reasonHas string) {
 }
 
 // TestDecideStartupOneRecoveryPerGroup: over every mix of survivors (by
-// their revisions; 0 is a new instance without data), snapshots and loss
-// clocks, the instances of one group, deciding on the same answers, never
-// have more than one of them create, recover or restore a cluster, and
-// whoever acts is the seeder that every waiting instance names.
+// their revisions; 0 is a new instance without data), snapshots, loss
+// clocks and a voter's instance gone or only stopped, the instances of one
+// group, deciding on the same answers, never have more than one of them
+// create, recover or restore a cluster, and whoever acts is the seeder that
+// every waiting instance names. Nobody recovers past the stopped voter
+// once a survivor's data names it as one.
 func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 	group := fixtureGroup()
 	voters := []string{"i-a", "i-b", "i-c", "i-x", "i-y", "i-z", "i-w"} // 4 of 7 gone
@@ -216,37 +278,48 @@ func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 			for _, rc := range revs {
 				for _, snap := range snaps {
 					for _, since := range []time.Duration{0, lossGrace / 2, lossGrace} {
-						cases++
-						var actors, seeders []string
-						for _, self := range group {
-							in := startupInputs(self.ID, func(in *StartupInputs) {
-								for id, rev := range map[string]int64{"i-a": ra, "i-b": rb, "i-c": rc} {
-									if rev > 0 {
-										survivor(in, id, rev, voters...)
+						for _, xStopped := range []bool{false, true} {
+							cases++
+							var actors, seeders []string
+							for _, self := range group {
+								in := startupInputs(self.ID, func(in *StartupInputs) {
+									for id, rev := range map[string]int64{"i-a": ra, "i-b": rb, "i-c": rc} {
+										if rev > 0 {
+											survivor(in, id, rev, voters...)
+										}
 									}
+									if in.Local.Exists {
+										in.Local.MemberID = ID(self.ID[2])
+									}
+									in.Recovery.Snapshot = snap
+									if since > 0 {
+										lostFor(in, since)
+									}
+									if xStopped {
+										in.Group = append(in.Group, instance("i-x", "10.0.0.9", InstanceStopped))
+									}
+								})
+								got := DecideStartup(in)
+								// With no survivor's data, the group does not know
+								// i-x was a voter: that is a new group's restore.
+								survivors := ra+rb+rc > 0
+								if xStopped && survivors && (got.Action == Recover || got.Action == Restore) {
+									t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %s plans %s while voter i-x is only stopped", ra, rb, rc, snap, since, self.ID, got.Action)
 								}
-								if in.Local.Exists {
-									in.Local.MemberID = ID(self.ID[2])
+								if acting[got.Action] {
+									actors = append(actors, self.ID)
 								}
-								in.Recovery.Snapshot = snap
-								if since > 0 {
-									lostFor(in, since)
+								if got.Seeder != "" {
+									seeders = append(seeders, got.Seeder)
 								}
-							})
-							got := DecideStartup(in)
-							if acting[got.Action] {
-								actors = append(actors, self.ID)
 							}
-							if got.Seeder != "" {
-								seeders = append(seeders, got.Seeder)
+							if len(actors) > 1 {
+								t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %v all act", ra, rb, rc, snap, since, actors)
 							}
-						}
-						if len(actors) > 1 {
-							t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: %v all act", ra, rb, rc, snap, since, actors)
-						}
-						for _, s := range seeders {
-							if len(actors) == 1 && s != actors[0] {
-								t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: seeder %s named while %s acts", ra, rb, rc, snap, since, s, actors[0])
+							for _, s := range seeders {
+								if len(actors) == 1 && s != actors[0] {
+									t.Errorf("revisions %d/%d/%d, snapshot %v, lost for %s: seeder %s named while %s acts", ra, rb, rc, snap, since, s, actors[0])
+								}
 							}
 						}
 					}
@@ -254,7 +327,64 @@ func TestDecideStartupOneRecoveryPerGroup(t *testing.T) {
 			}
 		}
 	}
-	if cases != 243 {
-		t.Fatalf("%d cases, want 243", cases)
+	if cases != 486 {
+		t.Fatalf("%d cases, want 486", cases)
+	}
+}
+
+func TestRestoreBump(t *testing.T) {
+	tests := []struct {
+		name            string
+		restored, known int64
+		want            int64
+	}{
+		{"nothing newer known: the margin", 4711, 0, RestoreMargin},
+		{"known below the restored revision: the margin", 4711, 4000, RestoreMargin},
+		{"known equal to the restored revision: the margin", 4711, 4711, RestoreMargin},
+		{"a newer snapshot of the lost cluster", 4000, 4711, 711 + RestoreMargin},
+		{"an abandoned history, already bumped once", 50, 3*RestoreMargin + 7, 3*RestoreMargin + 7 - 50 + RestoreMargin},
+		{"an empty cluster", 1, 0, RestoreMargin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RestoreBump(tt.restored, tt.known)
+			if got != tt.want {
+				t.Errorf("RestoreBump(%d, %d) = %d, want %d", tt.restored, tt.known, got, tt.want)
+			}
+			if next := tt.restored + got; next < tt.known+RestoreMargin || next < tt.restored+RestoreMargin {
+				t.Errorf("RestoreBump(%d, %d): restored cluster starts at %d, not %d past both", tt.restored, tt.known, next, RestoreMargin)
+			}
+		})
+	}
+}
+
+func TestNewestKnownRevision(t *testing.T) {
+	in := startupInputs("i-a", func(in *StartupInputs) {
+		survivor(in, "i-a", 50, "i-a", "i-x", "i-y")
+		survivor(in, "i-b", 70, "i-b", "i-q", "i-r")
+		b := in.Peers["i-b"]
+		b.State.ClusterID = 0x999 // another cluster's data still counts
+		in.Peers["i-b"] = b
+	})
+	if got := NewestKnownRevision(in); got != 70 {
+		t.Errorf("NewestKnownRevision = %d, want 70 (i-b's data)", got)
+	}
+	in.Recovery.Snapshot = &SnapshotRef{Key: "s80", Revision: 80}
+	if got := NewestKnownRevision(in); got != 80 {
+		t.Errorf("NewestKnownRevision = %d, want 80 (the snapshot)", got)
+	}
+	in.Recovery.KnownRevision = 90 // a snapshot that fails its checksum
+	if got := NewestKnownRevision(in); got != 90 {
+		t.Errorf("NewestKnownRevision = %d, want 90 (the store's newest)", got)
+	}
+	in.Local.Revision = 100
+	if got := NewestKnownRevision(in); got != 100 {
+		t.Errorf("NewestKnownRevision = %d, want 100 (the local data)", got)
+	}
+	b := in.Peers["i-b"]
+	b.Reachable, b.State.Revision = false, 500
+	in.Peers["i-b"] = b
+	if got := NewestKnownRevision(in); got != 100 {
+		t.Errorf("NewestKnownRevision = %d, want 100: an unreachable answer says nothing", got)
 	}
 }

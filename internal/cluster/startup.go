@@ -270,12 +270,13 @@ func decideOnDeadOffer(in StartupInputs) (StartupPlan, bool) {
 	case dead:
 		why = fmt.Sprintf("the bootstrap offer %s accepted before is dead: members %v of %v are gone from the group, fewer than a quorum remain",
 			o.Token, gone, o.Names())
-	case !slices.Equal(names, view) && (!in.Local.Exists || in.Local.Revision <= neverLedRevision):
-		// The group changed before the offer formed its cluster: its other
-		// members refuse an offer that is not their group, so it would never
-		// get a quorum. Its data holds no writes.
-		why = fmt.Sprintf("the bootstrap offer %s accepted before lists %v, no longer the group %v, and its cluster never took a write",
-			o.Token, names, view)
+	case !slices.Equal(names, view):
+		// The group changed since the offer: its other members refuse an
+		// offer that is not their group, so a cluster it did not form yet
+		// never will, and one it formed needs it no more (an offer matters
+		// only until the first leader). Published, it would hold every
+		// creation and recovery.
+		why = fmt.Sprintf("the bootstrap offer %s accepted before lists %v, no longer the group %v", o.Token, names, view)
 	default:
 		return StartupPlan{}, false
 	}

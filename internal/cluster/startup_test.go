@@ -986,19 +986,19 @@ func TestDecideStartupDeadOffers(t *testing.T) {
 		{"one member of three gone: the offer no longer is the group, its other members refuse it, so its holder gives it up",
 			startupInputs("i-a", allOf(heldBy(-1), func(in *StartupInputs) { in.Group[2].State = InstanceTerminated })),
 			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
-			[]string{"no longer the group [i-a i-b]", "never took a write"}},
+			[]string{"no longer the group [i-a i-b]", "never had a leader"}},
 		{"the group grew before the offer formed its cluster: its never-led data is set aside",
 			startupInputs("i-a", allOf(heldBy(1), func(in *StartupInputs) {
 				in.Group = append(in.Group, instance("i-f", "10.0.0.6", InstanceRunning))
 			})),
 			StartupPlan{Action: AbandonOffer, Offer: offerABC(), Wipe: true},
 			[]string{"no longer the group [i-a i-b i-c i-f]"}},
-		{"a changed group, but the holder's data took writes: kept, it starts on them",
+		{"a changed group, but the holder's data took writes: the offer goes, the data stays",
 			startupInputs("i-a", allOf(heldBy(42), func(in *StartupInputs) {
 				in.Group = append(in.Group, instance("i-f", "10.0.0.6", InstanceRunning))
 			})),
-			StartupPlan{Action: StartOnData},
-			nil},
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"no longer the group", "keeping the data"}},
 		{"one member of three gone: a member that did not start yet still accepts",
 			startupInputs("i-b", allOf(publishes("i-a", offerABC()), func(in *StartupInputs) {
 				in.Group[2].State = InstanceTerminated
