@@ -43,6 +43,9 @@ type marker struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 	// Voters are the voters' names of the data's cluster, as last listed.
 	Voters []string `json:"voters,omitempty"`
+	// Endpoints are the client URLs of its members, as last listed: where
+	// the cluster may still run when their instances left the group.
+	Endpoints []string `json:"endpoints,omitempty"`
 }
 
 // keptWipes is how many set-aside copies of the live cluster's own data are

@@ -166,15 +166,6 @@ func (n *node) wipe(live cluster.ID, reason string) error {
 	return nil
 }
 
-// recordedVoters are the voters the marker holds (written when the member
-// was created, refreshed while it runs).
-func (n *node) recordedVoters() []string {
-	if m, ok, err := n.data.readMarker(); err == nil && ok {
-		return m.Voters
-	}
-	return nil
-}
-
 // clusterToken makes every created cluster's id unique, so that members of
 // an earlier cluster on the same addresses can never be mistaken for members
 // of a new one.

@@ -376,7 +376,8 @@ var errLiveElsewhere = errors.New("a live cluster answers elsewhere: not creatin
 
 // noLiveElsewhere asks every endpoint where a live cluster may run outside
 // the instances that answered (cluster.Elsewhere: the cluster's DNS records,
-// the members seen before) before this instance creates, restores or
+// the members seen before, the members the local data's marker recorded)
+// before this instance creates, restores or
 // recovers a cluster. When one answers with quorum, the plan is dropped and
 // the next ones see that cluster, and join it. A DNS zone that can't be read
 // is no proof that none runs.
@@ -389,7 +390,11 @@ func (s *starter) noLiveElsewhere(ctx context.Context) error {
 		}
 		records = r
 	}
-	view := s.world.liveAt(ctx, cluster.Elsewhere(s.dns.spec, records, s.world.seenURLs()))
+	seen := s.world.seenURLs()
+	if m, ok, err := s.data.readMarker(); err == nil && ok {
+		seen = append(seen, m.Endpoints...)
+	}
+	view := s.world.liveAt(ctx, cluster.Elsewhere(s.dns.spec, records, seen))
 	if view == nil {
 		return nil
 	}

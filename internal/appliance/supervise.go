@@ -177,8 +177,8 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 	if now.Sub(s.lastMarker) < markerEvery {
 		return
 	}
-	m := marker{ClusterID: st.ClusterID, MemberID: st.MemberID, Name: s.self.ID, Revision: st.Revision, UpdatedAt: now,
-		Voters: s.localVoters(ctx, c)}
+	m := marker{ClusterID: st.ClusterID, MemberID: st.MemberID, Name: s.self.ID, Revision: st.Revision, UpdatedAt: now}
+	m.Voters, m.Endpoints = s.localMembership(ctx, c)
 	s.setPeer(func(p *cluster.PeerState) { p.Voters = m.Voters })
 	if err := s.data.writeMarker(m); err != nil {
 		s.log.Warn("recording member identity", "err", err)
@@ -190,19 +190,24 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 	s.lastMarker = now
 }
 
-// localVoters lists the voters of the local member's cluster as the member
-// itself knows them (a serializable read: it works without quorum), started
-// or not: members of a bootstrap are named before they start. On failure it
-// returns the voters recorded before.
-func (s *supervisor) localVoters(ctx context.Context, c etcdAPI) []string {
+// localMembership lists the voters of the local member's cluster as the
+// member itself knows them (a serializable read: it works without quorum),
+// started or not: members of a bootstrap are named before they start; and
+// the client URLs of its members. On failure it returns what was recorded
+// before.
+func (s *supervisor) localMembership(ctx context.Context, c etcdAPI) (voters, endpoints []string) {
+	recorded, _, _ := s.data.readMarker()
 	view, err := c.LocalMembers(ctx)
 	if err != nil {
-		return s.recordedVoters()
+		return recorded.Voters, recorded.Endpoints
 	}
-	if voters := cluster.VoterNames(view.Members); voters != nil {
-		return voters
+	if voters = cluster.VoterNames(view.Members); voters == nil {
+		voters = recorded.Voters
 	}
-	return s.recordedVoters()
+	if endpoints = clientURLs(view.Members); endpoints == nil {
+		endpoints = recorded.Endpoints
+	}
+	return voters, endpoints
 }
 
 // leaderless runs the looks a member without a leader takes at the world,
