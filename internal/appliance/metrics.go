@@ -66,40 +66,46 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_dns_changes_total",
 			Help: "DNS change batches sent because the started, healthy members changed.",
 		}),
-		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "etcd_appliance_recoveries_total",
-			Help: "Clusters this instance recovered after a quorum loss or restored into a new group, by source (local-data, snapshot).",
-		}, []string{"source"}),
-		lostRevisions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "etcd_appliance_recovery_lost_revisions",
-			Help: "Revisions the last recovery by this instance lost: the newest revision known minus the one recovered.",
-		}),
-		badSnapshots: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "etcd_appliance_snapshots_unusable_total",
-			Help: "Snapshots found corrupt or missing when this instance fetched them.",
-		}),
-		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "etcd_appliance_snapshots_total",
-			Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: revision unchanged).",
-		}, []string{"outcome"}),
-		snapshotLast: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",
-			Help: "When the newest good snapshot this instance uploaded was taken (its age is time() minus this).",
-		}),
-		snapshotSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "etcd_appliance_snapshot_size_bytes",
-			Help: "Size of the newest snapshot this instance uploaded.",
-		}),
-		snapshotSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "etcd_appliance_snapshot_duration_seconds",
-			Help: "How long taking, checking and uploading the newest snapshot took.",
-		}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges,
-		m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize, m.snapshotSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
 	return m
+}
+
+// addSnapshotMetrics registers the metrics of snapshots and recovery.
+func (m *metrics) addSnapshotMetrics() {
+	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "etcd_appliance_recoveries_total",
+		Help: "Clusters this instance recovered after a quorum loss or restored into a new group, by source (local-data, snapshot).",
+	}, []string{"source"})
+	m.lostRevisions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_recovery_lost_revisions",
+		Help: "Revisions the last recovery by this instance lost: the newest revision known minus the one recovered.",
+	})
+	m.badSnapshots = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "etcd_appliance_snapshots_unusable_total",
+		Help: "Snapshots found corrupt or missing when this instance fetched them.",
+	})
+	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "etcd_appliance_snapshots_total",
+		Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: revision unchanged).",
+	}, []string{"outcome"})
+	m.snapshotLast = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",
+		Help: "When the newest good snapshot this instance uploaded was taken (its age is time() minus this).",
+	})
+	m.snapshotSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_snapshot_size_bytes",
+		Help: "Size of the newest snapshot this instance uploaded.",
+	})
+	m.snapshotSeconds = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_snapshot_duration_seconds",
+		Help: "How long taking, checking and uploading the newest snapshot took.",
+	})
+	m.registry.MustRegister(m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize,
+		m.snapshotSeconds)
 }
 
 // waitMetrics say what holds a startup plan: the group instances that do
