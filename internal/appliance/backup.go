@@ -106,9 +106,15 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 		s.log.Warn("snapshot: listing the store", "store", s.store.URL(), "err", err)
 		return err
 	}
-	if !cluster.SnapshotNeeded(revision, last) {
+	userKeys := int64(-1)
+	if last == 0 {
+		if n, err := c.UserKeys(ctx); err == nil {
+			userKeys = n
+		}
+	}
+	if !cluster.SnapshotNeeded(revision, last, userKeys) {
 		s.metrics.snapshots.WithLabelValues("skipped").Inc()
-		s.log.Debug("snapshot skipped: the revision did not move", "revision", revision)
+		s.log.Debug("snapshot skipped: nothing new to keep", "revision", revision, "stored", last, "user_keys", userKeys)
 		return nil
 	}
 	m, err := s.take(ctx, c)

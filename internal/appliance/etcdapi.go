@@ -59,6 +59,8 @@ type etcdAPI interface {
 	RevokeLease(ctx context.Context, lease int64) error
 	// Snapshot streams a snapshot of the endpoint's database.
 	Snapshot(ctx context.Context) (io.ReadCloser, error)
+	// UserKeys counts the keys outside the appliance's own prefix.
+	UserKeys(ctx context.Context) (int64, error)
 	// Endpoints are the client URLs the client talks to.
 	Endpoints() []string
 	Close() error
@@ -218,6 +220,23 @@ func (e *etcdClient) Status(ctx context.Context, endpoint string) (etcdStatus, e
 }
 
 func (e *etcdClient) Snapshot(ctx context.Context) (io.ReadCloser, error) { return e.c.Snapshot(ctx) }
+
+// appliancePrefix holds the appliance's own keys (locks, the election).
+const appliancePrefix = "/etcd-appliance/"
+
+func (e *etcdClient) UserKeys(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	below, err := e.c.Get(ctx, "\x00", clientv3.WithRange(appliancePrefix), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	above, err := e.c.Get(ctx, clientv3.GetPrefixRangeEnd(appliancePrefix), clientv3.WithFromKey(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return below.Count + above.Count, nil
+}
 
 func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error) {
 	// The lease is granted with a deadline of our own: concurrency.NewSession

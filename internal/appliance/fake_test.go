@@ -27,6 +27,8 @@ type fakeEtcd struct {
 	fail map[string][]error
 	// nextID is the id of the next learner added.
 	nextID cluster.ID
+	// userKeys answers UserKeys.
+	userKeys int64
 	// holder and holderLease answer RoleHolder.
 	holder      string
 	holderLease int64
@@ -289,6 +291,13 @@ func (t *fakeTenure) expire() {
 
 func (f *fakeEtcd) Snapshot(context.Context) (io.ReadCloser, error) {
 	return nil, f.call("Snapshot", nil)
+}
+
+func (f *fakeEtcd) UserKeys(context.Context) (int64, error) {
+	if err := f.call("UserKeys", nil); err != nil {
+		return 0, err
+	}
+	return f.userKeys, nil
 }
 
 func (f *fakeEtcd) Endpoints() []string { return nil }

@@ -27,7 +27,15 @@ func (s BackupSchedule) VerifyDue(now, lastVerified time.Time) bool {
 
 // SnapshotNeeded reports whether the cluster at revision (0: unknown)
 // may hold anything the newest stored snapshot (at stored, 0: none) lacks.
-func SnapshotNeeded(revision, stored int64) bool {
+// A cluster with no keys of its users (userKeys 0; -1: not counted) has
+// nothing to keep while the store holds nothing either: the appliance's
+// own keys (locks, the housekeeper election) move the revision, not the
+// data. Once the store holds a snapshot, an emptied cluster is snapshotted
+// like any change, or a restore would bring deleted keys back.
+func SnapshotNeeded(revision, stored, userKeys int64) bool {
+	if stored == 0 && userKeys == 0 {
+		return false
+	}
 	return revision <= 0 || revision > stored
 }
 

@@ -54,20 +54,23 @@ func TestBackupScheduleVerifyDue(t *testing.T) {
 
 func TestSnapshotNeeded(t *testing.T) {
 	tests := []struct {
-		revision, stored int64
-		want             bool
+		revision, stored, userKeys int64
+		want                       bool
 	}{
-		{0, 0, true},   // unknown revision, nothing stored
-		{0, 100, true}, // unknown revision: it may be newer
-		{-1, 100, true},
-		{1, 0, true}, // nothing stored yet
-		{100, 100, false},
-		{99, 100, false},
-		{101, 100, true},
+		{0, 0, -1, true},   // unknown revision, nothing stored
+		{0, 100, -1, true}, // unknown revision: it may be newer
+		{-1, 100, -1, true},
+		{1, 0, -1, true}, // nothing stored yet, keys not counted
+		{100, 100, -1, false},
+		{99, 100, -1, false},
+		{101, 100, -1, true},
+		{14, 0, 0, false}, // only the appliance's own keys, nothing stored: nothing to keep
+		{14, 0, 3, true},
+		{101, 100, 0, true}, // emptied since the last snapshot: the deletions must be kept
 	}
 	for _, tt := range tests {
-		if got := SnapshotNeeded(tt.revision, tt.stored); got != tt.want {
-			t.Errorf("SnapshotNeeded(%d, %d) = %v, want %v", tt.revision, tt.stored, got, tt.want)
+		if got := SnapshotNeeded(tt.revision, tt.stored, tt.userKeys); got != tt.want {
+			t.Errorf("SnapshotNeeded(%d, %d, %d) = %v, want %v", tt.revision, tt.stored, tt.userKeys, got, tt.want)
 		}
 	}
 }
