@@ -39,6 +39,8 @@ func testAppliance(t *testing.T) *Appliance {
 	a := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Identity: g, Group: g,
 		EtcdCommand: []string{"etcd"}, EtcdVersion: "3.6.16"})
 	a.identified(g.self)
+	// The fakes answer for any address: nothing is dialled.
+	a.starter.world.reachable = func(_ context.Context, endpoints []string) []string { return endpoints }
 	a.setPeer(func(p *cluster.PeerState) {
 		p.InstanceID, p.Address, p.PeerURL = "i-1", "127.0.0.1", a.peerURL()
 		p.GroupView = []string{"i-1", "i-2"}

@@ -104,7 +104,7 @@ func New(opts Options) *Appliance {
 		out = opts.EtcdOutput
 	}
 	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out}
-	w := &world{node: n, http: &http.Client{Timeout: time.Second}}
+	w := &world{node: n, http: &http.Client{Timeout: time.Second}, reachable: listening}
 	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}
 	dns := &dnsPublisher{node: n, dns: opts.DNS, spec: opts.DNSSpec}
 	rec := &recovery{node: n, launcher: l, store: opts.Store}

@@ -176,6 +176,9 @@ const (
 	campaignDelay = 3 * time.Second
 	// campaignRetry is the pause after a campaign failed.
 	campaignRetry = time.Second
+	// resignWait bounds how long the end of a supervision waits to resign:
+	// a healthy etcd takes milliseconds; one without quorum never answers.
+	resignWait = 250 * time.Millisecond
 )
 
 // candidacy is this appliance's part in the housekeeper election over one
@@ -366,11 +369,24 @@ func (r *candidacy) end() {
 		r.won, r.cancel = nil, nil
 	}
 	r.mu.Unlock()
-	for _, t := range []tenure{pending, r.held} {
-		if t != nil {
-			t.Resign()
-		}
-	}
+	held := r.held
 	r.held = nil
 	r.metrics.housekeeper.Set(0)
+	// Resigning takes a moment through a live etcd; through a dead one
+	// (etcd crashed) it would wait out its deadlines and hold up the
+	// restart, and the lease runs out by itself then.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, t := range []tenure{pending, held} {
+			if t != nil {
+				t.Resign()
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(resignWait):
+		r.log.Debug("housekeeper role not resigned in time; its lease runs out", "after", resignWait)
+	}
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sync"
@@ -94,9 +96,45 @@ func (l *launcher) start(ctx context.Context, spec etcd.ServerSpec, out io.Write
 type world struct {
 	*node
 	http *http.Client
+	// reachable keeps the endpoints worth asking (listening).
+	reachable func(ctx context.Context, endpoints []string) []string
 
 	mu   sync.Mutex
 	seen map[string]bool
+}
+
+// listenTimeout bounds the TCP connect that tells whether anything listens
+// on an endpoint at all.
+const listenTimeout = 300 * time.Millisecond
+
+// listening keeps the endpoints where something accepts a TCP connection,
+// asked concurrently: a client asks the dead ones for its whole deadline,
+// and the places a lost cluster lived are mostly dead. A live member,
+// however slow, accepts the connection, so it is never left out.
+func listening(ctx context.Context, endpoints []string) []string {
+	ok := make([]bool, len(endpoints))
+	var wg sync.WaitGroup
+	for i, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil {
+			continue
+		}
+		wg.Go(func() {
+			d := net.Dialer{Timeout: listenTimeout}
+			if conn, err := d.DialContext(ctx, "tcp", u.Host); err == nil {
+				conn.Close()
+				ok[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, e := range endpoints {
+		if ok[i] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // askPeers asks every other listed instance that is not terminated for its
@@ -184,6 +222,7 @@ func (w *world) findLiveCluster(ctx context.Context, peers map[string]cluster.Pe
 // liveAt reads the member list, with quorum, from any of the endpoints; nil
 // when none answers so.
 func (w *world) liveAt(ctx context.Context, endpoints []string) *cluster.ClusterView {
+	endpoints = w.reachable(ctx, endpoints)
 	if len(endpoints) == 0 {
 		return nil
 	}

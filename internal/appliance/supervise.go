@@ -62,7 +62,10 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 		<-proc.Done()
 		return
 	}
-	defer c.Close()
+	// Closed in the background: the client's lease keep-alives (the
+	// housekeeper candidacy) wind down slowly against an etcd that is gone,
+	// and a restart or a recovery must not wait for them.
+	defer func() { go c.Close() }()
 	s.role = newCandidacy(s.node, c)
 	defer s.role.end()
 	// A snapshot in flight ends with the supervision, before its client

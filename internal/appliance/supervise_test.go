@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -104,5 +105,27 @@ func TestSilentInstanceIsReported(t *testing.T) {
 	st := a.Status(sctx)
 	if len(st.Unanswered) != 1 || st.Unanswered[0].Instance != "i-dead" || st.Waiting == "" {
 		t.Errorf("status waiting %q unanswered %+v, want i-dead named", st.Waiting, st.Unanswered)
+	}
+}
+
+// TestListeningKeepsOnlyWhatAcceptsConnections: the places a lost cluster
+// lived are asked only where something listens, so that dead ones cost no
+// client deadline; a live one is never left out.
+func TestListeningKeepsOnlyWhatAcceptsConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + closed.Addr().String()
+	closed.Close()
+	live := "http://" + ln.Addr().String()
+	got := listening(context.Background(), []string{dead, live, "::not a url"})
+	if len(got) != 1 || got[0] != live {
+		t.Errorf("listening = %q, want only %s", got, live)
 	}
 }
