@@ -595,6 +595,7 @@ func TestDeadHolderIsUnseated(t *testing.T) {
 			f.campaign = make(chan struct{}) // in line behind the holder
 			s.role = newCandidacy(a.node, f)
 			s.role.answers = func(context.Context, string) bool { return tc.applianceUp }
+			s.role.reachable = func(_ context.Context, e []string) []string { return e }
 			t.Cleanup(s.role.end)
 			lookUntil(t, s, leading, "campaign", func() bool { return f.called("HoldRole") })
 			clock.add(holderCheckEvery)

@@ -202,6 +202,7 @@ type candidacy struct {
 	// appliance answers on its API at a host.
 	lastHolderCheck time.Time
 	answers         func(ctx context.Context, host string) bool
+	reachable       func(ctx context.Context, endpoints []string) []string
 }
 
 // campaign is the outcome of one campaign for the role.
@@ -212,7 +213,7 @@ type campaign struct {
 
 func newCandidacy(n *node, c etcdAPI) *candidacy {
 	r := &candidacy{node: n, c: c, since: n.now()}
-	r.answers = r.applianceAnswers
+	r.answers, r.reachable = r.applianceAnswers, listening
 	return r
 }
 
@@ -315,8 +316,12 @@ func (r *candidacy) holderAlive(ctx context.Context, name string) bool {
 		if m.Name != name || !m.Started() {
 			continue
 		}
-		if _, err := r.c.Status(ctx, m.ClientURLs[0]); err == nil {
-			return true
+		// A killed instance refuses connections at once; only what listens
+		// is worth a status request and its deadline.
+		if len(r.reachable(ctx, m.ClientURLs[:1])) > 0 {
+			if _, err := r.c.Status(ctx, m.ClientURLs[0]); err == nil {
+				return true
+			}
 		}
 		u, err := url.Parse(m.ClientURLs[0])
 		return err != nil || r.answers(ctx, u.Hostname())
