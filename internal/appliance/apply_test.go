@@ -464,13 +464,16 @@ var (
 // the campaign runs in the background.
 func lookUntil(t *testing.T, s *supervisor, st etcdStatus, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(5 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 5s of looks", what)
-		}
 		s.keepHouse(context.Background(), context.Background(), s.role.c, st)
-		time.Sleep(time.Millisecond)
+		select {
+		case <-deadline:
+			t.Fatalf("no %s after 5s of looks", what)
+		case <-tick.C:
+		}
 	}
 }
 
@@ -626,16 +629,8 @@ func TestCandidacyEndsWithoutWaitingForItsCampaign(t *testing.T) {
 		t.Fatal("end waited for a campaign that cannot end")
 	}
 	f.campaign <- struct{}{}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if tt := f.tenure(); tt != nil && tt.isResigned() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a role won after the candidacy ended was not resigned")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// waitFor fails the test when the role won late is never resigned.
+	waitFor(t, func() bool { tt := f.tenure(); return tt != nil && tt.isResigned() })
 }
 
 // TestHousekeeperMemoryStartsEmptyOnRetake: a housekeeper that saw i-c
