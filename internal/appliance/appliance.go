@@ -91,7 +91,7 @@ func New(opts Options) *Appliance {
 		log:     opts.Logger,
 		now:     opts.Now,
 		metrics: newMetrics(opts.Registry),
-		data:    dataDir{root: cfg.DataDir},
+		data:    dataDir{root: cfg.DataDir, wal: &walPositions{}},
 		dial:    dialEtcd(opts.Logger),
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}

@@ -159,8 +159,13 @@ func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, erro
 	if err == nil {
 		clusterID, version = status.ClusterID.String(), status.Version
 	}
+	pos, err := snapshotPosition(file)
+	if err != nil {
+		// Without it a recovery compares this snapshot by revision.
+		s.log.Warn("snapshot: reading its raft position", "err", err)
+	}
 	m, err := s.store.Put(ctx, snapstore.Meta{Cluster: s.clusterName(), ClusterID: clusterID, Time: start.UTC(),
-		Revision: st.Revision, EtcdVersion: version}, f)
+		Revision: st.Revision, RaftIndex: pos.Index, RaftTerm: pos.Term, EtcdVersion: version}, f)
 	if err != nil {
 		return snapstore.Meta{}, fmt.Errorf("uploading snapshot: %w", err)
 	}

@@ -31,6 +31,8 @@ import (
 // recover from the copy; only the copies of older wipes are removed.
 type dataDir struct {
 	root string
+	// wal caches the WAL's last position; nil reads it every time.
+	wal *walPositions
 }
 
 // marker records the identity of the etcd data, written once the member has
@@ -55,6 +57,7 @@ const keptWipes = 1
 
 func (d dataDir) etcd() string    { return filepath.Join(d.root, "etcd") }
 func (d dataDir) marker() string  { return filepath.Join(d.root, "member.json") }
+func (d dataDir) walDir() string  { return filepath.Join(d.etcd(), "member", "wal") }
 func (d dataDir) pidFile() string { return filepath.Join(d.root, "etcd.pid") }
 func (d dataDir) offer() string   { return filepath.Join(d.root, "bootstrap.json") }
 
@@ -105,6 +108,9 @@ func (d dataDir) local() (cluster.LocalData, error) {
 		ld.Known = true
 		ld.ClusterID, ld.MemberID, ld.Revision, ld.Voters = m.ClusterID, m.MemberID, m.Revision, m.Voters
 	}
+	// Unreadable, the log's position stays unknown and the revision
+	// compares the data instead.
+	ld.Log, _ = d.wal.last(d.walDir())
 	return d.withOffer(ld)
 }
 

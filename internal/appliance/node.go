@@ -127,10 +127,14 @@ func (n *node) refreshLocal() (cluster.LocalData, error) {
 		return ld, err
 	}
 	n.setPeer(func(p *cluster.PeerState) {
+		sameCluster := p.ClusterID == ld.ClusterID
 		p.HasData = ld.Exists
 		p.ClusterID, p.MemberID = ld.ClusterID, ld.MemberID
 		if ld.Revision > p.Revision || !ld.Exists {
 			p.Revision = ld.Revision
+		}
+		if ld.Log.Compare(p.Log) > 0 || !sameCluster || !ld.Exists {
+			p.Log = ld.Log
 		}
 		// An accepted offer stays published until the cluster had a leader,
 		// so members that have not started yet can still accept it.

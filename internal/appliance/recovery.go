@@ -82,7 +82,8 @@ func snapshotRefs(snaps []snapstore.Meta) []cluster.SnapshotRef {
 	for _, m := range snaps {
 		var id cluster.ID
 		_ = id.UnmarshalText([]byte(m.ClusterID))
-		refs = append(refs, cluster.SnapshotRef{Key: m.Key, ClusterID: id, Revision: m.Revision, Time: m.Time})
+		refs = append(refs, cluster.SnapshotRef{Key: m.Key, ClusterID: id, Revision: m.Revision, Time: m.Time,
+			Log: cluster.LogPosition{Term: m.RaftTerm, Index: m.RaftIndex}})
 	}
 	return refs
 }
@@ -112,6 +113,14 @@ func (r *recovery) storeListing(ctx context.Context) ([]snapstore.Meta, error) {
 // (cluster.NewestKnownRevision). The other instances then join it.
 func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known int64) (etcdProcess, error) {
 	r.log.Warn("recovering the cluster from this instance's data", "lost_revisions", plan.LostRevisions, "reason", plan.Reason)
+	kept, err := keepWALTail(r.data.walDir())
+	if err != nil {
+		return nil, fmt.Errorf("recovering on the local data: %w", err)
+	}
+	if kept > 0 {
+		r.log.Warn("keeping the raft log's entries past its recorded commit index: a majority may have acknowledged them",
+			"entries", kept)
+	}
 	proc, err := r.launcher.launch(ctx, cluster.LaunchForced(r.self.ID, r.peerURL(), r.clusterName()))
 	if err != nil {
 		return nil, err
@@ -129,7 +138,11 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known 
 		return nil, err
 	}
 	r.metrics.recoveries.WithLabelValues("local-data").Inc()
-	r.metrics.lostRevisions.Set(float64(plan.LostRevisions))
+	// The data's revision is known exactly now; the plan's figure was
+	// from the revision the survivor published, which may be older.
+	lost := max(0, known-revision)
+	r.metrics.lostRevisions.Set(float64(lost))
+	r.log.Warn("recovered on this instance's data", "revision", revision, "lost_revisions", lost)
 	return r.launcher.launch(ctx, cluster.LaunchNewCluster(r.self.ID, r.peerURL(), offer.Token))
 }
 

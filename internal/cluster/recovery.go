@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -12,6 +13,59 @@ type SnapshotRef struct {
 	ClusterID ID        `json:"cluster_id"`
 	Revision  int64     `json:"revision"`
 	Time      time.Time `json:"time"`
+	// Log is the raft position of cluster ClusterID that the snapshot's
+	// data was applied up to (its consistent index and term), zero when
+	// unknown.
+	Log LogPosition `json:"raft_log,omitzero"`
+}
+
+// LogPosition is the term and index of the last entry of a raft log.
+type LogPosition struct {
+	Term  uint64 `json:"term"`
+	Index uint64 `json:"index"`
+}
+
+// Known reports whether the position was read.
+func (p LogPosition) Known() bool { return p.Index > 0 }
+
+// Compare orders positions as raft's election restriction does: the later
+// last term wins, then the longer log. Within one cluster, a log at a
+// position not below another's holds every entry committed in it.
+func (p LogPosition) Compare(q LogPosition) int {
+	if p.Term != q.Term {
+		return cmp.Compare(p.Term, q.Term)
+	}
+	return cmp.Compare(p.Index, q.Index)
+}
+
+// NewerData reports whether a's data is newer than b's. Within one cluster
+// the raft logs decide when both positions are known: a survivor whose
+// etcd does not serve publishes the revision its marker recorded, up to
+// seconds old, while its WAL's position is exactly what a recovery on it
+// keeps. Otherwise the revision decides; ties go to the lower instance id,
+// so every instance picks the same one.
+func NewerData(a, b PeerState) bool {
+	if a.ClusterID == b.ClusterID && a.Log.Known() && b.Log.Known() {
+		if c := a.Log.Compare(b.Log); c != 0 {
+			return c > 0
+		}
+	}
+	if a.Revision != b.Revision {
+		return a.Revision > b.Revision
+	}
+	return a.InstanceID < b.InstanceID
+}
+
+// SnapshotNewer reports whether the snapshot s holds data newer than the
+// survivor's: by raft log position when both are of the same cluster and
+// known (the survivor's revision may be the marker's, seconds old), else
+// by revision. A survivor whose log reached the snapshot's position holds
+// everything the snapshot does.
+func SnapshotNewer(s SnapshotRef, survivor PeerState) bool {
+	if s.ClusterID == survivor.ClusterID && s.Log.Known() && survivor.Log.Known() {
+		return s.Log.Compare(survivor.Log) > 0
+	}
+	return s.Revision > survivor.Revision
 }
 
 // RecoveryInputs are the inputs of the startup plan that only disaster
@@ -80,7 +134,7 @@ func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
 		if newest != nil && newest.ClusterID != s.ClusterID {
 			return Loss{}, false
 		}
-		if newest == nil || s.Revision > newest.Revision || (s.Revision == newest.Revision && s.InstanceID < newest.InstanceID) {
+		if newest == nil || NewerData(s, *newest) {
 			newest = &s
 		}
 	}
@@ -180,7 +234,7 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 		if !a.HasData || a.ClusterID != loss.ClusterID || !slices.Contains(loss.Voters, a.InstanceID) {
 			continue
 		}
-		if best == nil || a.Revision > best.Revision || (a.Revision == best.Revision && a.InstanceID < best.InstanceID) {
+		if best == nil || NewerData(*a, *best) {
 			best = a
 		}
 	}
@@ -188,7 +242,7 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 	if r.Snapshot != nil {
 		newest = max(newest, r.Snapshot.Revision)
 	}
-	if r.Snapshot != nil && (best == nil || r.Snapshot.Revision > best.Revision) {
+	if r.Snapshot != nil && (best == nil || SnapshotNewer(*r.Snapshot, *best)) {
 		restorer := Seeder(answers)
 		if restorer != in.Self.ID {
 			return StartupPlan{Action: Wait, Seeder: restorer,
@@ -208,7 +262,7 @@ func decideRecovery(in StartupInputs) (StartupPlan, bool) {
 	if in.Local.Unusable != "" {
 		return wait("%s; this instance holds the newest data, but etcd cannot run on it (%s): keeping it for a manual restore", why, in.Local.Unusable), true
 	}
-	return StartupPlan{Action: Recover, Seeder: in.Self.ID, LostRevisions: newest - best.Revision,
+	return StartupPlan{Action: Recover, Seeder: in.Self.ID, LostRevisions: max(0, newest-best.Revision),
 		Reason: fmt.Sprintf("%s; this instance holds the newest data (revision %d): starting a new one-member cluster on it", why, best.Revision)}, true
 }
 

@@ -30,6 +30,23 @@ func survivor(in *StartupInputs, id string, rev int64, voters ...string) {
 	}
 }
 
+// withLog sets the raft log position peer id publishes: term 2, index.
+func withLog(in *StartupInputs, id string, index uint64) {
+	a := in.Peers[id]
+	a.State.Log = LogPosition{Term: 2, Index: index}
+	in.Peers[id] = a
+	if id == in.Self.ID {
+		in.Local.Log = a.State.Log
+	}
+}
+
+// snapshotAt is a snapshot of cluster 0x100 at rev, applied up to raft
+// index index of term 2.
+func snapshotAt(rev int64, index uint64) *SnapshotRef {
+	return &SnapshotRef{Key: fmt.Sprintf("c/20261125T110000Z-r%d.db", rev), ClusterID: liveClusterID, Revision: rev,
+		Log: LogPosition{Term: 2, Index: index}}
+}
+
 // lostFor sets the recovery clocks: the quorum lost for d.
 func lostFor(in *StartupInputs, d time.Duration) {
 	in.Recovery.Now, in.Recovery.LostSince, in.Recovery.DRGrace = lossNow, lossNow.Add(-d), lossGrace
@@ -141,6 +158,36 @@ func TestDecideStartupRecovery(t *testing.T) {
 			lostFor(in, lossGrace)
 			in.Recovery.KnownRevision = 64
 		}), StartupPlan{Action: Recover, Seeder: "i-b", LostRevisions: 4}, ""},
+		{"the survivor with the newest raft log recovers, whatever its marker's revision", startupInputs("i-a", func(in *StartupInputs) {
+			// i-a restarted: etcd does not serve, so its revision is the
+			// marker's, 10 s old; its WAL reaches past i-b's.
+			voters := []string{"i-a", "i-b", "i-x", "i-y", "i-z"}
+			survivor(in, "i-a", 50, voters...)
+			survivor(in, "i-b", 60, voters...)
+			withLog(in, "i-a", 900)
+			withLog(in, "i-b", 800)
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Recover, Seeder: "i-a", LostRevisions: 10}, ""},
+		{"survivors whose raft log is unknown compare by revision", startupInputs("i-a", func(in *StartupInputs) {
+			voters := []string{"i-a", "i-b", "i-x", "i-y", "i-z"}
+			survivor(in, "i-a", 50, voters...)
+			survivor(in, "i-b", 60, voters...)
+			withLog(in, "i-a", 900)
+			lostFor(in, lossGrace)
+		}), StartupPlan{Action: Wait, Seeder: "i-b"}, "i-b recovers from its data"},
+		{"a snapshot behind the survivor's raft log is not restored over it", lost("i-a", func(in *StartupInputs) {
+			in.Recovery.Snapshot = snapshotAt(80, 700)
+			withLog(in, "i-a", 800)
+		}), StartupPlan{Action: Recover, Seeder: "i-a", LostRevisions: 30}, ""},
+		{"a snapshot past the survivor's raft log is restored", lost("i-a", func(in *StartupInputs) {
+			in.Recovery.Snapshot = snapshotAt(80, 900)
+			withLog(in, "i-a", 800)
+		}), StartupPlan{Action: Restore, Seeder: "i-a", Snapshot: snapshotAt(80, 900), Wipe: true}, "is the newest data"},
+		{"a snapshot of another cluster compares by revision", lost("i-a", func(in *StartupInputs) {
+			in.Recovery.Snapshot = snapshotAt(80, 700)
+			in.Recovery.Snapshot.ClusterID = 0x999
+			withLog(in, "i-a", 800)
+		}), StartupPlan{Action: Restore, Seeder: "i-a", Snapshot: &SnapshotRef{Key: "c/20261125T110000Z-r80.db", ClusterID: 0x999, Revision: 80, Log: LogPosition{Term: 2, Index: 700}}, Wipe: true}, "is the newest data"},
 		{"survivors of different clusters: no recovery", startupInputs("i-a", func(in *StartupInputs) {
 			survivor(in, "i-a", 50, oldVoters...)
 			survivor(in, "i-b", 60, "i-b", "i-q", "i-r")
@@ -386,5 +433,30 @@ func TestNewestKnownRevision(t *testing.T) {
 	in.Peers["i-b"] = b
 	if got := NewestKnownRevision(in); got != 100 {
 		t.Errorf("NewestKnownRevision = %d, want 100: an unreachable answer says nothing", got)
+	}
+}
+
+func TestNewerData(t *testing.T) {
+	peer := func(id string, cid ID, rev int64, term, index uint64) PeerState {
+		return PeerState{InstanceID: id, ClusterID: cid, Revision: rev, Log: LogPosition{Term: term, Index: index}}
+	}
+	tests := []struct {
+		name string
+		a, b PeerState
+		want bool
+	}{
+		{"the longer log wins within a cluster", peer("i-b", 1, 50, 2, 900), peer("i-a", 1, 60, 2, 800), true},
+		{"a shorter log loses despite a higher revision", peer("i-a", 1, 60, 2, 800), peer("i-b", 1, 50, 2, 900), false},
+		{"a later last term wins over a longer log", peer("i-a", 1, 50, 3, 800), peer("i-b", 1, 60, 2, 900), true},
+		{"an unknown log falls back to the revision", peer("i-a", 1, 60, 0, 0), peer("i-b", 1, 50, 2, 900), true},
+		{"logs of different clusters are not compared", peer("i-a", 1, 60, 2, 10), peer("i-b", 2, 50, 2, 900), true},
+		{"equal logs fall back to the revision", peer("i-b", 1, 61, 2, 900), peer("i-a", 1, 60, 2, 900), true},
+		{"a full tie goes to the lower id", peer("i-a", 1, 60, 2, 900), peer("i-b", 1, 60, 2, 900), true},
+		{"a full tie is not newer for the higher id", peer("i-b", 1, 60, 2, 900), peer("i-a", 1, 60, 2, 900), false},
+	}
+	for _, tt := range tests {
+		if got := NewerData(tt.a, tt.b); got != tt.want {
+			t.Errorf("%s: NewerData = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -392,20 +392,19 @@ func offerMismatch(group []Instance, o *BootstrapOffer, view []string, seeder st
 	return ""
 }
 
-// Seeder picks the one instance allowed to create a cluster: the highest data
-// revision, ties broken by the lowest instance id.
+// Seeder picks the one instance allowed to create a cluster: the newest data
+// (NewerData), ties broken by the lowest instance id.
 func Seeder(answers []PeerState) string {
 	if len(answers) == 0 {
 		return ""
 	}
-	sorted := append([]PeerState(nil), answers...)
-	sort.Slice(sorted, func(i, j int) bool {
-		if sorted[i].Revision != sorted[j].Revision {
-			return sorted[i].Revision > sorted[j].Revision
+	best := answers[0]
+	for _, a := range answers[1:] {
+		if NewerData(a, best) {
+			best = a
 		}
-		return sorted[i].InstanceID < sorted[j].InstanceID
-	})
-	return sorted[0].InstanceID
+	}
+	return best.InstanceID
 }
 
 // groupMembers returns the instances that count as the group, ordered by id.

@@ -171,10 +171,16 @@ type PeerState struct {
 	ClusterID ID `json:"cluster_id"`
 	MemberID  ID `json:"member_id"`
 	// Revision is the newest revision of the local data, 0 when unknown.
-	Revision    int64  `json:"revision"`
-	EtcdVersion string `json:"etcd_version"`
-	ClientURL   string `json:"client_url"`
-	PeerURL     string `json:"peer_url"`
+	// While etcd does not serve it is the one recorded in the marker, which
+	// can be seconds old: Log is the exact measure.
+	Revision int64 `json:"revision"`
+	// Log is the position of the last entry of the local raft log, as the
+	// WAL holds it (zero when unknown): what a recovery on this data keeps
+	// (§4.6).
+	Log         LogPosition `json:"raft_log,omitzero"`
+	EtcdVersion string      `json:"etcd_version"`
+	ClientURL   string      `json:"client_url"`
+	PeerURL     string      `json:"peer_url"`
 	// Phase is what the appliance is doing (planning, starting, running...).
 	Phase Phase `json:"phase"`
 	// GroupView is the sorted ids of the group as this instance last listed
@@ -278,6 +284,9 @@ type LocalData struct {
 	ClusterID ID    `json:"cluster_id"`
 	MemberID  ID    `json:"member_id"`
 	Revision  int64 `json:"revision"`
+	// Log is the position of the last entry of the WAL, zero when it
+	// could not be read.
+	Log LogPosition `json:"raft_log,omitzero"`
 	// Unusable says why etcd could not run on the data (corrupt, or of
 	// another cluster), as learned from etcd's last exit; empty when usable.
 	Unusable string `json:"unusable,omitempty"`

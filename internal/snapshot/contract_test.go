@@ -51,6 +51,8 @@ func meta(cluster string, n int) Meta {
 		ClusterID:   "cdf818194e3a8c32",
 		Time:        contractStart.Add(time.Duration(n)*time.Minute + 250*time.Millisecond),
 		Revision:    int64(100 + n),
+		RaftIndex:   uint64(200 + n),
+		RaftTerm:    2,
 		EtcdVersion: "3.6.16",
 	}
 }
@@ -97,7 +99,7 @@ func keys(snaps []Meta) []string {
 
 func sameMeta(a, b Meta) bool {
 	return a.Key == b.Key && a.Cluster == b.Cluster && a.ClusterID == b.ClusterID && a.Time.Equal(b.Time) &&
-		a.Revision == b.Revision && a.Size == b.Size && a.SHA256 == b.SHA256 && a.EtcdVersion == b.EtcdVersion &&
+		a.Revision == b.Revision && a.RaftIndex == b.RaftIndex && a.RaftTerm == b.RaftTerm && a.Size == b.Size && a.SHA256 == b.SHA256 && a.EtcdVersion == b.EtcdVersion &&
 		a.Verified == b.Verified && a.VerifiedAt.Equal(b.VerifiedAt)
 }
 

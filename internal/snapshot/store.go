@@ -31,6 +31,12 @@ type Meta struct {
 	// holds.
 	Time     time.Time `json:"time"`
 	Revision int64     `json:"revision"`
+	// RaftIndex and RaftTerm are the raft position of cluster ClusterID
+	// that the data was applied up to (etcd's consistent index and its
+	// term), 0 when unknown: a recovery compares them with a survivor's
+	// log (§4.6).
+	RaftIndex uint64 `json:"raft_index,omitempty"`
+	RaftTerm  uint64 `json:"raft_term,omitempty"`
 	// Size and SHA256 (hex) are of the object's bytes; Get verifies both.
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
