@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -212,4 +214,60 @@ func dialBriefly(ctx context.Context, g *Group, from *Instance, address string) 
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	return g.DialFrom(ctx, from.ID, address)
+}
+
+// TestSweepNetlabs leaves the objects of a live netlab (its lock held)
+// alone and removes those of a dead one (its lock free).
+func TestSweepNetlabs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates network namespaces")
+	}
+	ip, _, err := checkNetlabTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dir := filepath.Join(os.TempDir(), lockDir)
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// Two subnets: the live one stays locked, the dead one's lock is free.
+	live, err := reserveNetlabSubnet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.release()
+	dead, err := reserveNetlabSubnet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.release()
+	var names []string
+	for _, n := range []int{netlabNet(live.prefix), netlabNet(dead.prefix)} {
+		names = append(names, bridgeName(n), hostName(n, 1))
+	}
+	t.Cleanup(func() { removeNetlabObjects(context.Background(), ip, names) })
+	for k := 0; k < len(names); k += 2 {
+		for _, args := range [][]string{{"link", "add", names[k], "type", "bridge"}, {"netns", "add", names[k+1]}} {
+			if out, err := exec.CommandContext(ctx, ip, args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v: %s", args, err, out)
+			}
+		}
+	}
+
+	sweepNetlabs(ctx, ip, dir, slog.New(slog.DiscardHandler))
+
+	nss, _ := netlabNamespaces()
+	links, _ := netlabLinks()
+	present := append(nss, links...)
+	for k, name := range names {
+		owner, want := "dead", false
+		if k < 2 {
+			owner, want = "live", true
+		}
+		if got := slices.Contains(present, name); got != want {
+			t.Errorf("after the sweep, %s of the %s netlab present: %v, want %v", name, owner, got, want)
+		}
+	}
 }
