@@ -5,10 +5,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export ETCD_APPLIANCE_BIN := $(abspath $(BIN))
 
-.PHONY: help build demo demo-aws test test-unit test-e2e bench lint clean
+.PHONY: help build demo demo-aws test test-unit test-e2e netlab-deps bench lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/etcd-appliance (the appliance with etcd bundled)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcd-appliance
@@ -26,6 +26,9 @@ test-unit: ## unit tests with the race detector
 
 test-e2e: build ## every test without -short: end-to-end (real appliance processes, real etcd on 127.x), real-etcd and harness tests
 	$(GO) test -count=1 -timeout 14m ./...
+
+netlab-deps: ## install ip and nft (apt-get, as root) for the tests that run instances in network namespaces
+	bash scripts/netlab-deps.sh
 
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
 	$(GO) run ./cmd/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md

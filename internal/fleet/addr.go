@@ -27,17 +27,18 @@ var instancePorts = []int{
 // the same locks.
 const lockDir = "etcd-appliance-testcluster"
 
-// subnet is a /24 of 127.0.0.0/8 that one Group owns for its lifetime. The
-// ownership is an flock on a file named after the subnet, so groups in
-// parallel test binaries, the demo and benchmarks never share addresses;
-// the kernel drops the lock when the process dies.
+// subnet is a /24 that one Group owns for its lifetime: one of
+// 127.0.0.0/8 in loopback mode, one of 198.18.0.0/15 (RFC 2544's benchmark
+// range) for a netlab. The ownership is an flock on a file named after the
+// subnet, so groups in parallel test binaries, the demo and benchmarks
+// never share addresses; the kernel drops the lock when the process dies.
 type subnet struct {
-	a, b byte
-	lock *os.File
+	prefix [3]byte // the first three octets
+	lock   *os.File
 }
 
-// reserveSubnet picks a random free /24, avoiding 127.0.0.0/24 (the usual
-// loopback) and 127.0.1.0/24 (the moto-backed tests' VPC subnet).
+// reserveSubnet picks a random free loopback /24, avoiding 127.0.0.0/24
+// (the usual loopback) and 127.0.1.0/24 (the moto-backed tests' VPC subnet).
 func reserveSubnet() (*subnet, error) {
 	dir := filepath.Join(os.TempDir(), lockDir)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
@@ -49,7 +50,7 @@ func reserveSubnet() (*subnet, error) {
 		if a == 0 && (b == 0 || b == 1) {
 			continue
 		}
-		s, err := lockSubnet(dir, a, b)
+		s, err := lockSubnet(dir, [3]byte{127, a, b})
 		if err != nil {
 			lastErr = err
 			continue
@@ -57,7 +58,7 @@ func reserveSubnet() (*subnet, error) {
 		// A process that does not use our locks may sit on the subnet.
 		if !portsFree(s.address(1)) {
 			s.release()
-			lastErr = fmt.Errorf("127.%d.%d.1 is in use", a, b)
+			lastErr = fmt.Errorf("%s is in use", s.address(1))
 			continue
 		}
 		return s, nil
@@ -65,10 +66,10 @@ func reserveSubnet() (*subnet, error) {
 	return nil, fmt.Errorf("no free loopback /24 found: %w", lastErr)
 }
 
-// lockSubnet takes the exclusive lock on 127.a.b.0/24 that every group of
+// lockSubnet takes the exclusive lock on prefix.0/24 that every group of
 // this machine honours, or fails at once when another group holds it.
-func lockSubnet(dir string, a, b byte) (*subnet, error) {
-	path := filepath.Join(dir, fmt.Sprintf("127.%d.%d.0-24.lock", a, b))
+func lockSubnet(dir string, prefix [3]byte) (*subnet, error) {
+	path := filepath.Join(dir, fmt.Sprintf("%d.%d.%d.0-24.lock", prefix[0], prefix[1], prefix[2]))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return nil, err
@@ -77,14 +78,22 @@ func lockSubnet(dir string, a, b byte) (*subnet, error) {
 		f.Close()
 		return nil, err
 	}
-	return &subnet{a: a, b: b, lock: f}, nil
+	return &subnet{prefix: prefix, lock: f}, nil
 }
 
 func (s *subnet) address(host int) string {
-	return net.IPv4(127, s.a, s.b, byte(host)).String()
+	return net.IPv4(s.prefix[0], s.prefix[1], s.prefix[2], byte(host)).String()
 }
 
-func (s *subnet) String() string { return fmt.Sprintf("127.%d.%d.0/24", s.a, s.b) }
+// contains reports whether ip lies in the subnet.
+func (s *subnet) contains(ip net.IP) bool {
+	ip4 := ip.To4()
+	return ip4 != nil && [3]byte(ip4[:3]) == s.prefix
+}
+
+func (s *subnet) String() string {
+	return fmt.Sprintf("%d.%d.%d.0/24", s.prefix[0], s.prefix[1], s.prefix[2])
+}
 
 func (s *subnet) release() {
 	if s.lock != nil {

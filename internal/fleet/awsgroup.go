@@ -205,7 +205,7 @@ func reserveVPCSubnet() (*subnet, error) {
 		if b < 2 {
 			continue
 		}
-		s, err := lockSubnet(dir, 0, byte(b))
+		s, err := lockSubnet(dir, [3]byte{127, 0, byte(b)})
 		if err != nil {
 			lastErr = err
 			continue

@@ -22,7 +22,7 @@ func TestReserveVPCSubnet(t *testing.T) {
 		if err != nil || !vpc.Contains(ip) || cidr.String() != s.String() {
 			t.Fatalf("reserved %s, want a /24 of %s", s, awsVPCCIDR)
 		}
-		if s.b < 2 {
+		if s.prefix[2] < 2 {
 			t.Errorf("reserved %s, which the usual loopback or the provider's moto tests use", s)
 		}
 		if seen[s.String()] {

@@ -8,7 +8,7 @@ import (
 )
 
 // Command runs a one-shot subcommand of the appliance (backup, restore, …)
-// as an operator would on the instance: with the flags the instance's
+// as an operator would on the instance (in its namespace, if any): with the flags the instance's
 // daemon runs with, then extra. It returns stdout, stderr and the exit code;
 // err is set only when the command could not be run at all.
 func (g *Group) Command(ctx context.Context, id, subcommand string, extra ...string) (stdout, stderr []byte, code int, err error) {
@@ -24,7 +24,8 @@ func (g *Group) Command(ctx context.Context, id, subcommand string, extra ...str
 		"--log-format", "text",
 	}
 	args = append(append(args, g.opts.Args...), extra...)
-	cmd := exec.CommandContext(ctx, g.opts.Binary, args...)
+	binary, args := g.argv(inst, args)
+	cmd := exec.CommandContext(ctx, binary, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -103,11 +104,19 @@ func fakeEtcd() int {
 
 func newFakeGroup(t *testing.T) *Group {
 	t.Helper()
+	return newFakeGroupWith(t, Options{})
+}
+
+// newFakeGroupWith is a group of fake appliances with opts; its cleanup
+// also checks that nothing of a netlab outlives Close.
+func newFakeGroupWith(t *testing.T, opts Options) *Group {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("starts processes on loopback addresses")
+		t.Skip("starts processes on loopback addresses or in network namespaces")
 	}
 	t.Setenv(fakeEnv, "appliance")
-	g, err := New(Options{Binary: os.Args[0], Dir: t.TempDir()})
+	opts.Binary, opts.Dir = os.Args[0], t.TempDir()
+	g, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +126,9 @@ func newFakeGroup(t *testing.T) *Group {
 		}
 		if err := g.Close(); err != nil {
 			t.Error(err)
+		}
+		if left := g.NetlabLeftovers(); len(left) > 0 {
+			t.Errorf("after Close, the netlab left %v", left)
 		}
 	})
 	return g
@@ -137,6 +149,9 @@ func TestGroupProcessHandling(t *testing.T) {
 	}
 	if p, err := g.Peer(ctx, a.ID); err != nil || p.InstanceID != a.ID {
 		t.Fatalf("Peer(%s) = %+v, %v", a.ID, p, err)
+	}
+	if err := g.Cut(a.ID, b.ID); !errors.Is(err, ErrNotNetns) {
+		t.Fatalf("Cut on a loopback group: %v, want ErrNotNetns", err)
 	}
 	f, err := g.File()
 	if err != nil || len(f.Instances) != 2 || f.Instances[0].State != cluster.InstanceRunning {
@@ -228,7 +243,7 @@ func TestSubnetsAreExclusive(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
 		t.Fatalf("subnet %s could be locked twice", s)
 	}
-	if s.a == 0 && s.b <= 1 {
+	if s.prefix[0] != 127 || s.prefix[1] == 0 && s.prefix[2] <= 1 {
 		t.Fatalf("reserved %s, which is kept for other uses", s)
 	}
 }

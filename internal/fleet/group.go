@@ -12,6 +12,11 @@
 // and kills it; Kill, KillEtcd, Stop, Start and WipeData are the faults and
 // operations an operator (or a scenario) needs.
 //
+// With Options.Netns, a local group runs each instance in its own network
+// namespace instead, on a private /24 behind a bridge, so that tests can
+// cut the network between instances (Cut, Isolate, Heal); netlab.go tells
+// how it works and cleans up.
+//
 // An AWSGroup is an Auto Scaling group in moto, the AWS emulator: the fleet
 // serves an IMDSv2 per instance (moto has none) and runs a real appliance
 // with --provider aws on the loopback address moto gave it. AWSMulti is the
@@ -65,6 +70,11 @@ type Options struct {
 	Args []string
 	// Logger receives the fleet's actions; nil discards them.
 	Logger *slog.Logger
+	// Netns runs every instance in its own network namespace on a /24 of
+	// 198.18.0.0/15 behind a bridge, instead of on a loopback address,
+	// so that the network between instances can be cut (see netlab.go).
+	// It needs root, ip and nft; New fails without them.
+	Netns bool
 }
 
 // Instance is one instance of the group: an entry of the group file, a data
@@ -75,6 +85,9 @@ type Instance struct {
 	// DataDir is the appliance's --data-dir; etcd's data is DataDir/etcd.
 	DataDir string
 	LogPath string
+	// Netns is the network namespace the appliance runs in, empty in
+	// loopback mode.
+	Netns string
 
 	g    *Group
 	proc *process // guarded by g.mu; nil before the first start
@@ -133,6 +146,7 @@ type Group struct {
 	file string
 	log  *slog.Logger
 	net  *subnet
+	lab  *netlab // nil in loopback mode
 
 	mu        sync.Mutex
 	instances []*Instance // in launch order
@@ -143,7 +157,8 @@ type Group struct {
 }
 
 // New creates an empty group: a group file in opts.Dir and a reserved
-// loopback /24. Close releases it.
+// loopback /24, or with opts.Netns a netlab /24 and its bridge. Close
+// releases it.
 func New(opts Options) (*Group, error) {
 	if opts.Binary == "" {
 		return nil, errors.New("fleet: Options.Binary is required")
@@ -168,22 +183,32 @@ func New(opts Options) (*Group, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	sn, err := reserveSubnet()
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
 	g := &Group{
 		opts:     opts,
 		file:     filepath.Join(opts.Dir, "group.json"),
-		net:      sn,
 		nextHost: 1,
 	}
 	g.log = opts.Logger.With("component", "fleet", "group", opts.Name)
+	if opts.Netns {
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		lab, err := newNetlab(ctx, g.log)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		g.lab, g.net = lab, lab.net
+	} else {
+		sn, err := reserveSubnet()
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		g.net = sn
+	}
 	if err := local.Write(g.file, local.File{Name: opts.Name, Instances: []cluster.Instance{}}); err != nil {
-		sn.release()
+		g.releaseNet()
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	g.log.Info("group created", "file", g.file, "subnet", sn.String())
+	g.log.Info("group created", "file", g.file, "subnet", g.net.String(), "netns", opts.Netns)
 	return g, nil
 }
 
@@ -196,7 +221,7 @@ func (g *Group) GroupFile() string { return g.file }
 // Dir is the group's directory.
 func (g *Group) Dir() string { return g.opts.Dir }
 
-// Subnet is the loopback /24 the group's addresses come from.
+// Subnet is the /24 the group's addresses come from.
 func (g *Group) Subnet() string { return g.net.String() }
 
 // Instance returns the instance id, nil if the group never had it.
@@ -324,7 +349,7 @@ func (g *Group) LaunchAt(ctx context.Context, address string) (*Instance, error)
 	if net.ParseIP(address) == nil {
 		return nil, fmt.Errorf("fleet: %q is not an IP address", address)
 	}
-	if err := waitPortsFree(ctx, address); err != nil {
+	if err := g.waitPortsFree(ctx, address); err != nil {
 		return nil, err
 	}
 	g.mu.Lock()
@@ -347,9 +372,11 @@ func (g *Group) nextAddressLocked() (string, error) {
 	for _, inst := range g.instances {
 		used[inst.Address] = true
 	}
-	for ; g.nextHost <= 254; g.nextHost++ {
+	for ; g.nextHost < bridgeHost; g.nextHost++ {
 		addr := g.net.address(g.nextHost)
-		if used[addr] || !portsFree(addr) {
+		// A netlab's addresses are the group's alone; loopback ones may
+		// be bound by a process outside our locks.
+		if used[addr] || g.lab == nil && !portsFree(addr) {
 			continue
 		}
 		g.nextHost++
@@ -372,6 +399,15 @@ func (g *Group) newInstanceLocked(address string) (*Instance, error) {
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	if g.lab != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		ns, err := g.lab.namespace(ctx, address)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		inst.Netns = ns
 	}
 	return inst, nil
 }
@@ -457,7 +493,7 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 		return nil, fmt.Errorf("fleet: %s already runs (pid %d)", inst, inst.PID())
 	}
 	// The previous process of this address may have just died.
-	if err := waitPortsFree(ctx, inst.Address); err != nil {
+	if err := g.waitPortsFree(ctx, inst.Address); err != nil {
 		return nil, err
 	}
 	args := []string{"run",
@@ -473,7 +509,8 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 	if g.closed {
 		return nil, errors.New("fleet: group is closed")
 	}
-	p, err := startProcess(g.opts.Binary, args, nil, inst.LogPath)
+	binary, args := g.argv(inst, args)
+	p, err := startProcess(binary, args, nil, inst.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %s: %w", inst, err)
 	}
@@ -790,11 +827,58 @@ func (g *Group) Close() error {
 			}()
 		}
 		wg.Wait()
-		g.net.release()
+		// The namespaces go once their processes are gone.
+		if err := g.releaseNet(); err != nil {
+			errs = append(errs, fmt.Errorf("fleet: %w", err))
+		}
 		g.closeErr = errors.Join(errs...)
 		g.log.Info("group closed")
 	})
 	return g.closeErr
+}
+
+// releaseNet removes the netlab, if any, and releases the subnet.
+func (g *Group) releaseNet() error {
+	if g.lab == nil {
+		g.net.release()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	return g.lab.close(ctx)
+}
+
+// argv is the command that runs the appliance binary with args on inst:
+// the binary itself, or `ip netns exec` in its namespace, which execs the
+// binary in place (same pid).
+func (g *Group) argv(inst *Instance, args []string) (string, []string) {
+	if inst.Netns == "" {
+		return g.opts.Binary, args
+	}
+	return g.lab.ip, append([]string{"netns", "exec", inst.Netns, g.opts.Binary}, args...)
+}
+
+// waitPortsFree polls until every appliance port of address can be bound
+// where the instance on address runs.
+func (g *Group) waitPortsFree(ctx context.Context, address string) error {
+	if g.lab == nil {
+		return waitPortsFree(ctx, address)
+	}
+	ns, err := g.lab.namespace(ctx, address)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	err = Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+		free := false
+		if err := inNetns(ns, func() error { free = portsFree(address); return nil }); err != nil {
+			return false, err.Error()
+		}
+		return free, "a port of " + address + " is still bound in " + ns
+	})
+	if err != nil {
+		return fmt.Errorf("fleet: waiting for the ports of %s: %w", address, err)
+	}
+	return nil
 }
 
 func closeInstance(inst *Instance) error {
