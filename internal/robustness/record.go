@@ -64,6 +64,11 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// settleTimeout is the deadline of the reads before and after the load:
+// OpTimeout, but at least a second, so that a run of short deadlines still
+// gets its start revision and its final reads.
+func (o Options) settleTimeout() time.Duration { return max(o.OpTimeout, time.Second) }
+
 // Record runs opts.Clients workers and opts.Watchers watchers against etcd
 // for opts.Duration and returns what they saw. Worker and watcher i use
 // clients[i % len(clients)]: pass one client with every endpoint, or one
@@ -125,7 +130,7 @@ func Record(ctx context.Context, clients []*clientv3.Client, opts Options) (*His
 	for _, l := range logs {
 		h.Operations = append(h.Operations, l...)
 	}
-	h.Operations = append(h.Operations, finalReads(ctx, clients, h.Keys, opts.Clients, opts.OpTimeout, clock)...)
+	h.Operations = append(h.Operations, finalReads(ctx, clients, h.Keys, opts.Clients, opts.settleTimeout(), clock)...)
 
 	var last int64
 	for _, op := range h.Operations {
@@ -149,7 +154,7 @@ func Record(ctx context.Context, clients []*clientv3.Client, opts Options) (*His
 func startRevision(ctx context.Context, clients []*clientv3.Client, opts Options) (int64, error) {
 	var errs []error
 	for _, c := range clients {
-		rctx, cancel := context.WithTimeout(ctx, opts.OpTimeout)
+		rctx, cancel := context.WithTimeout(ctx, opts.settleTimeout())
 		resp, err := c.Get(rctx, opts.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		cancel()
 		if err == nil {
