@@ -14,12 +14,13 @@ import (
 
 // harnessSymbols are substrings of symbol names (lower case) that only the
 // test harness brings: the fault proxy, `go build` of the binary, httptest
-// servers, and the harness package itself.
+// servers, the harness package itself, and the robustness recorder.
 var harnessSymbols = []string{
 	"faultproxy",
 	"buildbinary",
 	"net/http/httptest",
 	"internal/testcluster",
+	"internal/robustness",
 }
 
 // TestBinaryLeavesOutTheTestHarness reads the symbol table of the shipped
