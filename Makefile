@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export ETCD_APPLIANCE_BIN := $(abspath $(BIN))
 
-.PHONY: help build demo demo-aws test test-unit test-e2e netlab-deps bench lint clean
+.PHONY: help build demo demo-aws test test-unit test-e2e netlab-deps chaos bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test-e2e: build ## every test without -short: end-to-end (real appliance process
 
 netlab-deps: ## install ip and nft (apt-get, as root) for the tests that run instances in network namespaces
 	bash scripts/netlab-deps.sh
+
+chaos: build netlab-deps ## the robustness catalogue: every fault x seeds (ROBUSTNESS_SEEDS=1,2,3), histories checked linearizable; writes docs/robustness-runs.md
+	bash scripts/chaos.sh
 
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
 	$(GO) run ./cmd/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md

@@ -68,17 +68,22 @@ func TestMain(m *testing.M) {
 // every instance's log are printed; the group is closed at the end of t.
 func newGroup(t *testing.T, extraArgs ...string) *fleet.Group {
 	t.Helper()
+	return newGroupWith(t, fleet.Options{Args: extraArgs})
+}
+
+// newGroupWith is newGroup with options of the fleet (Netns, ...); opts.Args
+// come after fastFlags.
+func newGroupWith(t *testing.T, opts fleet.Options) *fleet.Group {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts real appliance processes")
 	}
 	dir := t.TempDir() // registered first, so removed after the group closes
 	lw := &testLogWriter{t: t}
-	g, err := fleet.New(fleet.Options{
-		Binary: binary,
-		Dir:    dir,
-		Args:   append(append([]string(nil), fastFlags...), extraArgs...),
-		Logger: slog.New(slog.NewTextHandler(lw, nil)),
-	})
+	opts.Binary, opts.Dir = binary, dir
+	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
+	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
+	g, err := fleet.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

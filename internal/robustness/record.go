@@ -23,6 +23,10 @@ type Options struct {
 	Keys      int           // keys under Prefix; 0: 8
 	Prefix    string        // the key space; "": a fresh /robustness/<time>/
 	Duration  time.Duration // how long workers issue requests; 0: 3 s
+	// Stop, when set, ends the run when it is closed, or at the latest
+	// after Duration: a fault test stops its clients once the cluster
+	// healed.
+	Stop <-chan struct{}
 	OpTimeout time.Duration // each request's deadline; 0: 1.5 s
 	// Watchers follow the prefix from the start; 0: one, negative: none.
 	Watchers int
@@ -124,7 +128,7 @@ func Record(ctx context.Context, clients []*clientv3.Client, opts Options) (*His
 			rng:       rand.New(rand.NewPCG(opts.Seed, uint64(i))),
 			lastSeen:  map[string]string{},
 		}
-		working.Go(func() { logs[i] = wk.run(ctx, deadline) })
+		working.Go(func() { logs[i] = wk.run(ctx, deadline, opts.Stop) })
 	}
 	working.Wait()
 	for _, l := range logs {
@@ -179,9 +183,9 @@ type worker struct {
 	lastSeen map[string]string
 }
 
-func (w *worker) run(ctx context.Context, deadline time.Time) []Operation {
+func (w *worker) run(ctx context.Context, deadline time.Time, stop <-chan struct{}) []Operation {
 	var log []Operation
-	for ctx.Err() == nil && time.Now().Before(deadline) {
+	for ctx.Err() == nil && time.Now().Before(deadline) && !closed(stop) {
 		op := w.do(ctx, w.next())
 		log = append(log, op)
 		w.learn(op)
@@ -391,5 +395,15 @@ func catchUp(ctx context.Context, watchers []*watcher, last int64, wait time.Dur
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// closed reports whether c is closed; a nil c never is.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
