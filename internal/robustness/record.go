@@ -19,14 +19,14 @@ import (
 // Options shapes a recorded run. The zero value is a run of 3 s with the
 // defaults below.
 type Options struct {
-	Clients   int           // concurrent workers; 0: 5
-	Keys      int           // keys under Prefix; 0: 8
-	Prefix    string        // the key space; "": a fresh /robustness/<time>/
-	Duration  time.Duration // how long workers issue requests; 0: 3 s
+	Clients  int           // concurrent workers; 0: 5
+	Keys     int           // keys under Prefix; 0: 8
+	Prefix   string        // the key space; "": a fresh /robustness/<time>/
+	Duration time.Duration // how long workers issue requests; 0: 3 s
 	// Stop, when set, ends the run when it is closed, or at the latest
 	// after Duration: a fault test stops its clients once the cluster
 	// healed.
-	Stop <-chan struct{}
+	Stop      <-chan struct{}
 	OpTimeout time.Duration // each request's deadline; 0: 1.5 s
 	// Watchers follow the prefix from the start; 0: one, negative: none.
 	Watchers int
