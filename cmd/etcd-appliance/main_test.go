@@ -3,9 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,8 +61,8 @@ func TestVersionAndStatusWithoutAnAPI(t *testing.T) {
 	if !strings.Contains(b.String(), "bundled etcd 3.6.") {
 		t.Errorf("version output %q lacks the bundled etcd version", b.String())
 	}
-	if code := run(context.Background(), []string{"status", "--api", "http://127.0.0.1:1", "--timeout", "2s"}); code != 1 {
-		t.Errorf("status against nothing = %d, want 1", code)
+	if code := run(context.Background(), []string{"status", "--api", "http://127.0.0.1:1", "--timeout", "2s"}); code != statusUnreachable {
+		t.Errorf("status against nothing = %d, want %d (unreachable)", code, statusUnreachable)
 	}
 }
 
@@ -113,5 +119,51 @@ func TestIAMPolicyFollowsTheFeatures(t *testing.T) {
 	}
 	if strings.Contains(plain.String(), "s3:") || !strings.Contains(withStore.String(), `"arn:aws:s3:::snaps/*"`) {
 		t.Errorf("policy with a store bucket does not scope snapshots to it:\n%s", withStore.String())
+	}
+}
+
+// status exits 0 healthy, 1 degraded, 2 unreachable; --wait-healthy asks
+// again until healthy or out of time.
+func TestStatusExitCodes(t *testing.T) {
+	healthy := cluster.ClusterStatus{Reporter: "i-a", ClusterID: 0x1f, Leader: 0xa, Members: []cluster.MemberStatus{
+		{ID: 0xa, Name: "i-a", Role: cluster.RoleVoter, Healthy: true, Leader: true},
+		{ID: 0xb, Name: "i-b", Role: cluster.RoleVoter, Healthy: true},
+	}}
+	learning := healthy
+	learning.Members = append(slices.Clone(healthy.Members), cluster.MemberStatus{ID: 0xc, Name: "i-c", Role: cluster.RoleLearner})
+	var mu sync.Mutex
+	answers := []cluster.ClusterStatus{learning}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		st := answers[0]
+		if len(answers) > 1 {
+			answers = answers[1:]
+		}
+		mu.Unlock()
+		_ = json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	status := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := statusCommand(t.Context(), append([]string{"--api", srv.URL}, args...), &out, &errOut)
+		return code, errOut.String()
+	}
+	if code, errOut := status(); code != statusDegraded || !strings.Contains(errOut, "member i-c is a learner") {
+		t.Errorf("status of a cluster with a learner = %d (%q), want %d naming the learner", code, errOut, statusDegraded)
+	}
+	mu.Lock()
+	answers = []cluster.ClusterStatus{learning, learning, healthy}
+	mu.Unlock()
+	if code, errOut := status("--wait-healthy", "30s"); code != statusHealthy {
+		t.Errorf("status --wait-healthy = %d (%q), want %d once the learner is promoted", code, errOut, statusHealthy)
+	}
+	mu.Lock()
+	answers = []cluster.ClusterStatus{learning}
+	mu.Unlock()
+	if code, _ := status("--wait-healthy", "1500ms"); code != statusDegraded {
+		t.Errorf("status --wait-healthy past its bound = %d, want %d", code, statusDegraded)
+	}
+	if code := statusCommand(t.Context(), []string{"--nonsense"}, io.Discard, io.Discard); code != statusUnreachable {
+		t.Errorf("status with a bad flag = %d, want %d", code, statusUnreachable)
 	}
 }

@@ -17,45 +17,102 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
+// Exit codes of `etcd-appliance status`, for scripts and runbooks.
+const (
+	statusHealthy     = 0 // every member a healthy voter, a leader, nothing waited for
+	statusDegraded    = 1 // an answer, with problems (the cluster may still serve)
+	statusUnreachable = 2 // no appliance API answered (or the command line is wrong)
+)
+
+// statusPoll is how often --wait-healthy asks again.
+const statusPoll = time.Second
+
 // runStatus is `etcd-appliance status`.
 func runStatus(ctx context.Context, args []string) int {
+	return statusCommand(ctx, args, os.Stdout, os.Stderr)
+}
+
+func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	api := fs.String("api", os.Getenv("ETCD_APPLIANCE_API"), "appliance API URL, e.g. http://10.0.1.5:2378 (default: this host's addresses on port 2378)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
+	waitHealthy := fs.Duration("wait-healthy", 0, "ask again every second until the cluster is healthy, for at most this long (exit 0 once healthy)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return statusUnreachable
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	candidates := []string{*api}
 	if *api == "" {
 		candidates = localAPIs(2378)
 	}
-	var lastErr error
+	deadline := time.Now().Add(*waitHealthy)
+	for {
+		st, err := askStatus(ctx, candidates, *timeout)
+		code := statusCode(st, err)
+		if code == statusHealthy || !time.Now().Before(deadline) || !sleepCtx(ctx, statusPoll) {
+			reportStatus(stdout, stderr, st, err, *asJSON)
+			return code
+		}
+	}
+}
+
+// askStatus asks the candidates in turn; the first answer wins.
+func askStatus(ctx context.Context, candidates []string, timeout time.Duration) (cluster.ClusterStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var errs []error
 	for _, base := range candidates {
 		st, err := fetchStatus(ctx, base)
-		if err != nil {
-			lastErr = err
-			continue
+		if err == nil {
+			return st, nil
 		}
-		if *asJSON {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
-		} else {
-			printStatus(os.Stdout, st)
-		}
-		if st.Error != "" || st.HealthyVoters() < cluster.Quorum(countVoters(st)) {
-			return 1
-		}
-		return 0
+		errs = append(errs, err)
 	}
-	fmt.Fprintf(os.Stderr, "etcd-appliance status: no appliance API answered (tried %s): %v\n", strings.Join(candidates, ", "), lastErr)
-	return 1
+	return cluster.ClusterStatus{}, fmt.Errorf("no appliance API answered (tried %s): %w", strings.Join(candidates, ", "), errors.Join(errs...))
+}
+
+func statusCode(st cluster.ClusterStatus, err error) int {
+	switch {
+	case err != nil:
+		return statusUnreachable
+	case len(st.Problems()) > 0:
+		return statusDegraded
+	default:
+		return statusHealthy
+	}
+}
+
+func reportStatus(stdout, stderr io.Writer, st cluster.ClusterStatus, err error, asJSON bool) {
+	if err != nil {
+		fmt.Fprintf(stderr, "etcd-appliance status: %v\n", err)
+		return
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	} else {
+		printStatus(stdout, st)
+	}
+	if problems := st.Problems(); len(problems) > 0 {
+		fmt.Fprintf(stderr, "degraded: %s\n", strings.Join(problems, "; "))
+	}
+}
+
+// sleepCtx waits d, or less when ctx ends first (then it reports false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func countVoters(st cluster.ClusterStatus) int {

@@ -1,6 +1,10 @@
 package cluster
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Roles of a member in a status report.
 const (
@@ -58,4 +62,40 @@ func (s ClusterStatus) HealthyVoters() int {
 		}
 	}
 	return n
+}
+
+// Problems lists what keeps the cluster from full health, empty when it is
+// healthy: a member list was read, a leader is known, every member is a
+// started, healthy voter without alarms, and the reporter waits for
+// nothing. A cluster with problems but a healthy quorum still serves; the
+// list says what an operator (or a rolling change) should wait for.
+func (s ClusterStatus) Problems() []string {
+	var out []string
+	if s.Error != "" {
+		out = append(out, "no member list: "+s.Error)
+	}
+	if s.Error == "" && s.Leader == 0 {
+		out = append(out, "no leader")
+	}
+	for _, m := range s.Members {
+		name := m.Name
+		if name == "" {
+			name = m.ID.String()
+		}
+		switch {
+		case m.Role == RoleLearner:
+			out = append(out, fmt.Sprintf("member %s is a learner, not promoted yet", name))
+		case m.Role != RoleVoter:
+			out = append(out, fmt.Sprintf("member %s has not started", name))
+		case !m.Healthy:
+			out = append(out, fmt.Sprintf("voter %s is unhealthy", name))
+		}
+		if len(m.Alarms) > 0 {
+			out = append(out, fmt.Sprintf("member %s raises %s", name, strings.Join(m.Alarms, ",")))
+		}
+	}
+	if s.Waiting != "" {
+		out = append(out, fmt.Sprintf("%s waits: %s", s.Reporter, s.Waiting))
+	}
+	return out
 }
