@@ -187,9 +187,9 @@ func runFault(t *testing.T, f fault, seed uint64) {
 	}
 }
 
-// robustnessClients are one client per member, pinned to it (a pinned
-// client must never read stale data, whatever side of a partition its
-// member is on), and one client over all of them.
+// robustnessClients are one client over every member, then one per member,
+// pinned to it: a pinned client must never read stale data, whatever side
+// of a partition its member is on.
 func robustnessClients(t *testing.T, st cluster.ClusterStatus) []*clientv3.Client {
 	var all []string
 	var clients []*clientv3.Client
@@ -204,9 +204,12 @@ func robustnessClients(t *testing.T, st cluster.ClusterStatus) []*clientv3.Clien
 	}
 	for _, m := range st.Members {
 		all = append(all, m.ClientURL)
-		dial(m.ClientURL)
 	}
+	// First: the watcher and worker 0 use it, and outlive any one member.
 	dial(all...)
+	for _, u := range all {
+		dial(u)
+	}
 	return clients
 }
 
