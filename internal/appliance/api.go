@@ -119,7 +119,7 @@ func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 		view = local
 	}
 	st.ClusterID = view.ClusterID
-	health := memberHealth(ctx, c, view.Members)
+	health := memberHealth(ctx, c, view.Members, group)
 	inGroup := map[string]bool{}
 	for _, inst := range group {
 		if inst.State.InGroup() {

@@ -130,6 +130,58 @@ func TestJoinPhases(t *testing.T) {
 	}
 }
 
+// A member whose instance is terminated blocks every member add (etcd's
+// strict reconfiguration check): the joiner removes it first, under the
+// lock and the quorum rule, without probing the machine that is gone.
+func TestJoinRemovesATerminatedMemberFirst(t *testing.T) {
+	b, c, d := clustertest.Member(0xb, false), clustertest.Member(0xc, false), clustertest.Member(0xd, false)
+	add := "AddLearner http://127.0.0.1:2380"
+	for _, tt := range []struct {
+		name      string
+		healthyC  bool
+		wantCalls []string
+		wantRule  cluster.Rule
+	}{
+		{name: "removed, then joined", healthyC: true,
+			wantCalls: []string{"Lock", "Members", "Remove d", add, "Promote f00", "Unlock"}},
+		{name: "kept when its removal leaves no healthy quorum", healthyC: false,
+			wantCalls: []string{"Lock", "Members", "Unlock"}, wantRule: cluster.RuleQuorum},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAppliance(t)
+			f := newFakeEtcd([]cluster.Member{b, c, d})
+			if !tt.healthyC {
+				delete(f.status, c.ClientURLs[0])
+			}
+			joining(t, a, f, 1)
+			in, _ := joinInputs(t, a, f)
+			for i := range in.Group {
+				if in.Group[i].ID == d.Name {
+					in.Group[i].State = cluster.InstanceTerminated
+				}
+			}
+			a.groups.group.(*fakeGroup).instances = in.Group
+			plan := cluster.DecideStartup(in)
+			if plan.Action != cluster.Join || plan.RemoveMember != d.ID {
+				t.Fatalf("plan %s removing %s (%s), want a join removing d", plan.Action, plan.RemoveMember, plan.Reason)
+			}
+			_, err := a.starter.apply(context.Background(), in, plan)
+			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+			if f.called("Status " + d.ClientURLs[0]) {
+				t.Error("the terminated instance's member was probed")
+			}
+			if tt.wantRule != "" && !isRule(err, tt.wantRule) {
+				t.Errorf("apply = %v, want a refusal by rule %s", err, tt.wantRule)
+			}
+			if tt.wantRule == "" && err != nil {
+				t.Errorf("apply = %v, want joined", err)
+			}
+		})
+	}
+}
+
 func TestJoinFailsWhenEtcdCannotStart(t *testing.T) {
 	a := testAppliance(t)
 	f := newFakeEtcd([]cluster.Member{clustertest.Member(0xb, false), clustertest.Member(0xc, false)})

@@ -395,9 +395,14 @@ func members(pb []*etcdserverpb.Member) []cluster.Member {
 }
 
 // memberHealth asks every started member for its status, concurrently. A
-// member that never started is not healthy: it answers nothing.
-func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member) map[cluster.ID]cluster.MemberStatus {
+// member that never started is not healthy: it answers nothing; nor is one
+// whose instance the group listing shows terminated, which is not asked.
+func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member, group []cluster.Instance) map[cluster.ID]cluster.MemberStatus {
 	out := make(map[cluster.ID]cluster.MemberStatus, len(ms))
+	terminated := map[string]bool{}
+	for _, inst := range group {
+		terminated[inst.ID] = inst.State == cluster.InstanceTerminated
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range ms {
@@ -405,8 +410,15 @@ func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member) map[clust
 		if len(m.PeerURLs) > 0 {
 			st.PeerURL = m.PeerURLs[0]
 		}
-		if len(m.ClientURLs) == 0 {
+		switch {
+		case len(m.ClientURLs) == 0:
 			st.Error = "never started"
+		case terminated[m.Name]:
+			// No probe waits out its timeout on a machine that is gone.
+			st.Error = "instance terminated"
+			st.ClientURL = m.ClientURLs[0]
+		}
+		if st.Error != "" {
 			mu.Lock()
 			out[m.ID] = st
 			mu.Unlock()

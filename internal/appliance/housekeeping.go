@@ -83,7 +83,7 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 		}
 		return cluster.HousekeepingInputs{}, nil, false
 	}
-	health := memberHealth(ctx, c, view.Members)
+	health := memberHealth(ctx, c, view.Members, h.groups.last())
 	healthy := healthyByID(health)
 	var maxAge time.Duration
 	if cluster.Steady(view.Members, healthy, h.groups.last()) {
@@ -145,7 +145,7 @@ func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, t tenure, in c
 		h.log.Warn("stale member removal postponed", "member", r.Member.ID, "err", err)
 		return nil
 	}
-	in.Members, in.Healthy = view.Members, healthyByID(memberHealth(ctx, c, view.Members))
+	in.Members, in.Healthy = view.Members, healthyByID(memberHealth(ctx, c, view.Members, in.Group))
 	again := cluster.DecideHousekeeping(in)
 	if again.Remove == nil || again.Remove.Member.ID != r.Member.ID {
 		h.log.Info("stale member removal dropped: the membership changed", "member", r.Member.ID, "name", r.Member.Name)

@@ -31,12 +31,12 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 	}
 	defer unlock()
 
-	view, err := s.recheck(ctx, c, in, plan)
+	view, group, err := s.recheck(ctx, c, in, plan)
 	if err != nil {
 		return nil, err
 	}
 	if plan.RemoveMember != 0 {
-		if err := s.removeOld(ctx, c, view, plan); err != nil {
+		if err := s.removeOld(ctx, c, view, group, plan); err != nil {
 			return nil, err
 		}
 	}
@@ -71,28 +71,29 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 
 // recheck decides again on a fresh member list and group listing: the
 // world may have changed while the lock was awaited.
-func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInputs, plan cluster.StartupPlan) (*cluster.ClusterView, error) {
+func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInputs, plan cluster.StartupPlan) (*cluster.ClusterView, []cluster.Instance, error) {
 	view, err := c.Members(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	in.Cluster = view
 	group, gerr := s.groups.list(ctx, startupListEvery)
 	in.GroupKnown, in.Group = gerr == nil, group
 	if in.Local, err = s.localInputs(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if again := cluster.DecideStartup(in); again.Action != plan.Action || again.RemoveMember != plan.RemoveMember {
 		s.log.Info("plan changed under the membership lock", "was", plan.Action, "now", again.Action, "reason", again.Reason)
-		return nil, errPlanChanged
+		return nil, nil, errPlanChanged
 	}
-	return view, nil
+	return view, group, nil
 }
 
 // removeOld removes the member the plan replaces (this instance's old
-// member, or a stale one on its address), when the quorum rule allows it.
-func (s *starter) removeOld(ctx context.Context, c etcdAPI, view *cluster.ClusterView, plan cluster.StartupPlan) error {
-	healthy := healthyByID(memberHealth(ctx, c, view.Members))
+// member, a stale one on its address, or one whose instance is terminated),
+// when the quorum rule allows it.
+func (s *starter) removeOld(ctx context.Context, c etcdAPI, view *cluster.ClusterView, group []cluster.Instance, plan cluster.StartupPlan) error {
+	healthy := healthyByID(memberHealth(ctx, c, view.Members, group))
 	if h := cluster.CheckRemoval(view.Members, healthy, plan.RemoveMember); h != nil {
 		return fmt.Errorf("removing member %s before joining: %w", plan.RemoveMember, h)
 	}

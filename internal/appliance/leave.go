@@ -77,7 +77,7 @@ func (l *leaver) leaveLocked(ctx context.Context, local, rest etcdAPI, reason st
 	if err != nil {
 		return err
 	}
-	health := memberHealth(ctx, rest, view.Members)
+	health := memberHealth(ctx, rest, view.Members, l.groups.last())
 	plan := cluster.DecideLeave(view.Members, healthyByID(health), leaderOf(health), l.self.ID)
 	switch {
 	case plan.Member == 0:

@@ -150,7 +150,45 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 	if in.Local.Exists {
 		reason += fmt.Sprintf("; local data of cluster %s is set aside", in.Local.ClusterID)
 	}
-	return StartupPlan{Action: Join, Wipe: in.Local.Exists, Reason: reason}
+	plan := StartupPlan{Action: Join, Wipe: in.Local.Exists, Reason: reason}
+	if m, ok := terminatedMember(c.Members, in.Group); ok {
+		// etcd refuses every member add while a listed member is down, so
+		// the joiner does at once, under the membership lock and the one
+		// quorum rule, what housekeeping would do on its next cycle.
+		plan.RemoveMember = m.ID
+		plan.Reason += fmt.Sprintf("; member %s's instance %s is terminated: removing it first", m.ID, m.Name)
+	}
+	return plan
+}
+
+// terminatedMember is a started member whose instance the group lists as
+// terminated: gone for good, so its removal needs no grace (§4.4). Learners
+// go first, then the lowest id. Absent instances are left to housekeeping,
+// which gives them --stale-grace.
+func terminatedMember(members []Member, group []Instance) (Member, bool) {
+	var found *Member
+	for i := range members {
+		m := &members[i]
+		if m.Name == "" || !listedTerminated(group, m.Name) {
+			continue
+		}
+		if found == nil || (m.IsLearner && !found.IsLearner) || (m.IsLearner == found.IsLearner && m.ID < found.ID) {
+			found = m
+		}
+	}
+	if found == nil {
+		return Member{}, false
+	}
+	return *found, true
+}
+
+func listedTerminated(group []Instance, id string) bool {
+	for _, inst := range group {
+		if inst.ID == id {
+			return inst.State == InstanceTerminated
+		}
+	}
+	return false
 }
 
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {

@@ -253,6 +253,42 @@ func TestDecideStartup(t *testing.T) {
 			want: StartupPlan{Action: Join},
 		},
 		{
+			name: "live cluster, not listed, a member's instance is terminated: join, removing it first",
+			in: startupInputs("i-c", func(in *StartupInputs) {
+				in.Cluster = liveCluster(
+					startedMember(0xa, "i-a", "10.0.0.1"),
+					startedMember(0xb, "i-b", "10.0.0.2"),
+					startedMember(0xd, "i-old", "10.0.0.9"),
+				)
+				in.Group = append(in.Group, instance("i-old", "10.0.0.9", InstanceTerminated))
+			}),
+			want:      StartupPlan{Action: Join, RemoveMember: 0xd},
+			reasonHas: "member d's instance i-old is terminated",
+		},
+		{
+			name: "live cluster, not listed, a member's instance is only absent: join, housekeeping judges it",
+			in: startupInputs("i-c", func(in *StartupInputs) {
+				in.Cluster = liveCluster(
+					startedMember(0xa, "i-a", "10.0.0.1"),
+					startedMember(0xb, "i-b", "10.0.0.2"),
+					startedMember(0xd, "i-old", "10.0.0.9"),
+				)
+			}),
+			want: StartupPlan{Action: Join},
+		},
+		{
+			name: "live cluster, not listed, a member's instance is stopped: join, it may come back",
+			in: startupInputs("i-c", func(in *StartupInputs) {
+				in.Cluster = liveCluster(
+					startedMember(0xa, "i-a", "10.0.0.1"),
+					startedMember(0xb, "i-b", "10.0.0.2"),
+					startedMember(0xd, "i-old", "10.0.0.9"),
+				)
+				in.Group = append(in.Group, instance("i-old", "10.0.0.9", InstanceStopped))
+			}),
+			want: StartupPlan{Action: Join},
+		},
+		{
 			name: "live cluster, not listed, old data of another cluster: join and wipe",
 			in: startupInputs("i-c", func(in *StartupInputs) {
 				in.Cluster = liveCluster(startedMember(0xa, "i-a", "10.0.0.1"))
