@@ -284,7 +284,7 @@ func (a *Appliance) shutdown(proc etcdProcess) {
 	a.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseLeaving })
 	left := false
 	if a.cfg.LeaveOnShutdown == config.LeaveAlways {
-		if err := a.leaver.leave(context.Background(), "--leave-on-shutdown=always"); err != nil {
+		if err := a.leaver.leave(context.Background(), "--leave-on-shutdown=always", false); err != nil {
 			a.log.Warn("not leaving the cluster", "err", err)
 		} else {
 			left = true

@@ -335,7 +335,7 @@ func TestLeavePhases(t *testing.T) {
 			}
 			f.fail = tt.fail
 			a := leaving(t, "i-a", f)
-			err := a.leaver.leave(context.Background(), "test")
+			err := a.leaver.leave(context.Background(), "test", false)
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("leave = %v, want %v", err, tt.wantErr)
 			}
@@ -365,7 +365,7 @@ func TestLeaveRefusesTheUnsafeTable(t *testing.T) {
 				}
 			}
 			a := leaving(t, self, f)
-			err := a.leaver.leave(context.Background(), "test")
+			err := a.leaver.leave(context.Background(), "test", false)
 			if !isRule(err, tt.Rule) {
 				t.Fatalf("leave = %v, want a refusal by the %s rule", err, tt.Rule)
 			}

@@ -94,6 +94,7 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 		h.log.Warn("housekeeping: group listing failed", "err", gerr)
 	} else {
 		group = h.terminations.withConfirmed(ctx, group, view.Members)
+		healthy = withoutTerminated(healthy, view.Members, group)
 	}
 	h.countRoles(view.Members)
 	return cluster.HousekeepingInputs{
@@ -394,4 +395,19 @@ func (r *candidacy) end() {
 	case <-time.After(resignWait):
 		r.log.Debug("housekeeper role not resigned in time; its lease runs out", "after", resignWait)
 	}
+}
+
+// withoutTerminated counts the members whose instance the listing shows
+// terminated as not serving, whatever an earlier probe said: the machine
+// is gone (a terminating one, which may still drain, keeps its health).
+func withoutTerminated(healthy map[cluster.ID]bool, ms []cluster.Member, group []cluster.Instance) map[cluster.ID]bool {
+	gone := map[string]bool{}
+	for _, inst := range group {
+		gone[inst.ID] = inst.State == cluster.InstanceTerminated
+	}
+	out := make(map[cluster.ID]bool, len(healthy))
+	for _, m := range ms {
+		out[m.ID] = healthy[m.ID] && !gone[m.Name]
+	}
+	return out
 }

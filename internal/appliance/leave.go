@@ -14,6 +14,9 @@ import (
 // leaveTimeout bounds one attempt to leave the cluster.
 const leaveTimeout = 15 * time.Second
 
+// drainListEvery is how old a group listing the drain budget accepts.
+const drainListEvery = 2 * time.Second
+
 // errNotMember: leaving, this instance is not (or no longer) a member.
 var errNotMember = errors.New("this instance is not a member")
 
@@ -33,10 +36,11 @@ type leaver struct {
 
 // leave removes this member, handing leadership over first, within
 // leaveTimeout. It refuses as cluster.DecideLeave says: the quorum rule of
-// every removal, and never the last voter. The membership lock is taken
-// through the other members, since this member's etcd goes away with the
-// removal.
-func (l *leaver) leave(ctx context.Context, reason string) error {
+// every removal, and never the last voter; with budget, also while the
+// rest of the cluster is not at full strength (cluster.CheckDrain). The
+// membership lock is taken through the other members, since this member's
+// etcd goes away with the removal.
+func (l *leaver) leave(ctx context.Context, reason string, budget bool) error {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	local, err := l.dial([]string{l.clientURL()})
@@ -67,23 +71,37 @@ func (l *leaver) leave(ctx context.Context, reason string) error {
 		return err
 	}
 	defer unlock()
-	return l.leaveLocked(ctx, local, rest, reason)
+	return l.leaveLocked(ctx, local, rest, reason, budget)
 }
 
 // leaveLocked is the leave under the membership lock: decide on a fresh
 // member list and health, move leadership, remove.
-func (l *leaver) leaveLocked(ctx context.Context, local, rest etcdAPI, reason string) error {
+func (l *leaver) leaveLocked(ctx context.Context, local, rest etcdAPI, reason string, budget bool) error {
 	view, err := rest.Members(ctx)
 	if err != nil {
 		return err
 	}
-	health := memberHealth(ctx, rest, view.Members, l.groups.last())
-	plan := cluster.DecideLeave(view.Members, healthyByID(health), leaderOf(health), l.self.ID)
+	group := l.groups.last()
+	if budget {
+		// The budget counts the group's newcomers: a listing seconds old.
+		if group, err = l.groups.list(ctx, drainListEvery); err != nil {
+			return &cluster.Hold{Rule: cluster.RuleGroupUnknown, Name: l.self.ID,
+				Why: fmt.Sprintf("the group listing failed (%v): the drain budget cannot be judged", err)}
+		}
+	}
+	health := memberHealth(ctx, rest, view.Members, group)
+	healthy := healthyByID(health)
+	plan := cluster.DecideLeave(view.Members, healthy, leaderOf(health), l.self.ID)
 	switch {
 	case plan.Member == 0:
 		return errNotMember
 	case plan.Refused != nil:
 		return plan.Refused
+	}
+	if budget {
+		if h := cluster.CheckDrain(view.Members, healthy, group, plan.Member); h != nil {
+			return h
+		}
 	}
 	if plan.TransferTo != 0 {
 		if err := local.MoveLeader(ctx, plan.TransferTo); err != nil {

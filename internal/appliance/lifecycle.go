@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -25,9 +26,14 @@ type drainTimes struct {
 	// heartbeatEvery is how often a draining instance extends its
 	// termination hook's timeout.
 	heartbeatEvery time.Duration
-	// leaveFor bounds the attempts to leave the cluster while the instance
-	// terminates; after it the termination goes on, and the leader removes
-	// the member once its instance is gone.
+	// holdFor bounds how long the drain budget may hold the termination
+	// (the rest of the cluster not at full strength); after it the member
+	// leaves under the quorum rule alone. It stays below the hook's own
+	// limit: 100 heartbeat timeouts (120 s in the template), 3 h 20 min.
+	holdFor time.Duration
+	// leaveFor bounds the attempts to leave the cluster that the quorum
+	// rule refuses; after it the termination goes on, and the housekeeper
+	// removes the member once its instance is gone.
 	leaveFor time.Duration
 	// retry is the pause between two attempts of a drain step.
 	retry time.Duration
@@ -36,7 +42,7 @@ type drainTimes struct {
 }
 
 func defaultDrainTimes() drainTimes {
-	return drainTimes{poll: time.Second, heartbeatEvery: 30 * time.Second, leaveFor: 90 * time.Second,
+	return drainTimes{poll: time.Second, heartbeatEvery: 30 * time.Second, holdFor: 3 * time.Hour, leaveFor: 90 * time.Second,
 		retry: 2 * time.Second, completeFor: 60 * time.Second}
 }
 
@@ -116,43 +122,81 @@ func (d *drainer) drain(ctx context.Context, proc etcdProcess) {
 	d.log.Info("drained: the group may terminate this instance", "left_cluster", left)
 }
 
-// leaveTerminating removes the member, retrying while the cluster refuses
-// (a removal that would break the quorum rule may become safe once a
-// replacement joins), until leaveFor. last reports that the member stayed
-// because it is the cluster's last voter.
+// leaveTerminating removes the member once the drain budget allows it
+// (cluster.CheckDrain: the rest of the cluster at full strength, one
+// disruption at a time), holding the termination meanwhile, for at most
+// holdFor; then it retries while the quorum rule refuses (a removal that
+// would break it may become safe once a replacement joins), until
+// leaveFor. last reports that the member stayed because it is the
+// cluster's last voter.
 func (d *drainer) leaveTerminating(ctx context.Context, proc etcdProcess) (left, last bool) {
-	ctx, cancel := context.WithTimeout(ctx, d.times.leaveFor)
-	defer cancel()
+	defer d.holdDrain(nil)
+	holdUntil := d.now().Add(d.times.holdFor)
+	var refusedSince time.Time
 	var lastErr string
 	for {
 		select {
 		case <-proc.Done():
-			d.log.Warn("etcd exited while draining; the leader removes the member", "err", proc.Err())
+			d.log.Warn("etcd exited while draining; the housekeeper removes the member", "err", proc.Err())
 			return false, false
 		default:
 		}
-		err := d.leaver.leave(ctx, "the group is terminating this instance")
+		budget := d.now().Before(holdUntil)
+		err := d.leaver.leave(ctx, "the group is terminating this instance", budget)
 		switch {
 		case err == nil:
 			return true, false
 		case errors.Is(err, errNotMember):
-			d.log.Info("already removed from the cluster", "reason", "the leader saw the instance terminating")
+			d.log.Info("already removed from the cluster", "reason", "the housekeeper saw the instance terminating")
 			return true, false
 		case isRule(err, cluster.RuleLastVoter):
 			d.log.Warn("not leaving the cluster", "err", err)
 			return false, true
-		}
-		if err.Error() != lastErr {
-			d.log.Warn("leaving the cluster refused; retrying", "err", err)
-			lastErr = err.Error()
+		case budget && (isRule(err, cluster.RuleFullStrength) || isRule(err, cluster.RuleGroupUnknown)):
+			d.holdDrain(err)
+			refusedSince = time.Time{}
+		default:
+			d.holdDrain(nil)
+			if refusedSince.IsZero() {
+				refusedSince = d.now()
+			}
+			if d.now().Sub(refusedSince) >= d.times.leaveFor {
+				d.log.Warn("gave up leaving the cluster; the housekeeper removes the member once the instance is gone",
+					"after", d.times.leaveFor, "err", err)
+				return false, false
+			}
+			if err.Error() != lastErr {
+				d.log.Warn("leaving the cluster refused; retrying", "err", err)
+				lastErr = err.Error()
+			}
 		}
 		if !sleep(ctx, d.times.retry) {
-			d.log.Warn("gave up leaving the cluster; the leader removes the member once the instance is gone",
-				"after", d.times.leaveFor, "err", err)
 			return false, false
 		}
 	}
 }
+
+// holdDrain publishes why the drain budget holds the termination (log,
+// metric, status), or that it holds no longer (nil).
+func (d *drainer) holdDrain(err error) {
+	if err == nil {
+		d.metrics.drainHeld.Set(0)
+		if waiting, _ := d.waitingFor(); strings.HasPrefix(waiting, drainHeldPrefix) {
+			d.setWaiting("", nil)
+		}
+		return
+	}
+	d.metrics.drainHeld.Set(1)
+	why := drainHeldPrefix + err.Error()
+	if waiting, _ := d.waitingFor(); waiting != why {
+		d.log.Warn("holding the termination: the rest of the cluster is not at full strength", "err", err,
+			"hold_at_most", d.times.holdFor)
+	}
+	d.setWaiting(why, nil)
+}
+
+// drainHeldPrefix starts the status line of a drain the budget holds.
+const drainHeldPrefix = "the drain budget holds this instance's termination: "
 
 // complete lets the group's termination go on, retrying failed calls until
 // completeFor.

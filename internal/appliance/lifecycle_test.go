@@ -3,11 +3,13 @@ package appliance
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
 )
 
 // fakeLifecycle is a termination hook whose answers the test sets.
@@ -197,5 +199,61 @@ func TestWithdrawDNSOnlyWhenTheGroupIsGone(t *testing.T) {
 				t.Errorf("records withdrawn = %v (%d of %d left), want %v", got, len(zone.records), published, tc.withdrawn)
 			}
 		})
+	}
+}
+
+// The drain budget: a terminating member leaves only once the rest of the
+// cluster is at full strength (here: once its replacement, a learner, is
+// promoted), holding its termination meanwhile and saying why.
+func TestDrainWaitsForFullStrength(t *testing.T) {
+	self := cluster.Member{ID: 0xa, Name: "i-1", PeerURLs: []string{"http://127.0.0.1:2380"}, ClientURLs: []string{"http://127.0.0.1:2379"}}
+	f := newFakeEtcd([]cluster.Member{self, clustertest.Member(0xb, false), clustertest.Member(0xc, false), clustertest.Member(0xd, true)})
+	a := leaving(t, "i-1", f)
+	a.groups.group.(*fakeGroup).instances = []cluster.Instance{
+		{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceTerminating},
+		{ID: "i-b", State: cluster.InstanceRunning}, {ID: "i-c", State: cluster.InstanceRunning}, {ID: "i-d", State: cluster.InstanceRunning},
+	}
+	d := drainingAppliance(t, &fakeLifecycle{states: []string{targetTerminated}}).drainer
+	d.node, d.leaver = a.node, a.leaver
+	type result struct{ left, last bool }
+	done := make(chan result, 1)
+	go func() {
+		left, last := d.leaveTerminating(t.Context(), newFakeProcess())
+		done <- result{left, last}
+	}()
+
+	deadline := time.After(5 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for held := false; !held; {
+		select {
+		case r := <-done:
+			t.Fatalf("drain ended (left %v) before its replacement was a voter; calls %q", r.left, f.log(false))
+		case <-deadline:
+			t.Fatal("the drain budget never held the termination")
+		case <-tick.C:
+		}
+		waiting, _ := a.waitingFor()
+		held = gauge(t, a.metrics.drainHeld) == 1 && strings.Contains(waiting, "member d (i-d) is a learner, not promoted yet")
+	}
+	if f.called("Remove") {
+		t.Fatalf("removed while held: %q", f.log(false))
+	}
+	f.mu.Lock()
+	f.members[3].IsLearner = false
+	f.mu.Unlock()
+	select {
+	case r := <-done:
+		if !r.left || r.last {
+			t.Fatalf("drain: left %v, last %v; want left once at full strength", r.left, r.last)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain did not go on once the replacement was a voter")
+	}
+	if !f.called("Remove a") {
+		t.Errorf("calls %q, want this member removed", f.log(false))
+	}
+	if waiting, _ := a.waitingFor(); gauge(t, a.metrics.drainHeld) != 0 || waiting != "" {
+		t.Errorf("after the drain: held %v, waiting %q; want neither", gauge(t, a.metrics.drainHeld), waiting)
 	}
 }

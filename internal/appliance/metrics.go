@@ -16,6 +16,7 @@ type metrics struct {
 	housekeeper  prometheus.Gauge
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
+	drainHeld    prometheus.Gauge
 
 	recoveries      *prometheus.CounterVec
 	lostRevisions   prometheus.Gauge
@@ -66,8 +67,12 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_dns_changes_total",
 			Help: "DNS change batches sent because the started, healthy members changed.",
 		}),
+		drainHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_drain_held",
+			Help: "1 while this terminating instance holds its lifecycle hook because the rest of the cluster is not at full strength (the drain budget).",
+		}),
 	}
-	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges,
+	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)

@@ -163,8 +163,8 @@ func staleCandidate(in HousekeepingInputs, m Member, byID map[string]Instance, p
 	if listed && inst.State.InGroup() {
 		return candidate{}, false
 	}
-	if listed && inst.State == InstanceTerminated {
-		return candidate{member: m, rank: rank, confirmed: true, reason: fmt.Sprintf("instance %s is terminated", m.Name)}, true
+	if listed && inst.State.Gone() {
+		return candidate{member: m, rank: rank, confirmed: true, reason: fmt.Sprintf("instance %s is %s", m.Name, inst.State)}, true
 	}
 	since, ok := in.AbsentSince[m.ID]
 	if !ok {
@@ -180,8 +180,9 @@ func staleCandidate(in HousekeepingInputs, m Member, byID map[string]Instance, p
 }
 
 // refuseRemoval returns why housekeeping must not remove m, nil when it
-// may: the quorum rule that every removal obeys (CheckRemoval), and two
-// rules of its own.
+// may: the quorum rule that every removal obeys (CheckRemoval), the drain
+// budget for a member that still serves (CheckDrain), and two rules of its
+// own.
 func refuseRemoval(in HousekeepingInputs, m Member) *Hold {
 	if in.Protected[m.ID] {
 		return &Hold{Rule: RuleProtected, Member: m.ID, Name: m.Name, Why: "it holds the upgrade lock"}
@@ -189,5 +190,8 @@ func refuseRemoval(in HousekeepingInputs, m Member) *Hold {
 	if m.Name == in.Self {
 		return &Hold{Rule: RuleSelf, Member: m.ID, Name: m.Name, Why: "it is this housekeeper itself"}
 	}
-	return CheckRemoval(in.Members, in.Healthy, m.ID)
+	if h := CheckRemoval(in.Members, in.Healthy, m.ID); h != nil {
+		return h
+	}
+	return CheckDrain(in.Members, in.Healthy, in.Group, m.ID)
 }

@@ -247,12 +247,49 @@ func TestDecideHousekeeping(t *testing.T) {
 			wantRemove: 0xb,
 		},
 		{
-			name: "5 voters: stale member still healthy, one other unhealthy: removed (3 of 4)",
+			// Its removal would keep a quorum (3 of 4), but would take a
+			// serving voter away while another is down: the drain budget
+			// holds it until the cluster is back at full strength.
+			name: "5 voters: stale member still healthy, one other unhealthy: held by the drain budget",
 			in: func() HousekeepingInputs {
 				in := hk(running(0xa, 0xc, 0xd, 0xe), voters(0xa, 0xb, 0xc, 0xd, 0xe), healthy(0xa, 0xb, 0xd, 0xe))
 				in.AbsentSince = map[ID]time.Time{0xb: t0.Add(-time.Hour)}
 				return in
 			}(),
+			wantHeld: []string{"voter c (i-c) is not healthy"},
+		},
+		{
+			name: "5 voters: stale member still healthy, all others healthy: removed",
+			in: func() HousekeepingInputs {
+				in := hk(running(0xa, 0xc, 0xd, 0xe), voters(0xa, 0xb, 0xc, 0xd, 0xe), healthy(0xa, 0xb, 0xc, 0xd, 0xe))
+				in.AbsentSince = map[ID]time.Time{0xb: t0.Add(-time.Hour)}
+				return in
+			}(),
+			wantRemove: 0xb,
+		},
+		{
+			name: "3 voters: two terminating, both serving: the lower id goes first",
+			in: hk(join(running(0xa), []Instance{withState(0xc, InstanceTerminated), withState(0xb, InstanceTerminated)}),
+				voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc)),
+			wantRemove: 0xb,
+		},
+		{
+			name: "3 voters: one terminating and serving, its replacement not a member yet: held",
+			in: hk(join(running(0xa, 0xc, 0xd), []Instance{withState(0xb, InstanceTerminated)}),
+				voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc)),
+			wantHeld: []string{"instance i-d of the group is not a member yet"},
+		},
+		{
+			name: "3 voters: one terminating and serving, its replacement a learner: held until promoted",
+			in: hk(join(running(0xa, 0xc, 0xd), []Instance{withState(0xb, InstanceTerminated)}),
+				append(voters(0xa, 0xb, 0xc), learner(0xd)), healthy(0xa, 0xb, 0xc, 0xd)),
+			wantHeld:    []string{"member d (i-d) is a learner, not promoted yet"},
+			wantPromote: []ID{0xd},
+		},
+		{
+			name: "3 voters: one terminating and serving, its replacement a voter: removed (4 to 3)",
+			in: hk(join(running(0xa, 0xc, 0xd), []Instance{withState(0xb, InstanceTerminated)}),
+				voters(0xa, 0xb, 0xc, 0xd), healthy(0xa, 0xb, 0xc, 0xd)),
 			wantRemove: 0xb,
 		},
 		{
@@ -666,7 +703,31 @@ func checkHousekeepingInvariants(t *testing.T, in HousekeepingInputs, plan House
 				}
 			}
 		}
-		return remaining > 0 && healthyLeft >= Quorum(remaining)
+		if remaining == 0 || healthyLeft < Quorum(remaining) {
+			return false
+		}
+		if !in.Healthy[m.ID] {
+			return true
+		}
+		// The drain budget: a voter that serves goes only while every
+		// other member is a healthy voter, every instance in service a
+		// member, and no other serving voter on its way out comes first.
+		names := map[string]bool{}
+		for _, v := range in.Members {
+			names[v.Name] = true
+			if v.ID == m.ID {
+				continue
+			}
+			if v.IsLearner || !in.Healthy[v.ID] || (instState[v.Name] == InstanceTerminated && v.Name < m.Name) {
+				return false
+			}
+		}
+		for _, inst := range in.Group {
+			if inst.State.InGroup() && inst.ID != m.Name && !names[inst.ID] {
+				return false
+			}
+		}
+		return true
 	}
 	due := func(m Member) bool {
 		st, listed := instState[m.Name]

@@ -157,7 +157,7 @@ func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
 func instanceGone(group []Instance, id string) bool {
 	for _, inst := range group {
 		if inst.ID == id {
-			return inst.State == InstanceTerminated
+			return inst.State.Gone()
 		}
 	}
 	return true

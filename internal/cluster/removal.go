@@ -23,6 +23,10 @@ const (
 	RuleLastVoter Rule = "last-voter"
 	// RuleQuorum: the voters left after the removal must have a healthy quorum.
 	RuleQuorum Rule = "quorum"
+	// RuleFullStrength: a healthy voter is taken out (drained, or removed
+	// as stale while it still serves) only when the rest of the cluster is
+	// at full strength: one disruption at a time, whatever the group's pace.
+	RuleFullStrength Rule = "full-strength"
 )
 
 // Hold is a change a safety rule refused: which rule, for which member, and why.
@@ -84,6 +88,60 @@ func CheckRemoval(ms []Member, healthy map[ID]bool, id ID) *Hold {
 			Why: fmt.Sprintf("only %d of the %d remaining voters are healthy, below their quorum of %d", up, remaining, Quorum(remaining))}
 	}
 	return nil
+}
+
+// CheckDrain is the drain budget (§4.5): it returns why the voter id, which
+// still serves, must not be taken out of the cluster yet, nil when it may.
+// Removing a voter that serves costs the cluster a working member, so it
+// waits until every other member is a started, healthy voter, every
+// instance that the group has in service is a member (a replacement joins
+// before the next member goes), and no other serving voter whose instance
+// is leaving the group comes before it (the lower instance id goes first,
+// so that two instances the group terminates at once leave one after the
+// other). A learner, or a member that does not serve, costs nothing to
+// remove: CheckRemoval alone judges those.
+func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, id ID) *Hold {
+	target, ok := memberByID(ms, id)
+	if !ok || target.IsLearner || !healthy[id] {
+		return nil
+	}
+	hold := func(format string, args ...any) *Hold {
+		return &Hold{Rule: RuleFullStrength, Member: id, Name: target.Name, Why: fmt.Sprintf(format, args...)}
+	}
+	names := map[string]bool{}
+	for _, m := range ms {
+		names[m.Name] = true
+		if m.ID == id {
+			continue
+		}
+		switch {
+		case m.Name == "":
+			return hold("member %s has not started yet", m.ID)
+		case m.IsLearner:
+			return hold("member %s (%s) is a learner, not promoted yet", m.ID, m.Name)
+		case !healthy[m.ID]:
+			return hold("voter %s (%s) is not healthy", m.ID, m.Name)
+		case leavingGroup(group, m.Name) && m.Name < target.Name:
+			return hold("voter %s (%s) leaves the group too and goes first", m.ID, m.Name)
+		}
+	}
+	for _, inst := range group {
+		if inst.State.InGroup() && inst.ID != target.Name && !names[inst.ID] {
+			return hold("instance %s of the group is not a member yet", inst.ID)
+		}
+	}
+	return nil
+}
+
+// leavingGroup reports whether the group lists instance id as terminated
+// or terminating: on its way out for good.
+func leavingGroup(group []Instance, id string) bool {
+	for _, inst := range group {
+		if inst.ID == id {
+			return inst.State.Gone()
+		}
+	}
+	return false
 }
 
 func memberByID(ms []Member, id ID) (Member, bool) {

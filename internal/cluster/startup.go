@@ -164,12 +164,13 @@ func decideWithLiveCluster(in StartupInputs) StartupPlan {
 // terminatedMember is a started member whose instance the group lists as
 // terminated: gone for good, so its removal needs no grace (§4.4). Learners
 // go first, then the lowest id. Absent instances are left to housekeeping,
-// which gives them --stale-grace.
+// which gives them --stale-grace, and terminating ones, which may still
+// serve while they drain, to their own drain and the housekeeper's budget.
 func terminatedMember(members []Member, group []Instance) (Member, bool) {
 	var found *Member
 	for i := range members {
 		m := &members[i]
-		if m.Name == "" || !listedTerminated(group, m.Name) {
+		if m.Name == "" || !listedAs(group, m.Name, InstanceTerminated) {
 			continue
 		}
 		if found == nil || (m.IsLearner && !found.IsLearner) || (m.IsLearner == found.IsLearner && m.ID < found.ID) {
@@ -182,14 +183,6 @@ func terminatedMember(members []Member, group []Instance) (Member, bool) {
 	return *found, true
 }
 
-func listedTerminated(group []Instance, id string) bool {
-	for _, inst := range group {
-		if inst.ID == id {
-			return inst.State == InstanceTerminated
-		}
-	}
-	return false
-}
 
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 	if plan, ok := decideOnDeadOffer(in); ok {
@@ -468,3 +461,13 @@ func inGroup(all []Instance, id string) bool {
 
 // Quorum is the number of voters needed for a majority of n voters.
 func Quorum(n int) int { return n/2 + 1 }
+
+// listedAs reports whether the group lists instance id in state.
+func listedAs(group []Instance, id string, state InstanceState) bool {
+	for _, inst := range group {
+		if inst.ID == id {
+			return inst.State == state
+		}
+	}
+	return false
+}

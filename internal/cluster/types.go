@@ -44,7 +44,15 @@ const (
 	InstanceStopping   InstanceState = "stopping"
 	InstanceStopped    InstanceState = "stopped"
 	InstanceTerminated InstanceState = "terminated"
+	// InstanceTerminating: the group is terminating the instance, and a
+	// lifecycle hook may hold it while it drains: gone for good, but its
+	// etcd may still serve until it has left.
+	InstanceTerminating InstanceState = "terminating"
 )
+
+// Gone reports whether the instance is out of the group for good:
+// terminated, or being terminated.
+func (s InstanceState) Gone() bool { return s == InstanceTerminated || s == InstanceTerminating }
 
 // InGroup reports whether an instance in this state counts as part of the
 // group that should form the cluster.

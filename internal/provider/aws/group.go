@@ -118,9 +118,14 @@ func (p *Provider) instances(ctx context.Context) ([]cluster.Instance, error) {
 // group has it Pending* or InService and EC2 has it running (§4.1).
 func instanceState(lifecycle string, ec2State ec2types.InstanceStateName) cluster.InstanceState {
 	switch {
-	case isTerminating(lifecycle),
-		ec2State == ec2types.InstanceStateNameTerminated,
+	case ec2State == ec2types.InstanceStateNameTerminated,
 		ec2State == ec2types.InstanceStateNameShuttingDown:
+		return cluster.InstanceTerminated
+	case isTerminating(lifecycle) && lifecycle != string(astypes.LifecycleStateTerminated) && ec2State == ec2types.InstanceStateNameRunning:
+		// Terminating:Wait, held by a lifecycle hook: the instance may
+		// still serve while it drains.
+		return cluster.InstanceTerminating
+	case isTerminating(lifecycle):
 		return cluster.InstanceTerminated
 	case ec2State == ec2types.InstanceStateNameStopping:
 		return cluster.InstanceStopping

@@ -159,7 +159,7 @@ func TestInstancesListsGroupAcrossPages(t *testing.T) {
 		{ID: "i-1", Address: "10.0.0.1", State: cluster.InstanceRunning, Region: "us-east-1", Zone: "us-east-1a"},
 		{ID: "i-2", Address: "10.0.0.2", State: cluster.InstancePending, Region: "us-east-1", Zone: "us-east-1a"},
 		{ID: "i-3", Address: "10.0.0.3", State: cluster.InstanceRunning, Region: "us-east-1", Zone: "us-east-1a"},
-		{ID: "i-4", Address: "10.0.0.4", State: cluster.InstanceTerminated, Region: "us-east-1", Zone: "us-east-1a"},
+		{ID: "i-4", Address: "10.0.0.4", State: cluster.InstanceTerminating, Region: "us-east-1", Zone: "us-east-1a"},
 		{ID: "i-5", State: cluster.InstanceTerminated, Region: "us-east-1", Zone: "us-east-1a"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -322,9 +322,10 @@ func TestInstanceState(t *testing.T) {
 		{"Pending:Proceed", "running", cluster.InstanceRunning},
 		{"Pending", "pending", cluster.InstancePending},
 		{"InService", "pending", cluster.InstancePending},
-		{"Terminating", "running", cluster.InstanceTerminated},
-		{"Terminating:Wait", "running", cluster.InstanceTerminated},
-		{"Terminating:Proceed", "running", cluster.InstanceTerminated},
+		{"Terminating", "running", cluster.InstanceTerminating},
+		{"Terminating:Wait", "running", cluster.InstanceTerminating},
+		{"Terminating:Proceed", "running", cluster.InstanceTerminating},
+		{"Terminating:Wait", "stopping", cluster.InstanceTerminated},
 		{"Terminated", "running", cluster.InstanceTerminated},
 		{"InService", "shutting-down", cluster.InstanceTerminated},
 		{"InService", "terminated", cluster.InstanceTerminated},

@@ -95,7 +95,8 @@ func Read(path string) (File, error) {
 			return File{}, fmt.Errorf("group file %s: instance %q has address %q, not an IP address", path, inst.ID, inst.Address)
 		}
 		switch inst.State {
-		case cluster.InstancePending, cluster.InstanceRunning, cluster.InstanceStopping, cluster.InstanceStopped, cluster.InstanceTerminated:
+		case cluster.InstancePending, cluster.InstanceRunning, cluster.InstanceStopping, cluster.InstanceStopped,
+			cluster.InstanceTerminating, cluster.InstanceTerminated:
 		default:
 			return File{}, fmt.Errorf("group file %s: instance %q has unknown state %q", path, inst.ID, inst.State)
 		}
