@@ -183,7 +183,6 @@ func terminatedMember(members []Member, group []Instance) (Member, bool) {
 	return *found, true
 }
 
-
 func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 	if plan, ok := decideOnDeadOffer(in); ok {
 		return plan
