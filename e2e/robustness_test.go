@@ -72,6 +72,8 @@ var catalogue = []fault{
 	{name: "partition-during-join", inject: func(r *faultRun) error { return r.replace(r.follower, true) }},
 	{name: "churn", inject: func(r *faultRun) error { return r.churn() }},
 	{name: "crash-whole-group", inject: func(r *faultRun) error { return r.crashAll() }},
+	{name: "disk-full", inject: func(r *faultRun) error { return r.diskFull(r.follower) }},
+	{name: "partition-during-leave", inject: func(r *faultRun) error { return r.partitionDuringLeave(r.follower) }},
 }
 
 func TestRobustness(t *testing.T) {
