@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -121,11 +122,20 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known 
 		r.log.Warn("keeping the raft log's entries past its recorded commit index: a majority may have acknowledged them",
 			"entries", kept)
 	}
-	proc, err := r.launcher.launch(ctx, cluster.LaunchForced(r.self.ID, r.peerURL(), r.clusterName()))
+	// The forced etcd is a cluster of one on data that may lack writes the
+	// lost members acknowledged: it must serve no client, so it listens on
+	// a port of its own, which only this appliance knows.
+	port, err := freePort(r.bindAddress())
+	if err != nil {
+		return nil, fmt.Errorf("recovering on the local data: %w", err)
+	}
+	launch := cluster.LaunchForced(r.self.ID, r.peerURL(), r.clusterName())
+	launch.ClientPort = port
+	proc, err := r.launcher.launch(ctx, launch)
 	if err != nil {
 		return nil, err
 	}
-	revision, err := r.waitLeading(ctx, proc)
+	err = r.waitLeading(ctx, proc, r.launcher.spec(launch).ClientURL())
 	if stopErr := proc.Stop(r.cfg.StopTimeout); err == nil {
 		err = stopErr
 	}
@@ -133,6 +143,13 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known 
 		return nil, fmt.Errorf("recovering on the local data: %w", err)
 	}
 	db := filepath.Join(r.data.etcd(), "member", "snap", "db")
+	// The revision of the stopped etcd's database, not the one it had
+	// when it first led: it applied more since (expired leases at least).
+	st, err := snapshot.NewV3(zap.NewNop()).Status(db)
+	if err != nil {
+		return nil, fmt.Errorf("recovering on the local data: reading %s: %w", db, err)
+	}
+	revision := st.Revision
 	offer, err := r.restoreFile(ctx, db, revision, known, true, "this instance's data")
 	if err != nil {
 		return nil, err
@@ -146,19 +163,28 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known 
 	return r.launcher.launch(ctx, cluster.LaunchNewCluster(r.self.ID, r.peerURL(), offer.Token))
 }
 
-// waitLeading waits until the local etcd leads (a one-member cluster does
-// at once) and returns its revision.
-func (r *recovery) waitLeading(ctx context.Context, proc etcdProcess) (int64, error) {
-	c, err := r.dial([]string{r.clientURL()})
+// waitLeading waits until the local etcd, serving on url, leads (a
+// one-member cluster does at once): it then applied all its log holds.
+func (r *recovery) waitLeading(ctx context.Context, proc etcdProcess, url string) error {
+	c, err := r.dial([]string{url})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer c.Close()
-	st, err := awaitStatus(ctx, c, r.clientURL(), proc, etcdReadyTimeout, etcdStatus.Leads)
-	if err != nil {
-		return 0, fmt.Errorf("etcd did not lead its one-member cluster: %w", err)
+	if _, err := awaitStatus(ctx, c, url, proc, etcdReadyTimeout, etcdStatus.Leads); err != nil {
+		return fmt.Errorf("etcd did not lead its one-member cluster: %w", err)
 	}
-	return st.Revision, nil
+	return nil
+}
+
+// freePort is a TCP port free on address now.
+func freePort(address string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // restore restores the plan's snapshot into a new one-member cluster, its

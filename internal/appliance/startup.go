@@ -60,6 +60,9 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
 		InitialCluster:          slices.Clone(launch.InitialCluster),
 	}
+	if launch.ClientPort != 0 {
+		spec.ClientPort = launch.ClientPort
+	}
 	return spec
 }
 

@@ -22,6 +22,9 @@ type Launch struct {
 	// ForceNewCluster makes etcd drop every other member from the data's
 	// membership: the first step of a survivor's recovery (§4.6).
 	ForceNewCluster bool `json:"force_new_cluster,omitempty"`
+	// ClientPort, when not 0, replaces the instance's client port: a
+	// survivor's forced etcd listens where no client looks for it.
+	ClientPort int `json:"client_port,omitempty"`
 	// Voters are the voters of the member's cluster as etcd will start
 	// it, recorded with the member's identity (nil: keep the recorded ones).
 	Voters []string `json:"voters,omitempty"`
