@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"sync"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
@@ -12,21 +13,41 @@ import (
 // heard of, even after that leader lost its quorum and stepped down (etcd
 // runs raft with CheckQuorum), so it would report a leader forever while the
 // cluster has none, and never take part in a recovery.
-func leaderOfLocal(ctx context.Context, c etcdAPI, st etcdStatus) cluster.ID {
+//
+// etcd refuses a learner every member list, so the leader is looked for
+// among candidates, the client URLs of the group's other instances: the
+// one whose status says it is that member and leads.
+func leaderOfLocal(ctx context.Context, c etcdAPI, st etcdStatus, candidates []string) cluster.ID {
 	if st.Leader == 0 || !st.IsLearner {
 		return st.Leader
 	}
-	view, err := c.LocalMembers(ctx)
-	if err != nil {
+	found := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for _, url := range candidates {
+		wg.Go(func() {
+			if lst, err := c.Status(ctx, url); err == nil && lst.MemberID == st.Leader && lst.Leads() {
+				once.Do(func() { close(found) })
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-found:
+		return st.Leader
+	default:
 		return 0
 	}
-	for _, m := range view.Members {
-		if m.ID != st.Leader || !m.Started() {
-			continue
-		}
-		if lst, err := c.Status(ctx, m.ClientURLs[0]); err == nil && lst.Leads() {
-			return st.Leader
+}
+
+// peerClientURLs are the client URLs of the group's other instances, as
+// last listed.
+func (n *node) peerClientURLs() []string {
+	var out []string
+	for _, inst := range n.groups.last() {
+		if inst.ID != n.self.ID && inst.Address != "" && !inst.State.Gone() {
+			out = append(out, n.ports.ClientURL("http", inst.Address))
 		}
 	}
-	return 0
+	return out
 }

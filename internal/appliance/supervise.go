@@ -107,7 +107,7 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 		s.log.Debug("local etcd not answering", "err", err)
 		return s.leaderless(ctx, proc, s.peerState().ClusterID)
 	}
-	st.Leader = leaderOfLocal(ctx, c, st)
+	st.Leader = leaderOfLocal(ctx, c, st, s.peerClientURLs())
 	s.publish(st)
 	s.refreshMarker(ctx, c, st)
 	if st.Leader == 0 {

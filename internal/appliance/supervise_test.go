@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
 )
@@ -30,7 +32,18 @@ func TestLearnerOfALostLeaderHasNoLeader(t *testing.T) {
 			self := selfMember(a, 0xd)
 			self.IsLearner = true
 			f := newFakeEtcd([]cluster.Member{leader, self})
+			// As etcd does: a learner is refused every member list.
+			f.fail["LocalMembers"] = []error{rpctypes.ErrGRPCNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner}
+			f.fail["Members"] = []error{rpctypes.ErrGRPCNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner}
 			f.status[a.clientURL()] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xd, Leader: 0xa, IsLearner: true}
+			// The leader is found among the group's instances.
+			a.groups.group.(*fakeGroup).instances = []cluster.Instance{
+				{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning},
+				{ID: leader.Name, Address: leader.Name, State: cluster.InstanceRunning},
+			}
+			if _, err := a.groups.list(context.Background(), 0); err != nil {
+				t.Fatal(err)
+			}
 			if tc.leaderLeads {
 				f.status[clientURL(leader)] = etcdStatus{ClusterID: f.clusterID, MemberID: 0xa, Leader: 0xa}
 			} else {
