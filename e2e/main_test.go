@@ -64,21 +64,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newGroup creates an empty group in t's temp dir. On failure, the tails of
-// every instance's log are printed; the group is closed at the end of t.
+// newGroup creates an empty group on loopback addresses in t's temp dir.
+// On failure, the tails of every instance's log are printed; the group is
+// closed at the end of t.
 func newGroup(t *testing.T, extraArgs ...string) *fleet.Group {
+	t.Helper()
+	return newGroupWith(t, fleet.Options{Args: extraArgs})
+}
+
+// newNetnsGroup is newGroup with every instance in its own network
+// namespace, for the tests that cut the network between instances. It
+// needs root, ip and nft (make netlab-deps), and fails, naming what is
+// missing, without them.
+func newNetnsGroup(t *testing.T, extraArgs ...string) *fleet.Group {
+	t.Helper()
+	return newGroupWith(t, fleet.Options{Args: extraArgs, Netns: true})
+}
+
+// newGroupWith creates an empty group as opts say, with the test binary,
+// the fast flags before opts.Args, a temp dir and the test's log.
+func newGroupWith(t *testing.T, opts fleet.Options) *fleet.Group {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts real appliance processes")
 	}
 	dir := t.TempDir() // registered first, so removed after the group closes
 	lw := &testLogWriter{t: t}
-	g, err := fleet.New(fleet.Options{
-		Binary: binary,
-		Dir:    dir,
-		Args:   append(append([]string(nil), fastFlags...), extraArgs...),
-		Logger: slog.New(slog.NewTextHandler(lw, nil)),
-	})
+	opts.Binary, opts.Dir = binary, dir
+	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
+	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
+	g, err := fleet.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
