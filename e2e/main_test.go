@@ -64,15 +64,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newGroup creates an empty group in t's temp dir. On failure, the tails of
-// every instance's log are printed; the group is closed at the end of t.
+// newGroup creates an empty group on loopback addresses in t's temp dir.
+// On failure, the tails of every instance's log are printed; the group is
+// closed at the end of t.
 func newGroup(t *testing.T, extraArgs ...string) *fleet.Group {
 	t.Helper()
 	return newGroupWith(t, fleet.Options{Args: extraArgs})
 }
 
-// newGroupWith is newGroup with options of the fleet (Netns, ...); opts.Args
-// come after fastFlags.
+// newNetnsGroup is newGroup with every instance in its own network
+// namespace, for the tests that cut the network between instances. It
+// needs root, ip and nft (make netlab-deps), and fails, naming what is
+// missing, without them.
+func newNetnsGroup(t *testing.T, extraArgs ...string) *fleet.Group {
+	t.Helper()
+	return newGroupWith(t, fleet.Options{Args: extraArgs, Netns: true})
+}
+
+// newGroupWith creates an empty group as opts say, with the test binary,
+// the fast flags before opts.Args, a temp dir and the test's log.
 func newGroupWith(t *testing.T, opts fleet.Options) *fleet.Group {
 	t.Helper()
 	if testing.Short() {

@@ -11,11 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -670,4 +673,242 @@ func setMarkerRevision(t *testing.T, inst *fleet.Instance, rev int64) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRecoveryPastAStrandedLearner: a member that is a learner when the
+// quorum is lost for good must not hold the recovery. A learner never
+// campaigns, so its etcd names the lost leader forever; an appliance that
+// took that for a leader would never look at the group again and would
+// publish its old view of it, while a recovery waits for one agreed view.
+// Three voters and a learner D: the leader and a follower are terminated, a
+// new instance is launched, the other follower recovers from its data, D
+// and the new instance join it, and every acknowledged write is there.
+//
+// A joiner is a learner for a few hundred milliseconds only: its appliance
+// promotes it as soon as its etcd serves, and the housekeeper promotes any
+// learner that serves. The network holds D there instead of a timing. D's
+// peer port is cut while it joins, so its etcd can neither catch up nor
+// publish itself, and it serves nothing before it has. Once the join has
+// started etcd for the last time, that etcd is stopped (SIGSTOP) while the
+// peer cut gives way to client-port cuts: D's appliance can't reach the
+// voters to promote it, the voters can't reach D to find it healthy. D's
+// etcd continues, publishes itself as a learner, and D's appliance is
+// killed and started again on its data, a plain restart that never
+// promotes. The client cuts stay until the quorum is gone.
+func TestRecoveryPastAStrandedLearner(t *testing.T) {
+	g := newNetnsGroup(t, "--dr-grace", drGrace.String())
+	ctx := testContext(t, 4*time.Minute)
+	voters, _ := startConverged(t, ctx, g, 3)
+	putKeys(t, ctx, g, "acked", 100)
+	before := settled(t, ctx, g, 3)
+	// The survivor is a follower: the leader D names is among the lost.
+	var survivor *fleet.Instance
+	var lost []*fleet.Instance
+	for _, m := range before.Members {
+		if !m.Leader && survivor == nil {
+			survivor = g.Instance(m.Name)
+		} else {
+			lost = append(lost, g.Instance(m.Name))
+		}
+	}
+	if survivor == nil || len(lost) != 2 {
+		t.Fatalf("no follower to survive in %s", fleet.Summarize(before))
+	}
+
+	added, err := g.Add(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := added[0]
+	client, peer := cluster.DefaultPorts.Client, cluster.DefaultPorts.Peer
+	for _, v := range voters {
+		if err := g.CutBoth(d.ID, v.ID, peer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Start(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.Client(ctx, ids(voters)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// D is added as a learner, and its etcd, which could not publish itself
+	// within the join's grace, was started the second and last time: the
+	// join now only waits for it to serve, to promote it.
+	var etcdPID int
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		m, err := memberAt(ctx, c, d.PeerURL())
+		if err != nil || m == nil {
+			return false, fmt.Sprintf("%s not added yet (%v)", d, err)
+		}
+		etcdPID, _ = d.EtcdPID()
+		n := etcdLaunches(t, d)
+		return n >= 2 && etcdPID != 0, fmt.Sprintf("learner %x added; etcd launched %d times, pid %d", m.ID, n, etcdPID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(etcdPID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.HealAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range voters {
+		if err := g.CutBoth(d.ID, v.ID, client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(etcdPID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// D's etcd catches up and publishes itself, a learner that follows the
+	// leader.
+	var learner *etcdserverpb.Member
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		m, err := memberAt(ctx, c, d.PeerURL())
+		if err != nil || m == nil {
+			return false, fmt.Sprintf("%s not listed (%v)", d, err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		dst, err := c.Status(sctx, d.ClientURL())
+		if err != nil {
+			return false, fmt.Sprintf("%s's etcd: %v", d, err)
+		}
+		learner = m
+		return m.Name == d.ID && m.IsLearner && dst.Leader != 0,
+			fmt.Sprintf("member %x name %q learner %t, leader %x", m.ID, m.Name, m.IsLearner, dst.Leader)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A restart on its data starts a member, which never promotes. The
+	// client cuts stay until the quorum is gone: the killed appliance's
+	// promotion requests, queued in its sockets, outlive it.
+	if err := g.Kill(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := g.Client(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	// D's appliance watches its etcd, which serves again: it published
+	// itself anew through the leader.
+	err = fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+		ps, err := g.Peer(ctx, d.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		dst, err := dc.Status(sctx, d.ClientURL())
+		if err != nil {
+			return false, fmt.Sprintf("%s's etcd: %v", d, err)
+		}
+		return ps.Phase == cluster.PhaseRunning && ps.MemberID == cluster.ID(learner.ID) && dst.Leader != 0,
+			fmt.Sprintf("%s: phase %s, member %s, etcd's leader %x", d.ID, ps.Phase, ps.MemberID, dst.Leader)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := memberAt(ctx, c, d.PeerURL()); err != nil || m == nil || !m.IsLearner {
+		t.Fatalf("%s before the loss: member %v (err %v), want a learner: something promoted it, and the test no longer strands a learner", d, m, err)
+	}
+
+	for _, inst := range lost {
+		if err := g.Terminate(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lostAt := time.Now()
+	// The loss left D a learner of the lost cluster whose etcd still names
+	// a leader: the case under test.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	dst, err := dc.Status(sctx, d.ClientURL())
+	cancel()
+	if err != nil || !dst.IsLearner || dst.Leader == 0 {
+		t.Fatalf("%s's etcd after the loss: %v (err %v), want a learner that names a leader", d, dst, err)
+	}
+	sc, err := g.Client(ctx, survivor.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := sc.MemberList(lctx, clientv3.WithSerializable())
+	cancel()
+	sc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range resp.Members {
+		if m.Name == d.ID && !m.IsLearner {
+			t.Fatalf("the survivor %s lists %s as a voter of the lost cluster: the test no longer strands a learner", survivor.ID, d.ID)
+		}
+	}
+	t.Logf("quorum lost: %s and %s terminated; %s is a learner whose etcd names leader %x", lost[0].ID, lost[1].ID, d.ID, dst.Leader)
+	if err := g.HealAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Launch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// D's appliance no longer takes its etcd's word for a leader: it takes
+	// part in the recovery.
+	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = fleet.Poll(nctx, 100*time.Millisecond, func() (bool, string) {
+		ps, err := g.Peer(nctx, d.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !ps.HasLeader, fmt.Sprintf("%s still reports a leader, its etcd's lost leader %x", d.ID, dst.Leader)
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := waitConverged(t, ctx, g, 3)
+	t.Logf("serving 3 voters again %s after the loss (--dr-grace %s)", time.Since(lostAt).Round(time.Millisecond), drGrace)
+	if after.ClusterID == before.ClusterID {
+		t.Errorf("cluster id %s kept: the recovered cluster is a new one", after.ClusterID)
+	}
+	memberByName(t, after, survivor.ID)
+	memberByName(t, after, d.ID)
+	checkKeysOnEach(t, ctx, g, "acked", 100)
+	if log := g.LogTail(survivor.ID, 2000); !strings.Contains(log, "recovering the cluster from this instance's data") {
+		t.Errorf("the survivor %s did not recover from its data:\n%s", survivor.ID, log)
+	}
+}
+
+// memberAt returns the member with peerURL, from a linearizable member
+// list; nil when none has it.
+func memberAt(ctx context.Context, c *clientv3.Client, peerURL string) (*etcdserverpb.Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range resp.Members {
+		if slices.Contains(m.PeerURLs, peerURL) {
+			return m, nil
+		}
+	}
+	return nil, nil
+}
+
+// etcdLaunches counts the times inst's appliance started etcd, by its log.
+func etcdLaunches(t *testing.T, inst *fleet.Instance) int {
+	t.Helper()
+	raw, err := os.ReadFile(inst.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(raw), `msg="starting etcd"`)
 }
