@@ -276,8 +276,14 @@ func TestAWSFreshASG(t *testing.T) {
 		if m.PeerURL != "" && m.PeerURL != inst.PeerURL() {
 			t.Errorf("%s: member peer URL %s, want %s", id, m.PeerURL, inst.PeerURL())
 		}
-		if code, _, err := g.Get(ctx, id, "/readyz"); err != nil || code != http.StatusOK {
-			t.Errorf("%s: /readyz answered %d (err %v)", id, code, err)
+		// Ready follows the member's own next look at its etcd, a moment
+		// after the cluster's status shows it a healthy voter.
+		err := fleet.Poll(ctx, 100*time.Millisecond, func() (bool, string) {
+			code, _, err := g.Get(ctx, id, "/readyz")
+			return err == nil && code == http.StatusOK, fmt.Sprintf("/readyz answered %d (err %v)", code, err)
+		})
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
 		}
 		if code, body, err := g.Get(ctx, id, "/metrics"); err != nil || code != http.StatusOK {
 			t.Errorf("%s: /metrics answered %d (err %v)", id, code, err)
