@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -246,4 +248,90 @@ func checkWritten(t *testing.T, ctx context.Context, g *fleet.Group, id, prefix 
 	if lost > 0 {
 		t.Errorf("%s lost %d of %d acknowledged writes", id, lost, n)
 	}
+}
+
+// TestVersionGateRefusesAJoin: a cluster of the bundled etcd 3.6 refuses
+// an instance of etcd 3.5 (older than its cluster version) and one whose
+// etcd claims 3.8 (two minors ahead): each says why in its status and
+// metric, and the membership stays as it was.
+func TestVersionGateRefusesAJoin(t *testing.T) {
+	g := newGroup(t)
+	ctx := testContext(t, 8*time.Minute)
+	bctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	older, err := testcluster.BuildEtcd(bctx, upgradeFrom)
+	cancel()
+	if err != nil {
+		t.Fatalf("no etcd %s to join with: %v", upgradeFrom, err)
+	}
+	// An etcd that claims a version two minors ahead of the bundled one
+	// and is the bundled one: only the gate can tell them apart.
+	ahead := filepath.Join(t.TempDir(), "etcd-3.8")
+	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.8.0'; exit 0; fi\nexec " + binary + " etcd \"$@\"\n"
+	if err := os.WriteFile(ahead, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, st := startConverged(t, ctx, g, 3)
+	waitClusterVersion(t, ctx, g, "3.6.0")
+
+	for _, tt := range []struct{ etcd, why string }{
+		{older, "older than the cluster version 3.6"},
+		{ahead, "2 minors ahead of the cluster version 3.6"},
+	} {
+		joiner, err := g.LaunchNWith(ctx, 1, "--etcd-binary", tt.etcd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := joiner[0].ID
+		wctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+		var last string
+		err = fleet.Poll(wctx, 200*time.Millisecond, func() (bool, string) {
+			s, err := g.StatusOf(wctx, id)
+			if err != nil {
+				return false, err.Error()
+			}
+			last = s.Waiting
+			return strings.Contains(s.Waiting, tt.why), fmt.Sprintf("%s waits: %q", id, s.Waiting)
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("the join of %s was not refused saying %q: %v", tt.etcd, tt.why, err)
+		}
+		t.Logf("%s: %s", id, last)
+		if v := metricValue(t, ctx, joiner[0], "etcd_appliance_join_version_refused"); v != "1" {
+			t.Errorf("etcd_appliance_join_version_refused = %q on %s, want 1", v, id)
+		}
+		now, err := g.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameMembers(t, st, now)
+		if err := g.Terminate(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// metricValue is the value of an unlabelled metric an instance's
+// appliance serves, "" when it serves none of that name.
+func metricValue(t *testing.T, ctx context.Context, inst *fleet.Instance, name string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, inst.APIURL()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
