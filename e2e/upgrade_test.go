@@ -179,7 +179,7 @@ func startWriter(ctx context.Context, c *clientv3.Client, prefix string) *writer
 			// A write refused for 30 s is an outage, not a blip.
 			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 			err := fleet.Poll(wctx, 20*time.Millisecond, func() (bool, string) {
-				pctx, pcancel := context.WithTimeout(wctx, 2*time.Second)
+				pctx, pcancel := context.WithTimeout(wctx, time.Second)
 				defer pcancel()
 				_, err := c.Put(pctx, keyName(prefix, i), keyValue(prefix, i))
 				return err == nil, fmt.Sprint(err)

@@ -63,7 +63,7 @@ func BuildEtcd(ctx context.Context, version string) (string, error) {
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = src
 		// Outside any workspace, resolving the module's own requirements.
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("building etcd %s: go %s: %w\n%s", version, strings.Join(args, " "), err, b)
 		}
