@@ -110,15 +110,3 @@ func CheckJoinVersion(in JoinVersions) error {
 	return refuse("etcd %s is older than the cluster version %s: etcd refuses an older member unless a downgrade to %s is enabled (etcdctl downgrade enable)",
 		joiner, clusterV.MinorString(), joiner.MinorString())
 }
-
-// NewerMinor reports whether version is a minor ahead of the cluster
-// version: a member that runs it is the first of an upgrade.
-func NewerMinor(version, clusterVersion string) bool {
-	v, err1 := ParseVersion(version)
-	c, err2 := ParseVersion(clusterVersion)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	ahead, ok := v.minorsAhead(c)
-	return ok && ahead > 0
-}
