@@ -148,9 +148,14 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
 		return nil, nil, 1
 	}
+	etcdVersion, err := etcdVersionOf(ctx, cfg.EtcdBinary, etcdCmd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance %s: learning the version of --etcd-binary: %v\n", name, err)
+		return nil, nil, 1
+	}
 	return appliance.New(appliance.Options{
 		Config: cfg, Logger: logger.With("component", name), Identity: ident, Group: group,
-		EtcdCommand: etcdCmd, EtcdVersion: bundledEtcdVersion(), Registry: registry, Store: store,
+		EtcdCommand: etcdCmd, EtcdVersion: etcdVersion, Registry: registry, Store: store,
 	}), cfg, 0
 }
 

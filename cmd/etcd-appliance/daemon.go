@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
@@ -41,13 +42,17 @@ func runDaemon(ctx context.Context, args []string) int {
 		return 2
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
-	logger.Info("etcd-appliance starting", "version", version, "etcd_version", bundledEtcdVersion(), "provider", cfg.Provider)
-
 	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
 	if err != nil {
 		logger.Error("cannot find the etcd to run", "err", err)
 		return 1
 	}
+	etcdVersion, err := etcdVersionOf(ctx, cfg.EtcdBinary, etcdCmd)
+	if err != nil {
+		logger.Error("cannot learn the version of the etcd to run", "etcd_binary", cfg.EtcdBinary, "err", err)
+		return 1
+	}
+	logger.Info("etcd-appliance starting", "version", version, "etcd_version", etcdVersion, "provider", cfg.Provider)
 	registry := prometheus.NewRegistry()
 	ident, group, dns, dnsSpec, err := newProvider(ctx, cfg, logger, registry)
 	if err != nil {
@@ -76,7 +81,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Identity:     ident,
 		Group:        group,
 		EtcdCommand:  etcdCmd,
-		EtcdVersion:  bundledEtcdVersion(),
+		EtcdVersion:  etcdVersion,
 		Registry:     registry,
 		DNS:          dns,
 		DNSSpec:      dnsSpec,
@@ -144,6 +149,16 @@ func etcdCommand(external string) ([]string, error) {
 		return nil, fmt.Errorf("locating the appliance's own binary: %w", err)
 	}
 	return []string{self, "etcd"}, nil
+}
+
+// etcdVersionOf is the version of the etcd the appliance runs: the
+// bundled one's is compiled in; an external one is asked (`--version`),
+// since the version gate of a join needs it before that etcd starts.
+func etcdVersionOf(ctx context.Context, external string, etcdCmd []string) (string, error) {
+	if external == "" {
+		return bundledEtcdVersion(), nil
+	}
+	return etcd.BinaryVersion(ctx, etcdCmd)
 }
 
 func newLogger(format, level string) *slog.Logger {

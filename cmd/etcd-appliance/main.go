@@ -24,7 +24,7 @@
 //	--data-dir /var/lib/etcd-appliance
 //	--address ""                      IP to serve on (default: the instance's address)
 //	--client-port 2379 --peer-port 2380 --metrics-port 2381 --api-port 2378
-//	--etcd-binary ""                  external etcd instead of the bundled one
+//	--etcd-binary ""                  external etcd instead of the bundled one (its version: `<binary> --version`)
 //	--etcd-flag ""                    extra etcd flag, repeatable
 //	--reconcile-interval 5s           leader housekeeping period
 //	--startup-interval 500ms          how often a starting instance looks again

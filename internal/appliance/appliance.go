@@ -120,7 +120,8 @@ func New(opts Options) *Appliance {
 		restarts:  etcd.DefaultBackoff(),
 	}
 	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw, dns: dns,
-		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond}
+		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond,
+		etcdVersion: opts.EtcdVersion}
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
 		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,
@@ -219,10 +220,12 @@ func (a *Appliance) prepare(ctx context.Context) (release func(), err error) {
 
 // startFailed logs why a plan could not be applied: expected refusals while
 // the cluster settles at Debug (etcd refuses new members until its members
-// were connected for 5 s, or another joins), anything else at Warn.
+// were connected for 5 s, or another joins), and the version gate's, which
+// it logs itself once, anything else at Warn.
 func (a *Appliance) startFailed(ctx context.Context, err error) {
 	level := slog.LevelWarn
-	if errors.Is(err, errPlanChanged) || errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrTooManyLearners) {
+	if errors.Is(err, errPlanChanged) || errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrTooManyLearners) ||
+		errors.Is(err, cluster.ErrVersionRefused) {
 		level = slog.LevelDebug
 	}
 	a.log.Log(ctx, level, "starting etcd failed; looking again", "err", err)

@@ -216,6 +216,85 @@ func TestJoinDropsAPlanThatChangedUnderTheLock(t *testing.T) {
 	}
 }
 
+// TestJoinVersionGate: a join whose etcd the cluster could not run with,
+// or that would skip a minor, is refused under the lock before any change
+// (a rejoin's removal of its old member included), and says so in the
+// status and a metric until a join passes the gate.
+func TestJoinVersionGate(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		own       string
+		versions  clusterVersions
+		rejoin    bool
+		wantWhy   string // "": joins
+		wantCalls []string
+	}{
+		{name: "one minor ahead joins", own: "3.6.16", versions: clusterVersions{Cluster: "3.5.0"},
+			wantCalls: []string{"Lock", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
+		{name: "two minors ahead is refused", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"},
+			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Unlock"}},
+		{name: "a refused rejoin keeps its old member", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"}, rejoin: true,
+			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Unlock"}},
+		{name: "older is refused", own: "3.5.36", versions: clusterVersions{Cluster: "3.6.0"},
+			wantWhy: "older than the cluster version 3.6", wantCalls: []string{"Lock", "Members", "Unlock"}},
+		{name: "older joins while a downgrade to it is enabled", own: "3.5.36",
+			versions:  clusterVersions{Cluster: "3.6.0", DowngradeTarget: "3.5.0"},
+			wantCalls: []string{"Lock", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
+		{name: "an undecided cluster version is refused", own: "3.6.16", versions: clusterVersions{Cluster: "not_decided"},
+			wantWhy: "not decided", wantCalls: []string{"Lock", "Members", "Unlock"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAppliance(t)
+			a.starter.etcdVersion = tt.own
+			ms := []cluster.Member{clustertest.Member(0xb, false), clustertest.Member(0xc, false)}
+			if tt.rejoin {
+				ms = append(ms, selfMember(a, 0xa))
+			}
+			f := newFakeEtcd(ms)
+			delete(f.status, a.clientURL())
+			f.versions = tt.versions
+			l := joining(t, a, f, 1)
+			in, plan := joinInputs(t, a, f)
+			if want := map[bool]cluster.StartupAction{false: cluster.Join, true: cluster.Rejoin}[tt.rejoin]; plan.Action != want {
+				t.Fatalf("plan %s (%s), want %s", plan.Action, plan.Reason, want)
+			}
+			_, err := a.starter.apply(context.Background(), in, plan)
+			if got := f.log(false); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls %q, want %q", got, tt.wantCalls)
+			}
+			waiting, _ := a.waitingFor()
+			if tt.wantWhy == "" {
+				if err != nil || len(l.launches) != 1 || waiting != "" || gauge(t, a.metrics.versionRefused) != 0 {
+					t.Fatalf("apply = %v, %d launches, waiting %q; want joined", err, len(l.launches), waiting)
+				}
+				return
+			}
+			if !errors.Is(err, cluster.ErrVersionRefused) || !strings.Contains(err.Error(), tt.wantWhy) {
+				t.Fatalf("apply = %v, want a version refusal saying %q", err, tt.wantWhy)
+			}
+			if len(l.launches) != 0 {
+				t.Errorf("etcd started despite the refusal")
+			}
+			if !strings.Contains(waiting, tt.wantWhy) || gauge(t, a.metrics.versionRefused) != 1 {
+				t.Errorf("waiting %q, etcd_appliance_join_version_refused %v; want the refusal published", waiting, gauge(t, a.metrics.versionRefused))
+			}
+			// The next round's plan is a join again: the status keeps saying why.
+			if got := a.starter.waitReason(plan); got != waiting {
+				t.Errorf("next wait reason %q, want %q", got, waiting)
+			}
+			// Once the cluster is at a version that fits, the join goes through.
+			f.versions = clusterVersions{Cluster: tt.own}
+			f.calls = nil
+			if _, err := a.starter.apply(context.Background(), in, plan); err != nil {
+				t.Fatalf("apply at a fitting cluster version = %v", err)
+			}
+			if w, _ := a.waitingFor(); a.starter.versionRefusal != "" || gauge(t, a.metrics.versionRefused) != 0 {
+				t.Errorf("after joining: refusal %q (waiting %q), gauge %v; want cleared", a.starter.versionRefusal, w, gauge(t, a.metrics.versionRefused))
+			}
+		})
+	}
+}
+
 func TestRejoinRemovesTheOldMemberFirst(t *testing.T) {
 	a := testAppliance(t)
 	f := newFakeEtcd([]cluster.Member{selfMember(a, 0xa), clustertest.Member(0xb, false), clustertest.Member(0xc, false)})

@@ -2,15 +2,18 @@ package appliance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -57,6 +60,9 @@ type etcdAPI interface {
 	RoleHolder(ctx context.Context) (name string, lease int64, err error)
 	// RevokeLease ends a lease, and the keys it keeps, at once.
 	RevokeLease(ctx context.Context, lease int64) error
+	// Versions are the cluster version and any downgrade in progress, as
+	// the first member that answers tells them.
+	Versions(ctx context.Context) (clusterVersions, error)
 	// Snapshot streams a snapshot of the endpoint's database.
 	Snapshot(ctx context.Context) (io.ReadCloser, error)
 	// UserKeys counts the keys outside the appliance's own prefix.
@@ -79,6 +85,16 @@ type etcdStatus struct {
 	Errors  []string
 	Version string
 	DBSize  int64
+}
+
+// clusterVersions are what the version gate of a join reads from the
+// cluster.
+type clusterVersions struct {
+	// Cluster is etcd's cluster version, the lowest minor its members run.
+	Cluster string
+	// DowngradeTarget is the version an enabled downgrade goes to, "" when
+	// none is (etcd before 3.6 tells of none).
+	DowngradeTarget string
 }
 
 // Leads reports whether the member that answered leads its cluster.
@@ -217,6 +233,50 @@ func (e *etcdClient) Status(ctx context.Context, endpoint string) (etcdStatus, e
 		RaftTerm: resp.RaftTerm, IsLearner: resp.IsLearner, Errors: resp.Errors, Version: resp.Version,
 		DBSize: resp.DbSize,
 	}, nil
+}
+
+// Versions reads the cluster version from a member's /version, which is
+// the one place etcd serves it, and an enabled downgrade from its status.
+func (e *etcdClient) Versions(ctx context.Context) (clusterVersions, error) {
+	var errs []error
+	for _, ep := range e.c.Endpoints() {
+		v, err := e.versionsAt(ctx, ep)
+		if err == nil {
+			return v, nil
+		}
+		errs = append(errs, err)
+	}
+	return clusterVersions{}, fmt.Errorf("reading the cluster version: %w", errors.Join(errs...))
+}
+
+func (e *etcdClient) versionsAt(ctx context.Context, endpoint string) (clusterVersions, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/version", nil)
+	if err != nil {
+		return clusterVersions{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return clusterVersions{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return clusterVersions{}, fmt.Errorf("GET %s/version: %s", endpoint, resp.Status)
+	}
+	var vs version.Versions
+	if err := json.NewDecoder(resp.Body).Decode(&vs); err != nil {
+		return clusterVersions{}, fmt.Errorf("GET %s/version: %w", endpoint, err)
+	}
+	st, err := e.c.Status(ctx, endpoint)
+	if err != nil {
+		return clusterVersions{}, err
+	}
+	out := clusterVersions{Cluster: vs.Cluster}
+	if d := st.DowngradeInfo; d != nil && d.Enabled {
+		out.DowngradeTarget = d.TargetVersion
+	}
+	return out, nil
 }
 
 func (e *etcdClient) Snapshot(ctx context.Context) (io.ReadCloser, error) { return e.c.Snapshot(ctx) }

@@ -42,13 +42,15 @@ type fakeEtcd struct {
 	tenures  []*fakeTenure
 	campaign chan struct{}
 	deaf     bool
+	// versions answer Versions; newFakeEtcd's cluster runs 3.6.
+	versions clusterVersions
 }
 
 var _ etcdAPI = (*fakeEtcd)(nil)
 
 func newFakeEtcd(ms []cluster.Member) *fakeEtcd {
 	f := &fakeEtcd{members: slices.Clone(ms), clusterID: 0xc1, status: map[string]etcdStatus{},
-		fail: map[string][]error{}, nextID: 0xf00}
+		fail: map[string][]error{}, nextID: 0xf00, versions: clusterVersions{Cluster: "3.6.0"}}
 	for _, m := range ms {
 		if m.Started() {
 			f.status[m.ClientURLs[0]] = etcdStatus{ClusterID: f.clusterID, MemberID: m.ID, Leader: ms[0].ID}
@@ -287,6 +289,16 @@ func (t *fakeTenure) revoke() {
 func (t *fakeTenure) expire() {
 	t.revoke()
 	close(t.done)
+}
+
+// Versions is not logged, as Status is not by default: the gate only reads.
+func (f *fakeEtcd) Versions(context.Context) (clusterVersions, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("Versions"); err != nil {
+		return clusterVersions{}, err
+	}
+	return f.versions, nil
 }
 
 func (f *fakeEtcd) Snapshot(context.Context) (io.ReadCloser, error) {

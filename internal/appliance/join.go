@@ -35,6 +35,11 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 	if err != nil {
 		return nil, err
 	}
+	// Before any change: a refused join leaves the cluster as it was, the
+	// member it would replace included.
+	if err := s.versionGate(ctx, c); err != nil {
+		return nil, err
+	}
 	if plan.RemoveMember != 0 {
 		if err := s.removeOld(ctx, c, view, group, plan); err != nil {
 			return nil, err
@@ -87,6 +92,36 @@ func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInpu
 		return nil, nil, errPlanChanged
 	}
 	return view, group, nil
+}
+
+// versionGate refuses to join a cluster whose etcd this instance's could
+// not run with, or would skip a minor of (cluster.CheckJoinVersion). A
+// refusal is published as what the instance waits for, and as a metric,
+// until a join passes the gate.
+func (s *starter) versionGate(ctx context.Context, c etcdAPI) error {
+	vs, err := c.Versions(ctx)
+	if err != nil {
+		return fmt.Errorf("version gate: %w", err)
+	}
+	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: s.etcdVersion, Cluster: vs.Cluster,
+		DowngradeTarget: vs.DowngradeTarget})
+	if err != nil {
+		if why := "not joining: " + err.Error(); why != s.versionRefusal {
+			s.log.Warn("the version gate refuses to join the cluster", "err", err, "etcd_version", s.etcdVersion,
+				"cluster_version", vs.Cluster, "downgrade_target", vs.DowngradeTarget)
+		}
+		s.versionRefusal = "not joining: " + err.Error()
+		s.metrics.versionRefused.Set(1)
+		s.setWaiting(s.versionRefusal, s.unanswered)
+		return err
+	}
+	if s.versionRefusal != "" {
+		s.log.Info("the version gate lets this instance join now", "etcd_version", s.etcdVersion,
+			"cluster_version", vs.Cluster, "downgrade_target", vs.DowngradeTarget)
+	}
+	s.versionRefusal = ""
+	s.metrics.versionRefused.Set(0)
+	return nil
 }
 
 // removeOld removes the member the plan replaces (this instance's old

@@ -17,6 +17,8 @@ type metrics struct {
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
 	drainHeld    prometheus.Gauge
+	// versionRefused is 1 while the version gate refuses this instance's join.
+	versionRefused prometheus.Gauge
 
 	recoveries      *prometheus.CounterVec
 	lostRevisions   prometheus.Gauge
@@ -71,8 +73,13 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_drain_held",
 			Help: "1 while this terminating instance holds its lifecycle hook because the rest of the cluster is not at full strength (the drain budget).",
 		}),
+		versionRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_join_version_refused",
+			Help: "1 while this instance's join is refused because its etcd is more than one minor ahead of the cluster version, or older than it (the version gate).",
+		}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
+		m.versionRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)

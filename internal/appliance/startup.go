@@ -275,6 +275,11 @@ type starter struct {
 	// publishGrace is how long a joined etcd may take to serve clients
 	// before it is restarted to publish itself again.
 	publishGrace time.Duration
+	// etcdVersion is the version of the etcd this instance runs, which the
+	// version gate of a join checks; versionRefusal is the gate's last
+	// refusal, "" once a join passed it.
+	etcdVersion    string
+	versionRefusal string
 }
 
 // run loops over the startup plan until etcd runs.
@@ -287,7 +292,7 @@ func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 		}
 		plan := cluster.DecideStartup(in)
 		s.logPlan(plan)
-		s.setWaiting(waitReason(plan), s.unanswered)
+		s.setWaiting(s.waitReason(plan), s.unanswered)
 		if plan.Action == cluster.AbandonOffer {
 			// Nothing starts: with the offer gone, the next plan is an
 			// ordinary one.
@@ -365,12 +370,16 @@ func (s *starter) trackUnanswered(group []cluster.Instance, peers map[string]clu
 	s.warned = warned
 }
 
-// waitReason is what a waiting plan waits for, "" for a plan that acts.
-func waitReason(plan cluster.StartupPlan) string {
-	if plan.Action != cluster.Wait {
-		return ""
+// waitReason is what a waiting plan waits for, "" for a plan that acts;
+// a join the version gate refused last time waits for a version that fits.
+func (s *starter) waitReason(plan cluster.StartupPlan) string {
+	switch plan.Action {
+	case cluster.Wait:
+		return plan.Reason
+	case cluster.Join, cluster.Rejoin, cluster.ReplaceStale, cluster.ResumeJoin:
+		return s.versionRefusal
 	}
-	return plan.Reason
+	return ""
 }
 
 // logPlan logs a plan once at Info; repeats of the same plan go to Debug.

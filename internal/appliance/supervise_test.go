@@ -111,7 +111,7 @@ func TestSilentInstanceIsReported(t *testing.T) {
 	if got := gauge(t, a.metrics.waiting.unansweredSeconds); got != 120 {
 		t.Errorf("etcd_appliance_peer_unanswered_seconds = %v, want 120", got)
 	}
-	a.setWaiting(waitReason(plan), a.starter.unanswered)
+	a.setWaiting(a.starter.waitReason(plan), a.starter.unanswered)
 	// No etcd answers here: the status says so at once.
 	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()

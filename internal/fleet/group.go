@@ -88,6 +88,9 @@ type Instance struct {
 	// Netns is the network namespace the appliance runs in, empty in
 	// loopback mode.
 	Netns string
+	// args are this instance's own flags of `etcd-appliance run`, after
+	// the group's Options.Args (LaunchNWith).
+	args []string
 
 	g    *Group
 	proc *process // guarded by g.mu; nil before the first start
@@ -332,10 +335,22 @@ func (g *Group) Launch(ctx context.Context) (*Instance, error) {
 // LaunchN adds n instances to the group file in one write and starts all
 // their appliances at once, as an autoscaling group does.
 func (g *Group) LaunchN(ctx context.Context, n int) ([]*Instance, error) {
+	return g.LaunchNWith(ctx, n)
+}
+
+// LaunchNWith is LaunchN with flags of these instances' own after the
+// group's Options.Args, as a launch template changed between launches
+// (another --etcd-binary: a rolling upgrade).
+func (g *Group) LaunchNWith(ctx context.Context, n int, args ...string) ([]*Instance, error) {
 	insts, err := g.Add(n)
 	if err != nil {
 		return nil, err
 	}
+	g.mu.Lock()
+	for _, inst := range insts {
+		inst.args = slices.Clone(args)
+	}
+	g.mu.Unlock()
 	if err := g.Start(ctx, ids(insts)...); err != nil {
 		return insts, err
 	}
@@ -506,6 +521,7 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 	args = append(args, g.opts.Args...)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	args = append(args, inst.args...)
 	if g.closed {
 		return nil, errors.New("fleet: group is closed")
 	}

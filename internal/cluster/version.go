@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Version is an etcd release. etcd's compatibility goes by minor: a cluster
+// runs at its cluster version, the lowest minor of its members, and a member
+// may be at most one minor ahead of it.
+type Version struct {
+	Major, Minor, Patch int
+}
+
+// ParseVersion reads an etcd version as etcd prints it ("3.5.21",
+// "v3.6.0", "3.6.0-rc.1", a cluster version "3.5.0", or "3.5"). Anything
+// after the patch (a pre-release, build metadata) is ignored: patches never
+// matter to compatibility.
+func ParseVersion(s string) (Version, error) {
+	t := strings.TrimPrefix(strings.TrimSpace(s), "v")
+	if i := strings.IndexAny(t, "-+"); i >= 0 {
+		t = t[:i]
+	}
+	parts := strings.Split(t, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Version{}, fmt.Errorf("etcd version %q is not major.minor[.patch]", s)
+	}
+	nums := make([]int, 3)
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return Version{}, fmt.Errorf("etcd version %q is not major.minor[.patch]", s)
+		}
+		nums[i] = n
+	}
+	return Version{Major: nums[0], Minor: nums[1], Patch: nums[2]}, nil
+}
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
+
+// MinorString is the version's minor, as etcd's cluster version names it.
+func (v Version) MinorString() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// minorsAhead is how many minors v is ahead of o (negative: behind); ok is
+// false across majors, between which etcd has no upgrade path.
+func (v Version) minorsAhead(o Version) (n int, ok bool) {
+	if v.Major != o.Major {
+		return 0, false
+	}
+	return v.Minor - o.Minor, true
+}
+
+// ErrVersionRefused is the version gate's refusal of a join: the joining
+// etcd could not run in the cluster, or would skip a minor.
+var ErrVersionRefused = errors.New("etcd version refused")
+
+// JoinVersions are the inputs of the version gate.
+type JoinVersions struct {
+	// Joiner is the version of the etcd the joining instance would run.
+	Joiner string
+	// Cluster is the cluster version ("etcdcluster" of a member's /version):
+	// the lowest minor its members run, "not_decided" until etcd decided it.
+	Cluster string
+	// DowngradeTarget is the version an etcd downgrade in progress goes to
+	// (etcdctl downgrade enable), "" when none is.
+	DowngradeTarget string
+}
+
+// CheckJoinVersion is the version gate of a join (§4.7): it returns nil
+// when an etcd of in.Joiner may become a member of a cluster at
+// in.Cluster, and otherwise an error wrapping ErrVersionRefused that says
+// why. Patches never matter. Up to one minor ahead is an upgrade, which
+// etcd supports one minor at a time; more would skip a minor. Behind the
+// cluster version the member would be refused by etcd itself (it never
+// lowers the cluster version on its own), unless a downgrade to the
+// joiner's minor is in progress. A version not known for sure refuses: the
+// gate never lets through what it cannot read.
+func CheckJoinVersion(in JoinVersions) error {
+	refuse := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrVersionRefused, fmt.Sprintf(format, a...))
+	}
+	joiner, err := ParseVersion(in.Joiner)
+	if err != nil {
+		return refuse("the version of this instance's etcd is unknown (%v)", err)
+	}
+	clusterV, err := ParseVersion(in.Cluster)
+	if err != nil {
+		return refuse("the cluster version %q is not decided or not readable", in.Cluster)
+	}
+	ahead, ok := joiner.minorsAhead(clusterV)
+	switch {
+	case !ok:
+		return refuse("etcd %s and the cluster version %s are of different majors", joiner, clusterV.MinorString())
+	case ahead > 1:
+		return refuse("etcd %s is %d minors ahead of the cluster version %s: upgrade one minor at a time (%d.%d first)",
+			joiner, ahead, clusterV.MinorString(), clusterV.Major, clusterV.Minor+1)
+	case ahead >= 0:
+		return nil
+	}
+	if target, err := ParseVersion(in.DowngradeTarget); in.DowngradeTarget != "" && err == nil &&
+		target.MinorString() == joiner.MinorString() && ahead == -1 {
+		return nil
+	}
+	if in.DowngradeTarget != "" {
+		return refuse("etcd %s is older than the cluster version %s and the downgrade in progress goes to %s, not to %s",
+			joiner, clusterV.MinorString(), in.DowngradeTarget, joiner.MinorString())
+	}
+	return refuse("etcd %s is older than the cluster version %s: etcd refuses an older member unless a downgrade to %s is enabled (etcdctl downgrade enable)",
+		joiner, clusterV.MinorString(), joiner.MinorString())
+}
