@@ -17,6 +17,7 @@ type metrics struct {
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
 	drainHeld    prometheus.Gauge
+	launchHook   *prometheus.CounterVec
 
 	recoveries      *prometheus.CounterVec
 	lostRevisions   prometheus.Gauge
@@ -71,8 +72,13 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_drain_held",
 			Help: "1 while this terminating instance holds its lifecycle hook because the rest of the cluster is not at full strength (the drain budget).",
 		}),
+		launchHook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_appliance_launch_hook_result",
+			Help: "How this instance completed its group's launch hook: CONTINUE (a healthy voter), ABANDON (not one within --launch-timeout: the group terminates it), or failed (the call kept failing).",
+		}, []string{"result"}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
+		m.launchHook,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
