@@ -86,7 +86,8 @@ type Provider struct {
 	mu   sync.Mutex
 	self *Metadata // cached: an instance's identity never changes
 	name string    // cached group name, once found
-	// hooks are the group's lifecycle hooks by transition, once looked up.
+	// hooks are the group's lifecycle hooks by transition, each looked up
+	// once.
 	hooks map[string][]string
 	// known is EC2's view of the instances in service, by id, and
 	// lastFullDescribe when EC2 was last asked about all of them.

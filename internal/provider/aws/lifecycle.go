@@ -135,33 +135,40 @@ func (p *Provider) eachHook(ctx context.Context, transition, what string, call f
 }
 
 // hooksOn are the group's hooks on transition: for termination the
-// configured one, else those the group has. The group's hooks are looked
-// up once.
+// configured one, else those the group has. Each transition's hooks are
+// looked up once, when first needed: the launch gate's look-up, early in
+// an instance's life, does not fix the termination hooks, which may be
+// added later.
 func (p *Provider) hooksOn(ctx context.Context, group, transition string) ([]string, error) {
 	if transition == terminatingTransition && p.hookName != "" {
 		return []string{p.hookName}, nil
 	}
 	p.mu.Lock()
-	all := p.hooks
+	hooks, known := p.hooks[transition]
 	p.mu.Unlock()
-	if all == nil {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := p.lc.DescribeLifecycleHooks(cctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("listing the lifecycle hooks of group %s: %w", group, err)
-		}
-		all = map[string][]string{}
-		for _, h := range out.LifecycleHooks {
-			t := aws.ToString(h.LifecycleTransition)
-			all[t] = append(all[t], aws.ToString(h.LifecycleHookName))
-		}
-		p.log.Info("lifecycle hooks", "group", group, "launching", all[launchingTransition], "terminating", all[terminatingTransition])
-		p.mu.Lock()
-		p.hooks = all
-		p.mu.Unlock()
+	if known {
+		return hooks, nil
 	}
-	return all[transition], nil
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	out, err := p.lc.DescribeLifecycleHooks(cctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("listing the lifecycle hooks of group %s: %w", group, err)
+	}
+	hooks = []string{}
+	for _, h := range out.LifecycleHooks {
+		if aws.ToString(h.LifecycleTransition) == transition {
+			hooks = append(hooks, aws.ToString(h.LifecycleHookName))
+		}
+	}
+	p.log.Info("lifecycle hooks", "group", group, "transition", transition, "hooks", hooks)
+	p.mu.Lock()
+	if p.hooks == nil {
+		p.hooks = map[string][]string{}
+	}
+	p.hooks[transition] = hooks
+	p.mu.Unlock()
+	return hooks, nil
 }
 
 // noActionInProgress recognizes Auto Scaling's answer for a hook that holds

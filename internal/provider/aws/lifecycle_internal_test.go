@@ -108,9 +108,9 @@ func TestCompleteWithoutActionInProgressIsDone(t *testing.T) {
 }
 
 // TestLaunchHooksApartFromTerminationHooks: the launch path completes the
-// group's launch hooks only, with the result it is given, and shares one
-// look-up of the hooks with the termination path; --lifecycle-hook names a
-// termination hook and never restricts the launch hooks.
+// group's launch hooks only, with the result it is given, looking them up
+// once; --lifecycle-hook names a termination hook and never restricts the
+// launch hooks.
 func TestLaunchHooksApartFromTerminationHooks(t *testing.T) {
 	p := fakeProvider(fakeASG{instances: inGroup}, ec2Pages())
 	lc := &fakeHooks{hooks: []astypes.LifecycleHook{
@@ -166,5 +166,25 @@ func TestCompleteLaunchWithoutHookOrAction(t *testing.T) {
 	}
 	if err := p.CompleteLaunch(context.Background(), provider.LaunchContinue); err != nil {
 		t.Errorf("CompleteLaunch without an action in progress = %v, want done", err)
+	}
+}
+
+// TestTerminationHooksAddedAfterTheLaunch: the launch gate looks the hooks
+// up early in the instance's life; a termination hook added later is still
+// found when the instance drains.
+func TestTerminationHooksAddedAfterTheLaunch(t *testing.T) {
+	p := fakeProvider(fakeASG{instances: inGroup}, ec2Pages())
+	lc := &fakeHooks{hooks: []astypes.LifecycleHook{hook("launch", launchingTransition)}}
+	p.lc = lc
+	ctx := context.Background()
+	if err := p.CompleteLaunch(ctx, provider.LaunchContinue); err != nil {
+		t.Fatal(err)
+	}
+	lc.hooks = append(lc.hooks, hook("drain", terminatingTransition))
+	if err := p.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"launch", "drain"}; !reflect.DeepEqual(lc.completed, want) {
+		t.Errorf("completed %v, want %v", lc.completed, want)
 	}
 }
