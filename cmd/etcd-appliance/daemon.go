@@ -75,6 +75,8 @@ func runDaemon(ctx context.Context, args []string) int {
 	}
 	// The aws provider holds terminations with lifecycle hooks (§4.5).
 	lifecycle, _ := group.(provider.Lifecycle)
+	// and holds new instances out of service until they are voters.
+	launch, _ := group.(provider.Launch)
 	a := appliance.New(appliance.Options{
 		Config:       cfg,
 		Logger:       logger.With("component", "appliance"),
@@ -88,6 +90,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Firewall:     fw,
 		FirewallSpec: fwSpec,
 		Lifecycle:    lifecycle,
+		Launch:       launch,
 		Store:        store,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {

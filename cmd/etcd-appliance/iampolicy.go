@@ -19,7 +19,7 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
 	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
-	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5)")
+	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5), and launches with one it completes once a healthy voter")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -32,6 +32,7 @@
 //	--learner-timeout 2m              an added member that never started is removed after this
 //	--stop-timeout 20s                etcd's grace after SIGTERM before SIGKILL
 //	--leave-on-shutdown never         never: keep membership on SIGTERM; always: remove this member first
+//	--launch-timeout 15m              aws: a new instance not a healthy voter by then abandons the group's launch hook
 //	--quota-backend-bytes 2147483648
 //	--auto-compaction-retention 1h
 //	--hosted-zone ""                  Route53 zone for the SRV/A records (aws; the seed's HOSTED_ZONE works too)

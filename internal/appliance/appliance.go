@@ -2,8 +2,8 @@
 // type that owns its memory: the starter (startup plan, §4.2), the
 // supervisor of the running etcd member, the housekeeper (§4.4) and the
 // snapshotter (§4.6) that run where the housekeeper role is held (an etcd
-// lease election), the drainer of a terminating instance (§4.5), and
-// the HTTP API that peers and operators read. What they share — who the
+// lease election), the launch gate of a new instance, the drainer of a
+// terminating instance (§4.5), and the HTTP API that peers and operators read. What they share — who the
 // instance is, its data dir, its published state — is the node.
 //
 // Every cycle is gather (I/O) → decide (pure, internal/cluster) → apply
@@ -65,6 +65,9 @@ type Options struct {
 	// leaves the cluster before it lets the termination go on; nil: the
 	// provider has no termination hooks.
 	Lifecycle provider.Lifecycle
+	// Launch holds the group's launch hook until the instance is a
+	// healthy voter; nil: the provider has no launch hooks.
+	Launch provider.Launch
 }
 
 // Appliance is the daemon of one instance: its loops, wired together.
@@ -79,7 +82,8 @@ type Appliance struct {
 	snapshots   *snapshotter
 	recovery    *recovery
 	leaver      *leaver
-	drainer     *drainer // nil: the provider has no termination hooks
+	drainer     *drainer    // nil: the provider has no termination hooks
+	launchGate  *launchGate // nil: the provider has no launch hooks
 	restarts    etcd.Backoff
 }
 
@@ -130,6 +134,9 @@ func New(opts Options) *Appliance {
 		a.drainer = &drainer{node: n, lifecycle: opts.Lifecycle, leaver: a.leaver, dns: dns, snapshots: snaps,
 			times: defaultDrainTimes()}
 	}
+	if opts.Launch != nil {
+		a.launchGate = &launchGate{node: n, launch: opts.Launch, timeout: cfg.LaunchTimeout, times: defaultLaunchTimes()}
+	}
 	return a
 }
 
@@ -160,6 +167,17 @@ func (a *Appliance) Run(ctx context.Context) error {
 	defer stopRun(nil)
 	if a.drainer != nil {
 		go a.drainer.watch(run, stopRun)
+	}
+	if a.launchGate != nil {
+		gated := make(chan struct{})
+		go func() {
+			defer close(gated)
+			a.launchGate.run(run)
+		}()
+		defer func() {
+			stopRun(nil)
+			<-gated
+		}()
 	}
 	var delay time.Duration
 	for {

@@ -17,6 +17,7 @@ type metrics struct {
 	housekeeping prometheus.Counter
 	dnsChanges   prometheus.Counter
 	drainHeld    prometheus.Gauge
+	launchHook   *prometheus.CounterVec
 	// versionRefused is 1 while the version gate refuses this instance's join.
 	versionRefused prometheus.Gauge
 
@@ -77,9 +78,13 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_join_version_refused",
 			Help: "1 while this instance's join is refused because its etcd is more than one minor ahead of the cluster version, or older than it (the version gate).",
 		}),
+		launchHook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_appliance_launch_hook_result",
+			Help: "How this instance completed its group's launch hook: CONTINUE (a healthy voter), ABANDON (not one within --launch-timeout: the group terminates it), or failed (the call kept failing).",
+		}, []string{"result"}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
-		m.versionRefused,
+		m.versionRefused, m.launchHook,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)

@@ -76,6 +76,10 @@ type Config struct {
 	// LifecycleHook names the group's termination hook the instance
 	// completes once drained; empty: every termination hook of the group.
 	LifecycleHook string
+	// LaunchTimeout bounds how long a new instance may take to become a
+	// healthy voter before it abandons its group's launch hook, and so has
+	// the group terminate it.
+	LaunchTimeout time.Duration
 
 	// HostedZone is the Route53 zone of the cluster's records; empty
 	// publishes none.
@@ -125,6 +129,7 @@ func NewConfig() *Config {
 		LeaveOnShutdown:         LeaveNever,
 		BackupInterval:          5 * time.Minute,
 		DRGrace:                 5 * time.Minute,
+		LaunchTimeout:           15 * time.Minute,
 		RetainRecent:            retain.Recent,
 		RetainHourly:            retain.Hourly,
 		RetainDaily:             retain.Daily,
@@ -162,6 +167,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetainDaily, "retain-daily", c.RetainDaily, "keep the newest snapshot of each day younger than this")
 	fs.DurationVar(&c.DRGrace, "dr-grace", c.DRGrace, "how long a majority of the voters' instances must be gone from the group before the rest recover from the newest data")
 	fs.StringVar(&c.LifecycleHook, "lifecycle-hook", c.LifecycleHook, "aws provider: the Auto Scaling termination hook to complete once this instance has left the cluster (default: every termination hook of the group)")
+	fs.DurationVar(&c.LaunchTimeout, "launch-timeout", c.LaunchTimeout, "aws provider: how long a new instance may take to become a healthy voter before it completes the group's launch hook with ABANDON, and the group terminates it (CONTINUE as soon as it is one)")
 	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
 	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
 	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")
@@ -273,7 +279,7 @@ func (c *Config) Validate() error {
 		v    time.Duration
 	}{{"reconcile-interval", c.ReconcileInterval}, {"startup-interval", c.StartupInterval},
 		{"stale-grace", c.StaleGrace}, {"learner-timeout", c.LearnerTimeout}, {"stop-timeout", c.StopTimeout},
-		{"backup-interval", c.BackupInterval}, {"dr-grace", c.DRGrace}} {
+		{"backup-interval", c.BackupInterval}, {"dr-grace", c.DRGrace}, {"launch-timeout", c.LaunchTimeout}} {
 		if d.v <= 0 {
 			bad(d.name, "%s must be positive", d.v)
 		}

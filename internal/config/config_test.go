@@ -132,6 +132,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"zero startup interval", func(c *Config) { c.StartupInterval = 0 }, "--startup-interval", "positive"},
 		{"zero backup interval", func(c *Config) { c.BackupInterval = 0 }, "--backup-interval", "positive"},
 		{"negative dr grace", func(c *Config) { c.DRGrace = -time.Second }, "--dr-grace", "positive"},
+		{"zero launch timeout", func(c *Config) { c.LaunchTimeout = 0 }, "--launch-timeout", "positive"},
 		{"store without scheme", func(c *Config) { c.Store = "/var/backups" }, "--store", "file:///"},
 		{"store with relative path", func(c *Config) { c.Store = "file://backups" }, "--store", "absolute path"},
 		{"store with a bad bucket", func(c *Config) { c.Store = "s3://Bad_Bucket" }, "--store", "bucket"},
@@ -340,7 +341,7 @@ func TestRegisterFlags(t *testing.T) {
 		"--stop-timeout=5s", "--leave-on-shutdown=always", "--quota-backend-bytes=1024",
 		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
 		"--hosted-zone=example.org", "--dns-name=etcd", "--dns-ttl=30",
-		"--store=file:///tmp/s", "--backup-interval=1m", "--dr-grace=30s",
+		"--store=file:///tmp/s", "--backup-interval=1m", "--dr-grace=30s", "--launch-timeout=3m",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +354,7 @@ func TestRegisterFlags(t *testing.T) {
 		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
 		HostedZone: "example.org", DNSName: "etcd", DNSTTL: 30,
-		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second,
+		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second, LaunchTimeout: 3 * time.Minute,
 		RetainRecent: time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {

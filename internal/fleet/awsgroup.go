@@ -99,8 +99,12 @@ type AWSGroup struct {
 	awsFleet
 
 	// syncMu serializes Sync and TerminateInASG: each compares the group's
-	// listing with the processes and acts on the difference.
+	// listing with the processes and acts on the difference. It also
+	// guards releaseFlags.
 	syncMu sync.Mutex
+	// releaseFlags are flags of the appliances started from now on (see
+	// SetRelease).
+	releaseFlags []string
 
 	followMu sync.Mutex
 	follow   []func() // stops of the running Follow loops
@@ -529,7 +533,19 @@ func (g *AWSGroup) start(ctx context.Context, m machine) (*Instance, error) {
 	if g.opts.HostedZone != "" {
 		flags = append(flags, "--hosted-zone", g.opts.HostedZone)
 	}
+	flags = append(flags, g.releaseFlags...)
 	return g.startInstance(ctx, md, g.AWSEndpoint(), flags...)
+}
+
+// SetRelease gives the appliances that start from now on these flags,
+// before AWSOptions.Args: a new launch template version, which only the
+// instances launched after it get, as a rolling update or an instance
+// refresh brings (a bad one: a wrong --etcd-binary).
+func (g *AWSGroup) SetRelease(flags ...string) {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	g.releaseFlags = append([]string(nil), flags...)
+	g.log.Info("release set for the instances launched from now on", "flags", flags)
 }
 
 // TerminateInASG terminates an instance through the Auto Scaling API, as an

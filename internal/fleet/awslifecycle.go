@@ -18,22 +18,39 @@ import (
 // the test then terminates the instance through the group, as the hook's
 // CONTINUE would.
 
+//
+// The launch hook goes less far still: moto launches a new instance
+// InService at once, hook or not. The appliance completes the hook all
+// the same, and the fault proxy answers (and shows the test) its
+// CompleteLifecycleAction.
+
 // PutTerminationHook adds a termination lifecycle hook named name to the
 // group.
 func (g *AWSGroup) PutTerminationHook(ctx context.Context, name string) error {
+	return g.putHook(ctx, name, "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")
+}
+
+// PutLaunchHook adds a launch lifecycle hook named name to the group,
+// abandoning (terminating) an instance that does not complete it, as the
+// CloudFormation template's does.
+func (g *AWSGroup) PutLaunchHook(ctx context.Context, name string) error {
+	return g.putHook(ctx, name, "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON")
+}
+
+func (g *AWSGroup) putHook(ctx context.Context, name, transition, defaultResult string) error {
 	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
 	defer cancel()
 	_, err := g.asg.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
 		AutoScalingGroupName: sdkaws.String(g.name),
 		LifecycleHookName:    sdkaws.String(name),
-		LifecycleTransition:  sdkaws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+		LifecycleTransition:  sdkaws.String(transition),
 		HeartbeatTimeout:     sdkaws.Int32(120),
-		DefaultResult:        sdkaws.String("CONTINUE"),
+		DefaultResult:        sdkaws.String(defaultResult),
 	})
 	if err != nil {
 		return fmt.Errorf("fleet: putting lifecycle hook %s on group %s: %w", name, g.name, err)
 	}
-	g.log.Info("termination lifecycle hook put", "hook", name)
+	g.log.Info("lifecycle hook put", "hook", name, "transition", transition)
 	return nil
 }
 

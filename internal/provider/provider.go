@@ -49,6 +49,29 @@ type Lifecycle interface {
 	Complete(ctx context.Context) error
 }
 
+// LaunchResult ends an instance's launch lifecycle action.
+type LaunchResult string
+
+const (
+	// LaunchContinue lets the group put the instance in service.
+	LaunchContinue LaunchResult = "CONTINUE"
+	// LaunchAbandon has the group terminate the instance.
+	LaunchAbandon LaunchResult = "ABANDON"
+)
+
+// Launch is the instance's side of its group's launch hook (issue 10): the
+// group holds a new instance out of service until it says whether it
+// became a healthy voter, so that rolling updates advance one healthy
+// member at a time.
+type Launch interface {
+	// LaunchHeartbeat extends the hold while the instance joins.
+	LaunchHeartbeat(ctx context.Context) error
+	// CompleteLaunch ends the hold with result. An instance with no launch
+	// action in progress (it was not launched through a hook, or the
+	// action ended) has nothing to complete: that is no error.
+	CompleteLaunch(ctx context.Context, result LaunchResult) error
+}
+
 // DNS holds the cluster's records in a zone (§4.4). Implementations know the
 // cluster's cluster.DNSSpec and touch only the records it owns.
 type DNS interface {

@@ -44,6 +44,11 @@ type Fault struct {
 	// Body, with a 2xx Status, is the answer itself: the harness plays an
 	// API that moto lacks (see Answer).
 	Body string
+	// Observe, when set, is called with the parameters of each request the
+	// fault hits (the form of a query-protocol request), before the answer:
+	// the test sees the call at the moment the API would, while its caller
+	// waits.
+	Observe func(params url.Values)
 }
 
 // Answer is a successful answer of a service's query API to an action,
@@ -183,12 +188,15 @@ func (p *FaultProxy) Close() {
 
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	service := signingService(r.Header.Get("Authorization"))
-	action, err := requestAction(service, r)
+	action, params, err := requestAction(service, r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	f := p.match(service, action)
+	if f != nil && f.Observe != nil {
+		f.Observe(params)
+	}
 	if f != nil && f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
 		select {
@@ -267,39 +275,40 @@ var route53Actions = []struct {
 	{http.MethodGet, regexp.MustCompile(`^/[0-9-]+/change/[^/]+$`), "GetChange"},
 }
 
-// requestAction names the API action of a request. The form body of a
+// requestAction names the API action of a request, with its parameters
+// when it has a query or form (the query protocols). The form body of a
 // query-protocol request is read and put back for the backend.
-func requestAction(service string, r *http.Request) (string, error) {
+func requestAction(service string, r *http.Request) (string, url.Values, error) {
 	if target := r.Header.Get("X-Amz-Target"); target != "" {
 		_, action, _ := strings.Cut(target, ".")
-		return action, nil
+		return action, nil, nil
 	}
-	if a := r.URL.Query().Get("Action"); a != "" {
-		return a, nil
+	if q := r.URL.Query(); q.Get("Action") != "" {
+		return q.Get("Action"), q, nil
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
 		body, err := io.ReadAll(r.Body)
 		r.Body.Close()
 		if err != nil {
-			return "", fmt.Errorf("reading the request: %w", err)
+			return "", nil, fmt.Errorf("reading the request: %w", err)
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		form, err := url.ParseQuery(string(body))
 		if err == nil && form.Get("Action") != "" {
-			return form.Get("Action"), nil
+			return form.Get("Action"), form, nil
 		}
 	}
 	if service == "route53" || strings.HasPrefix(r.URL.Path, "/2013-04-01/") {
 		for _, a := range route53Actions {
 			if r.Method == a.method && a.path.MatchString(r.URL.Path) {
-				return a.action, nil
+				return a.action, nil, nil
 			}
 		}
 	}
 	if service == "" {
 		service = "unknown"
 	}
-	return service + " " + r.Method + " " + r.URL.Path, nil
+	return service + " " + r.Method + " " + r.URL.Path, nil, nil
 }
 
 // writeAWSError answers in the error format of the service's protocol:

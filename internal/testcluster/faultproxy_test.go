@@ -106,3 +106,43 @@ func assertAPIError(t *testing.T, err error, code string) {
 		t.Errorf("got %v, want an AWS error %s", err, code)
 	}
 }
+
+// TestFaultProxyAnswerObserves: an Answer plays an API moto lacks, and its
+// Observe sees each call's parameters before the caller gets the answer.
+func TestFaultProxyAnswerObserves(t *testing.T) {
+	backend := &fakeAWS{}
+	srv := httptest.NewServer(backend)
+	defer srv.Close()
+	p, err := StartFaultProxy(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var seen []url.Values
+	answer := Answer("autoscaling", "CompleteLifecycleAction")
+	answer.Observe = func(params url.Values) { seen = append(seen, params) }
+	p.Inject(answer)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	asg := autoscaling.NewFromConfig(sdkaws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: sdkaws.String(p.URL),
+	})
+	_, err = asg.CompleteLifecycleAction(ctx, &autoscaling.CompleteLifecycleActionInput{
+		AutoScalingGroupName:  sdkaws.String("g"),
+		LifecycleHookName:     sdkaws.String("launch"),
+		InstanceId:            sdkaws.String("i-1"),
+		LifecycleActionResult: sdkaws.String("ABANDON"),
+	})
+	if err != nil {
+		t.Fatalf("CompleteLifecycleAction through the answer: %v", err)
+	}
+	if len(seen) != 1 || seen[0].Get("InstanceId") != "i-1" || seen[0].Get("LifecycleActionResult") != "ABANDON" ||
+		seen[0].Get("LifecycleHookName") != "launch" {
+		t.Errorf("observed %v, want the one call's parameters", seen)
+	}
+	if len(backend.actions) != 0 {
+		t.Errorf("moto got %v, want nothing: the proxy answered", backend.actions)
+	}
+}

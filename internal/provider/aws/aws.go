@@ -86,8 +86,9 @@ type Provider struct {
 	mu   sync.Mutex
 	self *Metadata // cached: an instance's identity never changes
 	name string    // cached group name, once found
-	// hooks are the group's termination hooks, once looked up.
-	hooks []string
+	// hooks are the group's lifecycle hooks by transition, each looked up
+	// once.
+	hooks map[string][]string
 	// known is EC2's view of the instances in service, by id, and
 	// lastFullDescribe when EC2 was last asked about all of them.
 	known            map[string]ec2View

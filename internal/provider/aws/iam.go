@@ -8,8 +8,10 @@ type PolicyFeatures struct {
 	DNS bool
 	// HostedZoneID scopes the record changes to one zone; empty: any zone.
 	HostedZoneID string
-	// Lifecycle allows holding the instance's termination while it drains
-	// (a termination lifecycle hook, SPEC §4.5).
+	// Lifecycle allows completing the group's lifecycle hooks: holding
+	// the instance's termination while it drains (SPEC §4.5), and its
+	// launch until it is a healthy voter (the launch gate). Both make the
+	// same three calls.
 	Lifecycle bool
 	// StoreBucket is the S3 bucket of the snapshot store; empty: no bucket.
 	StoreBucket string
@@ -50,7 +52,9 @@ func Policy(f PolicyFeatures) PolicyDocument {
 	if f.Lifecycle {
 		// Lifecycle actions support resource-level permissions on the
 		// group, but the group's name is not known here: the
-		// CloudFormation template scopes them to its group.
+		// CloudFormation template scopes them to its group. The launch
+		// gate completes its hook with the same calls (the statement keeps
+		// its name, which the template shares).
 		doc.Statement = append(doc.Statement, PolicyStatement{
 			Sid:    "DrainBeforeTermination",
 			Effect: "Allow",

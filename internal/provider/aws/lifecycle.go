@@ -13,19 +13,27 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 )
 
-// terminatingTransition is the lifecycle transition of the hooks that hold
-// an instance's termination.
-const terminatingTransition = "autoscaling:EC2_INSTANCE_TERMINATING"
+// The lifecycle transitions of the hooks the appliance completes: a
+// termination hook holds the instance until it has left the cluster
+// (§4.5), a launch hook holds it out of service until it is a healthy
+// voter (issue 10).
+const (
+	terminatingTransition = "autoscaling:EC2_INSTANCE_TERMINATING"
+	launchingTransition   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+)
 
 // lifecycleAPI is the part of the Auto Scaling client that the lifecycle
-// hook path uses (SPEC §4.5).
+// hooks use: the termination hook (SPEC §4.5) and the launch hook.
 type lifecycleAPI interface {
 	DescribeLifecycleHooks(ctx context.Context, in *autoscaling.DescribeLifecycleHooksInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeLifecycleHooksOutput, error)
 	CompleteLifecycleAction(ctx context.Context, in *autoscaling.CompleteLifecycleActionInput, optFns ...func(*autoscaling.Options)) (*autoscaling.CompleteLifecycleActionOutput, error)
 	RecordLifecycleActionHeartbeat(ctx context.Context, in *autoscaling.RecordLifecycleActionHeartbeatInput, optFns ...func(*autoscaling.Options)) (*autoscaling.RecordLifecycleActionHeartbeatOutput, error)
 }
 
-var _ provider.Lifecycle = (*Provider)(nil)
+var (
+	_ provider.Lifecycle = (*Provider)(nil)
+	_ provider.Launch    = (*Provider)(nil)
+)
 
 // TargetState is the lifecycle state the group is moving this instance to,
 // from IMDS (autoscaling/target-lifecycle-state): "InService",
@@ -47,14 +55,7 @@ func (p *Provider) TargetState(ctx context.Context) (string, error) {
 // Heartbeat extends the timeout of this instance's termination hooks while
 // it drains.
 func (p *Provider) Heartbeat(ctx context.Context) error {
-	return p.eachTerminationHook(ctx, "recording a lifecycle heartbeat", func(ctx context.Context, group, hook, id string) error {
-		_, err := p.lc.RecordLifecycleActionHeartbeat(ctx, &autoscaling.RecordLifecycleActionHeartbeatInput{
-			AutoScalingGroupName: aws.String(group),
-			LifecycleHookName:    aws.String(hook),
-			InstanceId:           aws.String(id),
-		})
-		return err
-	})
+	return p.eachHook(ctx, terminatingTransition, "recording a lifecycle heartbeat", p.heartbeat)
 }
 
 // Complete lets the group go on terminating this instance: it completes
@@ -62,18 +63,48 @@ func (p *Provider) Heartbeat(ctx context.Context) error {
 // for the instance (it timed out, or the termination came without a hook)
 // is not an error.
 func (p *Provider) Complete(ctx context.Context) error {
-	return p.eachTerminationHook(ctx, "completing the lifecycle action", func(ctx context.Context, group, hook, id string) error {
+	return p.eachHook(ctx, terminatingTransition, "completing the lifecycle action", p.completeWith("CONTINUE"))
+}
+
+// LaunchHeartbeat extends the timeout of this instance's launch hooks
+// while it joins the cluster.
+func (p *Provider) LaunchHeartbeat(ctx context.Context) error {
+	return p.eachHook(ctx, launchingTransition, "recording a launch heartbeat", p.heartbeat)
+}
+
+// CompleteLaunch completes every launch hook of the group for this
+// instance with result: CONTINUE puts it in service, ABANDON has the group
+// terminate it. Without an action in progress (the instance was launched
+// before the hook existed, or this is a restart of its appliance) there is
+// nothing to complete, and that is no error.
+func (p *Provider) CompleteLaunch(ctx context.Context, result provider.LaunchResult) error {
+	return p.eachHook(ctx, launchingTransition, "completing the launch action "+string(result), p.completeWith(string(result)))
+}
+
+func (p *Provider) heartbeat(ctx context.Context, group, hook, id string) error {
+	_, err := p.lc.RecordLifecycleActionHeartbeat(ctx, &autoscaling.RecordLifecycleActionHeartbeatInput{
+		AutoScalingGroupName: aws.String(group),
+		LifecycleHookName:    aws.String(hook),
+		InstanceId:           aws.String(id),
+	})
+	return err
+}
+
+func (p *Provider) completeWith(result string) func(ctx context.Context, group, hook, id string) error {
+	return func(ctx context.Context, group, hook, id string) error {
 		_, err := p.lc.CompleteLifecycleAction(ctx, &autoscaling.CompleteLifecycleActionInput{
 			AutoScalingGroupName:  aws.String(group),
 			LifecycleHookName:     aws.String(hook),
 			InstanceId:            aws.String(id),
-			LifecycleActionResult: aws.String("CONTINUE"),
+			LifecycleActionResult: aws.String(result),
 		})
 		return err
-	})
+	}
 }
 
-func (p *Provider) eachTerminationHook(ctx context.Context, what string, call func(ctx context.Context, group, hook, id string) error) error {
+// eachHook calls call for every hook of the instance's group on
+// transition.
+func (p *Provider) eachHook(ctx context.Context, transition, what string, call func(ctx context.Context, group, hook, id string) error) error {
 	self, err := p.Metadata(ctx)
 	if err != nil {
 		return err
@@ -82,7 +113,7 @@ func (p *Provider) eachTerminationHook(ctx context.Context, what string, call fu
 	if err != nil {
 		return err
 	}
-	hooks, err := p.terminationHooks(ctx, group)
+	hooks, err := p.hooksOn(ctx, group, transition)
 	if err != nil {
 		return err
 	}
@@ -103,34 +134,39 @@ func (p *Provider) eachTerminationHook(ctx context.Context, what string, call fu
 	return errors.Join(errs...)
 }
 
-// terminationHooks are the group's hooks on termination: the configured
-// one, or those the group has. They are looked up once.
-func (p *Provider) terminationHooks(ctx context.Context, group string) ([]string, error) {
+// hooksOn are the group's hooks on transition: for termination the
+// configured one, else those the group has. Each transition's hooks are
+// looked up once, when first needed: the launch gate's look-up, early in
+// an instance's life, does not fix the termination hooks, which may be
+// added later.
+func (p *Provider) hooksOn(ctx context.Context, group, transition string) ([]string, error) {
+	if transition == terminatingTransition && p.hookName != "" {
+		return []string{p.hookName}, nil
+	}
 	p.mu.Lock()
-	hooks := p.hooks
+	hooks, known := p.hooks[transition]
 	p.mu.Unlock()
-	if hooks != nil {
+	if known {
 		return hooks, nil
 	}
-	if p.hookName != "" {
-		hooks = []string{p.hookName}
-	} else {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := p.lc.DescribeLifecycleHooks(cctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("listing the lifecycle hooks of group %s: %w", group, err)
-		}
-		hooks = []string{}
-		for _, h := range out.LifecycleHooks {
-			if aws.ToString(h.LifecycleTransition) == terminatingTransition {
-				hooks = append(hooks, aws.ToString(h.LifecycleHookName))
-			}
-		}
-		p.log.Info("termination lifecycle hooks", "group", group, "hooks", hooks)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	out, err := p.lc.DescribeLifecycleHooks(cctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("listing the lifecycle hooks of group %s: %w", group, err)
 	}
+	hooks = []string{}
+	for _, h := range out.LifecycleHooks {
+		if aws.ToString(h.LifecycleTransition) == transition {
+			hooks = append(hooks, aws.ToString(h.LifecycleHookName))
+		}
+	}
+	p.log.Info("lifecycle hooks", "group", group, "transition", transition, "hooks", hooks)
 	p.mu.Lock()
-	p.hooks = hooks
+	if p.hooks == nil {
+		p.hooks = map[string][]string{}
+	}
+	p.hooks[transition] = hooks
 	p.mu.Unlock()
 	return hooks, nil
 }
