@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os/exec"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -99,9 +100,12 @@ func waitLaunchCompleted(t *testing.T, o *launchObserver, instance, hook string,
 func TestAWSLaunchHook(t *testing.T) {
 	const hook = "etcd-appliance-launch"
 	const launchTimeout = 8 * time.Second
-	bad, err := exec.LookPath("false")
-	if err != nil {
-		t.Fatalf("a bad release needs an etcd that exits at once: %v", err)
+	// The bad release's etcd tells its version (the appliance reads it at
+	// start, and exits when it cannot) but exits at once when run.
+	bad := filepath.Join(t.TempDir(), "etcd-that-exits")
+	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then exec " + binary + " etcd --version; fi\nexit 1\n"
+	if err := os.WriteFile(bad, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	g, proxy := newFaultyAWSGroup(t, fleet.AWSOptions{Size: 3})
 	ctx := testContext(t, 4*time.Minute)
