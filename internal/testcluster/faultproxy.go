@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +113,10 @@ type FaultProxy struct {
 	faults   []*injection
 	calls    map[string]int // by action
 	injected map[string]int // by action
+	// lifecycle is the lifecycle state that Auto Scaling's listings say
+	// for an instance instead of moto's, by instance id (see
+	// SetLifecycleState).
+	lifecycle map[string]string
 }
 
 // StartFaultProxy serves a proxy to backend (moto's URL) on a free port of
@@ -121,10 +127,12 @@ func StartFaultProxy(backend string) (*FaultProxy, error) {
 		return nil, fmt.Errorf("testcluster: fault proxy backend %q is no URL", backend)
 	}
 	p := &FaultProxy{
-		backend:  httputil.NewSingleHostReverseProxy(u),
-		calls:    map[string]int{},
-		injected: map[string]int{},
+		backend:   httputil.NewSingleHostReverseProxy(u),
+		calls:     map[string]int{},
+		injected:  map[string]int{},
+		lifecycle: map[string]string{},
 	}
+	p.backend.ModifyResponse = p.rewriteLifecycle
 	p.srv = httptest.NewServer(p)
 	p.URL = p.srv.URL
 	return p, nil
@@ -180,6 +188,89 @@ func (p *FaultProxy) ResetCounts() {
 	p.injected = map[string]int{}
 }
 
+// SetLifecycleState makes Auto Scaling's listings of instances
+// (DescribeAutoScalingGroups, DescribeAutoScalingInstances) that pass the
+// proxy say state as the lifecycle state of instance id, whatever moto
+// says, until ClearLifecycleState. The harness plays with it a state that
+// moto never shows: Terminating:Wait, where a termination lifecycle hook
+// holds an instance that the group is terminating (moto terminates at
+// once). Once moto drops the instance from its listings, there is nothing
+// left to rewrite.
+func (p *FaultProxy) SetLifecycleState(id, state string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lifecycle[id] = state
+}
+
+// ClearLifecycleState lets moto's own lifecycle state of instance id
+// through again.
+func (p *FaultProxy) ClearLifecycleState(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.lifecycle, id)
+}
+
+// actionKey is the context key under which ServeHTTP hands the request's
+// action to the backend's ModifyResponse.
+type actionKey struct{}
+
+// rewriteLifecycle puts the states of SetLifecycleState into moto's
+// answers to the Auto Scaling listings.
+func (p *FaultProxy) rewriteLifecycle(resp *http.Response) error {
+	action, _ := resp.Request.Context().Value(actionKey{}).(string)
+	if action != "DescribeAutoScalingGroups" && action != "DescribeAutoScalingInstances" {
+		return nil
+	}
+	p.mu.Lock()
+	states := maps.Clone(p.lifecycle)
+	p.mu.Unlock()
+	if len(states) == 0 || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "" {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("reading moto's answer to %s: %w", action, err)
+	}
+	body = rewriteLifecycleStates(body, states)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// lifecycleElement is the lifecycle state of an instance in the XML of
+// the Auto Scaling listings.
+var lifecycleElement = regexp.MustCompile(`<LifecycleState>[^<]*</LifecycleState>`)
+
+// rewriteLifecycleStates sets the lifecycle state of the instances of
+// states in an Auto Scaling listing: each instance is a <member> element
+// that holds its <InstanceId> and its <LifecycleState>, and no element of
+// its own is a list (so its first </member> closes it).
+func rewriteLifecycleStates(body []byte, states map[string]string) []byte {
+	const end = "</member>"
+	var out bytes.Buffer
+	for rest := body; len(rest) > 0; {
+		k := bytes.Index(rest, []byte(end))
+		if k < 0 {
+			out.Write(rest)
+			break
+		}
+		chunk := rest[:k+len(end)]
+		rest = rest[k+len(end):]
+		for id, state := range states {
+			if bytes.Contains(chunk, []byte("<InstanceId>"+id+"</InstanceId>")) {
+				var b strings.Builder
+				_ = xml.EscapeText(&b, []byte(state))
+				chunk = lifecycleElement.ReplaceAllLiteral(chunk, []byte("<LifecycleState>"+b.String()+"</LifecycleState>"))
+				break
+			}
+		}
+		out.Write(chunk)
+	}
+	return out.Bytes()
+}
+
 // Close stops the proxy; requests in flight are cut off.
 func (p *FaultProxy) Close() {
 	p.srv.CloseClientConnections()
@@ -207,7 +298,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if f == nil || f.Status == 0 {
-		p.backend.ServeHTTP(w, r)
+		p.backend.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actionKey{}, action)))
 		return
 	}
 	if f.Status >= 200 && f.Status < 300 {

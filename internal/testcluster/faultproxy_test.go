@@ -146,3 +146,70 @@ func TestFaultProxyAnswerObserves(t *testing.T) {
 		t.Errorf("moto got %v, want nothing: the proxy answered", backend.actions)
 	}
 }
+
+// groupListing answers DescribeAutoScalingGroups with a group of two
+// instances InService, in the layout of moto's answer: lists of tags and
+// zones around the instances, each instance a <member> with its launch
+// template.
+type groupListing struct{}
+
+func (groupListing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	member := func(id string) string {
+		return `<member><InstanceId>` + id + `</InstanceId><InstanceType>t3.micro</InstanceType><AvailabilityZone>us-east-1a</AvailabilityZone>` +
+			`<LifecycleState>InService</LifecycleState><HealthStatus>Healthy</HealthStatus>` +
+			`<LaunchTemplate><LaunchTemplateId>lt-1</LaunchTemplateId><Version>1</Version></LaunchTemplate>` +
+			`<ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>`
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	_, _ = io.WriteString(w, `<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeAutoScalingGroupsResult><AutoScalingGroups><member>`+
+		`<AutoScalingGroupName>g</AutoScalingGroupName><AvailabilityZones><member>us-east-1a</member></AvailabilityZones>`+
+		`<Instances>`+member("i-1")+member("i-2")+`</Instances>`+
+		`<Tags><member><Key>k</Key><Value>v</Value><ResourceId>g</ResourceId></member></Tags>`+
+		`</member></AutoScalingGroups></DescribeAutoScalingGroupsResult></DescribeAutoScalingGroupsResponse>`)
+}
+
+// TestFaultProxyLifecycleState: the proxy makes Auto Scaling's listing say
+// the lifecycle state the harness plays for one instance, leaves the
+// others as moto says, and lets moto's through again once cleared.
+func TestFaultProxyLifecycleState(t *testing.T) {
+	srv := httptest.NewServer(groupListing{})
+	defer srv.Close()
+	p, err := StartFaultProxy(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	asg := autoscaling.NewFromConfig(sdkaws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: sdkaws.String(p.URL),
+	})
+	states := func() map[string]string {
+		t.Helper()
+		out, err := asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, g := range out.AutoScalingGroups {
+			for _, i := range g.Instances {
+				got[sdkaws.ToString(i.InstanceId)] = string(i.LifecycleState)
+			}
+			if n := len(g.Tags); n != 1 {
+				t.Errorf("the group has %d tags after the rewrite, want 1", n)
+			}
+		}
+		return got
+	}
+
+	p.SetLifecycleState("i-2", "Terminating:Wait")
+	if got := states(); got["i-1"] != "InService" || got["i-2"] != "Terminating:Wait" || len(got) != 2 {
+		t.Errorf("with i-2 terminating the listing says %v", got)
+	}
+	p.ClearLifecycleState("i-2")
+	if got := states(); got["i-1"] != "InService" || got["i-2"] != "InService" {
+		t.Errorf("once cleared the listing says %v, want moto's own", got)
+	}
+}
