@@ -55,6 +55,15 @@ func (g *groupLister) list(ctx context.Context, maxAge time.Duration) ([]cluster
 	return insts, nil
 }
 
+// desired is the group's desired capacity as its provider last listed it,
+// 0 when the provider does not know one.
+func (g *groupLister) desired() int {
+	if s, ok := g.group.(provider.Sized); ok {
+		return s.Desired()
+	}
+	return 0
+}
+
 // last is the last successful listing, nil when none succeeded yet.
 func (g *groupLister) last() []cluster.Instance {
 	g.mu.Lock()

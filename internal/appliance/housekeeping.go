@@ -102,6 +102,7 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 		Self:           h.self.ID,
 		GroupKnown:     gerr == nil,
 		Group:          group,
+		Desired:        h.groups.desired(),
 		Members:        view.Members,
 		Healthy:        healthy,
 		FirstSeen:      h.firstSeen,
@@ -146,7 +147,18 @@ func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, t tenure, in c
 		h.log.Warn("stale member removal postponed", "member", r.Member.ID, "err", err)
 		return nil
 	}
-	in.Members, in.Healthy = view.Members, healthyByID(memberHealth(ctx, c, view.Members, in.Group))
+	if in.Healthy[r.Member.ID] {
+		// Taking out a member that still serves obeys the drain budget,
+		// judged on a fresh listing: the group's newcomers and its
+		// desired capacity.
+		group, err := h.groups.list(ctx, 0)
+		if err != nil {
+			h.log.Info("stale member removal postponed: the group listing failed", "member", r.Member.ID, "err", err)
+			return nil
+		}
+		in.Group, in.Desired = h.terminations.withConfirmed(ctx, group, view.Members), h.groups.desired()
+	}
+	in.Members, in.Healthy = view.Members, withoutTerminated(healthyByID(memberHealth(ctx, c, view.Members, in.Group)), view.Members, in.Group)
 	again := cluster.DecideHousekeeping(in)
 	if again.Remove == nil || again.Remove.Member.ID != r.Member.ID {
 		h.log.Info("stale member removal dropped: the membership changed", "member", r.Member.ID, "name", r.Member.Name)

@@ -14,9 +14,6 @@ import (
 // leaveTimeout bounds one attempt to leave the cluster.
 const leaveTimeout = 15 * time.Second
 
-// drainListEvery is how old a group listing the drain budget accepts.
-const drainListEvery = 2 * time.Second
-
 // errNotMember: leaving, this instance is not (or no longer) a member.
 var errNotMember = errors.New("this instance is not a member")
 
@@ -83,8 +80,9 @@ func (l *leaver) leaveLocked(ctx context.Context, local, rest etcdAPI, reason st
 	}
 	group := l.groups.last()
 	if budget {
-		// The budget counts the group's newcomers: a listing seconds old.
-		if group, err = l.groups.list(ctx, drainListEvery); err != nil {
+		// The budget counts the group's newcomers and its desired
+		// capacity: a fresh listing, taken under the membership lock.
+		if group, err = l.groups.list(ctx, 0); err != nil {
 			return &cluster.Hold{Rule: cluster.RuleGroupUnknown, Name: l.self.ID,
 				Why: fmt.Sprintf("the group listing failed (%v): the drain budget cannot be judged", err)}
 		}
@@ -99,7 +97,7 @@ func (l *leaver) leaveLocked(ctx context.Context, local, rest etcdAPI, reason st
 		return plan.Refused
 	}
 	if budget {
-		if h := cluster.CheckDrain(view.Members, healthy, group, plan.Member); h != nil {
+		if h := cluster.CheckDrain(view.Members, healthy, group, l.groups.desired(), plan.Member); h != nil {
 			return h
 		}
 	}

@@ -28,6 +28,9 @@ type HousekeepingInputs struct {
 	LastCycle   time.Time
 	// Protected members are never removed (upgrade lock, §4.7).
 	Protected map[ID]bool
+	// Desired is the group's desired capacity, 0 when unknown: the drain
+	// budget counts against it (CheckDrain).
+	Desired int
 
 	StaleGrace     time.Duration
 	LearnerTimeout time.Duration
@@ -193,5 +196,5 @@ func refuseRemoval(in HousekeepingInputs, m Member) *Hold {
 	if h := CheckRemoval(in.Members, in.Healthy, m.ID); h != nil {
 		return h
 	}
-	return CheckDrain(in.Members, in.Healthy, in.Group, m.ID)
+	return CheckDrain(in.Members, in.Healthy, in.Group, in.Desired, m.ID)
 }

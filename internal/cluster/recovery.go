@@ -157,7 +157,9 @@ func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
 func instanceGone(group []Instance, id string) bool {
 	for _, inst := range group {
 		if inst.ID == id {
-			return inst.State.Gone()
+			// A terminating instance may still serve while its hook holds
+			// it: it is gone only once terminated.
+			return inst.State == InstanceTerminated
 		}
 	}
 	return true

@@ -98,9 +98,13 @@ func CheckRemoval(ms []Member, healthy map[ID]bool, id ID) *Hold {
 // before the next member goes), and no other serving voter whose instance
 // is leaving the group comes before it (the lower instance id goes first,
 // so that two instances the group terminates at once leave one after the
-// other). A learner, or a member that does not serve, costs nothing to
-// remove: CheckRemoval alone judges those.
-func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, id ID) *Hold {
+// other). When the group knows its desired capacity, the serving voters
+// that stay (neither the target nor leaving the group) must number at
+// least desired-1: a member that left before its replacement was even
+// listed is a disruption the listing alone does not show. A learner, or a
+// member that does not serve, costs nothing to remove: CheckRemoval alone
+// judges those.
+func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, desired int, id ID) *Hold {
 	target, ok := memberByID(ms, id)
 	if !ok || target.IsLearner || !healthy[id] {
 		return nil
@@ -129,6 +133,15 @@ func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, id ID) *Hold
 		if inst.State.InGroup() && inst.ID != target.Name && !names[inst.ID] {
 			return hold("instance %s of the group is not a member yet", inst.ID)
 		}
+	}
+	staying := 0
+	for _, m := range ms {
+		if m.ID != id && !m.IsLearner && healthy[m.ID] && !leavingGroup(group, m.Name) {
+			staying++
+		}
+	}
+	if desired > 0 && staying < desired-1 {
+		return hold("only %d serving voters would stay, for a group of %d: its replacements are not voters yet", staying, desired)
 	}
 	return nil
 }

@@ -28,6 +28,15 @@ type Group interface {
 	Instances(ctx context.Context) ([]cluster.Instance, error)
 }
 
+// Sized is a group that knows how many instances it should have: an Auto
+// Scaling group's desired capacity. The drain budget counts against it, so
+// that an instance leaving before its replacement is even listed does not
+// pass for a cluster at full strength.
+type Sized interface {
+	// Desired is the desired capacity of the last listing, 0 when unknown.
+	Desired() int
+}
+
 // TerminationChecker confirms terminations of instances that are no longer
 // in the group listing, where the provider can (EC2 remembers terminated
 // instances for a while).

@@ -93,11 +93,14 @@ type Provider struct {
 	// lastFullDescribe when EC2 was last asked about all of them.
 	known            map[string]ec2View
 	lastFullDescribe time.Time
+	// desired is the group's desired capacity in the last listing.
+	desired int
 }
 
 var (
 	_ provider.Identity = (*Provider)(nil)
 	_ provider.Group    = (*Provider)(nil)
+	_ provider.Sized    = (*Provider)(nil)
 )
 
 // metadataAPI is the part of the IMDS client the provider uses.

@@ -233,6 +233,9 @@ func (p *Provider) groupInstances(ctx context.Context, name string) ([]astypes.I
 			}
 			found = true
 			out = append(out, g.Instances...)
+			p.mu.Lock()
+			p.desired = int(aws.ToInt32(g.DesiredCapacity))
+			p.mu.Unlock()
 		}
 	}
 	if !found {
@@ -374,4 +377,15 @@ func (p *Provider) Terminated(ctx context.Context, ids []string) ([]string, erro
 		}
 	}
 	return out, nil
+}
+
+// Desired is the group's desired capacity as last listed, 0 when unknown
+// (multi-region mode has no one group to ask).
+func (p *Provider) Desired() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.multi != nil {
+		return 0
+	}
+	return p.desired
 }
