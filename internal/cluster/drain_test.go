@@ -49,6 +49,8 @@ func TestCheckDrain(t *testing.T) {
 			"only 1 serving voters would stay, for a group of 3"},
 		{"its replacement a voter: the next goes", voters(0xb, 0xc, 0xd), healthy(0xb, 0xc, 0xd),
 			group(map[string]InstanceState{"i-a": InstanceTerminated, "i-b": InstanceTerminating, "i-c": InstanceRunning, "i-d": InstanceRunning}), 0xb, 3, ""},
+		{"two leaving at once, no replacement listed yet: the first goes", voters(0xa, 0xb, 0xc), healthy(0xa, 0xb, 0xc),
+			group(map[string]InstanceState{"i-a": InstanceTerminating, "i-b": InstanceTerminating, "i-c": InstanceRunning}), 0xa, 3, ""},
 		{"a scale-in: the desired capacity went down with it", voters(0xb, 0xc), healthy(0xb, 0xc),
 			group(map[string]InstanceState{"i-a": InstanceTerminated, "i-b": InstanceTerminating, "i-c": InstanceRunning}), 0xb, 1, ""},
 	}

@@ -99,8 +99,7 @@ func CheckRemoval(ms []Member, healthy map[ID]bool, id ID) *Hold {
 // is leaving the group comes before it (the lower instance id goes first,
 // so that two instances the group terminates at once leave one after the
 // other). When the group knows its desired capacity, the serving voters
-// that stay (neither the target nor leaving the group) must number at
-// least desired-1: a member that left before its replacement was even
+// that stay (all but the target) must number at least desired-1: a member that left before its replacement was even
 // listed is a disruption the listing alone does not show. A learner, or a
 // member that does not serve, costs nothing to remove: CheckRemoval alone
 // judges those.
@@ -134,9 +133,12 @@ func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, desired int,
 			return hold("instance %s of the group is not a member yet", inst.ID)
 		}
 	}
+	// Serving voters leaving behind the target stay until their turn (the
+	// ones ahead of it held it above): two terminated at once do not wait
+	// for each other's replacement.
 	staying := 0
 	for _, m := range ms {
-		if m.ID != id && !m.IsLearner && healthy[m.ID] && !leavingGroup(group, m.Name) {
+		if m.ID != id && !m.IsLearner && healthy[m.ID] {
 			staying++
 		}
 	}
