@@ -248,16 +248,6 @@ func (p *paceRun) held(id string) bool {
 	return strings.Contains(string(log), heldLine)
 }
 
-// assertHeld checks that id's appliance says the drain budget held its
-// termination.
-func (p *paceRun) assertHeld(id string) {
-	p.t.Helper()
-	if !p.held(id) {
-		p.t.Errorf("%s's log does not say that the drain budget held its termination (%q):\n%s",
-			id, heldLine, lastLines(p.g.LogTail(id, 200), 30))
-	}
-}
-
 func (p *paceRun) since() time.Duration { return time.Since(p.started).Round(time.Millisecond) }
 
 func (p *paceRun) victimIDs() []string {
@@ -428,8 +418,9 @@ func lastLines(s string, n int) string {
 // TestAWSPaceTwoTerminationsAtOnce: the group starts terminating two of
 // three instances at the same moment, as an instance refresh or an AZ
 // rebalancing may, without decrement, so it replaces each. The two leave
-// one after the other: the lower instance id first, the other held by the
-// drain budget until the first's replacement is a voter. The cluster never
+// one after the other: the lower instance id first, the other only once the
+// first's replacement is a voter (held by the drain budget, or waiting for
+// the membership lock the joining replacement holds). The cluster never
 // has fewer than 2 healthy voters, keeps every acknowledged write, and
 // ends at 3 healthy voters with the same cluster id.
 func TestAWSPaceTwoTerminationsAtOnce(t *testing.T) {
@@ -452,9 +443,11 @@ func TestAWSPaceTwoTerminationsAtOnce(t *testing.T) {
 		t.Errorf("%s completed its hook %s after %s, before any replacement was a voter",
 			second.id, second.at.Sub(first.at).Round(time.Millisecond), first.id)
 	}
-	p.assertHeld(second.id)
-	t.Logf("%s left %s after the start, %s %s after it", first.id, first.at.Sub(p.started).Round(time.Millisecond),
-		second.id, second.at.Sub(first.at).Round(time.Millisecond))
+	// The second waits for the replacement either held by the drain budget
+	// or on the membership lock that the joining replacement holds: the
+	// assertion above is what matters, the log says which.
+	t.Logf("%s left %s after the start, %s %s after it; held by the drain budget: %v", first.id,
+		first.at.Sub(p.started).Round(time.Millisecond), second.id, second.at.Sub(first.at).Round(time.Millisecond), p.held(second.id))
 }
 
 // TestAWSPaceThreeInARow: the group terminates the three original
