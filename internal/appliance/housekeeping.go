@@ -158,7 +158,9 @@ func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, t tenure, in c
 		}
 		in.Group, in.Desired = h.terminations.withConfirmed(ctx, group, view.Members), h.groups.desired()
 	}
-	in.Members, in.Healthy = view.Members, withoutTerminated(healthyByID(memberHealth(ctx, c, view.Members, in.Group)), view.Members, in.Group)
+	// memberHealth counts the members of terminated instances as not
+	// serving, without probing them.
+	in.Members, in.Healthy = view.Members, healthyByID(memberHealth(ctx, c, view.Members, in.Group))
 	again := cluster.DecideHousekeeping(in)
 	if again.Remove == nil || again.Remove.Member.ID != r.Member.ID {
 		h.log.Info("stale member removal dropped: the membership changed", "member", r.Member.ID, "name", r.Member.Name)

@@ -155,14 +155,10 @@ func QuorumLost(in StartupInputs) (loss Loss, ok bool) {
 
 // instanceGone reports whether the instance is terminated or not listed.
 func instanceGone(group []Instance, id string) bool {
-	for _, inst := range group {
-		if inst.ID == id {
-			// A terminating instance may still serve while its hook holds
-			// it: it is gone only once terminated.
-			return inst.State == InstanceTerminated
-		}
-	}
-	return true
+	// A terminating instance may still serve while its hook holds it: it
+	// is gone only once terminated (or no longer listed).
+	st, listed := stateOf(group, id)
+	return !listed || st == InstanceTerminated
 }
 
 // unanswerableVoter returns a voter of the lost cluster that is not gone

@@ -151,12 +151,8 @@ func CheckDrain(ms []Member, healthy map[ID]bool, group []Instance, desired int,
 // leavingGroup reports whether the group lists instance id as terminated
 // or terminating: on its way out for good.
 func leavingGroup(group []Instance, id string) bool {
-	for _, inst := range group {
-		if inst.ID == id {
-			return inst.State.Gone()
-		}
-	}
-	return false
+	st, listed := stateOf(group, id)
+	return listed && st.Gone()
 }
 
 func memberByID(ms []Member, id ID) (Member, bool) {

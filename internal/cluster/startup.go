@@ -170,7 +170,7 @@ func terminatedMember(members []Member, group []Instance) (Member, bool) {
 	var found *Member
 	for i := range members {
 		m := &members[i]
-		if m.Name == "" || !listedAs(group, m.Name, InstanceTerminated) {
+		if st, _ := stateOf(group, m.Name); m.Name == "" || st != InstanceTerminated {
 			continue
 		}
 		if found == nil || (m.IsLearner && !found.IsLearner) || (m.IsLearner == found.IsLearner && m.ID < found.ID) {
@@ -450,23 +450,20 @@ func groupMembers(all []Instance) []Instance {
 }
 
 func inGroup(all []Instance, id string) bool {
-	for _, inst := range all {
-		if inst.ID == id && inst.State.InGroup() {
-			return true
+	st, listed := stateOf(all, id)
+	return listed && st.InGroup()
+}
+
+// stateOf is the state the group lists instance id in; listed is false
+// when it does not list it.
+func stateOf(group []Instance, id string) (st InstanceState, listed bool) {
+	for _, inst := range group {
+		if inst.ID == id {
+			return inst.State, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Quorum is the number of voters needed for a majority of n voters.
 func Quorum(n int) int { return n/2 + 1 }
-
-// listedAs reports whether the group lists instance id in state.
-func listedAs(group []Instance, id string, state InstanceState) bool {
-	for _, inst := range group {
-		if inst.ID == id {
-			return inst.State == state
-		}
-	}
-	return false
-}
