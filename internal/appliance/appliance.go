@@ -107,7 +107,8 @@ func New(opts Options) *Appliance {
 	if opts.EtcdOutput != nil {
 		out = opts.EtcdOutput
 	}
-	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out}
+	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out,
+		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand}}
 	w := &world{node: n, http: &http.Client{Timeout: time.Second}, reachable: listening}
 	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}
 	dns := &dnsPublisher{node: n, dns: opts.DNS, spec: opts.DNSSpec}
@@ -125,7 +126,7 @@ func New(opts Options) *Appliance {
 	}
 	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw, dns: dns,
 		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond,
-		etcdVersion: opts.EtcdVersion}
+		etcdVersion: opts.EtcdVersion, snapshots: snaps, swapWait: swapWait}
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
 		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,

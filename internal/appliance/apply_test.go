@@ -229,8 +229,10 @@ func TestJoinVersionGate(t *testing.T) {
 		wantWhy   string // "": joins
 		wantCalls []string
 	}{
+		// The first member of a newer minor lists the members to learn
+		// what they run: it takes the restore point (none without a store).
 		{name: "one minor ahead joins", own: "3.6.16", versions: clusterVersions{Cluster: "3.5.0"},
-			wantCalls: []string{"Lock", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
+			wantCalls: []string{"Lock", "Members", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
 		{name: "two minors ahead is refused", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"},
 			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Unlock"}},
 		{name: "a refused rejoin keeps its old member", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"}, rejoin: true,

@@ -140,6 +140,30 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 	return nil
 }
 
+// restorePoint stores a verified snapshot before the first member of a
+// newer minor runs (§4.7): data the old minor loads, should the upgrade be
+// rolled back by restoring it. Without a store there is none to take; that
+// is said once per upgrade.
+func (s *snapshotter) restorePoint(ctx context.Context, c etcdAPI, clusterVersion, next string) error {
+	if s.store == nil {
+		s.log.Warn("no --store: no restore point is taken before the first member of a newer minor runs",
+			"cluster_version", clusterVersion, "next", next)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	m, err := s.take(ctx, c)
+	if err != nil {
+		return fmt.Errorf("taking the restore point before etcd %s: %w", next, err)
+	}
+	if err := s.verify(ctx, m); err != nil {
+		return fmt.Errorf("the restore point before etcd %s does not load: %w", next, err)
+	}
+	s.log.Info("restore point stored before the first member of a newer minor runs", "snapshot", m.Key,
+		"revision", m.Revision, "cluster_version", clusterVersion, "next", next)
+	return nil
+}
+
 // Snapshot takes a snapshot of the cluster through c and stores it: the
 // `backup` subcommand and the leader's schedule both use it.
 func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, error) {

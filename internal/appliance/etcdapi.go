@@ -50,6 +50,10 @@ type etcdAPI interface {
 	// LockMembership takes the cluster-wide membership lock, waiting at
 	// most wait; unlock is bounded and never blocks for long.
 	LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error)
+	// TryLockMembership takes the membership lock if it is free, and
+	// fails with errMembershipLocked at once if not: a waiter that keeps no
+	// stream open on the members meanwhile.
+	TryLockMembership(ctx context.Context) (unlock func(), err error)
 	// HoldRole campaigns for the housekeeper role and returns once it is
 	// held (or ctx ends): the role is an etcd election whose lease this
 	// client keeps alive, so an appliance that hangs loses it within
@@ -71,6 +75,9 @@ type etcdAPI interface {
 	Endpoints() []string
 	Close() error
 }
+
+// errMembershipLocked: the membership lock is held by another.
+var errMembershipLocked = errors.New("the membership lock is held by another instance")
 
 // dialer connects to the etcd members at endpoints.
 type dialer func(endpoints []string) (etcdAPI, error)
@@ -299,6 +306,29 @@ func (e *etcdClient) UserKeys(ctx context.Context) (int64, error) {
 }
 
 func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error) {
+	return e.lockMembership(ctx, func(mu *concurrency.Mutex) error {
+		lctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		return mu.Lock(lctx)
+	})
+}
+
+func (e *etcdClient) TryLockMembership(ctx context.Context) (unlock func(), err error) {
+	return e.lockMembership(ctx, func(mu *concurrency.Mutex) error {
+		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		if err := mu.TryLock(lctx); errors.Is(err, concurrency.ErrLocked) {
+			return errMembershipLocked
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// lockMembership takes the membership lock as lock says, in a session of
+// its own.
+func (e *etcdClient) lockMembership(ctx context.Context, lock func(*concurrency.Mutex) error) (unlock func(), err error) {
 	// The lease is granted with a deadline of our own: concurrency.NewSession
 	// would grant it with ctx, waiting forever on unreachable endpoints.
 	gctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -314,10 +344,7 @@ func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (un
 		return nil, fmt.Errorf("opening the membership lock's session: %w", err)
 	}
 	mu := concurrency.NewMutex(session, membershipLockKey)
-	lctx, lcancel := context.WithTimeout(ctx, wait)
-	err = mu.Lock(lctx)
-	lcancel()
-	if err != nil {
+	if err := lock(mu); err != nil {
 		closeSession(session)
 		stop()
 		return nil, fmt.Errorf("taking the membership lock: %w", err)

@@ -185,6 +185,10 @@ func (f *fakeEtcd) Status(_ context.Context, endpoint string) (etcdStatus, error
 	return st, nil
 }
 
+func (f *fakeEtcd) TryLockMembership(ctx context.Context) (func(), error) {
+	return f.LockMembership(ctx, 0)
+}
+
 func (f *fakeEtcd) LockMembership(context.Context, time.Duration) (func(), error) {
 	if err := f.call("Lock", nil); err != nil {
 		return nil, err
@@ -338,17 +342,28 @@ func (p *fakeProcess) Stop(time.Duration) error {
 // make the fake etcd answer for the new member (serve).
 type fakeLauncher struct {
 	launches []cluster.Launch
+	// releases are the versions of the launches, current is what launch
+	// starts.
+	releases []string
+	current  etcdRelease
 	procs    []*fakeProcess
 	err      error
 	// serve is called with each launch before it returns.
 	serve func(n int)
 }
 
-func (l *fakeLauncher) launch(_ context.Context, launch cluster.Launch) (etcdProcess, error) {
+func (l *fakeLauncher) currentRelease() etcdRelease { return l.current }
+
+func (l *fakeLauncher) launch(ctx context.Context, launch cluster.Launch) (etcdProcess, error) {
+	return l.launchRelease(ctx, launch, l.current)
+}
+
+func (l *fakeLauncher) launchRelease(_ context.Context, launch cluster.Launch, r etcdRelease) (etcdProcess, error) {
 	if l.err != nil {
 		return nil, l.err
 	}
 	l.launches = append(l.launches, launch)
+	l.releases = append(l.releases, r.Version)
 	p := newFakeProcess()
 	l.procs = append(l.procs, p)
 	if l.serve != nil {

@@ -37,8 +37,14 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 	}
 	// Before any change: a refused join leaves the cluster as it was, the
 	// member it would replace included.
-	if err := s.versionGate(ctx, c); err != nil {
+	vs, err := s.versionGate(ctx, c)
+	if err != nil {
 		return nil, err
+	}
+	if s.needsRestorePoint(ctx, c, vs.Cluster, s.etcdVersion) {
+		if err := s.snapshots.restorePoint(ctx, c, vs.Cluster, s.etcdVersion); err != nil {
+			return nil, err
+		}
 	}
 	if plan.RemoveMember != 0 {
 		if err := s.removeOld(ctx, c, view, group, plan); err != nil {
@@ -98,10 +104,10 @@ func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInpu
 // not run with, or would skip a minor of (cluster.CheckJoinVersion). A
 // refusal is published as what the instance waits for, and as a metric,
 // until a join passes the gate.
-func (s *starter) versionGate(ctx context.Context, c etcdAPI) error {
+func (s *starter) versionGate(ctx context.Context, c etcdAPI) (clusterVersions, error) {
 	vs, err := c.Versions(ctx)
 	if err != nil {
-		return fmt.Errorf("version gate: %w", err)
+		return vs, fmt.Errorf("version gate: %w", err)
 	}
 	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: s.etcdVersion, Cluster: vs.Cluster,
 		DowngradeTarget: vs.DowngradeTarget})
@@ -113,7 +119,7 @@ func (s *starter) versionGate(ctx context.Context, c etcdAPI) error {
 		s.versionRefusal = "not joining: " + err.Error()
 		s.metrics.versionRefused.Set(1)
 		s.setWaiting(s.versionRefusal, s.unanswered)
-		return err
+		return vs, err
 	}
 	if s.versionRefusal != "" {
 		s.log.Info("the version gate lets this instance join now", "etcd_version", s.etcdVersion,
@@ -121,7 +127,7 @@ func (s *starter) versionGate(ctx context.Context, c etcdAPI) error {
 	}
 	s.versionRefusal = ""
 	s.metrics.versionRefused.Set(0)
-	return nil
+	return vs, nil
 }
 
 // removeOld removes the member the plan replaces (this instance's old

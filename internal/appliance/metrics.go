@@ -20,6 +20,10 @@ type metrics struct {
 	launchHook   *prometheus.CounterVec
 	// versionRefused is 1 while the version gate refuses this instance's join.
 	versionRefused prometheus.Gauge
+	// swaps counts in-place upgrades of this member's etcd by outcome;
+	// swapPending is 1 while it runs an older etcd than configured.
+	swaps       *prometheus.CounterVec
+	swapPending prometheus.Gauge
 
 	recoveries      *prometheus.CounterVec
 	lostRevisions   prometheus.Gauge
@@ -78,14 +82,25 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Name: "etcd_appliance_join_version_refused",
 			Help: "1 while this instance's join is refused because its etcd is more than one minor ahead of the cluster version, or older than it (the version gate).",
 		}),
+		swaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_appliance_etcd_swaps_total",
+			Help: "In-place upgrades of this member's etcd (the binary replaced, the appliance restarted): swapped, rolled_back (the new etcd did not become a healthy voter), refused (the version gate).",
+		}, []string{"outcome"}),
+		swapPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_appliance_etcd_swap_pending",
+			Help: "1 while this member runs the etcd its data last ran with instead of the configured one: waiting for its turn, refused or rolled back.",
+		}),
 		launchHook: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcd_appliance_launch_hook_result",
 			Help: "How this instance completed its group's launch hook: CONTINUE (a healthy voter), ABANDON (not one within --launch-timeout: the group terminates it), or failed (the call kept failing).",
 		}, []string{"result"}),
 	}
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
-		m.versionRefused, m.launchHook,
+		m.versionRefused, m.launchHook, m.swaps, m.swapPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, outcome := range []string{"swapped", "rolled_back", "refused"} {
+		m.swaps.WithLabelValues(outcome)
+	}
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
 	return m

@@ -32,6 +32,10 @@ type etcdProcess interface {
 // in the tests of the apply steps).
 type etcdLauncher interface {
 	launch(ctx context.Context, launch cluster.Launch) (etcdProcess, error)
+	// launchRelease starts release r instead of the current one.
+	launchRelease(ctx context.Context, launch cluster.Launch, r etcdRelease) (etcdProcess, error)
+	// currentRelease is the release that launch starts.
+	currentRelease() etcdRelease
 }
 
 // launcher starts the etcd child of the instance.
@@ -40,6 +44,13 @@ type launcher struct {
 	// etcdCmd is the program and leading arguments that run etcd.
 	etcdCmd []string
 	etcdOut io.Writer
+	// current is the release the appliance is configured to run (etcdCmd).
+	current etcdRelease
+
+	// mu orders the records of the release that starts on the data.
+	mu sync.Mutex
+	// keeping is set once a copy of the current release is being made.
+	keeping bool
 }
 
 // spec is the etcd server of this instance for a launch.
@@ -66,27 +77,95 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 	return spec
 }
 
-// launch starts etcd as the launch says.
+// launch starts the current etcd as the launch says.
 func (l *launcher) launch(ctx context.Context, launch cluster.Launch) (etcdProcess, error) {
+	return l.launchRelease(ctx, launch, l.current)
+}
+
+// launchRelease starts release r of etcd as the launch says: the current
+// one, or during an in-place upgrade the kept copy of the one the data last
+// ran with. The release is recorded before etcd starts, since once started
+// it may have changed the data; a copy of the current one is then kept.
+func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r etcdRelease) (etcdProcess, error) {
 	spec := l.spec(launch)
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if err := l.record(r); err != nil {
+		return nil, err
+	}
 	l.log.Info("starting etcd", "state", spec.InitialClusterState, "initial_cluster", spec.InitialCluster,
-		"force_new_cluster", spec.ForceNewCluster)
-	proc, err := l.start(ctx, spec, l.etcdOut, l.data.pidFile())
+		"force_new_cluster", spec.ForceNewCluster, "etcd_version", r.Version)
+	proc, err := l.startCommand(ctx, r.Command, spec, l.etcdOut, l.data.pidFile())
 	if err != nil {
 		return nil, err
 	}
 	l.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = true })
+	if r.Version == l.current.Version {
+		l.keepCurrent()
+	}
 	return proc, nil
 }
 
-// start runs an etcd server; the throwaway etcd that verifies snapshots
-// starts here too.
+func (l *launcher) currentRelease() etcdRelease { return l.current }
+
+// record records the release that starts on the data: with its kept copy
+// when there is one, else with no command (no copy to swap back to yet).
+func (l *launcher) record(r etcdRelease) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := etcdRelease{Version: r.Version}
+	if kept, ok := l.data.keptRelease(r); ok {
+		rec = kept
+	}
+	return l.data.recordRelease(rec)
+}
+
+// keepCurrent copies the current release into the data dir in the
+// background, once, and records the copy if the current release is still
+// the one that last started on the data.
+func (l *launcher) keepCurrent() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keeping || len(l.current.Command) == 0 {
+		return
+	}
+	if _, ok := l.data.keptRelease(l.current); ok {
+		return
+	}
+	l.keeping = true
+	go func() {
+		start := l.now()
+		kept, err := l.data.keep(l.current)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.keeping = false
+		if err != nil {
+			l.log.Warn("keeping a copy of etcd for a later in-place upgrade", "err", err)
+			return
+		}
+		if last, ok, err := l.data.lastRelease(); err == nil && ok && last.Version == kept.Version {
+			if err := l.data.recordRelease(kept); err != nil {
+				l.log.Warn("recording the kept copy of etcd", "err", err)
+				return
+			}
+		}
+		l.log.Debug("etcd kept for a later in-place upgrade", "etcd_version", kept.Version, "path", kept.Command[0],
+			"took", l.now().Sub(start).Round(time.Millisecond))
+	}()
+}
+
+// start runs an etcd server of the current release; the throwaway etcd
+// that verifies snapshots starts here too.
 func (l *launcher) start(ctx context.Context, spec etcd.ServerSpec, out io.Writer, pidFile string) (*etcd.Process, error) {
-	argv := append(append([]string(nil), l.etcdCmd[1:]...), etcd.Args(spec)...)
-	proc, err := etcd.Start(ctx, l.log, l.etcdCmd[0], argv, os.Environ(), out, pidFile)
+	return l.startCommand(ctx, l.etcdCmd, spec, out, pidFile)
+}
+
+// startCommand runs an etcd server with the program and leading arguments
+// of command.
+func (l *launcher) startCommand(ctx context.Context, command []string, spec etcd.ServerSpec, out io.Writer, pidFile string) (*etcd.Process, error) {
+	argv := append(append([]string(nil), command[1:]...), etcd.Args(spec)...)
+	proc, err := etcd.Start(ctx, l.log, command[0], argv, os.Environ(), out, pidFile)
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
@@ -280,6 +359,14 @@ type starter struct {
 	// refusal, "" once a join passed it.
 	etcdVersion    string
 	versionRefusal string
+	// snapshots takes the restore point before the first member of a
+	// newer minor runs.
+	snapshots *snapshotter
+	// swapHeld is why this member keeps the old etcd of an in-place
+	// upgrade (refused, rolled back), "" while none was held; swapWait how
+	// long its new etcd may take to be a healthy voter.
+	swapHeld string
+	swapWait time.Duration
 }
 
 // run loops over the startup plan until etcd runs.
@@ -398,7 +485,7 @@ func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan clus
 	switch plan.Action {
 	case cluster.StartOnData, cluster.StartMember:
 		// With data, etcd takes the membership from its WAL, not the flags.
-		return s.launcher.launch(ctx, cluster.LaunchOnData(s.self.ID, s.peerURL(), s.clusterName()))
+		return s.startOnData(ctx)
 	case cluster.Bootstrap:
 		if err := s.noLiveElsewhere(ctx); err != nil {
 			return nil, err

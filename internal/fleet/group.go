@@ -357,6 +357,20 @@ func (g *Group) LaunchNWith(ctx context.Context, n int, args ...string) ([]*Inst
 	return insts, nil
 }
 
+// SetArgs replaces the flags of the instance's own (after the group's
+// Options.Args) that its appliance starts with next: configuration
+// management changing an instance's service, e.g. its --etcd-binary.
+func (g *Group) SetArgs(id string, args ...string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	inst := g.lookupLocked(id)
+	if inst == nil {
+		return fmt.Errorf("fleet: no instance %s", id)
+	}
+	inst.args = slices.Clone(args)
+	return nil
+}
+
 // LaunchAt launches a new instance (new id) on a given address, typically
 // the address of a terminated instance, as a cloud reuses private IPs. It
 // waits for the address's ports to be free first.

@@ -1,0 +1,283 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+)
+
+// The in-place upgrade (§4.7): configuration management replaces
+// --etcd-binary, or the appliance with its bundled etcd, and restarts the
+// service on every instance at once. Each member then starts once more on
+// the etcd its data last ran with (the copy the launcher kept) and swaps to
+// the new one in its turn: under the cluster-wide membership lock, only
+// while every other member is a started, healthy voter, and it holds the
+// lock until its member is a healthy voter again. The cluster keeps its
+// quorum throughout, one member is down at a time, and a release that
+// cannot run the data is rolled back on the one member that tried it.
+
+// swapWait bounds how long a swapped member may take to be a healthy voter
+// on its new etcd before the swap is rolled back (starter.swapWait).
+const swapWait = time.Minute
+
+// swapAttempt bounds one attempt to take the lock and judge the swap.
+const swapAttempt = 45 * time.Second
+
+// startOnData starts etcd on the member's data (StartOnData, StartMember):
+// the current release, or, when the data last ran another one and a copy of
+// it is kept, that one, swapped to the current one in its turn.
+func (s *starter) startOnData(ctx context.Context) (etcdProcess, error) {
+	launch := cluster.LaunchOnData(s.self.ID, s.peerURL(), s.clusterName())
+	current := s.launcher.currentRelease()
+	last, ok, err := s.data.lastRelease()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || last.Version == current.Version {
+		return s.launcher.launch(ctx, launch)
+	}
+	prev, kept := s.data.keptRelease(last)
+	if !kept {
+		s.log.Warn("the data last ran another etcd, and no copy of it is kept: starting the configured one at once, not in turn",
+			"last_etcd_version", last.Version, "etcd_version", current.Version)
+		return s.launcher.launch(ctx, launch)
+	}
+	s.metrics.swapPending.Set(1)
+	if s.swapHeld != "" {
+		// Refused or rolled back since the appliance started: the old
+		// release runs until the configuration or the cluster changes and
+		// the appliance is restarted.
+		return s.launcher.launchRelease(ctx, launch, prev)
+	}
+	return s.swap(ctx, launch, prev)
+}
+
+// swap starts the member on prev and swaps it to the current release in
+// its turn. It returns the etcd that runs, whichever it is; an error only
+// when none does.
+func (s *starter) swap(ctx context.Context, launch cluster.Launch, prev etcdRelease) (etcdProcess, error) {
+	old, err := s.launcher.launchRelease(ctx, launch, prev)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("in-place upgrade: started on the etcd the data last ran with; swapping in turn",
+		"from", prev.Version, "to", s.launcher.currentRelease().Version)
+	last := ""
+	for {
+		proc, err := s.trySwap(ctx, launch, old, prev)
+		if proc != nil || err == nil {
+			return proc, err
+		}
+		why := "in-place upgrade: waiting for the swap's turn: " + err.Error()
+		if h := (*cluster.Hold)(nil); errors.As(err, &h) {
+			why = "in-place upgrade: " + h.Error()
+		}
+		s.setWaiting(why, nil)
+		if why != last {
+			s.log.Debug("in-place upgrade: not swapping yet", "why", why)
+			last = why
+		}
+		select {
+		case <-old.Done():
+			return nil, fmt.Errorf("etcd %s exited before its swap: %v", prev.Version, old.Err())
+		case <-ctx.Done():
+			return old, ctx.Err()
+		case <-time.After(s.cfg.StartupInterval):
+		}
+	}
+}
+
+// trySwap is one attempt: it returns the etcd that runs once the swap was
+// made, rolled back or refused, and an error when it is not this member's
+// turn yet (old still runs).
+func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdProcess, prev etcdRelease) (etcdProcess, error) {
+	c, err := s.dial(s.swapEndpoints())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	actx, cancel := context.WithTimeout(ctx, swapAttempt)
+	defer cancel()
+	if _, err := c.Members(actx); err != nil {
+		return nil, fmt.Errorf("the cluster has no quorum yet: %w", err)
+	}
+	// Tried, not awaited: a waiter's watch on the lock would hold the
+	// graceful stop of the swapping member's etcd (see swapEndpoints).
+	unlock, err := c.TryLockMembership(actx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	self, err := s.swapTurn(actx, c)
+	if err != nil {
+		return nil, err
+	}
+	current := s.launcher.currentRelease()
+	vs, err := c.Versions(actx)
+	if err != nil {
+		return nil, fmt.Errorf("version gate: %w", err)
+	}
+	if err := cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: current.Version, Cluster: vs.Cluster,
+		DowngradeTarget: vs.DowngradeTarget}); err != nil {
+		s.holdSwap("refused", fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
+		return old, nil
+	}
+	if s.needsRestorePoint(actx, c, vs.Cluster, current.Version) {
+		if err := s.snapshots.restorePoint(actx, c, vs.Cluster, current.Version); err != nil {
+			return nil, err
+		}
+	}
+	s.handOver(actx, self)
+	return s.swapLocked(ctx, c, launch, old, prev, self.ID)
+}
+
+// swapEndpoints are the client URLs of the other members, as the data's
+// marker last listed them: the membership lock and the watch over the swap
+// go through them, since this member's etcd goes away in the swap (and
+// etcd's graceful stop waits up to its request timeout, 7 s, for streams
+// still open on it, such as the lock's lease keepalive). A member without
+// others has only itself.
+func (s *starter) swapEndpoints() []string {
+	var out []string
+	if m, ok, err := s.data.readMarker(); err == nil && ok {
+		for _, e := range m.Endpoints {
+			if e != s.clientURL() {
+				out = append(out, e)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{s.clientURL()}
+	}
+	return out
+}
+
+// swapTurn is this member when its swap may go now: a member whose etcd
+// serves, and every other member a started, healthy voter
+// (cluster.CheckSwap), on a fresh member list taken under the lock.
+func (s *starter) swapTurn(ctx context.Context, c etcdAPI) (cluster.MemberStatus, error) {
+	view, err := c.Members(ctx)
+	if err != nil {
+		return cluster.MemberStatus{}, err
+	}
+	health := memberHealth(ctx, c, view.Members, s.groups.last())
+	i := slices.IndexFunc(view.Members, func(m cluster.Member) bool { return m.Name == s.self.ID })
+	if i < 0 {
+		return cluster.MemberStatus{}, errors.New("this instance's member is not in the member list")
+	}
+	self := health[view.Members[i].ID]
+	if !self.Healthy {
+		return cluster.MemberStatus{}, fmt.Errorf("this member does not serve yet: %s", self.Error)
+	}
+	if h := cluster.CheckSwap(view.Members, healthyByID(health), self.ID); h != nil {
+		return cluster.MemberStatus{}, h
+	}
+	return self, nil
+}
+
+// needsRestorePoint reports whether etcd next would be the first member of
+// a newer minor than the cluster's (cluster.NeedsRestorePoint); the members
+// are asked what they run only when next is of a newer minor at all.
+func (s *starter) needsRestorePoint(ctx context.Context, c etcdAPI, clusterVersion, next string) bool {
+	if !cluster.NeedsRestorePoint(clusterVersion, next, nil) {
+		return false
+	}
+	view, err := c.Members(ctx)
+	if err != nil {
+		// Unknown is taken as first: a snapshot too many costs little.
+		return true
+	}
+	var running []string
+	for _, st := range memberHealth(ctx, c, view.Members, s.groups.last()) {
+		if st.Version != "" {
+			running = append(running, st.Version)
+		}
+	}
+	return cluster.NeedsRestorePoint(clusterVersion, next, running)
+}
+
+// handOver moves leadership away from this member before it stops, to
+// spare the cluster an election timeout. A failure costs only that.
+func (s *starter) handOver(ctx context.Context, self cluster.MemberStatus) {
+	if !self.Leader {
+		return
+	}
+	local, err := s.dial([]string{s.clientURL()})
+	if err != nil {
+		s.log.Warn("in-place upgrade: moving leadership before the swap", "err", err)
+		return
+	}
+	defer local.Close()
+	view, err := local.Members(ctx)
+	if err != nil {
+		s.log.Warn("in-place upgrade: moving leadership before the swap", "err", err)
+		return
+	}
+	for _, m := range view.Members {
+		if m.ID != self.ID && !m.IsLearner && m.Started() {
+			if err := local.MoveLeader(ctx, m.ID); err != nil {
+				s.log.Warn("in-place upgrade: moving leadership before the swap", "to", m.ID, "err", err)
+			} else {
+				s.log.Info("in-place upgrade: leadership moved before the swap", "to", m.ID)
+			}
+			return
+		}
+	}
+}
+
+// swapLocked stops the old etcd and starts the current one, under the
+// membership lock, and waits until the member is a healthy voter on it. A
+// new etcd that does not get there within swapWait is stopped and the old
+// one started again.
+func (s *starter) swapLocked(ctx context.Context, c etcdAPI, launch cluster.Launch, old etcdProcess, prev etcdRelease,
+	id cluster.ID) (etcdProcess, error) {
+	current := s.launcher.currentRelease()
+	start := s.now()
+	if err := old.Stop(s.cfg.StopTimeout); err != nil {
+		s.log.Warn("in-place upgrade: stopping the old etcd", "err", err)
+	}
+	proc, err := s.launcher.launch(ctx, launch)
+	if err == nil {
+		_, err = awaitStatus(ctx, c, s.clientURL(), proc, s.swapWait, func(st etcdStatus) bool {
+			return len(st.Errors) == 0 && st.Leader != 0 && !st.IsLearner && st.MemberID == id
+		})
+	}
+	if err == nil {
+		s.metrics.swaps.WithLabelValues("swapped").Inc()
+		s.metrics.swapPending.Set(0)
+		s.setWaiting("", nil)
+		s.log.Info("in-place upgrade: swapped; the next member may go", "from", prev.Version, "to", current.Version,
+			"member", id, "took", s.now().Sub(start).Round(time.Millisecond))
+		if err := s.data.pruneKept(current.Version); err != nil {
+			s.log.Warn("in-place upgrade: removing the copy of the old etcd", "err", err)
+		}
+		return proc, nil
+	}
+	if ctx.Err() != nil {
+		return proc, ctx.Err()
+	}
+	s.log.Error("in-place upgrade: the new etcd is not a healthy voter; rolling this member back to the old one",
+		"from", prev.Version, "to", current.Version, "err", err)
+	if proc != nil {
+		if err := proc.Stop(s.cfg.StopTimeout); err != nil {
+			s.log.Warn("in-place upgrade: stopping the new etcd", "err", err)
+		}
+	}
+	s.holdSwap("rolled_back", fmt.Sprintf("etcd %s did not become a healthy voter on this member's data (%v): back on etcd %s until the appliance restarts",
+		current.Version, err, prev.Version))
+	return s.launcher.launchRelease(ctx, launch, prev)
+}
+
+// holdSwap records that this member keeps running the old etcd, and why:
+// in the log, a metric and what /v1/status says it waits for. No swap is
+// tried again until the appliance restarts.
+func (s *starter) holdSwap(outcome, why string) {
+	s.swapHeld = why
+	s.metrics.swaps.WithLabelValues(outcome).Inc()
+	s.setWaiting("in-place upgrade: "+why, nil)
+	s.log.Warn("in-place upgrade: not swapping", "outcome", outcome, "why", why)
+}
