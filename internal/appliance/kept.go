@@ -65,9 +65,13 @@ func (d dataDir) keptRelease(r etcdRelease) (etcdRelease, bool) {
 	return etcdRelease{Version: r.Version, Command: append([]string{path}, r.Command[1:]...)}, true
 }
 
-// keep copies r's program into keptDir (written aside, synced, renamed) and
-// returns the release that runs the copy. A copy, not a link: a binary
-// replaced in place (cp over it) would change a link's content too.
+// keep keeps r's program in keptDir and returns the release that runs the
+// kept one: a hard link where the data dir shares the binary's file system
+// (no copy, no space), else a copy (written aside, synced, renamed). A link
+// keeps the old content when the binary is replaced as a running binary
+// must be (renamed over or unlinked: writing into it fails with ETXTBSY);
+// one overwritten while nothing ran it changes the link too, which the swap
+// notices by asking the kept binary its version.
 func (d dataDir) keep(r etcdRelease) (etcdRelease, error) {
 	if kept, ok := d.keptRelease(r); ok {
 		return kept, nil
@@ -80,7 +84,7 @@ func (d dataDir) keep(r etcdRelease) (etcdRelease, error) {
 		return etcdRelease{}, fmt.Errorf("keeping etcd %s: %w", r.Version, err)
 	}
 	dst := filepath.Join(dir, filepath.Base(r.Command[0]))
-	if err := copyExecutable(r.Command[0], dst); err != nil {
+	if err := linkOrCopy(r.Command[0], dst); err != nil {
 		return etcdRelease{}, fmt.Errorf("keeping etcd %s: %w", r.Version, err)
 	}
 	return etcdRelease{Version: r.Version, Command: append([]string{dst}, r.Command[1:]...)}, nil
@@ -113,6 +117,21 @@ func (d dataDir) keptVersions() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// linkOrCopy makes dst a hard link of src, or a copy where a link can't be
+// made (another file system).
+func linkOrCopy(src, dst string) error {
+	tmp := dst + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Link(src, tmp); err == nil {
+		if err := os.Rename(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return syncDir(filepath.Dir(dst))
+	}
+	return copyExecutable(src, dst)
 }
 
 // copyExecutable copies src to dst with mode 0755, durably: written to a

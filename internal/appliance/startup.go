@@ -367,6 +367,9 @@ type starter struct {
 	// long its new etcd may take to be a healthy voter.
 	swapHeld string
 	swapWait time.Duration
+	// binaryVersion asks an etcd command its version (etcd.BinaryVersion);
+	// nil trusts what was recorded.
+	binaryVersion func(ctx context.Context, command []string) (string, error)
 }
 
 // run loops over the startup plan until etcd runs.

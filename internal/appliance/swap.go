@@ -41,8 +41,11 @@ func (s *starter) startOnData(ctx context.Context) (etcdProcess, error) {
 		return s.launcher.launch(ctx, launch)
 	}
 	prev, kept := s.data.keptRelease(last)
+	if kept {
+		kept = s.keptIntact(ctx, prev)
+	}
 	if !kept {
-		s.log.Warn("the data last ran another etcd, and no copy of it is kept: starting the configured one at once, not in turn",
+		s.log.Warn("the data last ran another etcd, and no intact copy of it is kept: starting the configured one at once, not in turn",
 			"last_etcd_version", last.Version, "etcd_version", current.Version)
 		return s.launcher.launch(ctx, launch)
 	}
@@ -54,6 +57,21 @@ func (s *starter) startOnData(ctx context.Context) (etcdProcess, error) {
 		return s.launcher.launchRelease(ctx, launch, prev)
 	}
 	return s.swap(ctx, launch, prev)
+}
+
+// keptIntact reports whether the kept release still runs the version it
+// was kept as: a kept link follows a binary overwritten in place.
+func (s *starter) keptIntact(ctx context.Context, r etcdRelease) bool {
+	if s.binaryVersion == nil {
+		return true
+	}
+	v, err := s.binaryVersion(ctx, r.Command)
+	if err != nil || v != r.Version {
+		s.log.Warn("the kept etcd is not the release it was kept as", "path", r.Command[0], "kept_as", r.Version,
+			"version", v, "err", err)
+		return false
+	}
+	return true
 }
 
 // swap starts the member on prev and swaps it to the current release in

@@ -21,6 +21,7 @@ func swapping(t *testing.T, current string) (*Appliance, *fakeEtcd, *fakeLaunche
 	a := testAppliance(t)
 	a.cfg.StartupInterval = 5 * time.Millisecond
 	a.starter.swapWait = 200 * time.Millisecond
+	a.starter.binaryVersion = func(context.Context, []string) (string, error) { return "3.5.36", nil }
 	ms := []cluster.Member{selfMember(a, 0xa), clustertest.Member(0xb, false), clustertest.Member(0xc, false)}
 	f := newFakeEtcd(ms)
 	f.versions = clusterVersions{Cluster: "3.5.0"}
@@ -185,18 +186,24 @@ func TestStartOnDataWithoutAKeptCopy(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		release etcdRelease
+		// keptRuns is what the kept copy says it is; "" removes it.
+		keptRuns string
 	}{
-		{"no copy kept", etcdRelease{Version: "3.5.36", Command: []string{"/var/lib/etcd-appliance/etcd-kept/3.5.36/etcd"}}},
-		{"the configured release", etcdRelease{Version: "3.6.16"}},
+		{"no copy kept", etcdRelease{Version: "3.5.36", Command: []string{"/var/lib/etcd-appliance/etcd-kept/3.5.36/etcd"}}, ""},
+		{"a kept link to a binary overwritten since", etcdRelease{Version: "3.5.36"}, "3.6.16"},
+		{"the configured release", etcdRelease{Version: "3.6.16"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a, f, l := swapping(t, "3.6.16")
-			if err := os.RemoveAll(a.data.keptDir()); err != nil {
-				t.Fatal(err)
+			if tt.keptRuns == "" {
+				if err := os.RemoveAll(a.data.keptDir()); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.data.recordRelease(tt.release); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := a.data.recordRelease(tt.release); err != nil {
-				t.Fatal(err)
-			}
+			a.starter.binaryVersion = func(context.Context, []string) (string, error) { return tt.keptRuns, nil }
 			if _, err := a.starter.startOnData(context.Background()); err != nil {
 				t.Fatal(err)
 			}
