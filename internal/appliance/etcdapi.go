@@ -487,13 +487,15 @@ func members(pb []*etcdserverpb.Member) []cluster.Member {
 func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member, group []cluster.Instance) map[cluster.ID]cluster.MemberStatus {
 	out := make(map[cluster.ID]cluster.MemberStatus, len(ms))
 	terminated := map[string]bool{}
+	publicIP := map[string]string{}
 	for _, inst := range group {
 		terminated[inst.ID] = inst.State == cluster.InstanceTerminated
+		publicIP[inst.ID] = inst.PublicIP
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range ms {
-		st := cluster.MemberStatus{ID: m.ID, Name: m.Name, Role: role(m)}
+		st := cluster.MemberStatus{ID: m.ID, Name: m.Name, Role: role(m), PublicIP: publicIP[m.Name]}
 		if len(m.PeerURLs) > 0 {
 			st.PeerURL = m.PeerURLs[0]
 		}

@@ -53,8 +53,11 @@ func (r DNSRecord) String() string {
 // URLs, and an IP literal is no such name. Hence one A record per member,
 // named by the member's name (the instance id, lower case; its hex member
 // id when the name is no DNS label). A member that advertises a host name
-// instead of an IP address (multi-region) is the SRV target itself and gets
-// no A record of its own. With TLS, clients that discover by SRV verify the
+// instead of an IP address (multi-region: its public DNS name, which EC2
+// resolves to the private address inside the member's VPC and to the
+// public one elsewhere) is the SRV target itself and gets no A record of
+// its own; the cluster name's A record then holds its public IP, which
+// clients in every region reach. With TLS, clients that discover by SRV verify the
 // certificate against the target, so the member's certificate must carry
 // <label>.<name>.<zone> as a SAN.
 type DNSSpec struct {
@@ -161,6 +164,8 @@ func WantedRecords(spec DNSSpec, members []MemberStatus) []DNSRecord {
 			typ := addressType(ip)
 			add(target, typ, ip.String())
 			add(d, typ, ip.String())
+		} else if ip := net.ParseIP(m.PublicIP); ip != nil {
+			add(d, addressType(ip), ip.String())
 		}
 		if peerPort > 0 {
 			add(serverName, RecordSRV, fmt.Sprintf("0 0 %d %s", peerPort, target))

@@ -140,6 +140,22 @@ func TestWantedRecords(t *testing.T) {
 			},
 		},
 		{
+			name: "multi-region: the cluster name holds the public IPs of members advertising host names", spec: dnsSpec,
+			members: []MemberStatus{
+				{ID: 0xa, Name: "i-a", Role: RoleVoter, Healthy: true, PublicIP: "1.2.3.4",
+					PeerURL: "http://ec2-1-2-3-4.compute.amazonaws.com:2380", ClientURL: "http://ec2-1-2-3-4.compute.amazonaws.com:2379"},
+				{ID: 0xb, Name: "i-b", Role: RoleVoter, Healthy: true, PublicIP: "5.6.7.8",
+					PeerURL: "http://ec2-5-6-7-8.eu-west-1.compute.amazonaws.com:2380", ClientURL: "http://ec2-5-6-7-8.eu-west-1.compute.amazonaws.com:2379"},
+				{ID: 0xc, Name: "i-c", Role: RoleVoter, Healthy: false, PublicIP: "9.9.9.9",
+					PeerURL: "http://ec2-9-9-9-9.compute.amazonaws.com:2380", ClientURL: "http://ec2-9-9-9-9.compute.amazonaws.com:2379"},
+			},
+			want: []DNSRecord{
+				{"_etcd-client._tcp.etcd.example.org.", "SRV", 60, []string{"0 0 2379 ec2-1-2-3-4.compute.amazonaws.com.", "0 0 2379 ec2-5-6-7-8.eu-west-1.compute.amazonaws.com."}},
+				{"_etcd-server._tcp.etcd.example.org.", "SRV", 60, []string{"0 0 2380 ec2-1-2-3-4.compute.amazonaws.com.", "0 0 2380 ec2-5-6-7-8.eu-west-1.compute.amazonaws.com."}},
+				{"etcd.example.org.", "A", 60, []string{"1.2.3.4", "5.6.7.8"}},
+			},
+		},
+		{
 			name: "URLs without a port take the spec's ports", spec: dnsSpec,
 			members: []MemberStatus{{ID: 0xa, Name: "i-a", Role: RoleVoter, Healthy: true,
 				PeerURL: "http://10.0.0.1", ClientURL: "http://10.0.0.1"}},

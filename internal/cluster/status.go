@@ -29,7 +29,11 @@ type MemberStatus struct {
 	Alarms    []string `json:"alarms,omitempty"`
 	ClientURL string   `json:"client_url,omitempty"`
 	PeerURL   string   `json:"peer_url,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	// PublicIP is the public IPv4 address of the member's instance, as the
+	// group lists it (multi-region mode): what the cluster name's A record
+	// holds for a member that advertises a host name.
+	PublicIP string `json:"public_ip,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // ClusterStatus is the whole-cluster health view of GET /v1/status.
