@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
 // etcdRelease is an etcd the appliance can run on the data: its version and
@@ -21,6 +23,19 @@ type etcdRelease struct {
 // releaseFile records the etcd release that last started on the data, with
 // the command of the copy kept of it (none while the copy is being made).
 func (d dataDir) releaseFile() string { return filepath.Join(d.root, "etcd-release.json") }
+
+// timingFile records the raft timing etcd last started with on the data.
+func (d dataDir) timingFile() string { return filepath.Join(d.root, "timing.json") }
+
+// recordedTiming is the raft timing etcd last started with on the data; ok
+// is false when none is recorded (or the record is torn).
+func (d dataDir) recordedTiming() (t cluster.Timing, ok bool) {
+	b, err := os.ReadFile(d.timingFile())
+	if err != nil || json.Unmarshal(b, &t) != nil || t.Validate() != nil {
+		return cluster.Timing{}, false
+	}
+	return t, true
+}
 
 // keptDir holds a copy of the etcd that last ran on the data, one directory
 // per version: when --etcd-binary, or the appliance with its bundled etcd,

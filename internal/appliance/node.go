@@ -37,10 +37,26 @@ type node struct {
 	// unusable says why etcd could not run on the local data, from its last
 	// exit; cleared when the data is wiped or etcd runs well on it again.
 	unusable string
+	// timing is the raft timing etcd starts with next (the starter decides
+	// it for each plan; the launcher reads it).
+	timing cluster.Timing
 	// waiting is the startup plan's reason while it waits, and unanswered
 	// the group instances it waits for, for /v1/status.
 	waiting    string
 	unanswered []cluster.Unanswered
+}
+
+// setTiming sets the raft timing etcd starts with next.
+func (n *node) setTiming(t cluster.Timing) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.timing = t
+}
+
+func (n *node) etcdTiming() cluster.Timing {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.timing
 }
 
 // setWaiting records what the startup plan waits for ("" when it acts).

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"slices"
@@ -74,6 +75,7 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 	if launch.ClientPort != 0 {
 		spec.ClientPort = launch.ClientPort
 	}
+	spec.HeartbeatMS, spec.ElectionMS = launch.Timing.HeartbeatMS, launch.Timing.ElectionMS
 	return spec
 }
 
@@ -87,6 +89,9 @@ func (l *launcher) launch(ctx context.Context, launch cluster.Launch) (etcdProce
 // ran with. The release is recorded before etcd starts, since once started
 // it may have changed the data; a copy of the current one is then kept.
 func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r etcdRelease) (etcdProcess, error) {
+	if launch.Timing.IsZero() {
+		launch.Timing = l.etcdTiming()
+	}
 	spec := l.spec(launch)
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -94,13 +99,22 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 	if err := l.record(r); err != nil {
 		return nil, err
 	}
+	if err := writeFileJSON(l.data.timingFile(), launch.Timing); err != nil {
+		return nil, err
+	}
 	l.log.Info("starting etcd", "state", spec.InitialClusterState, "initial_cluster", spec.InitialCluster,
-		"force_new_cluster", spec.ForceNewCluster, "etcd_version", r.Version)
+		"force_new_cluster", spec.ForceNewCluster, "etcd_version", r.Version, "timing", launch.Timing)
 	proc, err := l.startCommand(ctx, r.Command, spec, l.etcdOut, l.data.pidFile())
 	if err != nil {
 		return nil, err
 	}
-	l.setPeer(func(p *cluster.PeerState) { p.EtcdRunning = true })
+	l.setPeer(func(p *cluster.PeerState) {
+		p.EtcdRunning, p.Timing = true, nil
+		if !launch.Timing.IsZero() {
+			t := launch.Timing
+			p.Timing = &t
+		}
+	})
 	if r.Version == l.current.Version {
 		l.keepCurrent()
 	}
@@ -231,13 +245,13 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 			continue
 		}
 		wg.Go(func() {
-			st, err := w.askPeer(ctx, inst.Address)
+			st, rtt, err := w.askPeer(ctx, inst.Address)
 			if err != nil {
 				w.log.Debug("peer did not answer", "peer", inst.ID, "err", err)
 				return
 			}
 			mu.Lock()
-			answers[inst.ID] = cluster.PeerAnswer{Reachable: true, State: st}
+			answers[inst.ID] = cluster.PeerAnswer{Reachable: true, State: st, RTT: rtt}
 			mu.Unlock()
 		})
 	}
@@ -269,25 +283,34 @@ func (w *world) seenURLs() []string {
 	return slices.Sorted(maps.Keys(w.seen))
 }
 
-func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState, error) {
+// askPeer asks the appliance at address for its state, and times the
+// round trip.
+func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState, time.Duration, error) {
 	url := "http://" + apiAddress(address, w.ports.API) + "/v1/peer"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	// The round trip is timed from the request's last byte to the answer's
+	// first, so that a new connection's handshake does not count.
+	var wrote, answered time.Time
+	trace := &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+		GotFirstResponseByte: func() { answered = time.Now() },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
 	if err != nil {
-		return cluster.PeerState{}, err
+		return cluster.PeerState{}, 0, err
 	}
 	resp, err := w.http.Do(req)
 	if err != nil {
-		return cluster.PeerState{}, err
+		return cluster.PeerState{}, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return cluster.PeerState{}, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	var st cluster.PeerState
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return cluster.PeerState{}, fmt.Errorf("GET %s: %w", url, err)
+		return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %w", url, err)
 	}
-	return st, nil
+	return st, answered.Sub(wrote), nil
 }
 
 // findLiveCluster reads the member list from any peer that runs etcd.
@@ -485,6 +508,7 @@ func (s *starter) logPlan(plan cluster.StartupPlan) {
 
 // apply carries out a startup plan and returns the running etcd.
 func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan cluster.StartupPlan) (etcdProcess, error) {
+	s.setTiming(s.decideTiming(in, plan))
 	switch plan.Action {
 	case cluster.StartOnData, cluster.StartMember:
 		// With data, etcd takes the membership from its WAL, not the flags.
@@ -509,6 +533,33 @@ func (s *starter) apply(ctx context.Context, in cluster.StartupInputs, plan clus
 	default:
 		return nil, fmt.Errorf("unknown startup action %q", plan.Action)
 	}
+}
+
+// decideTiming is the raft timing etcd starts with for the plan, the same
+// on every member: the flags' when set; a bootstrap offer's; the one the
+// running members publish; the one the data last ran with; in multi-region
+// mode, derived from the longest round trip to a peer; else etcd's
+// defaults.
+func (s *starter) decideTiming(in cluster.StartupInputs, plan cluster.StartupPlan) cluster.Timing {
+	if t := s.cfg.Timing(); !t.IsZero() {
+		return t
+	}
+	if plan.Action == cluster.BootstrapMember && plan.Offer != nil {
+		return plan.Offer.Timing
+	}
+	if t := cluster.PublishedTiming(in.Peers); !t.IsZero() {
+		return t
+	}
+	if t, ok := s.data.recordedTiming(); ok && plan.Action != cluster.Bootstrap {
+		return t
+	}
+	if s.cfg.MultiRegion() {
+		rtt := cluster.LongestRTT(in.Peers)
+		t := cluster.DeriveTiming(rtt)
+		s.log.Info("raft timing derived from the round trips to the peers", "longest_rtt", rtt.Round(time.Millisecond), "timing", t)
+		return t
+	}
+	return cluster.Timing{}
 }
 
 // errLiveElsewhere: a plan would create a cluster while one answers where
@@ -551,6 +602,7 @@ func (s *starter) bootstrap(ctx context.Context, in cluster.StartupInputs, plan 
 	offer := *plan.Offer
 	if plan.Action == cluster.Bootstrap {
 		offer.Token = clusterToken(s.clusterName())
+		offer.Timing = s.etcdTiming()
 	}
 	// Recorded before anyone can see it: whoever accepts the offer may
 	// start etcd on it, and this instance must then start on it too, even

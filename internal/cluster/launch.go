@@ -28,6 +28,8 @@ type Launch struct {
 	// Voters are the voters of the member's cluster as etcd will start
 	// it, recorded with the member's identity (nil: keep the recorded ones).
 	Voters []string `json:"voters,omitempty"`
+	// Timing is etcd's raft timing; zero for etcd's defaults.
+	Timing Timing `json:"timing,omitzero"`
 }
 
 // LaunchOnData starts etcd on the data it has: etcd takes the membership
@@ -55,7 +57,7 @@ func LaunchNewCluster(self, selfPeerURL, token string) Launch {
 // LaunchOffer starts etcd as a member of a bootstrap offer: every member of
 // the offer is a voter from the start.
 func LaunchOffer(o *BootstrapOffer) Launch {
-	l := Launch{InitialCluster: slices.Clone(o.Members), State: StateNew, Token: o.Token}
+	l := Launch{InitialCluster: slices.Clone(o.Members), State: StateNew, Token: o.Token, Timing: o.Timing}
 	for _, m := range o.Members {
 		l.Voters = append(l.Voters, m.Name)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // ID is an etcd member or cluster id. It reads as hex, as etcd prints it.
@@ -204,6 +205,9 @@ type PeerState struct {
 	// LastExit is why the instance's etcd last exited, as classified from
 	// its last log lines; empty while it never exited.
 	LastExit string `json:"last_exit,omitempty"`
+	// Timing is the raft timing the instance's etcd was started with; nil
+	// for etcd's defaults.
+	Timing *Timing `json:"etcd_timing,omitempty"`
 }
 
 // NamedPeer is one entry of etcd's --initial-cluster.
@@ -219,6 +223,10 @@ type NamedPeer struct {
 type BootstrapOffer struct {
 	Token   string      `json:"token"`
 	Members []NamedPeer `json:"members"`
+	// Timing is the raft timing every member of the new cluster starts
+	// with, decided by the seeder (multi-region: from the round trips it
+	// measured); zero for etcd's defaults.
+	Timing Timing `json:"timing,omitzero"`
 }
 
 // Lists reports whether the offer names the instance at its address.
@@ -280,6 +288,9 @@ func GroupView(all []Instance) []string {
 type PeerAnswer struct {
 	Reachable bool      `json:"reachable"`
 	State     PeerState `json:"state"`
+	// RTT is the round trip of the request, from its last byte sent to the
+	// answer's first byte received: the network's delay to the peer.
+	RTT time.Duration `json:"rtt,omitempty"`
 }
 
 // LocalData describes the instance's own data dir.

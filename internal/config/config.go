@@ -58,6 +58,10 @@ type Config struct {
 	StaleGrace        time.Duration
 	LearnerTimeout    time.Duration
 	StopTimeout       time.Duration
+	// HeartbeatInterval and ElectionTimeout set etcd's raft timing on every
+	// member; 0: etcd's defaults, or in multi-region mode the timing derived
+	// from the round trips between the members (Timing).
+	HeartbeatInterval, ElectionTimeout time.Duration
 
 	LeaveOnShutdown string
 	// Store is where snapshots go (file:///dir or s3://bucket/prefix);
@@ -159,6 +163,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.StaleGrace, "stale-grace", c.StaleGrace, "how long a member's instance may be absent from the group before removal")
 	fs.DurationVar(&c.LearnerTimeout, "learner-timeout", c.LearnerTimeout, "how long an added member may stay unstarted before removal")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "grace period for etcd to stop after SIGTERM before SIGKILL")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", 0, "etcd's --heartbeat-interval on this member (set the same on every member, with --election-timeout); 0: etcd's 100ms, or in multi-region mode derived from the round trips between the members")
+	fs.DurationVar(&c.ElectionTimeout, "election-timeout", 0, "etcd's --election-timeout on this member (at least 5 heartbeat intervals; set with --heartbeat-interval); 0: etcd's 1s, or in multi-region mode 10 heartbeats of the derived timing")
 	fs.StringVar(&c.LeaveOnShutdown, "leave-on-shutdown", c.LeaveOnShutdown, "remove this member on SIGTERM: never (keep membership) or always")
 	fs.StringVar(&c.Store, "store", c.Store, "snapshot store: file:///dir or s3://bucket/prefix; empty takes no snapshots")
 	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "how often the leader snapshots to --store when the revision moved (the RPO of a total loss)")
@@ -284,6 +290,12 @@ func (c *Config) Validate() error {
 			bad(d.name, "%s must be positive", d.v)
 		}
 	}
+	if err := c.Timing().Validate(); err != nil || c.HeartbeatInterval%time.Millisecond != 0 || c.ElectionTimeout%time.Millisecond != 0 {
+		if err == nil {
+			err = errors.New("etcd counts them in whole milliseconds")
+		}
+		bad("election-timeout", "--heartbeat-interval %s, --election-timeout %s: %v", c.HeartbeatInterval, c.ElectionTimeout, err)
+	}
 	switch c.LeaveOnShutdown {
 	case LeaveNever, LeaveAlways:
 	default:
@@ -393,6 +405,13 @@ func (c *Config) validateRegions(bad func(flagName, format string, args ...any))
 		}
 		seen[r] = true
 	}
+}
+
+// Timing is the raft timing --heartbeat-interval and --election-timeout
+// set; zero when neither is set.
+func (c *Config) Timing() cluster.Timing {
+	return cluster.Timing{HeartbeatMS: int(c.HeartbeatInterval / time.Millisecond),
+		ElectionMS: int(c.ElectionTimeout / time.Millisecond)}
 }
 
 // MultiRegion reports whether --regions turns on multi-region mode.

@@ -46,6 +46,9 @@ type ServerSpec struct {
 	ForceNewCluster     bool
 
 	QuotaBackendBytes       int64  // 0 leaves etcd's default
+	// HeartbeatMS and ElectionMS are etcd's raft timing in milliseconds;
+	// 0 leaves etcd's defaults (100 ms, 1 s).
+	HeartbeatMS, ElectionMS int
 	AutoCompactionRetention string // "" leaves auto-compaction off; otherwise periodic, e.g. "1h"
 
 	// ExtraFlags are the user's own etcd flags, passed through verbatim.
@@ -110,6 +113,12 @@ func Args(s ServerSpec) []string {
 	if s.ForceNewCluster {
 		args = append(args, "--force-new-cluster")
 	}
+	if s.HeartbeatMS != 0 {
+		args = append(args, "--heartbeat-interval="+strconv.Itoa(s.HeartbeatMS))
+	}
+	if s.ElectionMS != 0 {
+		args = append(args, "--election-timeout="+strconv.Itoa(s.ElectionMS))
+	}
 	// JSON lines on stderr: the supervisor keeps the last of them to tell why
 	// etcd exited (ClassifyExit), and operators get one log format.
 	args = append(args, "--logger=zap", "--log-outputs=stderr")
@@ -160,6 +169,10 @@ func (s ServerSpec) Validate() error {
 		if p.port < 1 || p.port > 65535 {
 			bad("%s port %d is out of range 1-65535", p.flag, p.port)
 		}
+	}
+	if (s.HeartbeatMS == 0) != (s.ElectionMS == 0) || s.HeartbeatMS < 0 || s.ElectionMS < 5*s.HeartbeatMS {
+		bad("--heartbeat-interval %d and --election-timeout %d: set both or neither, the election timeout at least 5 heartbeats",
+			s.HeartbeatMS, s.ElectionMS)
 	}
 	if s.InitialClusterState != StateNew && s.InitialClusterState != StateExisting {
 		bad("--initial-cluster-state %q must be %q or %q", s.InitialClusterState, StateNew, StateExisting)
