@@ -42,7 +42,7 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", "local,aws,recovery", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), comma-separated")
+	figures := flag.String("figures", "local,aws,recovery,gaps", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), comma-separated")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	flag.Parse()
 	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window); err != nil {
@@ -96,6 +96,13 @@ func run(binary, out string, runs int, figures []string, window time.Duration) e
 			return err
 		}
 		figs = append(figs, rec...)
+	}
+	if slices.Contains(figures, "gaps") {
+		gaps, err := measureGaps(ctx, binary, runs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, gaps...)
 	}
 	return write(out, figs, runs)
 }
@@ -263,37 +270,70 @@ func waitEtcdBack(ctx context.Context, inst *fleet.Instance, oldPID int) error {
 func measureStatic(ctx context.Context, binary string, n int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "etcd-static-bench-")
+	sc, err := startStatic(binary, n, false)
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer sc.close()
+	if err := sc.waitHealthy(ctx, sc.endpoints()...); err != nil {
+		return 0, err
+	}
+	return time.Since(sc.started), nil
+}
+
+// staticCluster is a static etcd cluster started by hand with the bundled
+// etcd: a fixed --initial-cluster, no appliance.
+type staticCluster struct {
+	dir     string
+	group   func() // releases the addresses borrowed from a harness group
+	members []*staticMember
+	client  *clientv3.Client
+	// started is when the first etcd process was started.
+	started time.Time
+}
+
+// staticMember is one etcd process of a staticCluster.
+type staticMember struct {
+	name      string
+	clientURL string
+	logPath   string // "" when its logs are discarded
+	// id is the member id, known once roles asked.
+	id     uint64
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startStatic starts the n etcd processes of a static cluster at once,
+// logging errors only, or with logs everything etcd logs at info into a
+// file per member. close stops them.
+func startStatic(binary string, n int, logs bool) (sc *staticCluster, err error) {
+	dir, err := os.MkdirTemp("", "etcd-static-bench-")
+	if err != nil {
+		return nil, err
+	}
+	sc = &staticCluster{dir: dir}
+	defer func() {
+		if err != nil {
+			sc.close()
+		}
+	}()
 	// Borrow free addresses from a harness group that starts nothing.
 	g, done, err := newGroup(binary)
 	if err != nil {
-		return 0, err
+		return sc, err
 	}
-	defer done()
+	sc.group = done
 	insts, err := g.Add(n)
 	if err != nil {
-		return 0, err
+		return sc, err
 	}
 	var initial []string
 	for _, inst := range insts {
 		initial = append(initial, inst.ID+"="+cluster.DefaultPorts.PeerURL("http", inst.Address))
 	}
-	start := time.Now()
-	var cmds []*exec.Cmd
-	defer func() {
-		for _, c := range cmds {
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-			_ = c.Wait()
-		}
-	}()
-	var endpoints []string
+	sc.started = time.Now()
 	for _, inst := range insts {
 		client := cluster.DefaultPorts.ClientURL("http", inst.Address)
-		endpoints = append(endpoints, client)
 		cmd := exec.Command(binary, "etcd",
 			"--name="+inst.ID, "--data-dir="+filepath.Join(dir, inst.ID),
 			"--listen-client-urls="+client, "--advertise-client-urls="+client,
@@ -303,20 +343,46 @@ func measureStatic(ctx context.Context, binary string, n int) (time.Duration, er
 			"--initial-cluster-token=static-bench", "--log-level=error")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		if err := cmd.Start(); err != nil {
-			return 0, err
+		m := &staticMember{name: inst.ID, clientURL: client, cmd: cmd, exited: make(chan struct{})}
+		if logs {
+			m.logPath = filepath.Join(dir, inst.ID+".log")
+			f, err := os.Create(m.logPath)
+			if err != nil {
+				return sc, err
+			}
+			defer f.Close() // the child has its own descriptor once started
+			cmd.Args = append(cmd.Args, "--log-level=info")
+			cmd.Stdout, cmd.Stderr = f, f
 		}
-		cmds = append(cmds, cmd)
+		if err := cmd.Start(); err != nil {
+			return sc, err
+		}
+		go func() {
+			_ = cmd.Wait()
+			close(m.exited)
+		}()
+		sc.members = append(sc.members, m)
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return 0, err
+	sc.client, err = clientv3.New(clientv3.Config{Endpoints: sc.endpoints(), DialTimeout: time.Second, Logger: zap.NewNop()})
+	return sc, err
+}
+
+// endpoints are the client URLs of every member, running or not.
+func (sc *staticCluster) endpoints() []string {
+	var out []string
+	for _, m := range sc.members {
+		out = append(out, m.clientURL)
 	}
-	defer c.Close()
-	err = fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+	return out
+}
+
+// waitHealthy polls until each of endpoints answers a status request with
+// a leader and no error.
+func (sc *staticCluster) waitHealthy(ctx context.Context, endpoints ...string) error {
+	return fleet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 		for _, ep := range endpoints {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			st, err := c.Status(sctx, ep)
+			st, err := sc.client.Status(sctx, ep)
 			cancel()
 			if err != nil || st.Leader == 0 || len(st.Errors) > 0 {
 				return false, fmt.Sprintf("%s not healthy: %v", ep, err)
@@ -324,10 +390,33 @@ func measureStatic(ctx context.Context, binary string, n int) (time.Duration, er
 		}
 		return true, ""
 	})
-	if err != nil {
-		return 0, err
+}
+
+// signal sends sig to the member's process group and waits until it exits.
+func (sc *staticCluster) signal(ctx context.Context, m *staticMember, sig syscall.Signal) error {
+	if err := syscall.Kill(-m.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signalling etcd %s: %w", m.name, err)
 	}
-	return time.Since(start), nil
+	select {
+	case <-m.exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("etcd %s did not exit on %v: %w", m.name, sig, ctx.Err())
+	}
+}
+
+func (sc *staticCluster) close() {
+	if sc.client != nil {
+		sc.client.Close()
+	}
+	for _, m := range sc.members {
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.exited
+	}
+	if sc.group != nil {
+		sc.group()
+	}
+	os.RemoveAll(sc.dir)
 }
 
 // statusKB reads a field in kB of /proc/<pid>/status: VmRSS, RssFile, ...

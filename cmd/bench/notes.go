@@ -41,4 +41,27 @@ const notes = `
 - *100 MB*: 200 values of 512 KiB of random bytes. "backup" streams etcd's snapshot to disk, checks etcd's
   SHA-256 trailer and bbolt's integrity, and uploads it with its SHA-256 to a file store; "restore --from"
   fetches and verifies it and restores it with etcdutl into the data dir (revisions bumped by 10⁹).
+- *Longest client write gap*: one client (clientv3, every member's client URL) writes one key as fast as it can,
+  each write with a 1 s deadline and retried at once (10 ms apart after an error); the figure is the longest
+  interval between two acknowledged writes (or between the last one and the writer's stop) while the scenario
+  runs. Each scenario starts on a cluster left untouched for 6 s.
+  - *Rolling upgrade*: a group of 3 launched with --etcd-binary of etcd 3.5.36 (built from the module proxy)
+    has its instances terminated and replaced by instances of the bundled etcd one at a time, each step waiting
+    for 3 healthy voters; the client's endpoints follow the group after each step. One sample is the whole
+    upgrade. The local provider's termination is the machine disappearing (SIGKILL of the appliance and etcd,
+    no drain: the group file has no lifecycle hook), so the step that terminates the leader costs an election.
+  - *Leader's instance terminated*: the same termination of the leader of a group of 3, and its replacement,
+    until 3 healthy voters; its reference is a static cluster whose leader is SIGKILLed, timed until a write
+    after the kill is acknowledged and the two others are healthy.
+  - *Planned drain of the leader* (§4.5) runs on moto with a termination lifecycle hook: the leader's IMDS says
+    Terminated, its appliance (polling it every second) moves leadership to another member, removes its member,
+    stops etcd and completes the hook (the fault proxy answers for moto); the group then terminates it. Its
+    reference is a static cluster whose leader is moved to a follower by hand (MoveLeader) and then stopped with
+    SIGTERM, timed until a write after the stop is acknowledged and the two others are healthy. The next row is
+    the same run from the termination until the replacement moto launched is a voter and DNS lists the new set.
+  - A write caught by a leadership change waits out its whole deadline: raft drops the proposals of a leader
+    that hands over and of a member without a leader, and etcd does not answer them before the client's 1 s.
+    So the gaps come in steps of that deadline: a SIGKILLed leader costs one deadline when the survivors elect
+    a new leader within it (the election timeout is randomized between 1 and 2 s), else two; a handover costs
+    none or one, depending on whether a write was in flight.
 `
