@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -36,6 +37,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	yaml "go.yaml.in/yaml/v2"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 )
@@ -165,6 +167,7 @@ func TestTemplateInstallsTheUnitAndNamesTheHook(t *testing.T) {
 	if want := strings.TrimSpace(string(unit)); strings.TrimSpace(inline) != want {
 		t.Errorf("the template's unit differs from %s:\n--- template\n%s\n--- file\n%s", unitPath, inline, want)
 	}
+	checkTemplateEnv(t, tmpl, script)
 	for _, env := range []string{
 		"ETCD_APPLIANCE_PROVIDER=aws",
 		"ETCD_APPLIANCE_DATA_DIR=/var/lib/etcd-appliance", // the unit's StateDirectory
@@ -705,4 +708,41 @@ func statements(doc awsprovider.PolicyDocument) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// checkTemplateEnv: every variable the user data writes into the
+// appliance's environment names a flag of `run`, and with the template's
+// parameter defaults substituted, every value parses as that flag.
+func checkTemplateEnv(t *testing.T, tmpl map[any]any, script string) {
+	t.Helper()
+	_, after, _ := strings.Cut(script, "<<'ENV'\n")
+	block, _, ok := strings.Cut(after, "\nENV\n")
+	if !ok {
+		t.Fatalf("the user data writes no environment between <<'ENV' and ENV")
+	}
+	params, _ := tmpl["Parameters"].(map[any]any)
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	config.NewConfig().RegisterFlags(fs)
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		name, value, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := fs.Lookup(strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "ETCD_APPLIANCE_")), "_", "-"))
+		if f == nil {
+			t.Errorf("the user data sets %s, which names no flag of run", name)
+			continue
+		}
+		if p, ok := strings.CutPrefix(value, "${"); ok {
+			param, _ := params[strings.TrimSuffix(p, "}")].(map[any]any)
+			if param == nil {
+				continue // a pseudo parameter or a resource's attribute
+			}
+			value = fmt.Sprint(param["Default"])
+		}
+		if err := f.Value.Set(value); err != nil {
+			t.Errorf("%s=%s (the parameter's default) does not parse as --%s: %v", name, value, f.Name, err)
+		}
+	}
 }
