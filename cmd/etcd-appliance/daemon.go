@@ -112,7 +112,7 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 	}
 	p, err := awsprovider.New(ctx, awsprovider.Options{
 		Registerer: reg, Logger: logger.With("component", "aws"), LifecycleHook: cfg.LifecycleHook,
-		Regions: cfg.Regions.Strings(), ClusterTagKey: cfg.ClusterTag(),
+		Regions: cfg.Regions.Strings(), ClusterTagKey: cfg.ClusterTag(), PrivateNetwork: cfg.MultiRegionNetwork == config.NetworkPrivate,
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err

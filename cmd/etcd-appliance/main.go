@@ -40,6 +40,7 @@
 //	--dns-ttl 60
 //	--regions ""                      multi-region mode over these regions, e.g. eu-west-1,eu-central-1 (aws; the seed's ACTIVE_REGIONS works too)
 //	--cluster-tag-key ""              multi-region: the tag naming the cluster (default: aws:cloudformation:stack-name)
+//	--multi-region-network public     multi-region: public (public names, rules by public IP) or private (peered VPCs)
 //	--heartbeat-interval 0 --election-timeout 0
 //	                                  etcd's raft timing on every member (0: etcd's 100ms/1s; multi-region: derived from the round trips)
 //	--log-format json|text            default: json unless stderr is a terminal

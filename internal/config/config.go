@@ -102,6 +102,10 @@ type Config struct {
 	// ClusterTagKey is the tag whose value, on this instance, names the
 	// cluster in multi-region mode; empty: DefaultClusterTagKey.
 	ClusterTagKey string
+	// MultiRegionNetwork is how the members of a multi-region cluster reach
+	// each other: NetworkPublic (their public names, allowed by public IP)
+	// or NetworkPrivate (peered VPCs: their private addresses).
+	MultiRegionNetwork string
 
 	QuotaBackendBytes       int64
 	AutoCompactionRetention string
@@ -134,6 +138,7 @@ func NewConfig() *Config {
 		BackupInterval:          5 * time.Minute,
 		DRGrace:                 5 * time.Minute,
 		LaunchTimeout:           15 * time.Minute,
+		MultiRegionNetwork:      NetworkPublic,
 		RetainRecent:            retain.Recent,
 		RetainHourly:            retain.Hourly,
 		RetainDaily:             retain.Daily,
@@ -178,6 +183,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
 	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")
 	fs.Var(&c.Regions, "regions", "aws provider: multi-region mode over these comma-separated regions (e.g. eu-west-1,eu-central-1), this instance's among them: the group is every instance carrying the cluster tag in them, peers talk over public DNS names, and the leader allows every member in the cluster security group of each region (env also ACTIVE_REGIONS)")
+	fs.StringVar(&c.MultiRegionNetwork, "multi-region-network", c.MultiRegionNetwork, "multi-region mode: how members reach each other: public (their public DNS names; the rules allow their public IPs) or private (peered VPCs, a VPN or a transit gateway: their private addresses, and the rules allow those)")
 	fs.StringVar(&c.ClusterTagKey, "cluster-tag-key", c.ClusterTagKey, "multi-region mode: the tag whose value on this instance names the cluster; the instances and the cluster security group of every region carry it (default: "+DefaultClusterTagKey+")")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
@@ -370,6 +376,12 @@ func (c *Config) DNSSpec(clusterName string, tls bool) *cluster.DNSSpec {
 // of one name in each region.
 const DefaultClusterTagKey = "aws:cloudformation:stack-name"
 
+// The values of --multi-region-network.
+const (
+	NetworkPublic  = "public"
+	NetworkPrivate = "private"
+)
+
 // ClusterTag is the key of the cluster tag in multi-region mode.
 func (c *Config) ClusterTag() string {
 	if c.ClusterTagKey == "" {
@@ -388,6 +400,15 @@ func (c *Config) validateRegions(bad func(flagName, format string, args ...any))
 	}
 	if c.ClusterTagKey != "" && len(c.Regions) == 0 {
 		bad("cluster-tag-key", "is for multi-region mode: set --regions too, or remove it")
+	}
+	switch c.MultiRegionNetwork {
+	case NetworkPublic:
+	case NetworkPrivate:
+		if len(c.Regions) == 0 {
+			bad("multi-region-network", "private is for multi-region mode: set --regions too, or remove it")
+		}
+	default:
+		bad("multi-region-network", "%q is unknown: use public or private", c.MultiRegionNetwork)
 	}
 	if len(c.Regions) == 0 {
 		return

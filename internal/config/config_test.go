@@ -355,7 +355,8 @@ func TestRegisterFlags(t *testing.T) {
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
 		HostedZone: "example.org", DNSName: "etcd", DNSTTL: 30,
 		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second, LaunchTimeout: 3 * time.Minute,
-		RetainRecent: time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
+		MultiRegionNetwork: NetworkPublic,
+		RetainRecent:       time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

@@ -45,7 +45,7 @@ type ServerSpec struct {
 	ClusterToken        string
 	ForceNewCluster     bool
 
-	QuotaBackendBytes       int64  // 0 leaves etcd's default
+	QuotaBackendBytes int64 // 0 leaves etcd's default
 	// HeartbeatMS and ElectionMS are etcd's raft timing in milliseconds;
 	// 0 leaves etcd's defaults (100 ms, 1 s).
 	HeartbeatMS, ElectionMS int

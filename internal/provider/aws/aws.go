@@ -62,6 +62,9 @@ type Options struct {
 	// ClusterTagKey is the cluster tag's key in multi-region mode; default
 	// DefaultClusterTagKey.
 	ClusterTagKey string
+	// PrivateNetwork: in multi-region mode, members reach each other by
+	// their private addresses (peered VPCs), not by their public names.
+	PrivateNetwork bool
 	// Registerer receives the provider's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -152,7 +155,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	p.r53 = route53.NewFromConfig(cfg)
 	if len(opts.Regions) > 0 {
 		// Same retries, metrics, endpoint and credentials in every region.
-		p.multi, err = newMultiRegion(p.region, opts.Regions, opts.ClusterTagKey, func(region string) ec2API {
+		p.multi, err = newMultiRegion(p.region, opts.Regions, opts.ClusterTagKey, opts.PrivateNetwork, func(region string) ec2API {
 			return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Region = region })
 		})
 		if err != nil {

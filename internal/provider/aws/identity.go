@@ -39,7 +39,7 @@ func (p *Provider) Self(ctx context.Context) (cluster.Instance, error) {
 		Region:  m.Region,
 		Zone:    m.Zone,
 	}
-	if p.multi != nil {
+	if p.multi != nil && !p.multi.private {
 		// Peers in other regions reach this instance by its public name;
 		// it serves on its private IP (see peerAddress).
 		self.Address = peerAddress(m.PublicHostname, m.PublicIPv4, m.PrivateIPv4)

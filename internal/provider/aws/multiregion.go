@@ -31,6 +31,9 @@ const DefaultClusterTagKey = "aws:cloudformation:stack-name"
 type multiRegion struct {
 	tagKey  string
 	regions []string
+	// private: the regions' VPCs are peered (or joined by a VPN or transit
+	// gateway), and members reach each other by their private addresses.
+	private bool
 	ec2     map[string]ec2API // one client per region
 
 	mu       sync.Mutex
@@ -39,14 +42,14 @@ type multiRegion struct {
 
 // newMultiRegion checks that the own region is among regions: an instance
 // outside the regions it lists would list a group without itself.
-func newMultiRegion(own string, regions []string, tagKey string, client func(region string) ec2API) (*multiRegion, error) {
+func newMultiRegion(own string, regions []string, tagKey string, private bool, client func(region string) ec2API) (*multiRegion, error) {
 	if !slices.Contains(regions, own) {
 		return nil, fmt.Errorf("--regions %s does not include this instance's region %s: add it", strings.Join(regions, ","), own)
 	}
 	if tagKey == "" {
 		tagKey = DefaultClusterTagKey
 	}
-	m := &multiRegion{tagKey: tagKey, regions: slices.Clone(regions), ec2: map[string]ec2API{}}
+	m := &multiRegion{tagKey: tagKey, regions: slices.Clone(regions), private: private, ec2: map[string]ec2API{}}
 	for _, r := range regions {
 		m.ec2[r] = client(r)
 	}
@@ -164,7 +167,7 @@ func (m *multiRegion) list(ctx context.Context, region, value string) ([]cluster
 		}
 		for _, r := range page.Reservations {
 			for _, machine := range r.Instances {
-				inst, err := multiRegionInstance(region, machine)
+				inst, err := multiRegionInstance(region, machine, m.private)
 				if err != nil {
 					return nil, err
 				}
@@ -178,7 +181,9 @@ func (m *multiRegion) list(ctx context.Context, region, value string) ([]cluster
 // multiRegionInstance is an EC2 instance as a member of a multi-region
 // group. Its state is EC2's alone, mapped as for an Auto Scaling group's
 // instance that is InService: there is no group lifecycle in this mode.
-func multiRegionInstance(region string, machine ec2types.Instance) (cluster.Instance, error) {
+// With private, the instance is reached, and its traffic comes, from its
+// private address, public or not.
+func multiRegionInstance(region string, machine ec2types.Instance, private bool) (cluster.Instance, error) {
 	var state ec2types.InstanceStateName
 	if machine.State != nil {
 		state = machine.State.Name
@@ -194,6 +199,9 @@ func multiRegionInstance(region string, machine ec2types.Instance) (cluster.Inst
 		inst.Zone = aws.ToString(machine.Placement.AvailabilityZone)
 	}
 	inst.Address = peerAddress(aws.ToString(machine.PublicDnsName), inst.PublicIP, inst.BindAddress)
+	if private {
+		inst.Address, inst.PublicIP = inst.BindAddress, ""
+	}
 	if inst.State != cluster.InstanceTerminated && (inst.Address == "" || net.ParseIP(inst.BindAddress) == nil) {
 		return cluster.Instance{}, fmt.Errorf("instance %s in %s (%s) has no address yet (public name %q, private IP %q)",
 			inst.ID, region, inst.State, aws.ToString(machine.PublicDnsName), inst.BindAddress)

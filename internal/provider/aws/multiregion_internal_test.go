@@ -56,31 +56,35 @@ func TestMultiRegionInstance(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		machine ec2types.Instance
+		private bool
 		want    cluster.Instance
 		wantErr string
 	}{
+		{"peered VPCs: reached and admitted by the private address", machine(ec2types.InstanceStateNameRunning, name, "203.0.113.7", "10.0.0.7"),
+			true, cluster.Instance{ID: "i-1", Address: "10.0.0.7", State: cluster.InstanceRunning, Region: "eu-west-1", Zone: "eu-west-1b",
+				BindAddress: "10.0.0.7"}, ""},
 		{"running with a public name", machine(ec2types.InstanceStateNameRunning, name, "203.0.113.7", "10.0.0.7"),
-			cluster.Instance{ID: "i-1", Address: name, State: cluster.InstanceRunning, Region: "eu-west-1", Zone: "eu-west-1b",
+			false, cluster.Instance{ID: "i-1", Address: name, State: cluster.InstanceRunning, Region: "eu-west-1", Zone: "eu-west-1b",
 				BindAddress: "10.0.0.7", PublicIP: "203.0.113.7"}, ""},
 		{"running without a public address", machine(ec2types.InstanceStateNameRunning, "", "", "127.0.1.4"),
-			cluster.Instance{ID: "i-1", Address: "127.0.1.4", State: cluster.InstanceRunning, Region: "eu-west-1", Zone: "eu-west-1b",
+			false, cluster.Instance{ID: "i-1", Address: "127.0.1.4", State: cluster.InstanceRunning, Region: "eu-west-1", Zone: "eu-west-1b",
 				BindAddress: "127.0.1.4"}, ""},
 		{"pending", machine(ec2types.InstanceStateNamePending, "", "", "10.0.0.7"),
-			cluster.Instance{ID: "i-1", Address: "10.0.0.7", State: cluster.InstancePending, Region: "eu-west-1", Zone: "eu-west-1b",
+			false, cluster.Instance{ID: "i-1", Address: "10.0.0.7", State: cluster.InstancePending, Region: "eu-west-1", Zone: "eu-west-1b",
 				BindAddress: "10.0.0.7"}, ""},
 		{"stopped", machine(ec2types.InstanceStateNameStopped, "", "", "10.0.0.7"),
-			cluster.Instance{ID: "i-1", Address: "10.0.0.7", State: cluster.InstanceStopped, Region: "eu-west-1", Zone: "eu-west-1b",
+			false, cluster.Instance{ID: "i-1", Address: "10.0.0.7", State: cluster.InstanceStopped, Region: "eu-west-1", Zone: "eu-west-1b",
 				BindAddress: "10.0.0.7"}, ""},
 		{"terminated without addresses", machine(ec2types.InstanceStateNameTerminated, "", "", ""),
-			cluster.Instance{ID: "i-1", State: cluster.InstanceTerminated, Region: "eu-west-1", Zone: "eu-west-1b"}, ""},
+			false, cluster.Instance{ID: "i-1", State: cluster.InstanceTerminated, Region: "eu-west-1", Zone: "eu-west-1b"}, ""},
 		{"shutting down", machine(ec2types.InstanceStateNameShuttingDown, name, "203.0.113.7", "10.0.0.7"),
-			cluster.Instance{ID: "i-1", Address: name, State: cluster.InstanceTerminated, Region: "eu-west-1", Zone: "eu-west-1b",
+			false, cluster.Instance{ID: "i-1", Address: name, State: cluster.InstanceTerminated, Region: "eu-west-1", Zone: "eu-west-1b",
 				BindAddress: "10.0.0.7", PublicIP: "203.0.113.7"}, ""},
 		{"running without a private IP is an error", machine(ec2types.InstanceStateNameRunning, name, "203.0.113.7", ""),
-			cluster.Instance{}, "has no address yet"},
+			false, cluster.Instance{}, "has no address yet"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := multiRegionInstance("eu-west-1", tt.machine)
+			got, err := multiRegionInstance("eu-west-1", tt.machine, tt.private)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("multiRegionInstance() = %+v, %v; want an error containing %q", got, err, tt.wantErr)
@@ -95,11 +99,11 @@ func TestMultiRegionInstance(t *testing.T) {
 }
 
 func TestNewMultiRegionNeedsTheOwnRegion(t *testing.T) {
-	_, err := newMultiRegion("us-east-1", []string{"eu-west-1", "eu-central-1"}, "", func(string) ec2API { return nil })
+	_, err := newMultiRegion("us-east-1", []string{"eu-west-1", "eu-central-1"}, "", false, func(string) ec2API { return nil })
 	if err == nil || !strings.Contains(err.Error(), "--regions eu-west-1,eu-central-1 does not include this instance's region us-east-1") {
 		t.Errorf("newMultiRegion() = %v", err)
 	}
-	m, err := newMultiRegion("eu-west-1", []string{"eu-west-1", "eu-central-1"}, "", func(string) ec2API { return nil })
+	m, err := newMultiRegion("eu-west-1", []string{"eu-west-1", "eu-central-1"}, "", false, func(string) ec2API { return nil })
 	if err != nil || m.tagKey != DefaultClusterTagKey || len(m.ec2) != 2 {
 		t.Errorf("newMultiRegion() = %+v, %v", m, err)
 	}
