@@ -17,16 +17,16 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// TestInPlaceUpgradeFrom35: a group of three runs an external etcd 3.5
+// TestInPlaceUpgradeFrom36: a group of three runs an external etcd 3.6
 // (--etcd-binary); configuration management then drops the flag (the
-// bundled etcd 3.6) and restarts the service on every instance at once. Each
-// member starts once more on the copy of 3.5 its appliance kept and swaps to
-// 3.6 in its turn, under the membership lock: once the three answered
+// bundled etcd 3.7) and restarts the service on every instance at once. Each
+// member starts once more on the copy of 3.6 its appliance kept and swaps to
+// 3.7 in its turn, under the membership lock: once the three answered
 // again, at least two voters are healthy at every sample (one member is
 // down at a time), one restore point is stored before the first member of
-// 3.6 runs, no acknowledged write of a continuous writer is lost, and the
-// cluster version ends at 3.6.
-func TestInPlaceUpgradeFrom35(t *testing.T) {
+// 3.7 runs, no acknowledged write of a continuous writer is lost, and the
+// cluster version ends at 3.7.
+func TestInPlaceUpgradeFrom36(t *testing.T) {
 	ctx := testContext(t, 10*time.Minute)
 	bctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	old, err := testcluster.BuildEtcd(bctx, upgradeFrom)
@@ -41,7 +41,7 @@ func TestInPlaceUpgradeFrom35(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, ctx, g, 3)
-	waitClusterVersion(t, ctx, g, "3.5.0")
+	waitClusterVersion(t, ctx, g, minorOf(upgradeFrom)+".0")
 	// Each appliance keeps a copy of the etcd it runs, in the background.
 	for _, inst := range insts {
 		kept := filepath.Join(inst.DataDir, "etcd-kept", upgradeFrom, filepath.Base(old))
@@ -74,14 +74,14 @@ func TestInPlaceUpgradeFrom35(t *testing.T) {
 	if err := g.Start(ctx, ids...); err != nil {
 		t.Fatal(err)
 	}
-	waitClusterVersion(t, ctx, g, "3.6.0")
+	waitClusterVersion(t, ctx, g, bundledMinor+".0")
 	st := waitConverged(t, ctx, g, 3)
 	for _, m := range st.Members {
-		if !strings.HasPrefix(m.Version, "3.6.") {
-			t.Errorf("member %s runs etcd %q after the upgrade, want 3.6", m.Name, m.Version)
+		if !strings.HasPrefix(m.Version, bundledMinor+".") {
+			t.Errorf("member %s runs etcd %q after the upgrade, want %s", m.Name, m.Version, bundledMinor)
 		}
 	}
-	t.Logf("in-place upgrade %s → bundled: 3 healthy voters on 3.6 %s after the restart", upgradeFrom,
+	t.Logf("in-place upgrade %s → bundled: 3 healthy voters on %s %s after the restart", upgradeFrom, bundledMinor,
 		time.Since(restarted).Round(time.Millisecond))
 	lowest, samples, full := s.stop()
 	if !full {
@@ -124,7 +124,7 @@ func TestInPlaceUpgradeFrom35(t *testing.T) {
 		}
 	}
 	if restorePoints != 1 {
-		t.Errorf("%d restore points stored, want exactly 1: before the first member of 3.6 ran", restorePoints)
+		t.Errorf("%d restore points stored, want exactly 1: before the first member of %s ran", restorePoints, bundledMinor)
 	}
 }
 

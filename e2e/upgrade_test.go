@@ -15,20 +15,32 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// upgradeFrom is the etcd a rolling upgrade starts from: the newest 3.5
-// the module proxy serves, one minor behind the bundled 3.6.
-const upgradeFrom = "3.5.36"
+// The bundled etcd's minor and the etcd releases its upgrade tests start
+// from. A bump of the bundled minor moves all three.
+const (
+	// bundledMinor is the bundled etcd's minor; etcd's cluster version is
+	// bundledMinor+".0" once every member runs it.
+	bundledMinor = "3.7"
+	// upgradeFrom is the etcd a rolling upgrade starts from: the newest
+	// 3.6 the module proxy serves, one minor behind the bundled 3.7 (and at
+	// least 3.6.11, which etcd 3.7's upgrade guide asks for).
+	upgradeFrom = "3.6.16"
+	// skippedFrom is two minors behind the bundled etcd: an upgrade from it
+	// skips a minor, which the version gate refuses.
+	skippedFrom = "3.5.36"
+)
 
-// TestRollingUpgradeFrom35 runs a group on an external etcd 3.5
+// TestRollingUpgradeFrom36 runs a group on an external etcd 3.6
 // (--etcd-binary), then replaces its instances one at a time by instances
-// of the bundled etcd 3.6, under a continuous writer: every acknowledged
-// write survives, and etcd raises the cluster version to 3.6 once every
+// of the bundled etcd 3.7, under a continuous writer: every acknowledged
+// write survives, and etcd raises the cluster version to 3.7 once every
 // member runs it.
-func TestRollingUpgradeFrom35(t *testing.T) {
+func TestRollingUpgradeFrom36(t *testing.T) {
 	g := newGroup(t)
 	ctx := testContext(t, 10*time.Minute)
 	bctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
@@ -56,7 +68,7 @@ func TestRollingUpgradeFrom35(t *testing.T) {
 			t.Errorf("%s did not report etcd_version=%s at start (%v)", inst.ID, upgradeFrom, err)
 		}
 	}
-	waitClusterVersion(t, ctx, g, "3.5.0")
+	waitClusterVersion(t, ctx, g, minorOf(upgradeFrom)+".0")
 
 	c, err := g.Client(ctx)
 	if err != nil {
@@ -92,11 +104,11 @@ func TestRollingUpgradeFrom35(t *testing.T) {
 
 	st = waitConverged(t, ctx, g, 3)
 	for _, m := range st.Members {
-		if !strings.HasPrefix(m.Version, "3.6.") {
-			t.Errorf("member %s runs etcd %q after the upgrade, want 3.6", m.Name, m.Version)
+		if !strings.HasPrefix(m.Version, bundledMinor+".") {
+			t.Errorf("member %s runs etcd %q after the upgrade, want %s", m.Name, m.Version, bundledMinor)
 		}
 	}
-	waitClusterVersion(t, ctx, g, "3.6.0")
+	waitClusterVersion(t, ctx, g, bundledMinor+".0")
 	running, err := g.RunningInGroup()
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +116,13 @@ func TestRollingUpgradeFrom35(t *testing.T) {
 	for _, inst := range running {
 		checkWritten(t, ctx, g, inst.ID, "upgrade", acked)
 	}
+}
+
+// minorOf is the major.minor of an etcd release ("3.6.16" → "3.6").
+func minorOf(release string) string {
+	major, rest, _ := strings.Cut(release, ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	return major + "." + minor
 }
 
 // endpointsBut are the client URLs of the running instances of the group
@@ -250,9 +269,9 @@ func checkWritten(t *testing.T, ctx context.Context, g *fleet.Group, id, prefix 
 	}
 }
 
-// TestVersionGateRefusesAJoin: a cluster of the bundled etcd 3.6 refuses
-// an instance of etcd 3.5 (older than its cluster version) and one whose
-// etcd claims 3.8 (two minors ahead): each says why in its status and
+// TestVersionGateRefusesAJoin: a cluster of the bundled etcd 3.7 refuses
+// an instance of etcd 3.6 (older than its cluster version) and one whose
+// etcd claims 3.9 (two minors ahead): each says why in its status and
 // metric, and the membership stays as it was.
 func TestVersionGateRefusesAJoin(t *testing.T) {
 	g := newGroup(t)
@@ -265,49 +284,84 @@ func TestVersionGateRefusesAJoin(t *testing.T) {
 	}
 	// An etcd that claims a version two minors ahead of the bundled one
 	// and is the bundled one: only the gate can tell them apart.
-	ahead := filepath.Join(t.TempDir(), "etcd-3.8")
-	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.8.0'; exit 0; fi\nexec " + binary + " etcd \"$@\"\n"
+	ahead := filepath.Join(t.TempDir(), "etcd-3.9")
+	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.9.0'; exit 0; fi\nexec " + binary + " etcd \"$@\"\n"
 	if err := os.WriteFile(ahead, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	_, st := startConverged(t, ctx, g, 3)
-	waitClusterVersion(t, ctx, g, "3.6.0")
+	waitClusterVersion(t, ctx, g, bundledMinor+".0")
 
 	for _, tt := range []struct{ etcd, why string }{
-		{older, "older than the cluster version 3.6"},
-		{ahead, "2 minors ahead of the cluster version 3.6"},
+		{older, "older than the cluster version " + bundledMinor},
+		{ahead, "2 minors ahead of the cluster version " + bundledMinor},
 	} {
 		joiner, err := g.LaunchNWith(ctx, 1, "--etcd-binary", tt.etcd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := joiner[0].ID
-		wctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-		var last string
-		err = fleet.Poll(wctx, 200*time.Millisecond, func() (bool, string) {
-			s, err := g.StatusOf(wctx, id)
-			if err != nil {
-				return false, err.Error()
-			}
-			last = s.Waiting
-			return strings.Contains(s.Waiting, tt.why), fmt.Sprintf("%s waits: %q", id, s.Waiting)
-		})
-		cancel()
+		assertJoinRefused(t, ctx, g, st, joiner[0], tt.why)
+	}
+}
+
+// TestVersionGateRefusesASkippedMinor: a group on an external etcd 3.5
+// refuses an instance of the bundled etcd 3.7, two minors ahead (etcd
+// itself would let it join: its oldest cluster version is 3.0). The
+// refused instance says why, and the membership stays as it was.
+func TestVersionGateRefusesASkippedMinor(t *testing.T) {
+	g := newGroup(t)
+	ctx := testContext(t, 8*time.Minute)
+	bctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	skipped, err := testcluster.BuildEtcd(bctx, skippedFrom)
+	cancel()
+	if err != nil {
+		t.Fatalf("no etcd %s to start the group on: %v", skippedFrom, err)
+	}
+	if _, err := g.LaunchNWith(ctx, 3, "--etcd-binary", skipped); err != nil {
+		t.Fatal(err)
+	}
+	st := waitConverged(t, ctx, g, 3)
+	waitClusterVersion(t, ctx, g, minorOf(skippedFrom)+".0")
+
+	joiner, err := g.LaunchNWith(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertJoinRefused(t, ctx, g, st, joiner[0],
+		"2 minors ahead of the cluster version "+minorOf(skippedFrom)+": upgrade one minor at a time ("+minorOf(upgradeFrom)+" first)")
+}
+
+// assertJoinRefused waits until the version gate of the launched instance
+// refuses its join saying why, checks its metric and that the membership
+// is still st's, then terminates it.
+func assertJoinRefused(t *testing.T, ctx context.Context, g *fleet.Group, st cluster.ClusterStatus, joiner *fleet.Instance, why string) {
+	t.Helper()
+	id := joiner.ID
+	wctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	var last string
+	err := fleet.Poll(wctx, 200*time.Millisecond, func() (bool, string) {
+		s, err := g.StatusOf(wctx, id)
 		if err != nil {
-			t.Fatalf("the join of %s was not refused saying %q: %v", tt.etcd, tt.why, err)
+			return false, err.Error()
 		}
-		t.Logf("%s: %s", id, last)
-		if v := metricValue(t, ctx, joiner[0], "etcd_appliance_join_version_refused"); v != "1" {
-			t.Errorf("etcd_appliance_join_version_refused = %q on %s, want 1", v, id)
-		}
-		now, err := g.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertSameMembers(t, st, now)
-		if err := g.Terminate(ctx, id); err != nil {
-			t.Fatal(err)
-		}
+		last = s.Waiting
+		return strings.Contains(s.Waiting, why), fmt.Sprintf("%s waits: %q", id, s.Waiting)
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("the join of %s was not refused saying %q: %v", id, why, err)
+	}
+	t.Logf("%s: %s", id, last)
+	if v := metricValue(t, ctx, joiner, "etcd_appliance_join_version_refused"); v != "1" {
+		t.Errorf("etcd_appliance_join_version_refused = %q on %s, want 1", v, id)
+	}
+	now, err := g.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameMembers(t, st, now)
+	if err := g.Terminate(ctx, id); err != nil {
+		t.Fatal(err)
 	}
 }
 

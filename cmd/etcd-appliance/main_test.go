@@ -58,7 +58,7 @@ func TestVersionAndStatusWithoutAnAPI(t *testing.T) {
 	}
 	var b bytes.Buffer
 	printVersion(&b)
-	if !strings.Contains(b.String(), "bundled etcd 3.6.") {
+	if !strings.Contains(b.String(), "bundled etcd 3.7.") {
 		t.Errorf("version output %q lacks the bundled etcd version", b.String())
 	}
 	if code := run(context.Background(), []string{"status", "--api", "http://127.0.0.1:1", "--timeout", "2s"}); code != statusUnreachable {

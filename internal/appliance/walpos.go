@@ -23,7 +23,7 @@ import (
 // and the commit index recorded last.
 type walState struct {
 	last cluster.LogPosition
-	hard raftpb.HardState
+	hard *raftpb.HardState // nil when the WAL records none
 }
 
 // readWAL reads the WAL in walDir from its newest snapshot record. With
@@ -61,9 +61,9 @@ func readWAL(walDir string, write bool) (st walState, w *wal.WAL, err error) {
 		w.Close()
 		return walState{}, nil, fmt.Errorf("reading the WAL in %s: %w", walDir, err)
 	}
-	st = walState{last: cluster.LogPosition{Term: snap.Term, Index: snap.Index}, hard: hs}
+	st = walState{last: cluster.LogPosition{Term: snap.GetTerm(), Index: snap.GetIndex()}, hard: hs}
 	if n := len(ents); n > 0 {
-		st.last = cluster.LogPosition{Term: ents[n-1].Term, Index: ents[n-1].Index}
+		st.last = cluster.LogPosition{Term: ents[n-1].GetTerm(), Index: ents[n-1].GetIndex()}
 	}
 	if !write {
 		w.Close()
@@ -93,12 +93,11 @@ func keepWALTail(walDir string) (kept uint64, err error) {
 			err = fmt.Errorf("closing the WAL in %s: %w", walDir, cerr)
 		}
 	}()
-	commit := st.hard.Commit
+	commit := st.hard.GetCommit()
 	if st.last.Index <= commit {
 		return 0, nil
 	}
-	hs := st.hard
-	hs.Commit = st.last.Index
+	hs := &raftpb.HardState{Term: new(st.hard.GetTerm()), Vote: new(st.hard.GetVote()), Commit: new(st.last.Index)}
 	if err := w.Save(hs, nil); err != nil {
 		return 0, fmt.Errorf("recording the WAL's commit index in %s: %w", walDir, err)
 	}

@@ -29,7 +29,7 @@ func createWAL(t *testing.T, d dataDir) *wal.WAL {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	if err := w.SaveSnapshot(walpb.Snapshot{}); err != nil {
+	if err := w.SaveSnapshot(&walpb.Snapshot{Index: new(uint64(0)), Term: new(uint64(0))}); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -39,11 +39,11 @@ func createWAL(t *testing.T, d dataDir) *wal.WAL {
 // to commit.
 func appendEntries(t *testing.T, w *wal.WAL, from, last, term, commit uint64) {
 	t.Helper()
-	var ents []raftpb.Entry
+	var ents []*raftpb.Entry
 	for i := from; i <= last; i++ {
-		ents = append(ents, raftpb.Entry{Term: term, Index: i, Data: []byte("put")})
+		ents = append(ents, &raftpb.Entry{Term: new(term), Index: new(i), Data: []byte("put")})
 	}
-	if err := w.Save(raftpb.HardState{Term: term, Vote: 1, Commit: commit}, ents); err != nil {
+	if err := w.Save(&raftpb.HardState{Term: new(term), Vote: new(uint64(1)), Commit: new(commit)}, ents); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -104,7 +104,7 @@ func TestWALReadStopsAtATornRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _, err := readWAL(d.walDir(), false)
-	if err != nil || st.hard.Commit != 4 || st.last != (cluster.LogPosition{Term: 2, Index: 9}) {
+	if err != nil || st.hard.GetCommit() != 4 || st.last != (cluster.LogPosition{Term: 2, Index: 9}) {
 		t.Fatalf("readWAL = %+v, %v; want entries to 9, committed to 4 (the last whole hard state)", st, err)
 	}
 }
@@ -124,7 +124,7 @@ func TestKeepWALTail(t *testing.T) {
 		t.Fatalf("keepWALTail = %d, %v; want 3 entries kept", kept, err)
 	}
 	st, _, err := readWAL(d.walDir(), false)
-	if err != nil || st.hard.Commit != 9 || st.hard.Term != 2 || st.hard.Vote != 1 {
+	if err != nil || st.hard.GetCommit() != 9 || st.hard.GetTerm() != 2 || st.hard.GetVote() != 1 {
 		t.Fatalf("after keepWALTail the WAL holds %+v, %v; want commit 9, term and vote kept", st, err)
 	}
 	if kept, err := keepWALTail(d.walDir()); err != nil || kept != 0 {
