@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	etcdversion "go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -32,9 +33,9 @@ const writeDeadline = time.Second
 // on two cores a spinning client would slow the cluster it measures.
 const retryPause = 10 * time.Millisecond
 
-// upgradeFrom is the etcd a rolling upgrade starts from, as in
-// e2e.TestRollingUpgradeFrom35.
-const upgradeFrom = "3.5.36"
+// upgradeFrom is the etcd a rolling upgrade starts from, one minor behind
+// the bundled one, as in e2e.TestRollingUpgradeFrom36.
+const upgradeFrom = "3.6.16"
 
 // drainHook is the termination lifecycle hook of the drain figure.
 const drainHook = "etcd-appliance-terminate"
@@ -114,7 +115,7 @@ func buildUpgradeFrom(ctx context.Context) (string, error) {
 	return bin, nil
 }
 
-// measureUpgradeGap launches a group of 3 on etcd 3.5 and replaces its
+// measureUpgradeGap launches a group of 3 on etcd 3.6 and replaces its
 // instances one at a time by instances of the bundled etcd, each step
 // waiting for 3 healthy voters, under a writer. It returns the longest
 // write gap, the upgrade's duration and which step the gap was in.
@@ -185,7 +186,11 @@ func measureUpgradeGap(ctx context.Context, binary, etcd35 string) (time.Duratio
 		}
 	}
 	took := time.Since(start)
-	if err := checkVersions(st, func(v string) bool { return strings.HasPrefix(v, "3.6.") }); err != nil {
+	bundled, err := cluster.ParseVersion(etcdversion.Version)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if err := checkVersions(st, func(v string) bool { return strings.HasPrefix(v, bundled.MinorString()+".") }); err != nil {
 		return 0, 0, "", fmt.Errorf("after the upgrade: %w", err)
 	}
 	if tail := w.stop(); tail.length() > longest.length() {

@@ -45,7 +45,7 @@ const notes = `
   each write with a 1 s deadline and retried at once (10 ms apart after an error); the figure is the longest
   interval between two acknowledged writes (or between the last one and the writer's stop) while the scenario
   runs. Each scenario starts on a cluster left untouched for 6 s.
-  - *Rolling upgrade*: a group of 3 launched with --etcd-binary of etcd 3.5.36 (built from the module proxy)
+  - *Rolling upgrade*: a group of 3 launched with --etcd-binary of etcd 3.6.16 (built from the module proxy)
     has its instances terminated and replaced by instances of the bundled etcd one at a time, each step waiting
     for 3 healthy voters; the client's endpoints follow the group after each step. One sample is the whole
     upgrade. The local provider's termination is the machine disappearing (SIGKILL of the appliance and etcd,
