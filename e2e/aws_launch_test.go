@@ -17,38 +17,41 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// launchCompletion is one CompleteLifecycleAction an appliance sent, with
-// what the cluster said about the instance at that moment.
-type launchCompletion struct {
+// hookCompletion is one CompleteLifecycleAction an appliance sent, with
+// what the member list said about the instance at that moment.
+type hookCompletion struct {
 	instance, hook, result string
-	// voter: the instance was a started, non-learner member when the call
-	// came; members is the member list then, for the failure message.
-	voter   bool
-	members string
+	at                     time.Time
+	// listed: the instance was a member; voter: a started voter. members
+	// is the member list, for the failure messages.
+	listed, voter bool
+	members       string
 }
 
-// launchObserver answers CompleteLifecycleAction in the fault proxy (moto
-// answers 500) and, while the calling appliance waits for the answer,
-// reads the member list through c.
-type launchObserver struct {
+// hookObserver answers CompleteLifecycleAction in the fault proxy and,
+// while the calling appliance waits for the answer, reads the member list
+// through c.
+type hookObserver struct {
 	c    *clientv3.Client
 	mu   sync.Mutex
-	seen []launchCompletion
+	seen []hookCompletion
 }
 
-func (o *launchObserver) observe(params url.Values) {
-	comp := launchCompletion{instance: params.Get("InstanceId"), hook: params.Get("LifecycleHookName"),
-		result: params.Get("LifecycleActionResult")}
+func (o *hookObserver) observe(params url.Values) {
+	comp := hookCompletion{instance: params.Get("InstanceId"), hook: params.Get("LifecycleHookName"),
+		result: params.Get("LifecycleActionResult"), at: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := o.c.MemberList(ctx)
 	if err != nil {
 		comp.members = "member list unreadable: " + err.Error()
+		comp.listed = true // unknown: not proof that it left
 	} else {
+		comp.members = strings.Join(memberList(resp), " ")
 		for _, m := range resp.Members {
-			comp.members += fmt.Sprintf("%s(learner=%v) ", m.Name, m.IsLearner)
-			if m.Name == comp.instance && !m.IsLearner {
-				comp.voter = true
+			if m.Name == comp.instance {
+				comp.listed = true
+				comp.voter = !m.IsLearner
 			}
 		}
 	}
@@ -58,10 +61,10 @@ func (o *launchObserver) observe(params url.Values) {
 }
 
 // of returns the completions of an instance's hook.
-func (o *launchObserver) of(instance, hook string) []launchCompletion {
+func (o *hookObserver) of(instance, hook string) []hookCompletion {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []launchCompletion
+	var out []hookCompletion
 	for _, c := range o.seen {
 		if c.instance == instance && c.hook == hook {
 			out = append(out, c)
@@ -71,9 +74,9 @@ func (o *launchObserver) of(instance, hook string) []launchCompletion {
 }
 
 // waitLaunchCompleted waits until the instance completed its launch hook.
-func waitLaunchCompleted(t *testing.T, o *launchObserver, instance, hook string, within time.Duration) launchCompletion {
+func waitLaunchCompleted(t *testing.T, o *hookObserver, instance, hook string, within time.Duration) hookCompletion {
 	t.Helper()
-	var got []launchCompletion
+	var got []hookCompletion
 	err := fleet.Poll(testContext(t, within), 100*time.Millisecond, func() (bool, string) {
 		got = o.of(instance, hook)
 		return len(got) > 0, fmt.Sprintf("%s has not completed the launch hook %s", instance, hook)
@@ -115,7 +118,7 @@ func TestAWSLaunchHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	o := &launchObserver{c: c}
+	o := &hookObserver{c: c}
 	answer := testcluster.Answer("autoscaling", "CompleteLifecycleAction")
 	answer.Observe = o.observe
 	proxy.Inject(answer)

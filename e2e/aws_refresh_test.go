@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -253,62 +252,6 @@ func heldByBudget(t *testing.T, g *fleet.AWSGroup, id string) bool {
 		t.Fatal(err)
 	}
 	return strings.Contains(string(log), heldLine)
-}
-
-// hookCompletion is one CompleteLifecycleAction an appliance sent, with
-// what the member list said about the instance at that moment.
-type hookCompletion struct {
-	instance, hook, result string
-	at                     time.Time
-	// listed: the instance was a member; voter: a started voter. members
-	// is the member list, for the failure messages.
-	listed, voter bool
-	members       string
-}
-
-// hookObserver answers CompleteLifecycleAction in the fault proxy and,
-// while the calling appliance waits for the answer, reads the member list
-// through c.
-type hookObserver struct {
-	c    *clientv3.Client
-	mu   sync.Mutex
-	seen []hookCompletion
-}
-
-func (o *hookObserver) observe(params url.Values) {
-	comp := hookCompletion{instance: params.Get("InstanceId"), hook: params.Get("LifecycleHookName"),
-		result: params.Get("LifecycleActionResult"), at: time.Now()}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := o.c.MemberList(ctx)
-	if err != nil {
-		comp.members = "member list unreadable: " + err.Error()
-		comp.listed = true // unknown: not proof that it left
-	} else {
-		comp.members = strings.Join(memberList(resp), " ")
-		for _, m := range resp.Members {
-			if m.Name == comp.instance {
-				comp.listed = true
-				comp.voter = !m.IsLearner
-			}
-		}
-	}
-	o.mu.Lock()
-	o.seen = append(o.seen, comp)
-	o.mu.Unlock()
-}
-
-// of returns the completions of an instance's hook.
-func (o *hookObserver) of(instance, hook string) []hookCompletion {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []hookCompletion
-	for _, c := range o.seen {
-		if c.instance == instance && c.hook == hook {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // wait waits, within convergeTimeout, for the instance's first completion
