@@ -222,12 +222,14 @@ func TestJoinDropsAPlanThatChangedUnderTheLock(t *testing.T) {
 // status and a metric until a join passes the gate.
 func TestJoinVersionGate(t *testing.T) {
 	for _, tt := range []struct {
-		name      string
-		own       string
-		versions  clusterVersions
-		rejoin    bool
-		wantWhy   string // "": joins
-		wantCalls []string
+		name     string
+		own      string
+		versions clusterVersions
+		rejoin   bool
+		// memberVersion is what the other members' status says they run.
+		memberVersion string
+		wantWhy       string // "": joins
+		wantCalls     []string
 	}{
 		// The first member of a newer minor lists the members to learn
 		// what they run: it takes the restore point (none without a store).
@@ -244,6 +246,11 @@ func TestJoinVersionGate(t *testing.T) {
 			wantCalls: []string{"Lock", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
 		{name: "an undecided cluster version is refused", own: "3.6.16", versions: clusterVersions{Cluster: "not_decided"},
 			wantWhy: "not decided", wantCalls: []string{"Lock", "Members", "Unlock"}},
+		{name: "a member below etcd's upgrade floor refuses the next minor", own: "3.7.3", versions: clusterVersions{Cluster: "3.6.0"},
+			memberVersion: "3.6.5", wantWhy: "3.6.11 or later", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
+		{name: "members at the floor let the next minor join", own: "3.7.3", versions: clusterVersions{Cluster: "3.6.0"},
+			memberVersion: "3.6.11",
+			wantCalls:     []string{"Lock", "Members", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testAppliance(t)
@@ -254,6 +261,10 @@ func TestJoinVersionGate(t *testing.T) {
 			}
 			f := newFakeEtcd(ms)
 			delete(f.status, a.clientURL())
+			for url, st := range f.status {
+				st.Version = tt.memberVersion
+				f.status[url] = st
+			}
 			f.versions = tt.versions
 			l := joining(t, a, f, 1)
 			in, plan := joinInputs(t, a, f)

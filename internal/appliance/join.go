@@ -37,11 +37,11 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 	}
 	// Before any change: a refused join leaves the cluster as it was, the
 	// member it would replace included.
-	vs, err := s.versionGate(ctx, c)
+	vs, restorePoint, err := s.versionGate(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if s.needsRestorePoint(ctx, c, vs.Cluster, s.etcdVersion) {
+	if restorePoint {
 		if err := s.snapshots.restorePoint(ctx, c, vs.Cluster, s.etcdVersion); err != nil {
 			return nil, err
 		}
@@ -101,16 +101,24 @@ func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInpu
 }
 
 // versionGate refuses to join a cluster whose etcd this instance's could
-// not run with, or would skip a minor of (cluster.CheckJoinVersion). A
-// refusal is published as what the instance waits for, and as a metric,
-// until a join passes the gate.
-func (s *starter) versionGate(ctx context.Context, c etcdAPI) (clusterVersions, error) {
-	vs, err := c.Versions(ctx)
+// not run with, or would skip a minor of (cluster.CheckJoinVersion), or
+// whose members of the old minor run a patch too old for the upgrade
+// (upgradeChecks). A refusal is published as what the instance waits for,
+// and as a metric, until a join passes the gate. restorePoint says that
+// this instance is the first of a newer minor.
+func (s *starter) versionGate(ctx context.Context, c etcdAPI) (vs clusterVersions, restorePoint bool, err error) {
+	vs, err = c.Versions(ctx)
 	if err != nil {
-		return vs, fmt.Errorf("version gate: %w", err)
+		return vs, false, fmt.Errorf("version gate: %w", err)
 	}
 	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: s.etcdVersion, Cluster: vs.Cluster,
 		DowngradeTarget: vs.DowngradeTarget})
+	if err == nil {
+		restorePoint, err = s.upgradeChecks(ctx, c, vs.Cluster, s.etcdVersion)
+		if err != nil && !errors.Is(err, cluster.ErrVersionRefused) {
+			return vs, false, err
+		}
+	}
 	if err != nil {
 		if why := "not joining: " + err.Error(); why != s.versionRefusal {
 			s.log.Warn("the version gate refuses to join the cluster", "err", err, "etcd_version", s.etcdVersion,
@@ -119,7 +127,7 @@ func (s *starter) versionGate(ctx context.Context, c etcdAPI) (clusterVersions, 
 		s.versionRefusal = "not joining: " + err.Error()
 		s.metrics.versionRefused.Set(1)
 		s.setWaiting(s.versionRefusal, s.unanswered)
-		return vs, err
+		return vs, false, err
 	}
 	if s.versionRefusal != "" {
 		s.log.Info("the version gate lets this instance join now", "etcd_version", s.etcdVersion,
@@ -127,7 +135,7 @@ func (s *starter) versionGate(ctx context.Context, c etcdAPI) (clusterVersions, 
 	}
 	s.versionRefusal = ""
 	s.metrics.versionRefused.Set(0)
-	return vs, nil
+	return vs, restorePoint, nil
 }
 
 // removeOld removes the member the plan replaces (this instance's old

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -139,12 +140,20 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 	if err != nil {
 		return nil, fmt.Errorf("version gate: %w", err)
 	}
-	if err := cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: current.Version, Cluster: vs.Cluster,
-		DowngradeTarget: vs.DowngradeTarget}); err != nil {
+	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: current.Version, Cluster: vs.Cluster,
+		DowngradeTarget: vs.DowngradeTarget})
+	restorePoint := false
+	if err == nil {
+		restorePoint, err = s.upgradeChecks(actx, c, vs.Cluster, current.Version)
+	}
+	switch {
+	case errors.Is(err, cluster.ErrVersionRefused):
 		s.holdSwap("refused", fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
 		return old, nil
+	case err != nil:
+		return nil, err
 	}
-	if s.needsRestorePoint(actx, c, vs.Cluster, current.Version) {
+	if restorePoint {
 		if err := s.snapshots.restorePoint(actx, c, vs.Cluster, current.Version); err != nil {
 			return nil, err
 		}
@@ -197,25 +206,30 @@ func (s *starter) swapTurn(ctx context.Context, c etcdAPI) (cluster.MemberStatus
 	return self, nil
 }
 
-// needsRestorePoint reports whether etcd next would be the first member of
-// a newer minor than the cluster's (cluster.NeedsRestorePoint); the members
-// are asked what they run only when next is of a newer minor at all.
-func (s *starter) needsRestorePoint(ctx context.Context, c etcdAPI, clusterVersion, next string) bool {
+// upgradeChecks are those of an etcd of a newer minor than the cluster
+// version, about to join or swap in: every member of the old minor runs
+// the patch etcd's upgrade guide asks for (cluster.CheckUpgradeFrom; its
+// refusal wraps cluster.ErrVersionRefused), and whether next is the first
+// of its minor, which takes the restore point (cluster.NeedsRestorePoint).
+// The members are asked what they run only when next is a minor ahead.
+func (s *starter) upgradeChecks(ctx context.Context, c etcdAPI, clusterVersion, next string) (restorePoint bool, err error) {
 	if !cluster.NeedsRestorePoint(clusterVersion, next, nil) {
-		return false
+		return false, nil
 	}
 	view, err := c.Members(ctx)
 	if err != nil {
-		// Unknown is taken as first: a snapshot too many costs little.
-		return true
+		return false, err
 	}
-	var running []string
+	running := map[string]string{}
 	for _, st := range memberHealth(ctx, c, view.Members, s.groups.last()) {
 		if st.Version != "" {
-			running = append(running, st.Version)
+			running[st.Name] = st.Version
 		}
 	}
-	return cluster.NeedsRestorePoint(clusterVersion, next, running)
+	if err := cluster.CheckUpgradeFrom(next, running); err != nil {
+		return false, err
+	}
+	return cluster.NeedsRestorePoint(clusterVersion, next, slices.Collect(maps.Values(running))), nil
 }
 
 // handOver moves leadership away from this member before it stops, to

@@ -213,3 +213,22 @@ func TestStartOnDataWithoutAKeptCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestSwapRefusedBelowTheUpgradeFloor: a member of the old minor below the
+// patch etcd's upgrade guide asks for holds the swap to the next minor.
+func TestSwapRefusedBelowTheUpgradeFloor(t *testing.T) {
+	a, f, l := swapping(t, "3.6.16")
+	for url, st := range f.status {
+		st.Version = "3.5.21"
+		f.status[url] = st
+	}
+	if _, err := a.starter.startOnData(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"3.5.36"}; !slices.Equal(l.releases, want) {
+		t.Fatalf("launched %q, want only the old etcd", l.releases)
+	}
+	if why, _ := a.waitingFor(); !strings.Contains(why, "3.5.26 or later") {
+		t.Errorf("waiting %q, want the upgrade floor named", why)
+	}
+}

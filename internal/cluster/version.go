@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -109,4 +110,49 @@ func CheckJoinVersion(in JoinVersions) error {
 	}
 	return refuse("etcd %s is older than the cluster version %s: etcd refuses an older member unless a downgrade to %s is enabled (etcdctl downgrade enable)",
 		joiner, clusterV.MinorString(), joiner.MinorString())
+}
+
+// upgradeFloor is, per minor, the oldest patch etcd's upgrade guide lets
+// take part in a rolling upgrade to the next minor: older patches lack
+// fixes the new minor relies on (3.5 → 3.6: learners and membership
+// repairs; 3.6 → 3.7: compatibility).
+var upgradeFloor = map[string]Version{
+	"3.5": {3, 5, 26},
+	"3.6": {3, 6, 11},
+}
+
+// CheckUpgradeFrom refuses, wrapping ErrVersionRefused, an etcd of next
+// that would join, or swap in among, members (name → etcd version) of the
+// minor before it, while one of those runs a patch older than etcd's
+// upgrade guide asks for: that member must be brought up to the floor
+// first (a patch upgrade: replace or swap it), then the minor upgrade may
+// go. Versions that can't be read are the version gate's to refuse.
+func CheckUpgradeFrom(next string, members map[string]string) error {
+	nv, err := ParseVersion(next)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(members))
+	for name := range members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		v, err := ParseVersion(members[name])
+		if err != nil {
+			continue
+		}
+		floor, ok := upgradeFloor[v.MinorString()]
+		if ahead, same := nv.minorsAhead(v); !same || ahead != 1 || !ok || !v.older(floor) {
+			continue
+		}
+		return fmt.Errorf("%w: member %s runs etcd %s, and etcd's upgrade guide asks for %s or later before etcd %s joins: upgrade it to the newest %s first",
+			ErrVersionRefused, name, v, floor, nv.MinorString(), v.MinorString())
+	}
+	return nil
+}
+
+// older reports whether v is an older release than o.
+func (v Version) older(o Version) bool {
+	return v.Major < o.Major || v.Major == o.Major && (v.Minor < o.Minor || v.Minor == o.Minor && v.Patch < o.Patch)
 }

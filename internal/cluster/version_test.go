@@ -58,3 +58,33 @@ func TestParseVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckUpgradeFrom(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		next    string
+		members map[string]string
+		refuse  string // "": allowed
+	}{
+		{"3.6 members at the floor", "3.7.3", map[string]string{"i-1": "3.6.11", "i-2": "3.6.16"}, ""},
+		{"a 3.6 member below 3.6.11", "3.7.3", map[string]string{"i-1": "3.6.16", "i-2": "3.6.5"}, "member i-2 runs etcd 3.6.5"},
+		{"a 3.5 member below 3.5.26", "3.6.16", map[string]string{"i-1": "3.5.21"}, "3.5.26 or later"},
+		{"members already of the new minor", "3.7.3", map[string]string{"i-1": "3.7.0", "i-2": "3.6.11"}, ""},
+		{"a patch upgrade is never held", "3.6.16", map[string]string{"i-1": "3.6.5"}, ""},
+		{"a minor without a floor", "3.5.36", map[string]string{"i-1": "3.4.1"}, ""},
+		{"unreadable versions are the gate's", "3.7.3", map[string]string{"i-1": "", "i-2": "garbage"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckUpgradeFrom(tc.next, tc.members)
+			if tc.refuse == "" {
+				if err != nil {
+					t.Fatalf("CheckUpgradeFrom = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrVersionRefused) || !strings.Contains(err.Error(), tc.refuse) {
+				t.Fatalf("CheckUpgradeFrom = %v, want a refusal saying %q", err, tc.refuse)
+			}
+		})
+	}
+}
