@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -24,6 +25,13 @@ type awsFleet struct {
 	// file: only its process handling and status reading are used.
 	procs *Group
 	log   *slog.Logger
+
+	// place, when set, puts an instance's machine in a network namespace:
+	// it returns the namespace and the address of the root namespace where
+	// the instance's IMDS listens (see faithful.go); ipPath runs `ip netns
+	// exec`. nil runs the machines on loopback.
+	place  func(ctx context.Context, id string) (netns, imdsHost string, err error)
+	ipPath string
 
 	mu   sync.Mutex
 	imds map[string]*IMDS
@@ -55,8 +63,15 @@ func motoConfig(endpoint, region string) sdkaws.Config {
 // md.PrivateIP, with flags after the fleet's own and endpoint as its AWS.
 func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpoint string, flags ...string) (*Instance, error) {
 	id, addr := md.InstanceID, md.PrivateIP
+	ns, imdsHost := "", "127.0.0.1"
+	if f.place != nil {
+		var err error
+		if ns, imdsHost, err = f.place(ctx, id); err != nil {
+			return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, killTimeout)
-	err := waitPortsFree(pctx, addr)
+	err := waitPortsFreeIn(pctx, ns, addr)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
@@ -67,12 +82,13 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 		Address: addr,
 		DataDir: filepath.Join(opts.Dir, id),
 		LogPath: filepath.Join(opts.Dir, id+".log"),
+		Netns:   ns,
 		g:       f.procs,
 	}
 	if err := os.MkdirAll(inst.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	meta, err := StartIMDS(md)
+	meta, err := startIMDSOn(imdsHost, md)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: instance %s: %w", id, err)
 	}
@@ -89,7 +105,11 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 		meta.Close()
 		return nil, errors.New("fleet: group is closed")
 	}
-	p, err := startProcess(opts.Binary, args, f.applianceEnv(endpoint, md.Region, meta.URL), inst.LogPath)
+	binary := opts.Binary
+	if ns != "" {
+		binary, args = f.ipPath, append([]string{"netns", "exec", ns, opts.Binary}, args...)
+	}
+	p, err := startProcess(binary, args, f.applianceEnv(endpoint, md.Region, meta.URL), inst.LogPath)
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("fleet: %s: %w", inst, err)
@@ -101,6 +121,21 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 	f.mu.Unlock()
 	f.log.Info("appliance started", "id", id, "region", md.Region, "address", addr, "pid", p.pid(), "imds", meta.URL)
 	return inst, nil
+}
+
+// waitPortsFreeIn polls until every appliance port of address can be
+// bound in namespace ns ("" for this process's own).
+func waitPortsFreeIn(ctx context.Context, ns, address string) error {
+	if ns == "" {
+		return waitPortsFree(ctx, address)
+	}
+	return Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+		free := false
+		if err := inNetns(ns, func() error { free = portsFree(address); return nil }); err != nil {
+			return false, err.Error()
+		}
+		return free, "a port of " + address + " is still bound in " + ns
+	})
 }
 
 // applianceEnv is the environment of an instance's appliance: the

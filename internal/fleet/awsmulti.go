@@ -58,6 +58,14 @@ type AWSMultiOptions struct {
 	// Sizes is how many instances to launch in each region, in the order
 	// of Regions.
 	Sizes []int
+	// Faithful runs every instance in a network namespace of its region,
+	// with a public address and DNS name, behind security groups that are
+	// enforced, as on AWS (faithful.go). It needs root, ip and nft.
+	Faithful bool
+	// InterRegionRTT, with Faithful, is the round trip between regions
+	// that the public proxy adds (half each way); SetInterRegionRTT
+	// changes it.
+	InterRegionRTT time.Duration
 }
 
 // AWSMulti is a multi-region group in a moto of its own.
@@ -74,6 +82,16 @@ type AWSMulti struct {
 
 	regionMu sync.Mutex
 	regionOf map[string]string // by instance id
+
+	// faithful is the network of Options.Faithful, nil on loopback; the
+	// appliances' AWS is then endpoint, which fills in the public
+	// addresses. launchMu holds DescribeInstances answers back while an
+	// instance is launched and not yet given its public address.
+	faithful  *faithfulNet
+	endpoint  *ec2Endpoint
+	launchMu  sync.RWMutex
+	stopSG    context.CancelFunc
+	sgStopped chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -120,9 +138,22 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 		regions:  map[string]*awsRegion{},
 		regionOf: map[string]string{},
 	}
+	if opts.Faithful {
+		if g.faithful, err = newFaithfulNet(ctx, log, opts.Regions); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		g.faithful.proxy.oneWay.Store(int64(opts.InterRegionRTT / 2))
+		for _, r := range opts.Regions {
+			// A copy without the lock: the netlab releases it.
+			g.regions[r] = &awsRegion{name: r, net: &subnet{prefix: g.faithful.labs[r].net.prefix}}
+		}
+	}
 	// Each region gets a /24 of its own; the first is the process group's
 	// and released by it, the others by Close.
 	for _, r := range opts.Regions {
+		if opts.Faithful {
+			break
+		}
 		sn, err := reserveVPCSubnet()
 		if err != nil {
 			g.Close()
@@ -138,6 +169,12 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	}
 	for _, r := range opts.Regions {
 		if err := g.createRegion(ctx, g.regions[r]); err != nil {
+			g.Close()
+			return nil, err
+		}
+	}
+	if g.faithful != nil {
+		if err := g.startFaithful(ctx); err != nil {
 			g.Close()
 			return nil, err
 		}
@@ -165,7 +202,11 @@ func (g *AWSMulti) createRegion(ctx context.Context, r *awsRegion) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*awsCallTimeout)
 	defer cancel()
 	r.ec2 = ec2.NewFromConfig(motoConfig(g.moto.URL, r.name))
-	vpc, err := r.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(awsVPCCIDR)})
+	cidr := awsVPCCIDR
+	if g.faithful != nil {
+		cidr = r.net.String() // the region's netlab
+	}
+	vpc, err := r.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: sdkaws.String(cidr)})
 	if err != nil {
 		return fmt.Errorf("fleet: creating the VPC in %s: %w", r.name, err)
 	}
@@ -186,6 +227,11 @@ func (g *AWSMulti) createRegion(ctx context.Context, r *awsRegion) error {
 		return fmt.Errorf("fleet: creating the security group in %s: %w", r.name, err)
 	}
 	r.sg = sdkaws.ToString(sg.GroupId)
+	if g.faithful != nil {
+		if err := g.admitWithinGroup(ctx, r); err != nil {
+			return err
+		}
+	}
 	images, err := r.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil || len(images.Images) == 0 {
 		return fmt.Errorf("fleet: moto lists no AMI in %s: %v", r.name, err)
@@ -233,6 +279,15 @@ func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error)
 		return nil, fmt.Errorf("fleet: %s is not a region of group %s", region, g.name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	// Until the public address is reserved, no DescribeInstances answer
+	// may show the instance without it (EC2 assigns it at launch).
+	g.launchMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			g.launchMu.Unlock()
+		}
+	}()
 	out, err := r.ec2.RunInstances(cctx, &ec2.RunInstancesInput{
 		ImageId: sdkaws.String(r.image), InstanceType: ec2types.InstanceTypeT3Micro,
 		MinCount: sdkaws.Int32(1), MaxCount: sdkaws.Int32(1), SubnetId: sdkaws.String(r.subnet),
@@ -258,16 +313,27 @@ func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error)
 	if m.Placement != nil && sdkaws.ToString(m.Placement.AvailabilityZone) != "" {
 		zone = sdkaws.ToString(m.Placement.AvailabilityZone)
 	}
-	inst, err := g.startInstance(ctx, InstanceMetadata{InstanceID: id, Region: region, Zone: zone, PrivateIP: addr}, g.moto.URL,
+	md := InstanceMetadata{InstanceID: id, Region: region, Zone: zone, PrivateIP: addr}
+	endpoint := g.moto.URL
+	if g.faithful != nil {
+		h, err := g.faithful.reserveHost(id, region, addr)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %s: %w", id, err)
+		}
+		md.PublicIP, md.PublicHostname, endpoint = h.public, h.name, g.endpoint.URL
+	}
+	g.launchMu.Unlock()
+	locked = false
+	g.regionMu.Lock()
+	g.regionOf[id] = region
+	g.regionMu.Unlock()
+	inst, err := g.startInstance(ctx, md, endpoint,
 		"--regions", strings.Join(g.opts.Regions, ","),
 		"--cluster-tag-key", AWSMultiTag,
 	)
 	if err != nil {
 		return nil, err
 	}
-	g.regionMu.Lock()
-	g.regionOf[id] = region
-	g.regionMu.Unlock()
 	return inst, nil
 }
 
@@ -287,6 +353,9 @@ func (g *AWSMulti) Terminate(ctx context.Context, id string) error {
 	}
 	if err := g.release(ctx, id); err != nil {
 		return err
+	}
+	if g.faithful != nil {
+		g.faithful.removeHost(id)
 	}
 	g.log.Info("instance terminated", "id", id, "region", region)
 	return nil
@@ -384,15 +453,27 @@ func (g *AWSMulti) Close() error {
 		if len(g.opts.Regions) > 0 {
 			first = g.opts.Regions[0]
 		}
+		if g.stopSG != nil {
+			g.stopSG()
+			<-g.sgStopped
+		}
 		if g.procs != nil {
 			g.closeErr = g.procs.Close() // releases the first region's subnet
 		}
 		g.closeIMDS()
+		if g.endpoint != nil {
+			g.endpoint.close()
+		}
+		if g.faithful != nil {
+			if err := g.faithful.close(); err != nil {
+				g.closeErr = errors.Join(g.closeErr, fmt.Errorf("fleet: %w", err))
+			}
+		}
 		if g.moto != nil {
 			g.moto.Close()
 		}
 		for name, r := range g.regions {
-			if name != first || g.procs == nil {
+			if g.faithful == nil && (name != first || g.procs == nil) {
 				r.net.release()
 			}
 		}

@@ -54,8 +54,11 @@ type IMDS struct {
 }
 
 // StartIMDS serves the metadata of one instance on a free port of 127.0.0.1.
-func StartIMDS(m InstanceMetadata) (*IMDS, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func StartIMDS(m InstanceMetadata) (*IMDS, error) { return startIMDSOn("127.0.0.1", m) }
+
+// startIMDSOn serves the metadata of one instance on a free port of host.
+func startIMDSOn(host string, m InstanceMetadata) (*IMDS, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("serving the metadata of %s: %w", m.InstanceID, err)
 	}
