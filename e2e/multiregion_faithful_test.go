@@ -36,7 +36,7 @@ func newAWSMultiFaithful(t *testing.T, rtt time.Duration, sizes ...int) *fleet.A
 		t.Skip("end-to-end: starts moto and real appliance processes in network namespaces")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("the faithful network needs root (network namespaces)")
+		t.Fatal("the faithful network needs root (network namespaces): run the e2e tests as root, as .ci/run does")
 	}
 	dir := t.TempDir()
 	lw := &testLogWriter{t: t}
