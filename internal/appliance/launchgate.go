@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -97,6 +98,10 @@ func (g *launchGate) complete(ctx context.Context, result provider.LaunchResult)
 		err := g.launch.CompleteLaunch(cctx, result)
 		if err == nil {
 			g.metrics.launchHook.WithLabelValues(string(result)).Inc()
+			return
+		}
+		if errors.Is(err, provider.ErrNoAutoScalingGroup) {
+			g.log.Info("no launch hook to complete: the instance is in no Auto Scaling group", "result", result)
 			return
 		}
 		g.log.Warn("completing the launch hook", "result", result, "err", err)

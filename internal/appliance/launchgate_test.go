@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -161,4 +162,22 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestLaunchGateWithoutAnAutoScalingGroup: an instance in no Auto Scaling
+// group (a multi-region member launched by hand) has no hook: the gate
+// says so once and does not retry.
+func TestLaunchGateWithoutAnAutoScalingGroup(t *testing.T) {
+	lc := &fakeLaunch{completeErr: []error{fmt.Errorf("instance i-1 is %w (no tag)", provider.ErrNoAutoScalingGroup)}}
+	a, log := gatedAppliance(t, lc, time.Hour)
+	a.setReady(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.launchGate.run(ctx)
+	if len(lc.results) != 1 {
+		t.Errorf("completion tried %d times, want once", len(lc.results))
+	}
+	if !strings.Contains(log.String(), "no launch hook to complete") || strings.Contains(log.String(), "level=WARN") {
+		t.Errorf("the log should say once that there is no hook, without warnings:\n%s", log)
+	}
 }

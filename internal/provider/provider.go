@@ -15,6 +15,10 @@ import (
 // the group as unknown, never as empty.
 var ErrGroupUnknown = errors.New("group unknown")
 
+// ErrNoAutoScalingGroup: the instance belongs to no Auto Scaling group (a
+// multi-region member launched by hand), so it has no lifecycle hook.
+var ErrNoAutoScalingGroup = errors.New("in no Auto Scaling group")
+
 // Identity tells who this instance is.
 type Identity interface {
 	Self(ctx context.Context) (cluster.Instance, error)

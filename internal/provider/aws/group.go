@@ -210,7 +210,7 @@ func (p *Provider) groupNameOf(ctx context.Context, instanceID string) (string, 
 			}
 		}
 	}
-	return "", fmt.Errorf("instance %s is in no Auto Scaling group (no %s tag)", instanceID, groupNameTag)
+	return "", fmt.Errorf("instance %s is %w (no %s tag)", instanceID, provider.ErrNoAutoScalingGroup, groupNameTag)
 }
 
 // groupInstances lists the instances the Auto Scaling group holds.
