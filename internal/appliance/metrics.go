@@ -107,7 +107,7 @@ func (m *metrics) addSnapshotMetrics() {
 	})
 	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "etcd_appliance_snapshots_total",
-		Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: revision unchanged).",
+		Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: nothing new to keep).",
 	}, []string{"outcome"})
 	m.snapshotLast = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",
