@@ -84,6 +84,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Group:        group,
 		EtcdCommand:  etcdCmd,
 		EtcdVersion:  etcdVersion,
+		Version:      version,
 		Registry:     registry,
 		DNS:          dns,
 		DNSSpec:      dnsSpec,

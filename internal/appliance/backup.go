@@ -108,7 +108,7 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 	defer cancel()
 	last, err := s.storedRevision(ctx)
 	if err != nil {
-		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotFailed).Inc()
 		s.log.Warn("snapshot: listing the store", "store", s.store.URL(), "err", err)
 		return err
 	}
@@ -119,18 +119,18 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 		}
 	}
 	if !cluster.SnapshotNeeded(revision, last, userKeys) {
-		s.metrics.snapshots.WithLabelValues("skipped").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotSkipped).Inc()
 		s.log.Debug("snapshot skipped: nothing new to keep", "revision", revision, "stored", last, "user_keys", userKeys)
 		return nil
 	}
 	m, err := s.take(ctx, c)
 	if errors.Is(err, errNothingToSnapshot) {
-		s.metrics.snapshots.WithLabelValues("skipped").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotSkipped).Inc()
 		s.log.Debug("snapshot skipped: the database holds no revision", "revision", revision, "stored", last)
 		return nil
 	}
 	if err != nil {
-		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotFailed).Inc()
 		s.log.Warn("snapshot failed; retrying", "store", s.store.URL(), "err", err, "retry_in", s.schedule.Next(s.now(), true).Sub(s.now()).Round(time.Second))
 		return err
 	}
@@ -184,7 +184,7 @@ func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, erro
 		return snapstore.Meta{}, fmt.Errorf("uploading snapshot: %w", err)
 	}
 	took := s.now().Sub(start)
-	s.metrics.snapshots.WithLabelValues("ok").Inc()
+	s.metrics.snapshots.WithLabelValues(snapshotOK).Inc()
 	s.metrics.snapshotLast.Set(float64(start.Unix()))
 	s.metrics.snapshotSize.Set(float64(m.Size))
 	s.metrics.snapshotSeconds.Set(took.Seconds())
