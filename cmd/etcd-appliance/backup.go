@@ -113,12 +113,10 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, 0
-		}
-		return nil, nil, 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, nil, code
 	}
+	warnUnknownEnv(os.Stderr, fs, os.Environ())
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid environment: %v\n", name, err)
 		return nil, nil, 2

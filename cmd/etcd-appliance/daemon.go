@@ -27,21 +27,21 @@ func runDaemon(ctx context.Context, args []string) int {
 	cfg := config.NewConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+		warnUnknownEnv(os.Stderr, fs, os.Environ())
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid environment: %v\n", err)
 		return 2
 	}
 	if err := cfg.Validate(); err != nil {
+		warnUnknownEnv(os.Stderr, fs, os.Environ())
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
+	logUnknownEnv(logger, fs, os.Environ())
 	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
 	if err != nil {
 		logger.Error("cannot find the etcd to run", "err", err)
