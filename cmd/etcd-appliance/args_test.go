@@ -6,7 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
+
+// refusalTimeout bounds a command that must refuse at once: one that
+// does not would otherwise run a daemon or a demo until the test times out.
+const refusalTimeout = 20 * time.Second
 
 // stderrOf runs f with os.Stderr going to a file, and returns what f wrote.
 func stderrOf(t *testing.T, f func()) string {
@@ -30,6 +35,8 @@ func stderrOf(t *testing.T, f func()) string {
 // TestPositionalArgumentsAreRefused: no subcommand takes one; each refuses
 // it with exit 2 and one line naming it, before doing anything.
 func TestPositionalArgumentsAreRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), refusalTimeout)
+	defer cancel()
 	local := []string{"--instance-id", "i-1", "--group-file", "g.json", "--store", "file://" + t.TempDir()}
 	for _, args := range [][]string{
 		{"iam-policy", "extra"},
@@ -43,7 +50,7 @@ func TestPositionalArgumentsAreRefused(t *testing.T) {
 		append(append([]string{"restore", "--list"}, local...), "extra"),
 	} {
 		var code int
-		out := stderrOf(t, func() { code = run(context.Background(), args) })
+		out := stderrOf(t, func() { code = run(ctx, args) })
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "unexpected argument") ||
 			!(strings.Contains(lines[0], `"extra"`) || strings.Contains(lines[0], `"true"`)) {
@@ -55,10 +62,12 @@ func TestPositionalArgumentsAreRefused(t *testing.T) {
 // TestUnknownEnvIsWarnedOf: a mistyped variable is named, with the one it
 // likely meant, next to the error it explains.
 func TestUnknownEnvIsWarnedOf(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), refusalTimeout)
+	defer cancel()
 	t.Setenv("ETCD_APPLIANCE_PROVIDR", "aws")
 	t.Setenv("ETCD_APPLIANCE_INSTANCE_ID", "i-1")
 	var code int
-	out := stderrOf(t, func() { code = run(context.Background(), []string{"run"}) })
+	out := stderrOf(t, func() { code = run(ctx, []string{"run"}) })
 	want := "warning: ETCD_APPLIANCE_PROVIDR is not a variable of the appliance: it is ignored (did you mean ETCD_APPLIANCE_PROVIDER?)"
 	if code != 2 || !strings.Contains(out, want) || strings.Count(out, "ETCD_APPLIANCE_PROVIDR") != 1 {
 		t.Errorf("run with ETCD_APPLIANCE_PROVIDR = exit %d, stderr:\n%s\nwant exit 2 (no --group-file) and once %q", code, out, want)

@@ -125,6 +125,10 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid configuration: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return nil, nil, 2
 	}
+	if err := checkGroupFile(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
+		return nil, nil, 2
+	}
 	if cfg.Store == "" {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: no snapshot store: set --store (or ETCD_APPLIANCE_STORE) to file:///dir or s3://bucket/prefix\n", name)
 		return nil, nil, 2
