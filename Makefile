@@ -2,16 +2,30 @@
 GO      ?= go
 BIN     := bin/etcd-appliance
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Static (no cgo: runs on any Linux, nothing to install), without build paths or symbol tables; Go's own
+# function table stays, for stack traces.
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# What `make release` builds: the CloudFormation template takes either (its ImageId and InstanceType decide).
+RELEASE_PLATFORMS := linux/amd64 linux/arm64
 export ETCD_APPLIANCE_BIN := $(abspath $(BIN))
 
-.PHONY: help build demo demo-aws test test-unit test-e2e netlab-deps chaos bench lint clean
+.PHONY: help build release demo demo-aws test test-unit test-e2e netlab-deps chaos bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/etcd-appliance (the appliance with etcd bundled)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcd-appliance
+build: ## build bin/etcd-appliance (the appliance with etcd bundled): static, stripped
+	$(GOBUILD) -o $(BIN) ./cmd/etcd-appliance
+
+release: ## dist/etcd-appliance-linux-{amd64,arm64} and dist/SHA256SUMS (a line's first field is the template's ApplianceSha256)
+	rm -rf dist
+	mkdir -p dist
+	set -e; for p in $(RELEASE_PLATFORMS); do \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GOBUILD) -o dist/etcd-appliance-$${p%/*}-$${p#*/} ./cmd/etcd-appliance; \
+	done
+	cd dist && sha256sum etcd-appliance-* > SHA256SUMS
+	cat dist/SHA256SUMS
 
 demo: build ## a local group of 3 on loopback: bootstrap, replace an instance, verify (no AWS)
 	./$(BIN) demo
@@ -43,4 +57,4 @@ lint: ## gofmt, go vet, and cfn-lint on the CloudFormation template
 	cfn-lint deploy/cloudformation/*.yaml
 
 clean: ## remove build outputs
-	rm -rf bin
+	rm -rf bin dist

@@ -113,18 +113,20 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, 0
-		}
-		return nil, nil, 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, nil, code
 	}
+	warnUnknownEnv(os.Stderr, fs, os.Environ())
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid environment: %v\n", name, err)
 		return nil, nil, 2
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid configuration: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil, nil, 2
+	}
+	if err := checkGroupFile(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
 		return nil, nil, 2
 	}
 	if cfg.Store == "" {

@@ -27,21 +27,26 @@ func runDaemon(ctx context.Context, args []string) int {
 	cfg := config.NewConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+		warnUnknownEnv(os.Stderr, fs, os.Environ())
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid environment: %v\n", err)
 		return 2
 	}
 	if err := cfg.Validate(); err != nil {
+		warnUnknownEnv(os.Stderr, fs, os.Environ())
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
+	if err := checkGroupFile(cfg); err != nil {
+		warnUnknownEnv(os.Stderr, fs, os.Environ())
+		fmt.Fprintf(os.Stderr, "etcd-appliance: %v\n", err)
+		return 2
+	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
+	logUnknownEnv(logger, fs, os.Environ())
 	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
 	if err != nil {
 		logger.Error("cannot find the etcd to run", "err", err)
@@ -84,6 +89,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Group:        group,
 		EtcdCommand:  etcdCmd,
 		EtcdVersion:  etcdVersion,
+		Version:      version,
 		Registry:     registry,
 		DNS:          dns,
 		DNSSpec:      dnsSpec,
@@ -107,7 +113,7 @@ func runDaemon(ctx context.Context, args []string) int {
 func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (
 	provider.Identity, provider.Group, provider.DNS, *cluster.DNSSpec, error) {
 	if cfg.Provider != config.ProviderAWS {
-		p := local.New(cfg.GroupFile, cfg.InstanceID)
+		p := local.New(cfg.GroupFile, cfg.InstanceID, logger.With("component", "local"))
 		return p, p, nil, nil, nil
 	}
 	p, err := awsprovider.New(ctx, awsprovider.Options{
@@ -139,6 +145,17 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 		return nil, nil, nil, nil, err
 	}
 	return p, p, dns, spec, nil
+}
+
+// checkGroupFile refuses, at start, a group file of the local provider that
+// is missing, garbled, or does not list the instance: no retry mends a
+// configuration error. (While running, the provider keeps the last usable
+// listing instead.)
+func checkGroupFile(cfg *config.Config) error {
+	if cfg.Provider != config.ProviderLocal {
+		return nil
+	}
+	return local.Check(cfg.GroupFile, cfg.InstanceID)
 }
 
 // etcdCommand is how the appliance runs etcd: an external binary, or its

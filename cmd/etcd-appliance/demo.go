@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,11 +15,8 @@ func runDemo(ctx context.Context, args []string) int {
 	members := fs.Int("members", 3, "instances in the demo group (3-5 recommended)")
 	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
 	onAWS := fs.Bool("aws", false, "tour an Auto Scaling group in moto (the AWS emulator; needs moto_server) instead of a local group: Route53 records, replacement through the Auto Scaling API")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *members < 1 || *members > 9 {
 		fmt.Fprintln(os.Stderr, "etcd-appliance demo: --members must be between 1 and 9")

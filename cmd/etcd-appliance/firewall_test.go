@@ -37,7 +37,7 @@ func TestIAMPolicyMultiRegion(t *testing.T) {
 
 func TestNoFirewallInSingleRegionMode(t *testing.T) {
 	cfg := config.NewConfig()
-	fw, spec, err := newFirewall(cfg, local.New("group.json", "i-1"))
+	fw, spec, err := newFirewall(cfg, local.New("group.json", "i-1", nil))
 	if fw != nil || spec != nil || err != nil {
 		t.Errorf("newFirewall() = %v, %v, %v: want none without --regions", fw, spec, err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"io"
 	"os"
@@ -20,11 +19,8 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
 	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
 	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5), and launches with one it completes once a healthy voter")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	doc := awsprovider.Policy(awsprovider.PolicyFeatures{
 		DNS:          *zone != "" || *zoneID != "",

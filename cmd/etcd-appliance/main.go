@@ -14,8 +14,11 @@
 //	restore  a snapshot into this instance's data dir, by hand
 //	version  the appliance's and the bundled etcd's versions
 //
+// No subcommand takes positional arguments: one is refused with exit 2.
+//
 // Flags of `run` (each also as the environment variable ETCD_APPLIANCE_<FLAG>,
-// dashes as underscores, used when the flag is not on the command line):
+// dashes as underscores, used when the flag is not on the command line; an
+// ETCD_APPLIANCE_* variable that sets no flag is warned of, as etcd does):
 //
 //	--provider local                  where identity and group come from: local or aws
 //	--instance-id ""                  local provider: this instance's id in the group file
@@ -107,6 +110,10 @@ func run(ctx context.Context, args []string) int {
 	case "restore":
 		return runRestore(ctx, rest, os.Stdout)
 	case "version", "--version":
+		if len(rest) > 0 {
+			fmt.Fprintf(os.Stderr, "etcd-appliance version: unexpected argument %q: it takes none\n", rest[0])
+			return 2
+		}
 		printVersion(os.Stdout)
 		return 0
 	case "help", "-h", "--help":

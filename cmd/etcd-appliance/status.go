@@ -39,11 +39,8 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
 	waitHealthy := fs.Duration("wait-healthy", 0, "ask again every second until the cluster is healthy, for at most this long (exit 0 once healthy)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return statusUnreachable
+	if code, ok := parseFlags(fs, args); !ok {
+		return code // 2 is statusUnreachable, as for any bad command line
 	}
 	candidates := []string{*api}
 	if *api == "" {

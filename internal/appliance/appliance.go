@@ -44,6 +44,8 @@ type Options struct {
 	EtcdCommand []string
 	// EtcdVersion is the version of the etcd that EtcdCommand runs.
 	EtcdVersion string
+	// Version is the appliance's own, as built ("dev" when empty).
+	Version string
 	// EtcdOutput receives the etcd child's log.
 	EtcdOutput io.Writer
 	// Now is the clock; tests may replace it.
@@ -94,7 +96,7 @@ func New(opts Options) *Appliance {
 		cfg:     cfg,
 		log:     opts.Logger,
 		now:     opts.Now,
-		metrics: newMetrics(opts.Registry),
+		metrics: newMetrics(opts.Registry, buildInfo{Version: opts.Version, EtcdVersion: opts.EtcdVersion}),
 		data:    dataDir{root: cfg.DataDir, wal: &walPositions{}},
 		dial:    dialEtcd(opts.Logger),
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},

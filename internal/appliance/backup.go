@@ -25,6 +25,12 @@ import (
 // snapshotTimeout bounds one snapshot: taking it, checking it, uploading it.
 const snapshotTimeout = 10 * time.Minute
 
+// errNothingToSnapshot is a database that holds no revision at all (no
+// key, not even a deleted one, e.g. everything deleted and compacted
+// away): there is nothing a restore could bring back, and the store takes
+// no snapshot without a revision.
+var errNothingToSnapshot = errors.New("nothing to snapshot: the database holds no revision")
+
 // snapshotter is the leader's snapshot schedule (§4.6): a snapshot every
 // --backup-interval while the revision moves, retention, and now and then
 // a proof that the newest snapshot loads.
@@ -102,7 +108,7 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 	defer cancel()
 	last, err := s.storedRevision(ctx)
 	if err != nil {
-		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotFailed).Inc()
 		s.log.Warn("snapshot: listing the store", "store", s.store.URL(), "err", err)
 		return err
 	}
@@ -113,13 +119,18 @@ func (s *snapshotter) snapshot(ctx context.Context, c etcdAPI, revision int64) e
 		}
 	}
 	if !cluster.SnapshotNeeded(revision, last, userKeys) {
-		s.metrics.snapshots.WithLabelValues("skipped").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotSkipped).Inc()
 		s.log.Debug("snapshot skipped: nothing new to keep", "revision", revision, "stored", last, "user_keys", userKeys)
 		return nil
 	}
 	m, err := s.take(ctx, c)
+	if errors.Is(err, errNothingToSnapshot) {
+		s.metrics.snapshots.WithLabelValues(snapshotSkipped).Inc()
+		s.log.Debug("snapshot skipped: the database holds no revision", "revision", revision, "stored", last)
+		return nil
+	}
 	if err != nil {
-		s.metrics.snapshots.WithLabelValues("failed").Inc()
+		s.metrics.snapshots.WithLabelValues(snapshotFailed).Inc()
 		s.log.Warn("snapshot failed; retrying", "store", s.store.URL(), "err", err, "retry_in", s.schedule.Next(s.now(), true).Sub(s.now()).Round(time.Second))
 		return err
 	}
@@ -173,6 +184,9 @@ func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, erro
 		return snapstore.Meta{}, err
 	}
 	defer os.Remove(file)
+	if st.Revision <= 0 {
+		return snapstore.Meta{}, errNothingToSnapshot
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return snapstore.Meta{}, err
@@ -194,7 +208,7 @@ func (s *snapshotter) take(ctx context.Context, c etcdAPI) (snapstore.Meta, erro
 		return snapstore.Meta{}, fmt.Errorf("uploading snapshot: %w", err)
 	}
 	took := s.now().Sub(start)
-	s.metrics.snapshots.WithLabelValues("ok").Inc()
+	s.metrics.snapshots.WithLabelValues(snapshotOK).Inc()
 	s.metrics.snapshotLast.Set(float64(start.Unix()))
 	s.metrics.snapshotSize.Set(float64(m.Size))
 	s.metrics.snapshotSeconds.Set(took.Seconds())
@@ -380,7 +394,9 @@ func (s *snapshotter) final(ctx context.Context) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, finalSnapshotTimeout)
 	defer cancel()
-	if _, err := s.take(sctx, c); err != nil {
+	if _, err := s.take(sctx, c); errors.Is(err, errNothingToSnapshot) {
+		s.log.Debug("no final snapshot before leaving", "err", err)
+	} else if err != nil {
 		s.log.Warn("final snapshot before leaving failed", "err", err)
 	}
 }

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,8 @@ type fakeEtcd struct {
 	nextID cluster.ID
 	// userKeys answers UserKeys.
 	userKeys int64
+	// snapshot is the stream Snapshot answers (nil: none).
+	snapshot []byte
 	// holder and holderLease answer RoleHolder.
 	holder      string
 	holderLease int64
@@ -306,7 +309,10 @@ func (f *fakeEtcd) Versions(context.Context) (clusterVersions, error) {
 }
 
 func (f *fakeEtcd) Snapshot(context.Context) (io.ReadCloser, error) {
-	return nil, f.call("Snapshot", nil)
+	if err := f.call("Snapshot", nil); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(f.snapshot)), nil
 }
 
 func (f *fakeEtcd) UserKeys(context.Context) (int64, error) {
@@ -316,7 +322,8 @@ func (f *fakeEtcd) UserKeys(context.Context) (int64, error) {
 	return f.userKeys, nil
 }
 
-func (f *fakeEtcd) Endpoints() []string { return nil }
+// Endpoints names one member, as a dialled client always does.
+func (f *fakeEtcd) Endpoints() []string { return []string{"http://127.0.0.1:2379"} }
 func (f *fakeEtcd) Close() error        { return nil }
 
 // fakeProcess is an etcd child that runs until stopped.

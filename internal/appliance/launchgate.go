@@ -106,7 +106,7 @@ func (g *launchGate) complete(ctx context.Context, result provider.LaunchResult)
 		}
 		g.log.Warn("completing the launch hook", "result", result, "err", err)
 		if !sleep(cctx, g.times.retry) {
-			g.metrics.launchHook.WithLabelValues("failed").Inc()
+			g.metrics.launchHook.WithLabelValues(launchHookFailed).Inc()
 			g.log.Error("could not complete the launch hook; the group applies its default result when the hook times out",
 				"result", result, "err", err)
 			return

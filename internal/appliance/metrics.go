@@ -1,9 +1,37 @@
 package appliance
 
 import (
+	"runtime"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 )
+
+// buildInfo is what etcd_appliance_build_info says of the running binary.
+type buildInfo struct {
+	// Version is the appliance's; EtcdVersion that of the etcd it runs.
+	Version, EtcdVersion string
+}
+
+// The outcomes etcd_appliance_snapshots_total counts.
+const (
+	snapshotOK      = "ok"
+	snapshotFailed  = "failed"
+	snapshotSkipped = "skipped"
+)
+
+// The sources etcd_appliance_recoveries_total counts.
+const (
+	recoveredLocalData = "local-data"
+	recoveredSnapshot  = "snapshot"
+)
+
+// launchHookFailed is the launch hook's result when completing it kept failing.
+const launchHookFailed = "failed"
 
 // metrics are the appliance's own; etcd exports its own on the metrics port.
 type metrics struct {
@@ -36,7 +64,7 @@ type metrics struct {
 	waiting waitMetrics
 }
 
-func newMetrics(registry *prometheus.Registry) *metrics {
+func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
 	if registry == nil {
 		registry = prometheus.NewRegistry()
 	}
@@ -103,7 +131,49 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 	}
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
+	m.registry.MustRegister(buildInfoGauge(build))
+	m.bornAtZero()
 	return m
+}
+
+// buildInfoGauge is etcd_appliance_build_info: 1, with the versions as labels.
+func buildInfoGauge(build buildInfo) prometheus.Gauge {
+	version := build.Version
+	if version == "" {
+		version = "dev"
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_build_info",
+		Help: "1, labelled with the appliance's version, the version of the etcd it runs and the Go that built it.",
+		ConstLabels: prometheus.Labels{"version": version, "etcd_version": build.EtcdVersion,
+			"go_version": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}
+
+// bornAtZero creates every series a labelled counter can count, at 0: a
+// series born at its first increment hides that increment from rate() and
+// increase(), and an alert on it has nothing to compare until then.
+func (m *metrics) bornAtZero() {
+	for _, k := range []etcd.ExitKind{etcd.ExitRemoved, etcd.ExitClusterMismatch, etcd.ExitDataCorrupt,
+		etcd.ExitNoSpace, etcd.ExitOther} {
+		m.etcdRestarts.WithLabelValues(string(k))
+	}
+	for _, a := range []cluster.StartupAction{cluster.StartMember, cluster.Rejoin, cluster.ReplaceStale,
+		cluster.Join, cluster.ResumeJoin, cluster.StartOnData, cluster.Bootstrap, cluster.BootstrapMember,
+		cluster.AbandonOffer, cluster.Recover, cluster.Restore} {
+		m.plans.WithLabelValues(string(a))
+	}
+	for _, r := range []string{string(provider.LaunchContinue), string(provider.LaunchAbandon), launchHookFailed} {
+		m.launchHook.WithLabelValues(r)
+	}
+	for _, o := range []string{snapshotOK, snapshotFailed, snapshotSkipped} {
+		m.snapshots.WithLabelValues(o)
+	}
+	for _, s := range []string{recoveredLocalData, recoveredSnapshot} {
+		m.recoveries.WithLabelValues(s)
+	}
 }
 
 // addSnapshotMetrics registers the metrics of snapshots and recovery.
@@ -122,7 +192,7 @@ func (m *metrics) addSnapshotMetrics() {
 	})
 	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "etcd_appliance_snapshots_total",
-		Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: revision unchanged).",
+		Help: "Snapshots taken by this instance as the housekeeper, by outcome (ok, failed, skipped: nothing new to keep).",
 	}, []string{"outcome"})
 	m.snapshotLast = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "etcd_appliance_snapshot_last_success_timestamp_seconds",

@@ -154,7 +154,7 @@ func (r *recovery) recover(ctx context.Context, plan cluster.StartupPlan, known 
 	if err != nil {
 		return nil, err
 	}
-	r.metrics.recoveries.WithLabelValues("local-data").Inc()
+	r.metrics.recoveries.WithLabelValues(recoveredLocalData).Inc()
 	// The data's revision is known exactly now; the plan's figure was
 	// from the revision the survivor published, which may be older.
 	lost := max(0, known-revision)
@@ -210,7 +210,7 @@ func (r *recovery) restore(ctx context.Context, plan cluster.StartupPlan, known 
 		}
 		return nil, err
 	}
-	r.metrics.recoveries.WithLabelValues("snapshot").Inc()
+	r.metrics.recoveries.WithLabelValues(recoveredSnapshot).Inc()
 	r.metrics.lostRevisions.Set(float64(plan.LostRevisions))
 	return r.launcher.launch(ctx, cluster.LaunchNewCluster(r.self.ID, r.peerURL(), offer.Token))
 }

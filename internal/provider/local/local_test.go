@@ -1,14 +1,17 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
@@ -154,9 +157,9 @@ func TestReadErrors(t *testing.T) {
 		content string
 		wantHas string
 	}{
-		{"bad json", `{"name": "demo", "instances": [`, "parsing group file"},
-		{"not an object", `[1, 2]`, "parsing group file"},
-		{"wrong field type", `{"instances": [{"id": 7}]}`, "parsing group file"},
+		{"bad json", `{"name": "demo", "instances": [`, "does not parse"},
+		{"not an object", `[1, 2]`, "does not parse"},
+		{"wrong field type", `{"instances": [{"id": 7}]}`, "does not parse"},
 		{"missing id", `{"instances": [{"address": "127.0.0.2", "state": "running"}]}`, "instance 0 has no id"},
 		{"duplicate id", `{"instances": [
 			{"id": "i-a", "address": "127.0.0.2", "state": "running"},
@@ -217,7 +220,7 @@ func TestProviderSelf(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	got, err := New(path, "i-b").Self(ctx)
+	got, err := New(path, "i-b", nil).Self(ctx)
 	if err != nil {
 		t.Fatalf("Self: %v", err)
 	}
@@ -225,12 +228,12 @@ func TestProviderSelf(t *testing.T) {
 		t.Errorf("Self = %+v, want %+v", got, want)
 	}
 
-	_, err = New(path, "i-z").Self(ctx)
+	_, err = New(path, "i-z", nil).Self(ctx)
 	if err == nil || !strings.Contains(err.Error(), `"i-z"`) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Self of an absent instance: error %v, want one naming i-z and the file", err)
 	}
 
-	if _, err := New(filepath.Join(t.TempDir(), "nope.json"), "i-a").Self(ctx); err == nil {
+	if _, err := New(filepath.Join(t.TempDir(), "nope.json"), "i-a", nil).Self(ctx); err == nil {
 		t.Error("Self on a missing group file succeeded")
 	}
 }
@@ -241,7 +244,7 @@ func TestProviderInstances(t *testing.T) {
 	if err := Write(path, sampleFile()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := New(path, "i-a").Instances(ctx)
+	got, err := New(path, "i-a", nil).Instances(ctx)
 	if err != nil {
 		t.Fatalf("Instances: %v", err)
 	}
@@ -256,7 +259,7 @@ func TestProviderInstances(t *testing.T) {
 		"invalid file": writeRaw(t, `{"instances": [{"id": "i-a", "address": "x", "state": "running"}]}`),
 	} {
 		t.Run(name, func(t *testing.T) {
-			insts, err := New(p, "i-a").Instances(ctx)
+			insts, err := New(p, "i-a", nil).Instances(ctx)
 			if !errors.Is(err, provider.ErrGroupUnknown) {
 				t.Errorf("error %v does not wrap provider.ErrGroupUnknown", err)
 			}
@@ -289,7 +292,7 @@ func TestProviderName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := New(tt.path, "i-a").Name(); got != tt.want {
+			if got := New(tt.path, "i-a", nil).Name(); got != tt.want {
 				t.Errorf("Name() = %q, want %q", got, tt.want)
 			}
 		})
@@ -301,8 +304,139 @@ func TestEmptyGroupIsUnknownNotEmpty(t *testing.T) {
 	if err := Write(path, File{Name: "g"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := New(path, "i-1").Instances(context.Background())
+	got, err := New(path, "i-1", nil).Instances(context.Background())
 	if !errors.Is(err, provider.ErrGroupUnknown) || got != nil {
 		t.Fatalf("Instances() = %v, %v; want ErrGroupUnknown for an empty listing", got, err)
+	}
+}
+
+// TestCheckNamesTheFileAndTheProblem: what a start refuses, in one line
+// naming the file.
+func TestCheckNamesTheFileAndTheProblem(t *testing.T) {
+	good := filepath.Join(t.TempDir(), "group.json")
+	if err := Write(good, sampleFile()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, id, wantHas string
+	}{
+		{"missing file", filepath.Join(t.TempDir(), "nope.json"), "i-a", "no such file or directory"},
+		{"garbled", writeRaw(t, "garbage{"), "i-a", "does not parse: invalid character 'g'"},
+		{"invalid", writeRaw(t, `{"instances": [{"id": "i-a", "address": "x", "state": "running"}]}`), "i-a", "not an IP address"},
+		{"nobody listed", writeRaw(t, `{"name": "g", "instances": []}`), "i-a", "lists no instances"},
+		{"instance not listed", good, "i-z", `does not list instance "i-z"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Check(tt.path, tt.id)
+			if err == nil {
+				t.Fatal("Check accepted it")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantHas) || !strings.HasPrefix(msg, "group file "+tt.path) ||
+				strings.Count(msg, tt.path) != 1 || strings.Contains(msg, "\n") {
+				t.Errorf("Check = %q, want one line starting with the file and saying %q", msg, tt.wantHas)
+			}
+		})
+	}
+	if err := Check(good, "i-b"); err != nil {
+		t.Errorf("Check of a good file listing the instance = %v", err)
+	}
+}
+
+// watched is a provider over a group file whose clock the test moves, and
+// whose log it reads.
+type watched struct {
+	*Provider
+	now  time.Time
+	logs bytes.Buffer
+}
+
+func newWatched(t *testing.T, path string) *watched {
+	t.Helper()
+	w := &watched{now: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
+	w.Provider = New(path, "i-a", slog.New(slog.NewTextHandler(&w.logs, nil)))
+	w.Provider.now = func() time.Time { return w.now }
+	return w
+}
+
+// count is how many logged lines contain s.
+func (w *watched) count(s string) int { return strings.Count(w.logs.String(), s) }
+
+// listEvery lists n times, the clock moving by step before each, and
+// checks each answer is want.
+func (w *watched) listEvery(t *testing.T, n int, step time.Duration, want []cluster.Instance) {
+	t.Helper()
+	for range n {
+		w.now = w.now.Add(step)
+		got, err := w.Instances(context.Background())
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Instances = %v, %v; want %v", got, err, want)
+		}
+	}
+}
+
+// TestUnusableFileKeepsTheLastListing: while the group file is garbled or
+// missing, the provider answers with the last usable listing and logs each
+// change of state once, and an unchanged problem once a minute.
+func TestUnusableFileKeepsTheLastListing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "group.json")
+	if err := Write(path, sampleFile()); err != nil {
+		t.Fatal(err)
+	}
+	w := newWatched(t, path)
+	w.listEvery(t, 1, 0, sampleFile().Instances)
+
+	if err := os.WriteFile(path, []byte("garbage{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Twice a second for half a minute: one warning.
+	w.listEvery(t, 60, 500*time.Millisecond, sampleFile().Instances)
+	if n := w.count("level=WARN"); n != 1 || w.count("does not parse") != 1 {
+		t.Fatalf("garbled file: %d warnings, want 1:\n%s", n, w.logs.String())
+	}
+	if !strings.Contains(w.logs.String(), "keeping its last usable listing") {
+		t.Errorf("the warning does not say the last listing is kept:\n%s", w.logs.String())
+	}
+	if got := w.Name(); got != "demo" {
+		t.Errorf("Name() of a garbled file = %q, want the last usable file's %q", got, "demo")
+	}
+	// Past a minute the unchanged problem is said again.
+	w.listEvery(t, 70, 500*time.Millisecond, sampleFile().Instances)
+	if n := w.count("level=WARN"); n != 2 {
+		t.Errorf("after another 35 s: %d warnings, want 2 (once a minute):\n%s", n, w.logs.String())
+	}
+	// Another problem is a change of state: said at once.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	w.listEvery(t, 3, 500*time.Millisecond, sampleFile().Instances)
+	if n := w.count("no such file or directory"); n != 1 {
+		t.Errorf("missing file: said %d times, want once:\n%s", n, w.logs.String())
+	}
+	// Usable again: the new listing, said once.
+	f := sampleFile()
+	f.Instances = f.Instances[:2]
+	if err := Write(path, f); err != nil {
+		t.Fatal(err)
+	}
+	w.listEvery(t, 5, 500*time.Millisecond, f.Instances)
+	if n := w.count("group file usable again"); n != 1 || w.count("level=WARN") != 3 {
+		t.Errorf("usable again: %d infos, %d warnings; want 1 and 3:\n%s", n, w.count("level=WARN"), w.logs.String())
+	}
+}
+
+// TestNeverUsableFileIsUnknown: without a usable listing ever read there
+// is nothing to keep; the group is unknown, and said so once.
+func TestNeverUsableFileIsUnknown(t *testing.T) {
+	w := newWatched(t, writeRaw(t, "garbage{"))
+	for range 10 {
+		w.now = w.now.Add(500 * time.Millisecond)
+		if got, err := w.Instances(context.Background()); !errors.Is(err, provider.ErrGroupUnknown) || got != nil {
+			t.Fatalf("Instances = %v, %v; want ErrGroupUnknown", got, err)
+		}
+	}
+	if n := w.count("level=WARN"); n != 1 || w.count("the group is unknown") != 1 {
+		t.Errorf("%d warnings, want 1 saying the group is unknown:\n%s", n, w.logs.String())
 	}
 }
