@@ -126,9 +126,6 @@ func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
 	m.registry.MustRegister(m.etcdRestarts, m.plans, m.removals, m.members, m.leader, m.housekeeper, m.housekeeping, m.dnsChanges, m.drainHeld,
 		m.versionRefused, m.launchHook, m.swaps, m.swapPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, outcome := range []string{"swapped", "rolled_back", "refused"} {
-		m.swaps.WithLabelValues(outcome)
-	}
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
 	m.registry.MustRegister(buildInfoGauge(build))
@@ -173,6 +170,9 @@ func (m *metrics) bornAtZero() {
 	}
 	for _, s := range []string{recoveredLocalData, recoveredSnapshot} {
 		m.recoveries.WithLabelValues(s)
+	}
+	for _, o := range []string{swapSwapped, swapRolledBack, swapRefused} {
+		m.swaps.WithLabelValues(o)
 	}
 }
 

@@ -21,6 +21,13 @@ import (
 // quorum throughout, one member is down at a time, and a release that
 // cannot run the data is rolled back on the one member that tried it.
 
+// The outcomes of etcd_appliance_etcd_swaps_total.
+const (
+	swapSwapped    = "swapped"
+	swapRolledBack = "rolled_back"
+	swapRefused    = "refused"
+)
+
 // swapWait bounds how long a swapped member may take to be a healthy voter
 // on its new etcd before the swap is rolled back (starter.swapWait).
 const swapWait = time.Minute
@@ -148,7 +155,7 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 	}
 	switch {
 	case errors.Is(err, cluster.ErrVersionRefused):
-		s.holdSwap("refused", fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
+		s.holdSwap(swapRefused, fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
 		return old, nil
 	case err != nil:
 		return nil, err
@@ -279,7 +286,7 @@ func (s *starter) swapLocked(ctx context.Context, c etcdAPI, launch cluster.Laun
 		})
 	}
 	if err == nil {
-		s.metrics.swaps.WithLabelValues("swapped").Inc()
+		s.metrics.swaps.WithLabelValues(swapSwapped).Inc()
 		s.metrics.swapPending.Set(0)
 		s.setWaiting("", nil)
 		s.log.Info("in-place upgrade: swapped; the next member may go", "from", prev.Version, "to", current.Version,
@@ -299,7 +306,7 @@ func (s *starter) swapLocked(ctx context.Context, c etcdAPI, launch cluster.Laun
 			s.log.Warn("in-place upgrade: stopping the new etcd", "err", err)
 		}
 	}
-	s.holdSwap("rolled_back", fmt.Sprintf("etcd %s did not become a healthy voter on this member's data (%v): back on etcd %s until the appliance restarts",
+	s.holdSwap(swapRolledBack, fmt.Sprintf("etcd %s did not become a healthy voter on this member's data (%v): back on etcd %s until the appliance restarts",
 		current.Version, err, prev.Version))
 	return s.launcher.launchRelease(ctx, launch, prev)
 }
