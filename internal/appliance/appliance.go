@@ -84,6 +84,7 @@ type Appliance struct {
 	snapshots   *snapshotter
 	recovery    *recovery
 	leaver      *leaver
+	launcher    *launcher
 	drainer     *drainer    // nil: the provider has no termination hooks
 	launchGate  *launchGate // nil: the provider has no launch hooks
 	restarts    etcd.Backoff
@@ -124,6 +125,7 @@ func New(opts Options) *Appliance {
 		recovery:  rec,
 		snapshots: snaps,
 		leaver:    &leaver{node: n, retry: 500 * time.Millisecond},
+		launcher:  l,
 		restarts:  etcd.DefaultBackoff(),
 	}
 	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw, dns: dns,
@@ -152,6 +154,8 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	// Nothing writes into the data dir once it is let go.
+	defer a.launcher.wait()
 	srv, err := a.api.serve()
 	if err != nil {
 		return err

@@ -94,6 +94,9 @@ func (d dataDir) keep(r etcdRelease) (etcdRelease, error) {
 	if len(r.Command) == 0 || r.Version == "" {
 		return etcdRelease{}, errors.New("keeping etcd: no command or version")
 	}
+	if fi, err := os.Stat(r.Command[0]); err != nil || !fi.Mode().IsRegular() {
+		return etcdRelease{}, fmt.Errorf("keeping etcd %s: %s is no file to keep (%v)", r.Version, r.Command[0], err)
+	}
 	dir := filepath.Join(d.keptDir(), r.Version)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return etcdRelease{}, fmt.Errorf("keeping etcd %s: %w", r.Version, err)

@@ -50,9 +50,14 @@ type launcher struct {
 
 	// mu orders the records of the release that starts on the data.
 	mu sync.Mutex
-	// keeping is set once a copy of the current release is being made.
+	// keeping is set while a copy of the current release is being made;
+	// kept is waited for before the data dir is let go.
 	keeping bool
+	kept    sync.WaitGroup
 }
+
+// wait waits for a copy of etcd being kept in the data dir.
+func (l *launcher) wait() { l.kept.Wait() }
 
 // spec is the etcd server of this instance for a launch.
 func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
@@ -148,7 +153,9 @@ func (l *launcher) keepCurrent() {
 		return
 	}
 	l.keeping = true
+	l.kept.Add(1)
 	go func() {
+		defer l.kept.Done()
 		start := l.now()
 		kept, err := l.data.keep(l.current)
 		l.mu.Lock()

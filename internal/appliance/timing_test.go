@@ -83,6 +83,12 @@ func TestLaunchRecordsAndPublishesTiming(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-proc.Done()
+	// The launch keeps a copy of the etcd in the data dir in the
+	// background: wait for it, so the test's temp dir goes cleanly.
+	waitFor(t, func() bool {
+		r, ok, _ := a.data.lastRelease()
+		return ok && len(r.Command) > 0
+	})
 	if got, ok := a.data.recordedTiming(); !ok || got != timing {
 		t.Errorf("recorded %+v, %v; want %+v", got, ok, timing)
 	}
