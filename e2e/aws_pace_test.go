@@ -304,10 +304,10 @@ type voterWatch struct {
 
 type watchSnapshot struct {
 	polls, failed, min, instant int
-	minAt              time.Time
-	minView            string
-	firstVoter         map[string]time.Time
-	learnerSeen        map[string]time.Time
+	minAt                       time.Time
+	minView                     string
+	firstVoter                  map[string]time.Time
+	learnerSeen                 map[string]time.Time
 }
 
 func (w *voterWatch) run(ctx context.Context, p *paceRun) {
