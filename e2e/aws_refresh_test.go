@@ -292,6 +292,7 @@ type voterSampler struct {
 	// departures counts the samples with a voter that left meanwhile.
 	departures   int
 	min, max     int
+	prev         int // healthy voters of the last sample (see sample)
 	minAt        time.Time
 	minView      string
 	last         time.Time
@@ -311,7 +312,7 @@ type samplerSnapshot struct {
 }
 
 func newVoterSampler(c *clientv3.Client) *voterSampler {
-	return &voterSampler{c: c, left: map[string]bool{}, min: 1 << 30, firstHealthy: map[string]time.Time{}}
+	return &voterSampler{c: c, left: map[string]bool{}, min: 1 << 30, prev: 1 << 30, firstHealthy: map[string]time.Time{}}
 }
 
 // leaving tells the sampler that the group terminates instance id.
@@ -446,8 +447,13 @@ func (s *voterSampler) sample(ctx context.Context) {
 		s.degraded++
 		s.lastDegraded = fmt.Sprintf("%s: %s", now.Format("15:04:05.000"), strings.Join(view, ", "))
 	}
-	if healthy < s.min {
-		s.min, s.minAt = healthy, now
+	// A drop counts when two samples in a row see it: a leaving leader
+	// hands leadership over, and for the tens of milliseconds of the
+	// transfer no member has a leader, which is no loss of a voter.
+	sustained := max(healthy, s.prev)
+	s.prev = healthy
+	if sustained < s.min {
+		s.min, s.minAt = sustained, now
 		s.minView = fmt.Sprintf("voters %s; members %v", strings.Join(view, ", "), memberList(resp))
 	}
 	s.max = max(s.max, healthy)
