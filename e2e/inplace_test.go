@@ -129,7 +129,8 @@ func TestInPlaceUpgradeFrom36(t *testing.T) {
 }
 
 // healthSampler polls every member's status and keeps the lowest number of
-// healthy voters seen once all of them answered healthy together.
+// healthy voters seen by two samples in a row once all of them answered
+// healthy together.
 type healthSampler struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -161,14 +162,18 @@ func startHealthSampler(ctx context.Context, insts []*fleet.Instance) *healthSam
 		}()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
+		prev := len(insts)
 		for {
 			healthy := countHealthyVoters(ctx, clients)
 			s.mu.Lock()
 			s.samples++
 			s.full = s.full || healthy == len(insts)
 			if s.full {
-				s.lowest = min(s.lowest, healthy)
+				// Two samples in a row: a handed-over leadership leaves
+				// every member leaderless for tens of milliseconds.
+				s.lowest = min(s.lowest, max(healthy, prev))
 			}
+			prev = healthy
 			s.mu.Unlock()
 			select {
 			case <-ctx.Done():
