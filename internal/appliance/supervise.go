@@ -1,8 +1,12 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -42,9 +46,11 @@ type supervisor struct {
 
 	// The run's memory: when the marker was last written, when a leader
 	// was last seen, when the leaderless checks last ran.
-	lastMarker, lastLeader       time.Time
-	lastRecovery, lastOrphan     time.Time
-	lastHousekeeping             time.Time
+	lastMarker, lastLeader   time.Time
+	lastRecovery, lastOrphan time.Time
+	lastHousekeeping         time.Time
+	// lastMembers is the membership at the last housekeeping cycle.
+	lastMembers                  string
 	recoveryEvery, orphanEvery   time.Duration
 	recoveryAfter, orphanedAfter time.Duration
 }
@@ -148,14 +154,22 @@ func (s *supervisor) keepHouse(ctx, snapCtx context.Context, c etcdAPI, st etcdS
 		s.lastHousekeeping = time.Time{}
 	}
 	s.snapshots.ifDue(snapCtx, c, st.Revision)
+	// A cycle every --reconcile-interval, and at once when the membership
+	// changed (a member added, promoted, removed): the records and rules
+	// follow a replacement without waiting for the tick.
 	if s.now().Sub(s.lastHousekeeping) < s.cfg.ReconcileInterval {
-		return
+		if members := membershipPrint(ctx, c); members == "" || members == s.lastMembers {
+			return
+		}
 	}
 	s.lastHousekeeping = s.now()
 	if err := s.housekeeper.cycle(ctx, c, t); errors.Is(err, errRoleLost) {
 		s.role.lost(err)
 	} else if err != nil {
 		s.log.Debug("housekeeping skipped: the role could not be checked", "err", err)
+	} else {
+		// As the cycle left it (it may have promoted or removed).
+		s.lastMembers = membershipPrint(ctx, c)
 	}
 }
 
@@ -286,4 +300,22 @@ func (s *supervisor) orphaned(ctx context.Context, own cluster.ID) bool {
 		return false
 	}
 	return true
+}
+
+// membershipPrint is the local member's view of the membership (a
+// serializable read: cheap, no quorum needed), as a string that changes
+// with any member added, removed, promoted or started; "" when it can't
+// be read.
+func membershipPrint(ctx context.Context, c etcdAPI) string {
+	view, err := c.LocalMembers(ctx)
+	if err != nil {
+		return ""
+	}
+	ms := slices.Clone(view.Members)
+	slices.SortFunc(ms, func(a, b cluster.Member) int { return cmp.Compare(a.ID, b.ID) })
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s/%s/%t/%s;", m.ID, m.Name, m.IsLearner, strings.Join(m.ClientURLs, ","))
+	}
+	return b.String()
 }

@@ -142,3 +142,31 @@ func TestListeningKeepsOnlyWhatAcceptsConnections(t *testing.T) {
 		t.Errorf("listening = %q, want only %s", got, live)
 	}
 }
+
+// TestHousekeepingFollowsAMembershipChange: between two ticks of
+// --reconcile-interval, a cycle runs as soon as the membership changes (a
+// replacement added or promoted), and not otherwise.
+func TestHousekeepingFollowsAMembershipChange(t *testing.T) {
+	a, f, clock := candidate(t)
+	s := a.supervisor
+	cycles := func() float64 { return counter(t, a.metrics.housekeeping) }
+	lookUntil(t, s, leading, "first cycle", func() bool { return cycles() == 1 })
+	clock.add(time.Second) // well within --reconcile-interval
+	for range 5 {
+		s.keepHouse(context.Background(), context.Background(), f, leading)
+	}
+	if got := cycles(); got != 1 {
+		t.Fatalf("%v cycles with the membership unchanged, want 1", got)
+	}
+	f.mu.Lock()
+	f.members = append(f.members, cluster.Member{ID: 0xd, PeerURLs: []string{"http://127.0.0.9:2380"}, IsLearner: true})
+	f.mu.Unlock()
+	s.keepHouse(context.Background(), context.Background(), f, leading)
+	if got := cycles(); got != 2 {
+		t.Fatalf("%v cycles after a member was added, want 2", got)
+	}
+	s.keepHouse(context.Background(), context.Background(), f, leading)
+	if got := cycles(); got != 2 {
+		t.Errorf("%v cycles after one look more, want still 2", got)
+	}
+}
