@@ -71,20 +71,20 @@ func TestJoinPhases(t *testing.T) {
 		launches  int
 	}{
 		{name: "joins, starts and is promoted", serveFrom: 1,
-			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 1},
+			wantCalls: []string{"Lock", "Members", "Members", add, "Promote f00", "Unlock"}, launches: 1},
 		{name: "the lock is not had", fail: map[string][]error{"Lock": {rpctypes.ErrUnhealthy}}, wantErr: rpctypes.ErrUnhealthy,
 			wantCalls: []string{"Lock"}},
 		{name: "the member list fails under the lock", fail: map[string][]error{"Members": {rpctypes.ErrTimeout}},
 			wantErr: rpctypes.ErrTimeout, wantCalls: []string{"Lock", "Members", "Unlock"}},
 		{name: "etcd refuses the learner", fail: map[string][]error{"AddLearner": {rpctypes.ErrTooManyLearners}},
-			wantErr: rpctypes.ErrTooManyLearners, wantCalls: []string{"Lock", "Members", add, "Unlock"}},
+			wantErr: rpctypes.ErrTooManyLearners, wantCalls: []string{"Lock", "Members", "Members", add, "Unlock"}},
 		{name: "a joined etcd that does not serve is restarted once", serveFrom: 2,
-			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 2},
+			wantCalls: []string{"Lock", "Members", "Members", add, "Promote f00", "Unlock"}, launches: 2},
 		{name: "promoted by the leader meanwhile", serveFrom: 1, fail: map[string][]error{"Promote": {rpctypes.ErrMemberNotLearner}},
-			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Unlock"}, launches: 1},
+			wantCalls: []string{"Lock", "Members", "Members", add, "Promote f00", "Unlock"}, launches: 1},
 		{name: "promotion refused until in sync, then done", serveFrom: 1,
 			fail:      map[string][]error{"Promote": {rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrMemberLearnerNotReady}},
-			wantCalls: []string{"Lock", "Members", add, "Promote f00", "Promote f00", "Promote f00", "Unlock"}, launches: 1},
+			wantCalls: []string{"Lock", "Members", "Members", add, "Promote f00", "Promote f00", "Promote f00", "Unlock"}, launches: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,9 +143,9 @@ func TestJoinRemovesATerminatedMemberFirst(t *testing.T) {
 		wantRule  cluster.Rule
 	}{
 		{name: "removed, then joined", healthyC: true,
-			wantCalls: []string{"Lock", "Members", "Remove d", add, "Promote f00", "Unlock"}},
+			wantCalls: []string{"Lock", "Members", "Members", "Remove d", add, "Promote f00", "Unlock"}},
 		{name: "kept when its removal leaves no healthy quorum", healthyC: false,
-			wantCalls: []string{"Lock", "Members", "Unlock"}, wantRule: cluster.RuleQuorum},
+			wantCalls: []string{"Lock", "Members", "Members", "Unlock"}, wantRule: cluster.RuleQuorum},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testAppliance(t)
@@ -236,16 +236,16 @@ func TestJoinVersionGate(t *testing.T) {
 		{name: "one minor ahead joins", own: "3.6.16", versions: clusterVersions{Cluster: "3.5.0"},
 			wantCalls: []string{"Lock", "Members", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
 		{name: "two minors ahead is refused", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"},
-			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Unlock"}},
+			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
 		{name: "a refused rejoin keeps its old member", own: "3.7.0", versions: clusterVersions{Cluster: "3.5.0"}, rejoin: true,
-			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Unlock"}},
+			wantWhy: "2 minors ahead", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
 		{name: "older is refused", own: "3.5.36", versions: clusterVersions{Cluster: "3.6.0"},
-			wantWhy: "older than the cluster version 3.6", wantCalls: []string{"Lock", "Members", "Unlock"}},
+			wantWhy: "older than the cluster version 3.6", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
 		{name: "older joins while a downgrade to it is enabled", own: "3.5.36",
 			versions:  clusterVersions{Cluster: "3.6.0", DowngradeTarget: "3.5.0"},
-			wantCalls: []string{"Lock", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
+			wantCalls: []string{"Lock", "Members", "Members", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}},
 		{name: "an undecided cluster version is refused", own: "3.6.16", versions: clusterVersions{Cluster: "not_decided"},
-			wantWhy: "not decided", wantCalls: []string{"Lock", "Members", "Unlock"}},
+			wantWhy: "not decided", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
 		{name: "a member below etcd's upgrade floor refuses the next minor", own: "3.7.3", versions: clusterVersions{Cluster: "3.6.0"},
 			memberVersion: "3.6.5", wantWhy: "3.6.11 or later", wantCalls: []string{"Lock", "Members", "Members", "Unlock"}},
 		{name: "members at the floor let the next minor join", own: "3.7.3", versions: clusterVersions{Cluster: "3.6.0"},
@@ -297,6 +297,10 @@ func TestJoinVersionGate(t *testing.T) {
 			}
 			// Once the cluster is at a version that fits, the join goes through.
 			f.versions = clusterVersions{Cluster: tt.own}
+			for url, st := range f.status {
+				st.Version = tt.own
+				f.status[url] = st
+			}
 			f.calls = nil
 			if _, err := a.starter.apply(context.Background(), in, plan); err != nil {
 				t.Fatalf("apply at a fitting cluster version = %v", err)
@@ -320,7 +324,7 @@ func TestRejoinRemovesTheOldMemberFirst(t *testing.T) {
 	if _, err := a.starter.apply(context.Background(), in, plan); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"Lock", "Members", "Remove a", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}
+	want := []string{"Lock", "Members", "Members", "Remove a", "AddLearner http://127.0.0.1:2380", "Promote f00", "Unlock"}
 	if got := f.log(false); !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}

@@ -101,9 +101,8 @@ func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInpu
 }
 
 // versionGate refuses to join a cluster whose etcd this instance's could
-// not run with, or would skip a minor of (cluster.CheckJoinVersion), or
-// whose members of the old minor run a patch too old for the upgrade
-// (upgradeChecks). A refusal is published as what the instance waits for,
+// not run with, or would skip a minor of, or whose members of the old
+// minor run a patch too old for the upgrade (gateVersion). A refusal is published as what the instance waits for,
 // and as a metric, until a join passes the gate. restorePoint says that
 // this instance is the first of a newer minor.
 func (s *starter) versionGate(ctx context.Context, c etcdAPI) (vs clusterVersions, restorePoint bool, err error) {
@@ -111,13 +110,9 @@ func (s *starter) versionGate(ctx context.Context, c etcdAPI) (vs clusterVersion
 	if err != nil {
 		return vs, false, fmt.Errorf("version gate: %w", err)
 	}
-	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: s.etcdVersion, Cluster: vs.Cluster,
-		DowngradeTarget: vs.DowngradeTarget})
-	if err == nil {
-		restorePoint, err = s.upgradeChecks(ctx, c, vs.Cluster, s.etcdVersion)
-		if err != nil && !errors.Is(err, cluster.ErrVersionRefused) {
-			return vs, false, err
-		}
+	restorePoint, err = s.gateVersion(ctx, c, vs, s.etcdVersion)
+	if err != nil && !errors.Is(err, cluster.ErrVersionRefused) {
+		return vs, false, err
 	}
 	if err != nil {
 		if why := "not joining: " + err.Error(); why != s.versionRefusal {

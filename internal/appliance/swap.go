@@ -147,12 +147,7 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 	if err != nil {
 		return nil, fmt.Errorf("version gate: %w", err)
 	}
-	err = cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: current.Version, Cluster: vs.Cluster,
-		DowngradeTarget: vs.DowngradeTarget})
-	restorePoint := false
-	if err == nil {
-		restorePoint, err = s.upgradeChecks(actx, c, vs.Cluster, current.Version)
-	}
+	restorePoint, err := s.gateVersion(actx, c, vs, current.Version)
 	switch {
 	case errors.Is(err, cluster.ErrVersionRefused):
 		s.holdSwap(swapRefused, fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
@@ -213,19 +208,12 @@ func (s *starter) swapTurn(ctx context.Context, c etcdAPI) (cluster.MemberStatus
 	return self, nil
 }
 
-// upgradeChecks are those of an etcd of a newer minor than the cluster
-// version, about to join or swap in: every member of the old minor runs
-// the patch etcd's upgrade guide asks for (cluster.CheckUpgradeFrom; its
-// refusal wraps cluster.ErrVersionRefused), and whether next is the first
-// of its minor, which takes the restore point (cluster.NeedsRestorePoint).
-// The members are asked what they run only when next is a minor ahead.
-func (s *starter) upgradeChecks(ctx context.Context, c etcdAPI, clusterVersion, next string) (restorePoint bool, err error) {
-	if !cluster.NeedsRestorePoint(clusterVersion, next, nil) {
-		return false, nil
-	}
+// memberVersions are the etcd versions the started members report, by
+// member name.
+func (s *starter) memberVersions(ctx context.Context, c etcdAPI) (map[string]string, error) {
 	view, err := c.Members(ctx)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	running := map[string]string{}
 	for _, st := range memberHealth(ctx, c, view.Members, s.groups.last()) {
@@ -233,10 +221,31 @@ func (s *starter) upgradeChecks(ctx context.Context, c etcdAPI, clusterVersion, 
 			running[st.Name] = st.Version
 		}
 	}
+	return running, nil
+}
+
+// gateVersion is the version gate of an etcd of version next that would
+// join, or swap in among, the members behind c: the cluster version
+// (cluster.CheckJoinVersion, with the started members' versions standing
+// for an undecided one), and for a newer minor, every member of the old
+// minor at the patch etcd's upgrade guide asks for
+// (cluster.CheckUpgradeFrom). A refusal wraps cluster.ErrVersionRefused;
+// restorePoint says that next is the first of a newer minor, which takes
+// the restore point (cluster.NeedsRestorePoint).
+func (s *starter) gateVersion(ctx context.Context, c etcdAPI, vs clusterVersions, next string) (restorePoint bool, err error) {
+	running, err := s.memberVersions(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	versions := slices.Collect(maps.Values(running))
+	if err := cluster.CheckJoinVersion(cluster.JoinVersions{Joiner: next, Cluster: vs.Cluster,
+		DowngradeTarget: vs.DowngradeTarget, Running: versions}); err != nil {
+		return false, err
+	}
 	if err := cluster.CheckUpgradeFrom(next, running); err != nil {
 		return false, err
 	}
-	return cluster.NeedsRestorePoint(clusterVersion, next, slices.Collect(maps.Values(running))), nil
+	return cluster.NeedsRestorePoint(vs.Cluster, next, versions), nil
 }
 
 // handOver moves leadership away from this member before it stops, to

@@ -67,6 +67,38 @@ type JoinVersions struct {
 	// DowngradeTarget is the version an etcd downgrade in progress goes to
 	// (etcdctl downgrade enable), "" when none is.
 	DowngradeTarget string
+	// Running are the versions the started members' etcd report. etcd
+	// decides the cluster version only once every member of the
+	// membership has published its own; until then it reports an
+	// undecided or minimal one (3.7: "3.0.0"). The lowest minor running
+	// then stands for it: otherwise a member of the initial membership
+	// that missed the bootstrap could never start, and without it etcd
+	// never decides.
+	Running []string
+}
+
+// effectiveCluster is the cluster version the gate compares with: the
+// cluster version, or the lowest minor the started members run when the
+// cluster version is undecided: unreadable, or more than one minor below
+// every started member, which no decided cluster version can be (a
+// member runs at most one minor ahead of it).
+func (in JoinVersions) effectiveCluster() (Version, error) {
+	var lowest *Version
+	for _, r := range in.Running {
+		if v, err := ParseVersion(r); err == nil && (lowest == nil || v.older(*lowest)) {
+			lowest = &v
+		}
+	}
+	cv, err := ParseVersion(in.Cluster)
+	switch {
+	case err != nil && lowest == nil:
+		return Version{}, err
+	case err != nil:
+		return Version{Major: lowest.Major, Minor: lowest.Minor}, nil
+	case lowest != nil && cv.Major == lowest.Major && cv.Minor+1 < lowest.Minor:
+		return Version{Major: lowest.Major, Minor: lowest.Minor}, nil
+	}
+	return cv, nil
 }
 
 // CheckJoinVersion is the version gate of a join (§4.7): it returns nil
@@ -86,7 +118,7 @@ func CheckJoinVersion(in JoinVersions) error {
 	if err != nil {
 		return refuse("the version of this instance's etcd is unknown (%v)", err)
 	}
-	clusterV, err := ParseVersion(in.Cluster)
+	clusterV, err := in.effectiveCluster()
 	if err != nil {
 		return refuse("the cluster version %q is not decided or not readable", in.Cluster)
 	}

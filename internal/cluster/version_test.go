@@ -14,6 +14,12 @@ func TestCheckJoinVersion(t *testing.T) {
 	}{
 		{"same version", JoinVersions{Joiner: "3.6.16", Cluster: "3.6.0"}, ""},
 		{"a patch apart", JoinVersions{Joiner: "3.5.36", Cluster: "3.5.0"}, ""},
+		{"undecided right after a bootstrap: the started members stand for it",
+			JoinVersions{Joiner: "3.7.3", Cluster: "3.0.0", Running: []string{"3.7.3", "3.7.3", "3.7.3"}}, ""},
+		{"not_decided, with started members", JoinVersions{Joiner: "3.7.3", Cluster: "not_decided", Running: []string{"3.7.3"}}, ""},
+		{"undecided and nobody started", JoinVersions{Joiner: "3.7.3", Cluster: "3.0.0"}, "7 minors ahead"},
+		{"one minor behind the members is a decided cluster version: kept",
+			JoinVersions{Joiner: "3.8.0", Cluster: "3.6.0", Running: []string{"3.7.3", "3.7.3"}}, "2 minors ahead"},
 		{"one minor ahead", JoinVersions{Joiner: "3.6.16", Cluster: "3.5.0"}, ""},
 		{"one minor ahead, v prefix and pre-release", JoinVersions{Joiner: "v3.6.0-rc.1", Cluster: "3.5"}, ""},
 		{"two minors ahead", JoinVersions{Joiner: "3.7.0", Cluster: "3.5.0"}, "2 minors ahead of the cluster version 3.5: upgrade one minor at a time (3.6 first)"},
