@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,8 +24,9 @@ import (
 // runDaemon is `etcd-appliance run`.
 func runDaemon(ctx context.Context, args []string) int {
 	cfg := config.NewConfig()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run")
 	cfg.RegisterFlags(fs)
+	config.AnnotateEnv(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

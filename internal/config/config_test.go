@@ -1,7 +1,6 @@
 package config
 
 import (
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // validLocal is the smallest valid configuration: the defaults with the two
@@ -315,8 +316,8 @@ func TestValidateAccepts(t *testing.T) {
 	}
 }
 
-func newFlagSet(c *Config) *flag.FlagSet {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func newFlagSet(c *Config) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs)
 	return fs
@@ -534,7 +535,7 @@ func TestEveryFlagHasAnEnvName(t *testing.T) {
 	c := NewConfig()
 	fs := newFlagSet(c)
 	env := map[string]string{}
-	fs.VisitAll(func(f *flag.Flag) {
+	fs.VisitAll(func(f *pflag.Flag) {
 		name := EnvName(f.Name)
 		if !strings.HasPrefix(name, EnvPrefix) || strings.ContainsAny(name, "-abcdefghijklmnopqrstuvwxyz") {
 			t.Errorf("flag --%s has env name %q", f.Name, name)
