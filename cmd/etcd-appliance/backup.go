@@ -122,7 +122,7 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid environment: %v\n", name, err)
 		return nil, nil, 2
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid configuration: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return nil, nil, 2
 	}

@@ -207,3 +207,51 @@ func TestZshCompletionParses(t *testing.T) {
 		t.Errorf("zsh -n: %v\n%s", err, out)
 	}
 }
+
+// TestBadEtcdFlagRefusesTheStart: an extra etcd flag the bundled etcd does
+// not know or take, or one the appliance sets itself, is refused with exit
+// 2 and one line naming it, before anything starts; several may come in
+// one variable.
+func TestBadEtcdFlagRefusesTheStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), refusalTimeout)
+	defer cancel()
+	external := filepath.Join(t.TempDir(), "etcd")
+	if err := os.WriteFile(external, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		env  string // ETCD_APPLIANCE_ETCD_FLAG
+		args []string
+		want []string
+	}{
+		{"--snapshot-count=5000 --max-txn-ops=lots", nil,
+			[]string{`--etcd-flag "--max-txn-ops=lots": etcd's --max-txn-ops does not take "lots"`}},
+		{"--snapshot-cnt=5000", nil, []string{`--etcd-flag "--snapshot-cnt=5000": the bundled etcd`, "has no flag --snapshot-cnt"}},
+		{"", []string{"--etcd-flag=--name=x"}, []string{`--etcd-flag "--name=x": the appliance sets --name itself`}},
+		{"--listen-client-urls=http://0.0.0.0:2379 --force-new-cluster", nil,
+			[]string{"sets --listen-client-urls itself", "sets --force-new-cluster itself"}},
+		// Good flags pass: the next check, of the group file, refuses.
+		{"--snapshot-count=5000 --max-txn-ops=256", []string{"--etcd-flag", "--heartbeat-interval 200"},
+			[]string{`g.json`}},
+		// An external etcd may know other flags, not the appliance's own.
+		{"--flag-of-another-etcd=1 --data-dir=/x", []string{"--etcd-binary", external},
+			[]string{"sets --data-dir itself"}},
+	} {
+		t.Setenv("ETCD_APPLIANCE_ETCD_FLAG", tt.env)
+		for _, cmd := range []string{"run", "backup"} {
+			args := append([]string{cmd, "--instance-id", "i-1", "--group-file", "g.json", "--data-dir", t.TempDir(),
+				"--store", "file://" + t.TempDir()}, tt.args...)
+			var code int
+			out := stderrOf(t, func() { code = run(ctx, args) })
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			ok := code == 2 && len(lines) == 1
+			for _, w := range tt.want {
+				ok = ok && strings.Contains(lines[0], w)
+			}
+			if !ok || strings.Contains(out, "flag-of-another-etcd") || strings.Contains(out, "snapshot-count") {
+				t.Errorf("%s with ETCD_APPLIANCE_ETCD_FLAG=%q %q: exit %d, stderr:\n%s\nwant exit 2 and one line with %q",
+					cmd, tt.env, tt.args, code, out, tt.want)
+			}
+		}
+	}
+}

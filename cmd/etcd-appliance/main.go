@@ -32,7 +32,8 @@
 //	--address ""                      IP to serve on (default: the instance's address)
 //	--client-port 2379 --peer-port 2380 --metrics-port 2381 --api-port 2378
 //	--etcd-binary ""                  external etcd instead of the bundled one (its version: `<binary> --version`)
-//	--etcd-flag ""                    extra etcd flags, repeatable
+//	--etcd-flag ""                    extra etcd flags, space-separated, repeatable; checked before start against
+//	                                  the bundled etcd's flags (only the appliance's own when --etcd-binary is set)
 //	--reconcile-interval 5s           leader housekeeping period
 //	--startup-interval 500ms          how often a starting instance looks again
 //	--stale-grace 30s                 absence from the group before a member is removed

@@ -52,7 +52,8 @@ type Config struct {
 	APIPort     int
 
 	EtcdBinary string
-	EtcdFlags  stringList
+	// EtcdFlags are the user's extra etcd arguments, one a field.
+	EtcdFlags fieldList
 
 	ReconcileInterval time.Duration
 	StartupInterval   time.Duration
@@ -163,7 +164,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MetricsPort, "metrics-port", c.MetricsPort, "etcd metrics port")
 	fs.IntVar(&c.APIPort, "api-port", c.APIPort, "appliance API port (/v1/peer, /healthz, /readyz, /metrics, /v1/status)")
 	fs.StringVar(&c.EtcdBinary, "etcd-binary", c.EtcdBinary, "external etcd binary to run instead of the bundled one")
-	fs.Var(&c.EtcdFlags, "etcd-flag", "extra flag passed to etcd as is, e.g. --etcd-flag=--heartbeat-interval=200 (repeatable)")
+	fs.Var(&c.EtcdFlags, "etcd-flag", "extra etcd flags, space-separated, repeatable: --etcd-flag='--snapshot-count=5000 --max-txn-ops=256' (no spaces within a value); "+
+		"checked against the bundled etcd's flags before start, or only against the flags the appliance sets itself when --etcd-binary is given "+
+		"(--name, --data-dir, --initial-cluster*, --initial-advertise-peer-urls, --listen-*, --advertise-*, --force-new-cluster are refused)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "how often the leader does housekeeping")
 	fs.DurationVar(&c.StartupInterval, "startup-interval", c.StartupInterval, "how often a starting instance looks at its peers again")
 	fs.DurationVar(&c.StaleGrace, "stale-grace", c.StaleGrace, "how long a member's instance may be absent from the group before removal")
@@ -500,18 +503,20 @@ func (l *commaList) Set(v string) error {
 // Strings returns the values given.
 func (l commaList) Strings() []string { return append([]string(nil), l...) }
 
-// stringList is a repeatable string flag.
-type stringList []string
+// fieldList is a repeatable flag whose values are lists of space-separated
+// fields: an environment variable carries only one value, and several etcd
+// flags must fit in ETCD_APPLIANCE_ETCD_FLAG.
+type fieldList []string
 
-func (l *stringList) String() string { return strings.Join(*l, " ") }
+func (l *fieldList) String() string { return strings.Join(*l, " ") }
 
 // Type names the value in --help.
-func (l *stringList) Type() string { return "flag" }
+func (l *fieldList) Type() string { return "flags" }
 
-func (l *stringList) Set(v string) error {
-	*l = append(*l, v)
+func (l *fieldList) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
 	return nil
 }
 
-// Strings returns the values given.
-func (l stringList) Strings() []string { return append([]string(nil), l...) }
+// Strings returns the fields given, in order.
+func (l fieldList) Strings() []string { return append([]string(nil), l...) }

@@ -350,7 +350,7 @@ func TestRegisterFlags(t *testing.T) {
 	want := &Config{
 		Provider: "local", InstanceID: "i-b", GroupFile: "/tmp/g.json", ClusterName: "demo",
 		DataDir: "/tmp/d", Address: "127.0.0.2", ClientPort: 12379, PeerPort: 12380, MetricsPort: 12381, APIPort: 12378,
-		EtcdBinary: "/usr/bin/etcd", EtcdFlags: stringList{"--heartbeat-interval=200", "--election-timeout=2000"},
+		EtcdBinary: "/usr/bin/etcd", EtcdFlags: fieldList{"--heartbeat-interval=200", "--election-timeout=2000"},
 		ReconcileInterval: time.Second, StartupInterval: 100 * time.Millisecond, StaleGrace: 10 * time.Second,
 		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",

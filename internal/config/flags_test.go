@@ -90,3 +90,37 @@ func TestAnnotateEnvNamesEveryVariableOfAFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestEtcdFlagTakesSeveralFlagsInOneValue: an environment variable carries
+// one value, so --etcd-flag splits each value at spaces; etcd gets one
+// argument a field, in order.
+func TestEtcdFlagTakesSeveralFlagsInOneValue(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"env", nil, map[string]string{"ETCD_APPLIANCE_ETCD_FLAG": " --snapshot-count=5000  --max-txn-ops=256 "},
+			[]string{"--snapshot-count=5000", "--max-txn-ops=256"}},
+		{"flags", []string{"--etcd-flag=--snapshot-count 5000", "--etcd-flag", "--max-txn-ops=256 --enable-pprof"}, nil,
+			[]string{"--snapshot-count", "5000", "--max-txn-ops=256", "--enable-pprof"}},
+		{"the command line wins", []string{"--etcd-flag=--a=1"}, map[string]string{"ETCD_APPLIANCE_ETCD_FLAG": "--b=2 --c=3"},
+			[]string{"--a=1"}},
+		{"empty", nil, map[string]string{"ETCD_APPLIANCE_ETCD_FLAG": ""}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewConfig()
+			fs := newFlagSet(c)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ApplyEnv(fs, envOf(tt.env)); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.EtcdFlags.Strings(); !slices.Equal(got, tt.want) {
+				t.Errorf("etcd's extra arguments = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
