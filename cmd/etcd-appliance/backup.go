@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
@@ -48,7 +48,7 @@ type restoreFlags struct {
 // must be stopped on the instance; both changes need --yes.
 func runRestore(ctx context.Context, args []string, out io.Writer) int {
 	var rf restoreFlags
-	a, _, code := manualAppliance(ctx, "restore", args, func(fs *flag.FlagSet) {
+	a, _, code := manualAppliance(ctx, "restore", args, func(fs *pflag.FlagSet) {
 		fs.StringVar(&rf.from, "from", "", "the snapshot object to restore (see --list), e.g. orders/20261125T120000Z-r4711.db")
 		fs.BoolVar(&rf.yes, "yes", false, "really replace this instance's data (it is moved aside, never deleted)")
 		fs.BoolVar(&rf.list, "list", false, "list the cluster's snapshots in the store, newest first")
@@ -106,13 +106,14 @@ func runRestore(ctx context.Context, args []string, out io.Writer) int {
 // manualAppliance builds an appliance from run's flags (and environment)
 // plus extra ones, for a by-hand operation. It returns nil and the exit
 // code when the configuration is invalid.
-func manualAppliance(ctx context.Context, name string, args []string, extra func(*flag.FlagSet)) (*appliance.Appliance, *config.Config, int) {
+func manualAppliance(ctx context.Context, name string, args []string, extra func(*pflag.FlagSet)) (*appliance.Appliance, *config.Config, int) {
 	cfg := config.NewConfig()
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := newFlagSet(name)
 	cfg.RegisterFlags(fs)
 	if extra != nil {
 		extra(fs)
 	}
+	config.AnnotateEnv(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return nil, nil, code
 	}
@@ -121,7 +122,7 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid environment: %v\n", name, err)
 		return nil, nil, 2
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid configuration: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return nil, nil, 2
 	}

@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -35,6 +34,7 @@ import (
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	flag "github.com/spf13/pflag"
 	yaml "go.yaml.in/yaml/v2"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/config"

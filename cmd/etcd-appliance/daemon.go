@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/appliance"
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
+	"github.com/etcd-appliance/etcd-appliance/internal/config/etcdflags"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
@@ -25,8 +25,9 @@ import (
 // runDaemon is `etcd-appliance run`.
 func runDaemon(ctx context.Context, args []string) int {
 	cfg := config.NewConfig()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run")
 	cfg.RegisterFlags(fs)
+	config.AnnotateEnv(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -35,7 +36,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid environment: %v\n", err)
 		return 2
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(cfg); err != nil {
 		warnUnknownEnv(os.Stderr, fs, os.Environ())
 		fmt.Fprintf(os.Stderr, "etcd-appliance: invalid configuration: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
@@ -105,6 +106,12 @@ func runDaemon(ctx context.Context, args []string) int {
 	}
 	logger.Info("etcd-appliance stopped")
 	return 0
+}
+
+// validate checks the configuration, the extra etcd flags included: etcd
+// refusing one would show only as etcd exiting at every restart.
+func validate(cfg *config.Config) error {
+	return errors.Join(cfg.Validate(), etcdflags.Check(cfg.EtcdFlags.Strings(), cfg.EtcdBinary == ""))
 }
 
 // newProvider builds the provider that --provider names, and its DNS when

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 
@@ -11,7 +10,7 @@ import (
 
 // runDemo is `etcd-appliance demo`.
 func runDemo(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := newFlagSet("demo")
 	members := fs.Int("members", 3, "instances in the demo group (3-5 recommended)")
 	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
 	onAWS := fs.Bool("aws", false, "tour an Auto Scaling group in moto (the AWS emulator; needs moto_server) instead of a local group: Route53 records, replacement through the Auto Scaling API")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"io"
 	"os"
 	"strings"
@@ -13,12 +12,14 @@ import (
 // runIAMPolicy is `etcd-appliance iam-policy`: the least-privilege IAM
 // policy for the features the flags enable, as JSON on stdout.
 func runIAMPolicy(args []string, out io.Writer) int {
-	fs := flag.NewFlagSet("iam-policy", flag.ContinueOnError)
+	fs := newFlagSet("iam-policy")
 	zone := fs.String("hosted-zone", firstEnv("ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE"), "Route53 zone the appliance publishes in (enables the DNS statements)")
 	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
 	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
 	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5), and launches with one it completes once a healthy voter")
+	setEnvOf(fs, "hosted-zone", "ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE")
+	setEnvOf(fs, "regions", "ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

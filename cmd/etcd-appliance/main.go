@@ -13,8 +13,12 @@
 //	backup   a snapshot of the cluster now, into --store
 //	restore  a snapshot into this instance's data dir, by hand
 //	version  the appliance's and the bundled etcd's versions
+//	completion  a bash or zsh completion script (completion bash|zsh)
 //
-// No subcommand takes positional arguments: one is refused with exit 2.
+// Flags take two dashes (--flag value or --flag=value); a bad flag or value
+// is refused with one line naming it, and exit 2. No subcommand takes
+// positional arguments: one is refused likewise. `<command> --help` lists a
+// command's flags, each with its environment variable.
 //
 // Flags of `run` (each also as the environment variable ETCD_APPLIANCE_<FLAG>,
 // dashes as underscores, used when the flag is not on the command line; an
@@ -28,7 +32,8 @@
 //	--address ""                      IP to serve on (default: the instance's address)
 //	--client-port 2379 --peer-port 2380 --metrics-port 2381 --api-port 2378
 //	--etcd-binary ""                  external etcd instead of the bundled one (its version: `<binary> --version`)
-//	--etcd-flag ""                    extra etcd flag, repeatable
+//	--etcd-flag ""                    extra etcd flags, space-separated, repeatable; checked before start against
+//	                                  the bundled etcd's flags (only the appliance's own when --etcd-binary is set)
 //	--reconcile-interval 5s           leader housekeeping period
 //	--startup-interval 500ms          how often a starting instance looks again
 //	--stale-grace 30s                 absence from the group before a member is removed
@@ -55,6 +60,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -69,23 +75,41 @@ func main() {
 	os.Exit(code)
 }
 
+// commands are the subcommands, in the order usage lists them, with what
+// each does.
+func commands() []struct{ name, summary string } {
+	return []struct{ name, summary string }{
+		{"run", "run the appliance daemon on this instance"},
+		{"etcd", "run the bundled etcd server (flags are etcd's)"},
+		{"status", "show the cluster's members and health"},
+		{"demo", "run a local 3-instance demo (no AWS needed)"},
+		{"iam-policy", "print the least-privilege IAM policy for the enabled features"},
+		{"backup", "take a snapshot of the cluster now and store it (--store)"},
+		{"restore", "restore a snapshot into this instance (--from OBJECT --yes), list them (--list)"},
+		{"version", "print the appliance and bundled etcd versions"},
+		{"completion", "print a bash or zsh completion script: completion bash|zsh"},
+	}
+}
+
+// commandSummary is what a subcommand does, or "".
+func commandSummary(name string) string {
+	for _, c := range commands() {
+		if c.name == name {
+			return c.summary
+		}
+	}
+	return ""
+}
+
 func usage() {
-	fmt.Fprint(os.Stderr, `etcd-appliance: a self-managing etcd cluster on a group of instances
-
-Usage: etcd-appliance <command> [flags]
-
-Commands:
-  run       run the appliance daemon on this instance
-  etcd      run the bundled etcd server (flags are etcd's)
-  status    show the cluster's members and health
-  demo      run a local 3-instance demo (no AWS needed)
-  iam-policy  print the least-privilege IAM policy for the enabled features
-  backup    take a snapshot of the cluster now and store it (--store)
-  restore   restore a snapshot into this instance (--from OBJECT --yes), list them (--list)
-  version   print the appliance and bundled etcd versions
-
-Run 'etcd-appliance <command> --help' for a command's flags.
-`)
+	var b strings.Builder
+	b.WriteString("etcd-appliance: a self-managing etcd cluster on a group of instances\n\n")
+	b.WriteString("Usage: etcd-appliance <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nFlags are --flag or --flag=value. Run 'etcd-appliance <command> --help' for a command's flags.\n")
+	fmt.Fprint(os.Stderr, b.String())
 }
 
 // run dispatches a subcommand and returns the exit code.
@@ -116,6 +140,8 @@ func run(ctx context.Context, args []string) int {
 		}
 		printVersion(os.Stdout)
 		return 0
+	case "completion":
+		return runCompletion(rest, os.Stdout)
 	case "help", "-h", "--help":
 		usage()
 		return 0

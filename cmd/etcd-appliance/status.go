@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,9 +32,10 @@ func runStatus(ctx context.Context, args []string) int {
 }
 
 func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs := newFlagSet("status")
 	fs.SetOutput(stderr)
 	api := fs.String("api", os.Getenv("ETCD_APPLIANCE_API"), "appliance API URL, e.g. http://10.0.1.5:2378 (default: this host's addresses on port 2378)")
+	setEnvOf(fs, "api", "ETCD_APPLIANCE_API")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
 	waitHealthy := fs.Duration("wait-healthy", 0, "ask again every second until the cluster is healthy, for at most this long (exit 0 once healthy)")

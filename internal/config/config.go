@@ -9,13 +9,14 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/snapshot/spec"
@@ -51,7 +52,8 @@ type Config struct {
 	APIPort     int
 
 	EtcdBinary string
-	EtcdFlags  stringList
+	// EtcdFlags are the user's extra etcd arguments, one a field.
+	EtcdFlags fieldList
 
 	ReconcileInterval time.Duration
 	StartupInterval   time.Duration
@@ -150,7 +152,7 @@ func NewConfig() *Config {
 }
 
 // RegisterFlags binds every field to a flag of fs.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Provider, "provider", c.Provider, "where identity and group come from: local or aws")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "local provider: this instance's id in the group file")
 	fs.StringVar(&c.GroupFile, "group-file", c.GroupFile, "local provider: JSON file listing the group's instances")
@@ -162,7 +164,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MetricsPort, "metrics-port", c.MetricsPort, "etcd metrics port")
 	fs.IntVar(&c.APIPort, "api-port", c.APIPort, "appliance API port (/v1/peer, /healthz, /readyz, /metrics, /v1/status)")
 	fs.StringVar(&c.EtcdBinary, "etcd-binary", c.EtcdBinary, "external etcd binary to run instead of the bundled one")
-	fs.Var(&c.EtcdFlags, "etcd-flag", "extra flag passed to etcd as is, e.g. --etcd-flag=--heartbeat-interval=200 (repeatable)")
+	fs.Var(&c.EtcdFlags, "etcd-flag", "extra etcd flags, space-separated, repeatable: --etcd-flag='--snapshot-count=5000 --max-txn-ops=256' (no spaces within a value); "+
+		"checked against the bundled etcd's flags before start, or only against the flags the appliance sets itself when --etcd-binary is given "+
+		"(--name, --data-dir, --initial-cluster*, --initial-advertise-peer-urls, --listen-*, --advertise-*, --force-new-cluster are refused)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "how often the leader does housekeeping")
 	fs.DurationVar(&c.StartupInterval, "startup-interval", c.StartupInterval, "how often a starting instance looks at its peers again")
 	fs.DurationVar(&c.StaleGrace, "stale-grace", c.StaleGrace, "how long a member's instance may be absent from the group before removal")
@@ -179,10 +183,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DRGrace, "dr-grace", c.DRGrace, "how long a majority of the voters' instances must be gone from the group before the rest recover from the newest data")
 	fs.StringVar(&c.LifecycleHook, "lifecycle-hook", c.LifecycleHook, "aws provider: the Auto Scaling termination hook to complete once this instance has left the cluster (default: every termination hook of the group)")
 	fs.DurationVar(&c.LaunchTimeout, "launch-timeout", c.LaunchTimeout, "aws provider: how long a new instance may take to become a healthy voter before it completes the group's launch hook with ABANDON, and the group terminates it (CONTINUE as soon as it is one)")
-	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none (env also HOSTED_ZONE)")
+	fs.StringVar(&c.HostedZone, "hosted-zone", c.HostedZone, "aws provider: Route53 hosted zone (e.g. example.org) where the leader publishes SRV and A records of the healthy members; empty publishes none")
 	fs.StringVar(&c.DNSName, "dns-name", c.DNSName, "the cluster's name in --hosted-zone: records go under <dns-name>.<hosted-zone> (default: the cluster name, lower case)")
 	fs.Int64Var(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL in seconds of the published DNS records")
-	fs.Var(&c.Regions, "regions", "aws provider: multi-region mode over these comma-separated regions (e.g. eu-west-1,eu-central-1), this instance's among them: the group is every instance carrying the cluster tag in them, peers talk over public DNS names, and the leader allows every member in the cluster security group of each region (env also ACTIVE_REGIONS)")
+	fs.Var(&c.Regions, "regions", "aws provider: multi-region mode over these comma-separated regions (e.g. eu-west-1,eu-central-1), this instance's among them: the group is every instance carrying the cluster tag in them, peers talk over public DNS names, and the leader allows every member in the cluster security group of each region")
 	fs.StringVar(&c.MultiRegionNetwork, "multi-region-network", c.MultiRegionNetwork, "multi-region mode: how members reach each other: public (their public DNS names; the rules allow their public IPs) or private (peered VPCs, a VPN or a transit gateway: their private addresses, and the rules allow those)")
 	fs.StringVar(&c.ClusterTagKey, "cluster-tag-key", c.ClusterTagKey, "multi-region mode: the tag whose value on this instance names the cluster; the instances and the cluster security group of every region carry it (default: "+DefaultClusterTagKey+")")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
@@ -203,28 +207,52 @@ func seedEnvName(flagName string) string {
 	return ""
 }
 
+// EnvNames are the environment variables that set a flag not given on the
+// command line, the one read first first: ETCD_APPLIANCE_<FLAG>, then the
+// seed's variable of the flag, if any.
+func EnvNames(flagName string) []string {
+	names := []string{EnvName(flagName)}
+	if seed := seedEnvName(flagName); seed != "" {
+		names = append(names, seed)
+	}
+	return names
+}
+
+// EnvAnnotation is the key of the pflag annotation listing the environment
+// variables of a flag (EnvNames), for its line in --help.
+const EnvAnnotation = "etcd-appliance/env"
+
+// AnnotateEnv marks every flag of fs with the environment variables that
+// ApplyEnv reads for it; call it once every flag ApplyEnv will see is
+// registered.
+func AnnotateEnv(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		_ = fs.SetAnnotation(f.Name, EnvAnnotation, EnvNames(f.Name))
+	})
+}
+
 // ApplyEnv sets every flag of fs that was not given on the command line from
 // ETCD_APPLIANCE_<FLAG> (dashes as underscores), as etcd's SetFlagsFromEnv
 // does, or else from the seed's variable of the flag (HOSTED_ZONE).
-func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
 			return
 		}
-		key := EnvName(f.Name)
-		v, ok := lookup(key)
-		if seed := seedEnvName(f.Name); !ok && seed != "" {
-			key = seed
-			v, ok = lookup(key)
-		}
-		if !ok {
+		for _, key := range EnvNames(f.Name) {
+			v, ok := lookup(key)
+			if !ok {
+				continue
+			}
+			if err := fs.Set(f.Name, v); err != nil {
+				// pflag's message names the flag again: keep its cause.
+				if invalid := (*pflag.InvalidValueError)(nil); errors.As(err, &invalid) {
+					err = invalid.Unwrap()
+				}
+				errs = append(errs, fmt.Errorf("%s=%q (flag --%s): %w", key, v, f.Name, err))
+			}
 			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q (flag --%s): %w", key, v, f.Name, err))
 		}
 	})
 	return errors.Join(errs...)
@@ -459,6 +487,9 @@ type commaList []string
 
 func (l *commaList) String() string { return strings.Join(*l, ",") }
 
+// Type names the value in --help.
+func (l *commaList) Type() string { return "list" }
+
 func (l *commaList) Set(v string) error {
 	*l = nil
 	for _, s := range strings.Split(v, ",") {
@@ -472,15 +503,20 @@ func (l *commaList) Set(v string) error {
 // Strings returns the values given.
 func (l commaList) Strings() []string { return append([]string(nil), l...) }
 
-// stringList is a repeatable string flag.
-type stringList []string
+// fieldList is a repeatable flag whose values are lists of space-separated
+// fields: an environment variable carries only one value, and several etcd
+// flags must fit in ETCD_APPLIANCE_ETCD_FLAG.
+type fieldList []string
 
-func (l *stringList) String() string { return strings.Join(*l, " ") }
+func (l *fieldList) String() string { return strings.Join(*l, " ") }
 
-func (l *stringList) Set(v string) error {
-	*l = append(*l, v)
+// Type names the value in --help.
+func (l *fieldList) Type() string { return "flags" }
+
+func (l *fieldList) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
 	return nil
 }
 
-// Strings returns the values given.
-func (l stringList) Strings() []string { return append([]string(nil), l...) }
+// Strings returns the fields given, in order.
+func (l fieldList) Strings() []string { return append([]string(nil), l...) }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // validLocal is the smallest valid configuration: the defaults with the two
@@ -315,8 +316,8 @@ func TestValidateAccepts(t *testing.T) {
 	}
 }
 
-func newFlagSet(c *Config) *flag.FlagSet {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func newFlagSet(c *Config) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs)
 	return fs
@@ -349,7 +350,7 @@ func TestRegisterFlags(t *testing.T) {
 	want := &Config{
 		Provider: "local", InstanceID: "i-b", GroupFile: "/tmp/g.json", ClusterName: "demo",
 		DataDir: "/tmp/d", Address: "127.0.0.2", ClientPort: 12379, PeerPort: 12380, MetricsPort: 12381, APIPort: 12378,
-		EtcdBinary: "/usr/bin/etcd", EtcdFlags: stringList{"--heartbeat-interval=200", "--election-timeout=2000"},
+		EtcdBinary: "/usr/bin/etcd", EtcdFlags: fieldList{"--heartbeat-interval=200", "--election-timeout=2000"},
 		ReconcileInterval: time.Second, StartupInterval: 100 * time.Millisecond, StaleGrace: 10 * time.Second,
 		LearnerTimeout: time.Minute, StopTimeout: 5 * time.Second, LeaveOnShutdown: "always",
 		QuotaBackendBytes: 1024, AutoCompactionRetention: "0", LogFormat: "text", LogLevel: "debug",
@@ -534,7 +535,7 @@ func TestEveryFlagHasAnEnvName(t *testing.T) {
 	c := NewConfig()
 	fs := newFlagSet(c)
 	env := map[string]string{}
-	fs.VisitAll(func(f *flag.Flag) {
+	fs.VisitAll(func(f *pflag.Flag) {
 		name := EnvName(f.Name)
 		if !strings.HasPrefix(name, EnvPrefix) || strings.ContainsAny(name, "-abcdefghijklmnopqrstuvwxyz") {
 			t.Errorf("flag --%s has env name %q", f.Name, name)

@@ -1,9 +1,10 @@
 package config
 
 import (
-	"flag"
 	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // UnknownVar is an ETCD_APPLIANCE_* variable of the environment that sets
@@ -26,9 +27,9 @@ func otherEnv() []string { return []string{EnvPrefix + "API", EnvPrefix + "BIN"}
 // UnknownEnv lists, sorted, the ETCD_APPLIANCE_* variables of environ
 // ("KEY=value" pairs) that set no flag of fs, as etcd warns of unrecognised
 // ETCD_* ones: a typo would otherwise leave a default in force silently.
-func UnknownEnv(fs *flag.FlagSet, environ []string) []UnknownVar {
+func UnknownEnv(fs *pflag.FlagSet, environ []string) []UnknownVar {
 	known := otherEnv()
-	fs.VisitAll(func(f *flag.Flag) { known = append(known, EnvName(f.Name)) })
+	fs.VisitAll(func(f *pflag.Flag) { known = append(known, EnvName(f.Name)) })
 	slices.Sort(known)
 	var unknown []UnknownVar
 	for _, kv := range environ {
