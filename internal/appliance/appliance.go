@@ -134,7 +134,8 @@ func New(opts Options) *Appliance {
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
 		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,
-		recoveryAfter: recoveryCheckAfter, orphanedAfter: orphanAfter}
+		recoveryAfter: recoveryCheckAfter, orphanedAfter: orphanAfter,
+		facts: &clusterWatch{node: n, store: opts.Store}}
 	if opts.Lifecycle != nil {
 		a.drainer = &drainer{node: n, lifecycle: opts.Lifecycle, leaver: a.leaver, dns: dns, snapshots: snaps,
 			times: defaultDrainTimes()}

@@ -62,6 +62,8 @@ type metrics struct {
 	snapshotSeconds prometheus.Gauge
 
 	waiting waitMetrics
+	// cluster are the cluster-level facts every member exports alike.
+	cluster *clusterCollector
 }
 
 func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
@@ -128,6 +130,8 @@ func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
+	m.cluster = newClusterCollector()
+	m.registry.MustRegister(m.cluster)
 	m.registry.MustRegister(buildInfoGauge(build))
 	m.bornAtZero()
 	return m
