@@ -102,6 +102,7 @@ func New(opts Options) *Appliance {
 		dial:    dialEtcd(opts.Logger),
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
+	n.metrics.backupInterval.Set(cfg.BackupInterval.Seconds())
 	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() }}
 	if opts.Now == nil {
 		n.now = time.Now
