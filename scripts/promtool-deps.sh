@@ -24,6 +24,8 @@ command -v apt-get >/dev/null || fail "promtool is missing and apt-get is not th
 command -v dpkg-deb >/dev/null || fail "promtool is missing and dpkg-deb is not there to unpack Debian's prometheus"
 
 tmp=$(mktemp -d)
+# apt-get downloads as its _apt user where it can: let it into the directory.
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 echo "promtool-deps: fetching Debian's prometheus for its promtool" >&2
 # The package lists of a fresh image may be stale or absent: update only

@@ -26,24 +26,27 @@ const (
 	holdsKey = appliancePrefix + "facts/holds"
 )
 
-// The states etcd_appliance_cluster_state tells.
+// clusterState is the state a member sees its cluster in, as
+// etcd_appliance_cluster_state tells it.
+type clusterState string
+
 const (
 	// stateStarting: no etcd under supervision: the instance plans,
 	// joins, or waits for its peers.
-	stateStarting = "starting"
+	stateStarting clusterState = "starting"
 	// stateServing: the local member has a leader.
-	stateServing = "serving"
+	stateServing clusterState = "serving"
 	// stateLeaderless: the local member has no leader, and the quorum is
 	// not (yet) judged lost for good.
-	stateLeaderless = "leaderless"
+	stateLeaderless clusterState = "leaderless"
 	// stateQuorumLost: a majority of the voters' instances are gone from
 	// the group; a recovery follows --dr-grace after this was first seen.
-	stateQuorumLost = "quorum-lost"
+	stateQuorumLost clusterState = "quorum-lost"
 	// stateRecovering: this instance recovers or restores the cluster.
-	stateRecovering = "recovering"
+	stateRecovering clusterState = "recovering"
 )
 
-var clusterStates = []string{stateStarting, stateServing, stateLeaderless, stateQuorumLost, stateRecovering}
+var clusterStates = []clusterState{stateStarting, stateServing, stateLeaderless, stateQuorumLost, stateRecovering}
 
 // heldRemovals is what the housekeeper publishes of the removals its
 // safety rules hold: how many by rule, and since when the oldest is held.
@@ -161,7 +164,7 @@ func decideClusterFacts(in clusterFactsInputs) clusterFacts {
 type clusterCollector struct {
 	mu    sync.Mutex
 	facts clusterFacts
-	state string
+	state clusterState
 
 	members, voters, membersHealthy, votersHealthy, margin *prometheus.Desc
 	storeUp, snapshots, snapshotTime, snapshotRevision     *prometheus.Desc
@@ -213,7 +216,7 @@ func (c *clusterCollector) forgetMembers() {
 	c.facts.MembersKnown, c.facts.HoldsKnown = false, false
 }
 
-func (c *clusterCollector) setState(state string) {
+func (c *clusterCollector) setState(state clusterState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state = state
@@ -234,7 +237,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, s := range clusterStates {
-		gauge(c.stateDesc, boolValue(s == state), s)
+		gauge(c.stateDesc, boolValue(s == state), string(s))
 	}
 	if f.MembersKnown {
 		gauge(c.members, float64(f.Members))

@@ -272,3 +272,22 @@ func TestHeldRemovalsArePublishedOnlyWhenTheyChange(t *testing.T) {
 		t.Errorf("the new tenure left %s, want no holds", got)
 	}
 }
+
+func TestStartupState(t *testing.T) {
+	lost := cluster.StartupInputs{Recovery: cluster.RecoveryInputs{LostSince: time.Unix(1_700_000_000, 0)}}
+	for _, c := range []struct {
+		in     cluster.StartupInputs
+		action cluster.StartupAction
+		want   clusterState
+	}{
+		{cluster.StartupInputs{}, cluster.Wait, stateStarting},
+		{cluster.StartupInputs{}, cluster.Join, stateStarting},
+		{lost, cluster.Wait, stateQuorumLost},
+		{lost, cluster.Recover, stateRecovering},
+		{cluster.StartupInputs{}, cluster.Restore, stateRecovering},
+	} {
+		if got := startupState(c.in, cluster.StartupPlan{Action: c.action}); got != c.want {
+			t.Errorf("startupState(lost since %s, %s) = %s, want %s", c.in.Recovery.LostSince, c.action, got, c.want)
+		}
+	}
+}

@@ -403,7 +403,7 @@ type starter struct {
 }
 
 // startupState is the cluster's state as a planning instance sees it.
-func startupState(in cluster.StartupInputs, plan cluster.StartupPlan) string {
+func startupState(in cluster.StartupInputs, plan cluster.StartupPlan) clusterState {
 	switch {
 	case plan.Action == cluster.Recover || plan.Action == cluster.Restore:
 		return stateRecovering

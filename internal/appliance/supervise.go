@@ -263,7 +263,7 @@ func (s *supervisor) leaderless(ctx context.Context, proc etcdProcess, own clust
 
 // leaderlessState is the cluster's state as a member without a leader
 // sees it: the quorum lost for good once its recovery check judged so.
-func (s *supervisor) leaderlessState() string {
+func (s *supervisor) leaderlessState() clusterState {
 	if !s.starter.recovery.lostSince.IsZero() {
 		return stateQuorumLost
 	}
