@@ -323,7 +323,7 @@ func TestMonitoringPack(t *testing.T) {
 	}
 	t.Logf("%d metric names used by the pack, all exported (%d names on the endpoints)", len(p.uses), len(exported))
 	// The cluster facts are those of the cluster, the same on every member
-	// once each gathered them (every 15 s).
+	// once each gathered them (every 30 s).
 	var facts map[string]string
 	err = fleet.Poll(ctx, 500*time.Millisecond, func() (bool, string) {
 		facts = map[string]string{}
