@@ -10,7 +10,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 RELEASE_PLATFORMS := linux/amd64 linux/arm64
 export ETCD_APPLIANCE_BIN := $(abspath $(BIN))
 
-.PHONY: help build release demo demo-aws test test-unit test-e2e netlab-deps chaos bench lint clean
+.PHONY: help build release demo demo-aws test test-unit test-e2e netlab-deps promtool-deps chaos bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,17 +44,24 @@ test-e2e: build ## every test without -short: end-to-end (real appliance process
 netlab-deps: ## install ip and nft (apt-get, as root) for the tests that run instances in network namespaces
 	bash scripts/netlab-deps.sh
 
+promtool-deps: ## provide promtool (from Debian's prometheus, into bin/tools) for make lint's check of deploy/monitoring
+	bash scripts/promtool-deps.sh
+
 chaos: build netlab-deps ## the robustness catalogue: every fault x seeds (ROBUSTNESS_SEEDS=1,2,3), histories checked linearizable; writes docs/robustness-runs.md
 	bash scripts/chaos.sh
 
 bench: build ## measure SPEC §7 figures and write docs/BENCHMARKS.md
 	$(GO) run ./cmd/bench -binary $(ETCD_APPLIANCE_BIN) -out docs/BENCHMARKS.md
 
-lint: ## gofmt, go vet, and cfn-lint on the CloudFormation template
+lint: ## gofmt, go vet, cfn-lint on the CloudFormation template, promtool on the monitoring pack
 	@out="$$(gofmt -l cmd internal e2e 2>/dev/null)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@command -v cfn-lint >/dev/null || { echo "lint: cfn-lint is missing: install it (pip install cfn-lint) to check deploy/cloudformation/*.yaml" >&2; exit 1; }
 	cfn-lint deploy/cloudformation/*.yaml
+	@promtool="$$(bash scripts/promtool-deps.sh)" || { echo "lint: no promtool to check deploy/monitoring (make promtool-deps)" >&2; exit 1; }; \
+		set -x; "$$promtool" check rules deploy/monitoring/prometheus/*.rules.yml && \
+		"$$promtool" test rules deploy/monitoring/prometheus/*.rules.test.yml
+	python3 -m json.tool deploy/monitoring/grafana/etcd-appliance.json >/dev/null
 
 clean: ## remove build outputs
 	rm -rf bin dist

@@ -102,6 +102,7 @@ func New(opts Options) *Appliance {
 		dial:    dialEtcd(opts.Logger),
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
+	n.metrics.backupInterval.Set(cfg.BackupInterval.Seconds())
 	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() }}
 	if opts.Now == nil {
 		n.now = time.Now
@@ -134,7 +135,8 @@ func New(opts Options) *Appliance {
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
 		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,
-		recoveryAfter: recoveryCheckAfter, orphanedAfter: orphanAfter}
+		recoveryAfter: recoveryCheckAfter, orphanedAfter: orphanAfter,
+		facts: &clusterWatch{node: n, store: opts.Store}}
 	if opts.Lifecycle != nil {
 		a.drainer = &drainer{node: n, lifecycle: opts.Lifecycle, leaver: a.leaver, dns: dns, snapshots: snaps,
 			times: defaultDrainTimes()}

@@ -71,6 +71,11 @@ type etcdAPI interface {
 	Snapshot(ctx context.Context) (io.ReadCloser, error)
 	// UserKeys counts the keys outside the appliance's own prefix.
 	UserKeys(ctx context.Context) (int64, error)
+	// Fact reads one of the appliance's keys as the endpoint itself has it
+	// (a serializable read: no quorum, no network), nil when absent;
+	// PutFact writes one.
+	Fact(ctx context.Context, key string) ([]byte, error)
+	PutFact(ctx context.Context, key string, value []byte) error
 	// Endpoints are the client URLs the client talks to.
 	Endpoints() []string
 	Close() error
@@ -303,6 +308,26 @@ func (e *etcdClient) UserKeys(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return below.Count + above.Count, nil
+}
+
+func (e *etcdClient) Fact(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := e.c.Get(ctx, key, clientv3.WithSerializable())
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+func (e *etcdClient) PutFact(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.Put(ctx, key, string(value))
+	return err
 }
 
 func (e *etcdClient) LockMembership(ctx context.Context, wait time.Duration) (unlock func(), err error) {

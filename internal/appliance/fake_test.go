@@ -47,6 +47,8 @@ type fakeEtcd struct {
 	deaf     bool
 	// versions answer Versions; newFakeEtcd's cluster runs 3.6.
 	versions clusterVersions
+	// facts are the appliance's keys Fact reads and PutFact writes.
+	facts map[string][]byte
 }
 
 var _ etcdAPI = (*fakeEtcd)(nil)
@@ -323,6 +325,30 @@ func (f *fakeEtcd) UserKeys(context.Context) (int64, error) {
 }
 
 // Endpoints names one member, as a dialled client always does.
+// Fact and PutFact are not recorded as calls: they are the cluster
+// facts' bookkeeping, beside the apply steps the tests compare.
+func (f *fakeEtcd) Fact(_ context.Context, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("Fact"); err != nil {
+		return nil, err
+	}
+	return f.facts[key], nil
+}
+
+func (f *fakeEtcd) PutFact(_ context.Context, key string, value []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failing("PutFact"); err != nil {
+		return err
+	}
+	if f.facts == nil {
+		f.facts = map[string][]byte{}
+	}
+	f.facts[key] = value
+	return nil
+}
+
 func (f *fakeEtcd) Endpoints() []string { return []string{"http://127.0.0.1:2379"} }
 func (f *fakeEtcd) Close() error        { return nil }
 

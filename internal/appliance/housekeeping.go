@@ -1,7 +1,9 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -32,12 +34,16 @@ type housekeeper struct {
 	absentSince map[cluster.ID]time.Time
 	lastCycle   time.Time
 	holds       cluster.Holds
+	// published is the summary of the holds last written to etcd (nil:
+	// none this tenure).
+	published []byte
 }
 
 // reset forgets the memory of an earlier tenure of the role.
 func (h *housekeeper) reset() {
 	h.firstSeen, h.absentSince, h.lastCycle = nil, nil, time.Time{}
 	h.holds = cluster.Holds{}
+	h.published = nil
 }
 
 // cycle is one housekeeping cycle of the role's holder: gather, decide,
@@ -58,6 +64,7 @@ func (h *housekeeper) cycle(ctx context.Context, c etcdAPI, t tenure) error {
 	for _, held := range h.holds.Update(in.Now, plan.Held) {
 		h.log.Warn("housekeeping: removal held", "rule", held.Rule, "member", held.Member, "reason", held.Why)
 	}
+	h.publishHolds(ctx, c)
 	h.publish(ctx, in, health)
 	for _, id := range plan.Promote {
 		if err := c.Promote(ctx, id); err != nil {
@@ -112,6 +119,36 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 		LearnerTimeout: h.cfg.LearnerTimeout,
 	}, health, true
 }
+
+// publishHolds writes the summary of the holds into etcd, where every
+// member reads it for etcd_appliance_cluster_removals_held, when it
+// changed: only when a hold starts or ends, or when a new tenure finds
+// its predecessor's summary out of date. A cluster that holds nothing has
+// no key: a fresh one gets no revision from it.
+func (h *housekeeper) publishHolds(ctx context.Context, c etcdAPI) {
+	if h.published == nil {
+		cur, err := c.Fact(ctx, holdsKey)
+		if err != nil {
+			return
+		}
+		h.published = cur
+		if len(cur) == 0 {
+			h.published = noHolds
+		}
+	}
+	raw, err := json.Marshal(heldRemovalsOf(h.holds))
+	if err != nil || bytes.Equal(raw, h.published) {
+		return
+	}
+	if err := c.PutFact(ctx, holdsKey, raw); err != nil {
+		h.log.Debug("publishing the held removals", "err", err)
+		return
+	}
+	h.published = raw
+}
+
+// noHolds is the summary of no holds, which an absent key stands for.
+var noHolds = []byte("{}")
 
 func (h *housekeeper) countRoles(ms []cluster.Member) {
 	roles := map[string]float64{cluster.RoleVoter: 0, cluster.RoleLearner: 0, cluster.RoleUnstarted: 0}

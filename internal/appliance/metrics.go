@@ -60,8 +60,12 @@ type metrics struct {
 	snapshotLast    prometheus.Gauge
 	snapshotSize    prometheus.Gauge
 	snapshotSeconds prometheus.Gauge
+	// backupInterval is --backup-interval, for the snapshot alert's threshold.
+	backupInterval prometheus.Gauge
 
 	waiting waitMetrics
+	// cluster are the cluster-level facts every member exports alike.
+	cluster *clusterCollector
 }
 
 func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
@@ -128,6 +132,8 @@ func newMetrics(registry *prometheus.Registry, build buildInfo) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.addSnapshotMetrics()
 	m.waiting = newWaitMetrics(m.registry)
+	m.cluster = newClusterCollector()
+	m.registry.MustRegister(m.cluster)
 	m.registry.MustRegister(buildInfoGauge(build))
 	m.bornAtZero()
 	return m
@@ -206,8 +212,12 @@ func (m *metrics) addSnapshotMetrics() {
 		Name: "etcd_appliance_snapshot_duration_seconds",
 		Help: "How long taking, checking and uploading the newest snapshot took.",
 	})
+	m.backupInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcd_appliance_backup_interval_seconds",
+		Help: "--backup-interval: a snapshot older than twice this while the revision moved past it is overdue.",
+	})
 	m.registry.MustRegister(m.recoveries, m.lostRevisions, m.badSnapshots, m.snapshots, m.snapshotLast, m.snapshotSize,
-		m.snapshotSeconds)
+		m.snapshotSeconds, m.backupInterval)
 }
 
 // waitMetrics say what holds a startup plan: the group instances that do

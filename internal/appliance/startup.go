@@ -402,6 +402,18 @@ type starter struct {
 	binaryVersion func(ctx context.Context, command []string) (string, error)
 }
 
+// startupState is the cluster's state as a planning instance sees it.
+func startupState(in cluster.StartupInputs, plan cluster.StartupPlan) clusterState {
+	switch {
+	case plan.Action == cluster.Recover || plan.Action == cluster.Restore:
+		return stateRecovering
+	case !in.Recovery.LostSince.IsZero():
+		return stateQuorumLost
+	default:
+		return stateStarting
+	}
+}
+
 // run loops over the startup plan until etcd runs.
 func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 	s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhasePlanning })
@@ -413,6 +425,7 @@ func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 		plan := cluster.DecideStartup(in)
 		s.logPlan(plan)
 		s.setWaiting(s.waitReason(plan), s.unanswered)
+		s.metrics.cluster.setState(startupState(in, plan))
 		if plan.Action == cluster.AbandonOffer {
 			// Nothing starts: with the offer gone, the next plan is an
 			// ordinary one.

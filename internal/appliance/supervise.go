@@ -43,6 +43,8 @@ type supervisor struct {
 	snapshots   *snapshotter
 	// role is the run's candidacy for the housekeeper role.
 	role *candidacy
+	// facts gathers the cluster-level facts while etcd runs.
+	facts *clusterWatch
 
 	// The run's memory: when the marker was last written, when a leader
 	// was last seen, when the leaderless checks last ran.
@@ -60,6 +62,7 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	defer func() {
 		s.setReady(false)
 		s.metrics.leader.Set(0)
+		s.metrics.cluster.setState(stateStarting)
 		s.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.HasLeader = false, false })
 	}()
 	c, err := s.dial([]string{s.clientURL()})
@@ -80,6 +83,18 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	defer func() {
 		stopSnap()
 		s.snapshots.wait()
+	}()
+	// The cluster facts are gathered beside the looks, whose cadence a
+	// slow store listing or an unanswered probe must not hold up.
+	factsCtx, stopFacts := context.WithCancel(ctx)
+	factsDone := make(chan struct{})
+	go func() {
+		defer close(factsDone)
+		s.facts.run(factsCtx, c)
+	}()
+	defer func() {
+		stopFacts()
+		<-factsDone
 	}()
 	// etcd runs: the plan that started it is applied. A member started on
 	// its data serves nothing until it has a quorum, which after a loss it
@@ -111,15 +126,20 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 		s.setReady(false)
 		s.setPeer(func(p *cluster.PeerState) { p.HasLeader = false })
 		s.log.Debug("local etcd not answering", "err", err)
-		return s.leaderless(ctx, proc, s.peerState().ClusterID)
+		stop := s.leaderless(ctx, proc, s.peerState().ClusterID)
+		s.metrics.cluster.setState(s.leaderlessState())
+		return stop
 	}
 	st.Leader = leaderOfLocal(ctx, c, st, s.peerClientURLs())
 	s.publish(st)
 	s.refreshMarker(ctx, c, st)
 	if st.Leader == 0 {
 		s.metrics.leader.Set(0)
-		return s.leaderless(ctx, proc, st.ClusterID)
+		stop := s.leaderless(ctx, proc, st.ClusterID)
+		s.metrics.cluster.setState(s.leaderlessState())
+		return stop
 	}
+	s.metrics.cluster.setState(stateServing)
 	s.lastLeader = s.now()
 	// A loss is over once there is a leader: the next one gets its full grace.
 	s.starter.recovery.leaderSeen()
@@ -253,6 +273,15 @@ func (s *supervisor) leaderless(ctx context.Context, proc etcdProcess, own clust
 		}
 	}
 	return stop
+}
+
+// leaderlessState is the cluster's state as a member without a leader
+// sees it: the quorum lost for good once its recovery check judged so.
+func (s *supervisor) leaderlessState() clusterState {
+	if !s.starter.recovery.lostSince.IsZero() {
+		return stateQuorumLost
+	}
+	return stateLeaderless
 }
 
 // recoveryCheckEvery is how often a member without a leader looks for a
