@@ -115,8 +115,8 @@ func TestTemplateGrantsExactlyThePolicy(t *testing.T) {
 	grantedActions(resourceProperties(t, tmpl, "Role")["Policies"], got)
 
 	want := map[string]bool{}
-	doc := awsprovider.Policy(awsprovider.PolicyFeatures{
-		DNS: true, HostedZoneID: "Z1", Lifecycle: true, StoreBucket: "snapshots", MultiRegion: true})
+	doc := awsprovider.Policy(awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z1", RecordDomain: "orders.example.org",
+		Lifecycle: true, StoreBucket: "snapshots", StorePrefix: "orders", MultiRegion: true})
 	for _, st := range doc.Statement {
 		for _, a := range st.Action {
 			want[a] = true
@@ -138,6 +138,50 @@ func TestTemplateGrantsExactlyThePolicy(t *testing.T) {
 		slices.Sort(extra)
 		slices.Sort(missing)
 		t.Errorf("the template's role drifted from awsprovider.Policy:\ngranted, not called: %v\ncalled, not granted: %v", extra, missing)
+	}
+
+	// The same statements carry the same kinds of condition (operator and
+	// key; the values are the stack's, which TestTemplateCreatesTheClusterInMoto
+	// compares once resolved).
+	gotConditions := map[string][]string{}
+	conditionKeys(resourceProperties(t, tmpl, "Role")["Policies"], gotConditions)
+	wantConditions := map[string][]string{}
+	for _, st := range doc.Statement {
+		for op, keys := range st.Condition {
+			for k := range keys {
+				wantConditions[st.Sid] = append(wantConditions[st.Sid], op+" "+k)
+			}
+		}
+	}
+	// The template's own narrowing (scopeToStack).
+	wantConditions["AdmitTheMembers"] = []string{"StringEquals aws:ResourceTag/aws:cloudformation:stack-name"}
+	if !reflect.DeepEqual(gotConditions, wantConditions) {
+		t.Errorf("the template's statements have conditions %v, awsprovider.Policy's %v", gotConditions, wantConditions)
+	}
+}
+
+// conditionKeys collects "operator key" of the Condition of every
+// statement below v, by Sid.
+func conditionKeys(v any, into map[string][]string) {
+	switch v := v.(type) {
+	case map[any]any:
+		if sid, ok := v["Sid"].(string); ok {
+			cond, _ := v["Condition"].(map[any]any)
+			for op, keys := range cond {
+				keys, _ := keys.(map[any]any)
+				for k := range keys {
+					into[sid] = append(into[sid], fmt.Sprint(op)+" "+fmt.Sprint(k))
+				}
+			}
+			slices.Sort(into[sid])
+		}
+		for _, child := range v {
+			conditionKeys(child, into)
+		}
+	case []any:
+		for _, child := range v {
+			conditionKeys(child, into)
+		}
 	}
 }
 
@@ -261,6 +305,29 @@ func TestTemplateGatesCreationAndUpdatesOnHealthyVoters(t *testing.T) {
 	}
 }
 
+// TestTemplateVersionsTheSnapshotBucket: the snapshot bucket keeps what is
+// overwritten or deleted as noncurrent versions, which expire (the role
+// cannot delete versions: a faulty instance cannot destroy the history).
+func TestTemplateVersionsTheSnapshotBucket(t *testing.T) {
+	props := resourceProperties(t, readTemplate(t), "BackupBucket")
+	versioning, _ := props["VersioningConfiguration"].(map[any]any)
+	if versioning["Status"] != "Enabled" {
+		t.Errorf("the bucket's VersioningConfiguration is %v, want Status Enabled", props["VersioningConfiguration"])
+	}
+	lifecycle, _ := props["LifecycleConfiguration"].(map[any]any)
+	rules, _ := lifecycle["Rules"].([]any)
+	expires := false
+	for _, r := range rules {
+		r, _ := r.(map[any]any)
+		nc, _ := r["NoncurrentVersionExpiration"].(map[any]any)
+		days, _ := nc["NoncurrentDays"].(int)
+		expires = expires || r["Status"] == "Enabled" && days > 0
+	}
+	if !expires {
+		t.Errorf("the bucket's lifecycle rules %v let noncurrent versions pile up: want a NoncurrentVersionExpiration", rules)
+	}
+}
+
 // TestTemplateCreatesTheClusterInMoto creates stacks of the template in
 // moto, with and without the optional features, and checks what
 // CloudFormation built: the group of InstanceCount instances InService, from
@@ -284,6 +351,12 @@ func TestTemplateGatesCreationAndUpdatesOnHealthyVoters(t *testing.T) {
 //     stackResource lists the stack's resources instead.
 //   - It checks neither parameter patterns nor that ApplianceUrl exists
 //     (cfn-lint, in make lint, checks the template itself).
+//   - It applies a bucket's encryption and tags only, not its
+//     VersioningConfiguration or lifecycle rules:
+//     TestTemplateVersionsTheSnapshotBucket checks those in the template.
+//   - It fails a launch template whose BlockDeviceMappings hold an item
+//     that is AWS::NoValue, or a volume without VolumeSize (real AWS takes
+//     the AMI's): the template has one whole list per case.
 func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts moto_server and creates stacks: not a unit test")
@@ -336,16 +409,19 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 	}{{
 		stack: "orders",
 		params: map[string]string{"InstanceCount": "3", "HostedZoneName": "example.org", "HostedZoneId": "Z0123456789ABC",
-			"DnsName": "orders-etcd", "CreateBackupBucket": "true", "ClientCidr": "10.0.0.0/8", "Regions": "us-east-1,eu-west-1"},
-		count:    3,
-		features: awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z0123456789ABC", StoreBucket: "yes", MultiRegion: true},
-		dnsName:  "orders-etcd.example.org",
-		rules:    []string{"2378-2378 from self", "2379-2379 from 10.0.0.0/8", "2379-2380 from self", "2381-2381 from self"},
+			"DnsName": "orders-etcd", "CreateBackupBucket": "true", "ClientCidr": "10.0.0.0/8", "Regions": "us-east-1,eu-west-1",
+			"MonitoringCidr": "10.9.0.0/16", "DedicatedDataVolume": "true"},
+		count: 3,
+		features: awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z0123456789ABC", RecordDomain: "orders-etcd.example.org",
+			StoreBucket: "yes", StorePrefix: "orders", MultiRegion: true},
+		dnsName: "orders-etcd.example.org",
+		rules: []string{"2378-2378 from 10.9.0.0/16", "2378-2378 from self", "2379-2379 from 10.0.0.0/8", "2379-2380 from self",
+			"2381-2381 from 10.9.0.0/16", "2381-2381 from self"},
 	}, {
 		stack:    "locks",
 		params:   map[string]string{"InstanceCount": "1", "HostedZoneName": "example.org"},
 		count:    1,
-		features: awsprovider.PolicyFeatures{DNS: true},
+		features: awsprovider.PolicyFeatures{DNS: true, RecordDomain: "locks.example.org"},
 		dnsName:  "locks.example.org",
 		rules:    []string{"2378-2378 from self", "2379-2380 from self", "2381-2381 from self"},
 	}, {
@@ -358,7 +434,11 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 			params := maps.Clone(common)
 			maps.Copy(params, tt.params)
 			outputs := createStack(t, ctx, cfg, tt.stack, params)
-			checkStack(t, ctx, cfg, moto.URL, tt.stack, outputs, tt.count, tt.rules)
+			devices := []string{"/dev/xvda"}
+			if tt.params["DedicatedDataVolume"] == "true" {
+				devices = []string{"/dev/sdf", "/dev/xvda"}
+			}
+			checkStack(t, ctx, cfg, moto.URL, tt.stack, outputs, tt.count, tt.rules, devices)
 
 			if got := outputs["ClientDnsName"]; got != tt.dnsName {
 				t.Errorf("output ClientDnsName = %q, want %q", got, tt.dnsName)
@@ -435,7 +515,7 @@ func createStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, stack str
 
 // checkStack checks what every stack has: its group, launch template,
 // security group and lifecycle hook.
-func checkStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, endpoint, stack string, outputs map[string]string, count int32, rules []string) {
+func checkStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, endpoint, stack string, outputs map[string]string, count int32, rules, devices []string) {
 	t.Helper()
 	asg := autoscaling.NewFromConfig(cfg)
 	ec2c := ec2.NewFromConfig(cfg)
@@ -501,6 +581,19 @@ func checkStack(t *testing.T, ctx context.Context, cfg sdkaws.Config, endpoint, 
 	md := lts.LaunchTemplateVersions[0].LaunchTemplateData.MetadataOptions
 	if md == nil || md.HttpTokens != ec2types.LaunchTemplateHttpTokensStateRequired || sdkaws.ToInt32(md.HttpPutResponseHopLimit) != 1 {
 		t.Errorf("launch template metadata options %+v, want HttpTokens required (IMDSv2 only) and hop limit 1", md)
+	}
+	// The root volume, and the dedicated data volume when there is one:
+	// encrypted, deleted with the instance.
+	var gotDevices []string
+	for _, m := range lts.LaunchTemplateVersions[0].LaunchTemplateData.BlockDeviceMappings {
+		if m.Ebs == nil || !sdkaws.ToBool(m.Ebs.Encrypted) || !sdkaws.ToBool(m.Ebs.DeleteOnTermination) {
+			t.Errorf("block device %s is %+v, want an encrypted EBS volume deleted with the instance", sdkaws.ToString(m.DeviceName), m.Ebs)
+		}
+		gotDevices = append(gotDevices, sdkaws.ToString(m.DeviceName))
+	}
+	slices.Sort(gotDevices)
+	if !reflect.DeepEqual(gotDevices, devices) {
+		t.Errorf("the launch template maps %v, want %v", gotDevices, devices)
 	}
 
 	// Members reach each other on 2378-2381, clients from ClientCidr on
@@ -678,6 +771,14 @@ func scopeToStack(doc awsprovider.PolicyDocument, region, stack string) (awsprov
 	conditions := map[string]string{}
 	var out []awsprovider.PolicyStatement
 	for _, st := range doc.Statement {
+		if st.Condition != nil {
+			b, err := json.Marshal(st.Condition)
+			if err != nil {
+				panic(err) // maps of strings always marshal
+			}
+			conditions[st.Sid] = string(b)
+			st.Condition = nil // stackPolicy returns the conditions apart
+		}
 		switch st.Sid {
 		case "DrainBeforeTermination":
 			out = append(out,

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"strings"
 
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 )
@@ -23,13 +22,11 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	doc := awsprovider.Policy(awsprovider.PolicyFeatures{
-		DNS:          *zone != "" || *zoneID != "",
-		HostedZoneID: *zoneID,
-		Lifecycle:    *hooks,
-		StoreBucket:  *bucket,
-		MultiRegion:  strings.Trim(*regions, ", ") != "",
-	})
+	features, err := policyFeatures(*zone, *zoneID, *bucket, *regions, *hooks, os.Getenv)
+	if err != nil {
+		return refuse(os.Stderr, "iam-policy", err)
+	}
+	doc := awsprovider.Policy(features)
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(doc); err != nil {

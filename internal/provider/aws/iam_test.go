@@ -2,6 +2,7 @@ package aws
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -78,22 +79,78 @@ func TestPolicyKeepsSnapshotsInTheBucketOnly(t *testing.T) {
 	if got := allowed(Policy(PolicyFeatures{})); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "s3:") }) {
 		t.Errorf("policy without a store bucket allows %v", got)
 	}
-	doc := Policy(PolicyFeatures{StoreBucket: "snaps"})
-	var found bool
+	for _, tt := range []struct {
+		name string
+		f    PolicyFeatures
+		want []string
+	}{{
+		name: "the whole bucket",
+		f:    PolicyFeatures{StoreBucket: "snaps"},
+		want: []string{
+			"ListSnapshots [s3:ListBucket] on [arn:aws:s3:::snaps] if map[]",
+			"KeepSnapshots [s3:DeleteObject s3:GetObject s3:PutObject] on [arn:aws:s3:::snaps/*] if map[]",
+		},
+	}, {
+		name: "a prefix",
+		f:    PolicyFeatures{StoreBucket: "snaps", StorePrefix: "orders/etcd"},
+		want: []string{
+			"ListSnapshots [s3:ListBucket] on [arn:aws:s3:::snaps] if map[StringLike:map[s3:prefix:[orders/etcd/*]]]",
+			"KeepSnapshots [s3:DeleteObject s3:GetObject s3:PutObject] on [arn:aws:s3:::snaps/orders/etcd/*] if map[]",
+		},
+	}, {
+		name: "China",
+		f:    PolicyFeatures{StoreBucket: "snaps", StorePrefix: "orders", Partition: "aws-cn"},
+		want: []string{
+			"ListSnapshots [s3:ListBucket] on [arn:aws-cn:s3:::snaps] if map[StringLike:map[s3:prefix:[orders/*]]]",
+			"KeepSnapshots [s3:DeleteObject s3:GetObject s3:PutObject] on [arn:aws-cn:s3:::snaps/orders/*] if map[]",
+		},
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, st := range Policy(tt.f).Statement {
+				if strings.HasPrefix(st.Action[0], "s3:") {
+					got = append(got, fmt.Sprintf("%s %v on %v if %v", st.Sid, slices.Sorted(slices.Values(st.Action)), st.Resource, st.Condition))
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("the snapshot statements are\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestPolicyHoldsRecordChangesToTheClustersNames(t *testing.T) {
+	doc := Policy(PolicyFeatures{DNS: true, HostedZoneID: "Z1", RecordDomain: "orders.example.org", Partition: "aws-us-gov"})
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"Sid":"PublishTheRecords","Effect":"Allow","Action":["route53:ChangeResourceRecordSets"],` +
+		`"Resource":["arn:aws-us-gov:route53:::hostedzone/Z1"],"Condition":{"ForAllValues:StringLike":` +
+		`{"route53:ChangeResourceRecordSetsNormalizedRecordNames":["orders.example.org","*.orders.example.org"]}}}`
+	if !strings.Contains(string(b), want) {
+		t.Errorf("policy\n%s\nlacks\n%s", b, want)
+	}
 	for _, st := range doc.Statement {
-		if st.Sid != "KeepSnapshots" {
-			continue
-		}
-		found = true
-		want := []string{"s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"}
-		if got := slices.Sorted(slices.Values(st.Action)); !reflect.DeepEqual(got, want) {
-			t.Errorf("KeepSnapshots allows %v, want %v", got, want)
-		}
-		if want := []string{"arn:aws:s3:::snaps", "arn:aws:s3:::snaps/*"}; !reflect.DeepEqual(st.Resource, want) {
-			t.Errorf("KeepSnapshots applies to %v, want only the bucket and its objects %v", st.Resource, want)
+		if slices.Contains(st.Action, "route53:ChangeResourceRecordSets") && st.Sid != "PublishTheRecords" {
+			t.Errorf("statement %s also allows record changes: %+v", st.Sid, st)
 		}
 	}
-	if !found {
-		t.Errorf("policy with a store bucket has no KeepSnapshots statement: %+v", doc)
+	// Without a domain: the zone only, and no condition.
+	for _, st := range Policy(PolicyFeatures{DNS: true}).Statement {
+		if st.Condition != nil {
+			t.Errorf("statement %s has a condition without a record domain: %v", st.Sid, st.Condition)
+		}
+	}
+}
+
+func TestPartitionOfRegion(t *testing.T) {
+	for region, want := range map[string]string{
+		"": "aws", "us-east-1": "aws", "eu-central-1": "aws", "cn-north-1": "aws-cn", "cn-northwest-1": "aws-cn",
+		"us-gov-west-1": "aws-us-gov", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b",
+	} {
+		if got := Partition(region); got != want {
+			t.Errorf("Partition(%q) = %q, want %q", region, got, want)
+		}
 	}
 }
