@@ -36,9 +36,9 @@ func TestBadGroupFileRefusesTheStart(t *testing.T) {
 			var code int
 			out := stderrOf(t, func() { code = run(ctx, args) })
 			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], c.file) || !strings.Contains(lines[0], c.says) {
-				t.Errorf("%s with %s: exit %d, stderr:\n%s\nwant exit 2 and one line naming the file and saying %q",
-					cmd, filepath.Base(c.file), code, out, c.says)
+			if code != badConfigExit(args) || len(lines) != 1 || !strings.Contains(lines[0], c.file) || !strings.Contains(lines[0], c.says) {
+				t.Errorf("%s with %s: exit %d, stderr:\n%s\nwant exit %d and one line naming the file and saying %q",
+					cmd, filepath.Base(c.file), code, out, badConfigExit(args), c.says)
 			}
 		}
 	}

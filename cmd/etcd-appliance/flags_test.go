@@ -55,8 +55,8 @@ func TestBadFlagIsOneLine(t *testing.T) {
 		var code int
 		out := stderrOf(t, func() { code = run(ctx, tt.args) })
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
-			t.Errorf("%q = exit %d, stderr:\n%s\nwant exit 2 and one line with %q", tt.args, code, out, tt.want)
+		if code != badConfigExit(tt.args) || len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
+			t.Errorf("%q = exit %d, stderr:\n%s\nwant exit %d and one line with %q", tt.args, code, out, badConfigExit(tt.args), tt.want)
 		}
 	}
 }
@@ -244,7 +244,7 @@ func TestBadEtcdFlagRefusesTheStart(t *testing.T) {
 			var code int
 			out := stderrOf(t, func() { code = run(ctx, args) })
 			lines := strings.Split(strings.TrimSpace(out), "\n")
-			ok := code == 2 && len(lines) == 1
+			ok := code == badConfigExit(args) && len(lines) == 1
 			for _, w := range tt.want {
 				ok = ok && strings.Contains(lines[0], w)
 			}

@@ -112,6 +112,15 @@ func usage() {
 	fmt.Fprint(os.Stderr, b.String())
 }
 
+// Exit codes: exitUsage for a bad command line, environment or
+// configuration; `run` says exitConfig (sysexits' EX_CONFIG) instead, which
+// the systemd unit does not restart (RestartPreventExitStatus), while a
+// crash, a panic's 2 included, is restarted.
+const (
+	exitUsage  = 2
+	exitConfig = 78
+)
+
 // run dispatches a subcommand and returns the exit code.
 func run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
@@ -120,7 +129,12 @@ func run(ctx context.Context, args []string) int {
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
-		return runDaemon(ctx, rest)
+		if code := runDaemon(ctx, rest); code != exitUsage {
+			return code
+		}
+		// Under systemd, a configuration error must not look like a Go
+		// panic (which exits 2 too) and must not be restarted.
+		return exitConfig
 	case "etcd":
 		return runEtcd(rest)
 	case "status":

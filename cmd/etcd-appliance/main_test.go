@@ -39,16 +39,16 @@ func TestBadConfigurationExitsNonZero(t *testing.T) {
 		{"no-such-command"},
 		{},
 	} {
-		if code := run(context.Background(), args); code != 2 {
-			t.Errorf("run %q = %d, want 2", args, code)
+		if code, want := run(context.Background(), args), badConfigExit(args); code != want {
+			t.Errorf("run %q = %d, want %d", args, code, want)
 		}
 	}
 }
 
 func TestBadEnvironmentExitsNonZero(t *testing.T) {
 	t.Setenv("ETCD_APPLIANCE_PEER_PORT", "not-a-port")
-	if code := run(context.Background(), []string{"run", "--instance-id", "i-1", "--group-file", "g.json"}); code != 2 {
-		t.Errorf("run with a bad env value = %d, want 2", code)
+	if code := run(context.Background(), []string{"run", "--instance-id", "i-1", "--group-file", "g.json"}); code != exitConfig {
+		t.Errorf("run with a bad env value = %d, want %d", code, exitConfig)
 	}
 }
 
@@ -166,4 +166,13 @@ func TestStatusExitCodes(t *testing.T) {
 	if code := statusCommand(t.Context(), []string{"--nonsense"}, io.Discard, io.Discard); code != statusUnreachable {
 		t.Errorf("status with a bad flag = %d, want %d", code, statusUnreachable)
 	}
+}
+
+// badConfigExit is the exit code of a refused command line: exitConfig for
+// `run` (the daemon under systemd), exitUsage for the others.
+func badConfigExit(args []string) int {
+	if len(args) > 0 && args[0] == "run" {
+		return exitConfig
+	}
+	return exitUsage
 }

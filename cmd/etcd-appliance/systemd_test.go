@@ -142,8 +142,10 @@ func TestUnitAgreesWithTheCode(t *testing.T) {
 		t.Errorf("TimeoutStopSec=%s, want more than leaving (%s) + --stop-timeout (%s) = %s, with room for the appliance's own stop",
 			stop, leaveBudget, config.NewConfig().StopTimeout, need)
 	}
-	if !slices.Contains(strings.Fields(strings.Join(s["RestartPreventExitStatus"], " ")), "2") {
-		t.Errorf("RestartPreventExitStatus=%v lacks 2: a configuration error would restart forever", s["RestartPreventExitStatus"])
+	prevented := strings.Fields(strings.Join(s["RestartPreventExitStatus"], " "))
+	if !slices.Contains(prevented, strconv.Itoa(exitConfig)) || slices.Contains(prevented, "2") {
+		t.Errorf("RestartPreventExitStatus=%v: want %d (a configuration error would restart forever) and not 2 (a panic must restart)",
+			s["RestartPreventExitStatus"], exitConfig)
 	}
 	if n, err := strconv.Atoi(last("LimitNOFILE")); err != nil || n < 65536 {
 		t.Errorf("LimitNOFILE=%q, want at least 65536 (etcd keeps a connection per client and peer)", last("LimitNOFILE"))
