@@ -131,7 +131,8 @@ func New(opts Options) *Appliance {
 	}
 	a.starter = &starter{node: n, world: w, launcher: l, recovery: rec, firewall: fw, dns: dns,
 		lockWait: 30 * time.Second, promoteWait: 60 * time.Second, publishGrace: 1500 * time.Millisecond,
-		etcdVersion: opts.EtcdVersion, snapshots: snaps, swapWait: swapWait, binaryVersion: etcd.BinaryVersion}
+		etcdVersion: opts.EtcdVersion, snapshots: snaps, swapWait: swapWait, binaryVersion: etcd.BinaryVersion,
+		terminations: newTerminations(n, opts.Group)}
 	a.housekeeper = &housekeeper{node: n, terminations: newTerminations(n, opts.Group), dns: dns, firewall: fw}
 	a.supervisor = &supervisor{node: n, starter: a.starter, housekeeper: a.housekeeper, snapshots: snaps,
 		recoveryEvery: recoveryCheckEvery(cfg.DRGrace), orphanEvery: orphanCheckEvery,

@@ -89,6 +89,9 @@ func (s *starter) recheck(ctx context.Context, c etcdAPI, in cluster.StartupInpu
 	}
 	in.Cluster = view
 	group, gerr := s.groups.list(ctx, startupListEvery)
+	if gerr == nil {
+		group = s.terminations.withConfirmed(ctx, group, view.Members)
+	}
 	in.GroupKnown, in.Group = gerr == nil, group
 	if in.Local, err = s.localInputs(); err != nil {
 		return nil, nil, err

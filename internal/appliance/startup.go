@@ -392,6 +392,9 @@ type starter struct {
 	// snapshots takes the restore point before the first member of a
 	// newer minor runs.
 	snapshots *snapshotter
+	// terminations confirms the termination of members' instances that
+	// left the group listing (the starter's own; the housekeeper has one).
+	terminations *terminations
 	// swapHeld is why this member keeps the old etcd of an in-place
 	// upgrade (refused, rolled back), "" while none was held; swapWait how
 	// long its new etcd may take to be a healthy voter.
@@ -469,6 +472,12 @@ func (s *starter) gather(ctx context.Context) (cluster.StartupInputs, error) {
 	in.Cluster = s.world.findLiveCluster(ctx, in.Peers)
 	if in.Cluster == nil && len(s.liveAt) > 0 {
 		in.Cluster = s.world.liveAt(ctx, s.liveAt)
+	}
+	if in.Cluster != nil && in.GroupKnown {
+		// A member whose instance left the listing and that the provider
+		// confirms terminated is listed as such: the joiner removes it at
+		// once instead of waiting for the housekeeper's tick.
+		in.Group = s.terminations.withConfirmed(ctx, in.Group, in.Cluster.Members)
 	}
 	in.Recovery = s.recovery.inputs(ctx, in)
 	return in, ctx.Err()
