@@ -149,7 +149,7 @@ func TestFlagListIsWhatCompletionOffers(t *testing.T) {
 func TestBashCompletion(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatalf("bash, which the completion script is for, is missing: %v", err)
 	}
 	dir := t.TempDir()
 	script := stdoutOf(t, func() {
@@ -190,21 +190,13 @@ echo "${COMPREPLY[*]}"`
 	}
 }
 
-// TestZshCompletionParses checks the zsh script's syntax where zsh exists.
-func TestZshCompletionParses(t *testing.T) {
+// TestZshCompletionScript checks the zsh script's shape: the machines of
+// the tests have no zsh to parse it, so its syntax is not checked here.
+func TestZshCompletionScript(t *testing.T) {
 	var b strings.Builder
 	if code := runCompletion([]string{"zsh"}, &b); code != 0 || !strings.HasPrefix(b.String(), "#compdef etcd-appliance") ||
 		!strings.Contains(b.String(), "compadd -- run etcd status") || !strings.Contains(b.String(), flagListArg) {
 		t.Fatalf("completion zsh = exit %d:\n%s", code, b.String())
-	}
-	zsh, err := exec.LookPath("zsh")
-	if err != nil {
-		t.Skip("no zsh to parse the script")
-	}
-	cmd := exec.Command(zsh, "-n")
-	cmd.Stdin = strings.NewReader(b.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("zsh -n: %v\n%s", err, out)
 	}
 }
 
