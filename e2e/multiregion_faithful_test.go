@@ -18,7 +18,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -32,44 +31,10 @@ import (
 
 func newAWSMultiFaithful(t *testing.T, rtt time.Duration, sizes ...int) *fleet.AWSMulti {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end: starts moto and real appliance processes in network namespaces")
-	}
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && !testing.Short() {
 		t.Fatal("the faithful network needs root (network namespaces): run the e2e tests as root, as .ci/run does")
 	}
-	dir := t.TempDir()
-	lw := &testLogWriter{t: t}
-	ctx := testContext(t, 2*time.Minute)
-	g, err := fleet.NewAWSMulti(ctx, fleet.AWSMultiOptions{
-		Binary:         binary,
-		Dir:            dir,
-		Args:           append([]string(nil), fastFlags...),
-		Logger:         slog.New(slog.NewTextHandler(lw, nil)),
-		Sizes:          sizes,
-		Faithful:       true,
-		InterRegionRTT: rtt,
-	})
-	if err != nil {
-		lw.close()
-		t.Fatalf("the faithful multi-region tier needs moto_server, root, ip and nft: %v", err)
-	}
-	closeAWSAtEnd(t, g, lw)
-	return g
-}
-
-// wantedPublicIngress is one rule per running instance's public address,
-// port and region.
-func wantedPublicIngress(g *fleet.AWSMulti) []cluster.IngressRule {
-	var want []cluster.IngressRule
-	for _, inst := range g.Running() {
-		for _, region := range g.Regions() {
-			for _, port := range multiRegionPorts {
-				want = append(want, cluster.IngressRule{Region: region, Port: port, CIDR: g.PublicIP(inst.ID) + "/32"})
-			}
-		}
-	}
-	return want
+	return newAWSMultiWith(t, fleet.AWSMultiOptions{Sizes: sizes, Faithful: true, InterRegionRTT: rtt})
 }
 
 // checkPublicMembers checks that every running instance is a member that
@@ -142,7 +107,7 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	checkPublicMembers(t, g, after)
 	converged := time.Since(terminated)
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	rules, err := g.WaitIngress(ictx, wantedPublicIngress(g))
+	rules, err := g.WaitIngress(ictx, wantedIngress(g, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) }))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +180,7 @@ func TestMultiRegionFaithful(t *testing.T) {
 	}
 
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	rules, err := g.WaitIngress(ictx, wantedPublicIngress(g))
+	rules, err := g.WaitIngress(ictx, wantedIngress(g, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) }))
 	cancel()
 	if err != nil {
 		t.Fatal(err)

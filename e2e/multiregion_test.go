@@ -29,39 +29,45 @@ var multiRegionPorts = []int{cluster.DefaultPorts.Client, cluster.DefaultPorts.P
 
 func newAWSMulti(t *testing.T, sizes ...int) *fleet.AWSMulti {
 	t.Helper()
+	return newAWSMultiWith(t, fleet.AWSMultiOptions{Sizes: sizes})
+}
+
+// newAWSMultiWith starts the multi-region group of opts with the test
+// binary, the fast flags, a temp dir and the test's log.
+func newAWSMultiWith(t *testing.T, opts fleet.AWSMultiOptions) *fleet.AWSMulti {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts moto and real appliance processes")
 	}
-	dir := t.TempDir()
 	lw := &testLogWriter{t: t}
-	ctx := testContext(t, 2*time.Minute)
-	g, err := fleet.NewAWSMulti(ctx, fleet.AWSMultiOptions{
-		Binary: binary,
-		Dir:    dir,
-		Args:   append([]string(nil), fastFlags...),
-		Logger: slog.New(slog.NewTextHandler(lw, nil)),
-		Sizes:  sizes,
-	})
+	opts.Binary, opts.Dir = binary, t.TempDir()
+	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
+	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
+	g, err := fleet.NewAWSMulti(testContext(t, 2*time.Minute), opts)
 	if err != nil {
 		lw.close()
-		t.Fatalf("the AWS end-to-end tests need moto_server (SPEC §6): %v", err)
+		t.Fatalf("the multi-region end-to-end tests need moto_server (SPEC §6), and the faithful tier root, ip and nft: %v", err)
 	}
 	closeAWSAtEnd(t, g, lw)
 	return g
 }
 
-// wantedIngress is one rule per running instance, port and region.
-func wantedIngress(g *fleet.AWSMulti) []cluster.IngressRule {
+// wantedIngress is one rule per running instance, port and region, for
+// the instance's address as addr gives it.
+func wantedIngress(g *fleet.AWSMulti, addr func(*fleet.Instance) string) []cluster.IngressRule {
 	var want []cluster.IngressRule
 	for _, inst := range g.Running() {
 		for _, region := range g.Regions() {
 			for _, port := range multiRegionPorts {
-				want = append(want, cluster.IngressRule{Region: region, Port: port, CIDR: inst.Address + "/32"})
+				want = append(want, cluster.IngressRule{Region: region, Port: port, CIDR: addr(inst) + "/32"})
 			}
 		}
 	}
 	return want
 }
+
+// privateAddress is an instance's address on moto's loopback network.
+func privateAddress(inst *fleet.Instance) string { return inst.Address }
 
 // TestMultiRegion: a group spread over two regions forms one cluster of 3
 // voters; the leader allows every member in the cluster security group of
@@ -101,7 +107,7 @@ func TestMultiRegion(t *testing.T) {
 	putKeys(t, ctx, g, "multi", 50)
 
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	rules, err := g.WaitIngress(ictx, wantedIngress(g))
+	rules, err := g.WaitIngress(ictx, wantedIngress(g, privateAddress))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +148,7 @@ func TestMultiRegion(t *testing.T) {
 	t.Logf("replaced %s by %s in %s; converged %s after the termination", victim, repl, west,
 		time.Since(terminated).Round(time.Millisecond))
 
-	want := wantedIngress(g)
+	want := wantedIngress(g, privateAddress)
 	ictx, cancel = context.WithTimeout(ctx, convergeTimeout)
 	rules, err = g.WaitIngress(ictx, want)
 	cancel()
