@@ -51,8 +51,12 @@ type supervisor struct {
 	lastMarker, lastLeader   time.Time
 	lastRecovery, lastOrphan time.Time
 	lastHousekeeping         time.Time
-	// lastMembers is the membership at the last housekeeping cycle.
+	// lastMembers is the membership at the last housekeeping cycle;
+	// printedAt and printedIndex when, and at which raft index, it was
+	// last read.
 	lastMembers                  string
+	printedAt                    time.Time
+	printedIndex                 uint64
 	recoveryEvery, orphanEvery   time.Duration
 	recoveryAfter, orphanedAfter time.Duration
 }
@@ -177,10 +181,8 @@ func (s *supervisor) keepHouse(ctx, snapCtx context.Context, c etcdAPI, st etcdS
 	// A cycle every --reconcile-interval, and at once when the membership
 	// changed (a member added, promoted, removed): the records and rules
 	// follow a replacement without waiting for the tick.
-	if s.now().Sub(s.lastHousekeeping) < s.cfg.ReconcileInterval {
-		if members := membershipPrint(ctx, c); members == "" || members == s.lastMembers {
-			return
-		}
+	if s.now().Sub(s.lastHousekeeping) < s.cfg.ReconcileInterval && !s.membershipChanged(ctx, c, st) {
+		return
 	}
 	s.lastHousekeeping = s.now()
 	if err := s.housekeeper.cycle(ctx, c, t); errors.Is(err, errRoleLost) {
@@ -329,6 +331,19 @@ func (s *supervisor) orphaned(ctx context.Context, own cluster.ID) bool {
 		return false
 	}
 	return true
+}
+
+// membershipChanged reports whether the membership differs from the last
+// housekeeping cycle's. A membership change is a raft entry, so it is read
+// only when the raft index moved, and at most once a second: an idle
+// cluster costs no request.
+func (s *supervisor) membershipChanged(ctx context.Context, c etcdAPI, st etcdStatus) bool {
+	if st.RaftIndex == s.printedIndex || s.now().Sub(s.printedAt) < time.Second {
+		return false
+	}
+	s.printedAt, s.printedIndex = s.now(), st.RaftIndex
+	members := membershipPrint(ctx, c)
+	return members != "" && members != s.lastMembers
 }
 
 // membershipPrint is the local member's view of the membership (a

@@ -161,11 +161,21 @@ func TestHousekeepingFollowsAMembershipChange(t *testing.T) {
 	f.mu.Lock()
 	f.members = append(f.members, cluster.Member{ID: 0xd, PeerURLs: []string{"http://127.0.0.9:2380"}, IsLearner: true})
 	f.mu.Unlock()
+	// The membership is read again only once the raft index moved (a
+	// member added is a raft entry), and at most once a second.
+	moved := leading
+	moved.RaftIndex = 42
 	s.keepHouse(context.Background(), context.Background(), f, leading)
+	if got := cycles(); got != 1 {
+		t.Fatalf("%v cycles with the raft index unmoved, want 1: no read of the membership", got)
+	}
+	clock.add(time.Second)
+	s.keepHouse(context.Background(), context.Background(), f, moved)
 	if got := cycles(); got != 2 {
 		t.Fatalf("%v cycles after a member was added, want 2", got)
 	}
-	s.keepHouse(context.Background(), context.Background(), f, leading)
+	clock.add(time.Second)
+	s.keepHouse(context.Background(), context.Background(), f, moved)
 	if got := cycles(); got != 2 {
 		t.Errorf("%v cycles after one look more, want still 2", got)
 	}
