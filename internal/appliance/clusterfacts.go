@@ -184,12 +184,12 @@ func newClusterCollector() *clusterCollector {
 		members: d("members", "Members of the cluster, as the local etcd lists them (absent while no etcd runs here)."),
 		voters:  d("voters", "Voters of the cluster, as the local etcd lists them."),
 		membersHealthy: d("members_healthy",
-			"Members that answered this instance's status probe without an alarm (every 30 s)."),
+			"Members that answered this instance's status probe without an alarm (every 30 s, or every --backup-interval when shorter)."),
 		votersHealthy: d("voters_healthy", "Voters that answered this instance's status probe without an alarm."),
 		margin: d("quorum_margin",
 			"Healthy voters minus the quorum of the voters: 0, one more failure loses the quorum; below 0, it is lost."),
 		storeUp: d("snapshot_store_up",
-			"1 when this instance's last listing of the snapshot store succeeded (every minute; absent without --store)."),
+			"1 when this instance's last listing of the snapshot store succeeded (every minute, or every --backup-interval when shorter; absent without --store)."),
 		snapshots: d("snapshots", "Snapshots of the cluster in the store, at the last good listing."),
 		snapshotTime: d("snapshot_timestamp_seconds",
 			"When the newest good snapshot in the store was taken (0: none); its age is time() minus this."),
@@ -297,11 +297,20 @@ type clusterWatch struct {
 	listedAt  time.Time
 }
 
+// every is a cadence of the facts, never slower than --backup-interval: a
+// snapshot taken is seen within one interval (the defaults keep d).
+func (w *clusterWatch) every(d time.Duration) time.Duration {
+	if b := w.cfg.BackupInterval; b > 0 && b < d {
+		return b
+	}
+	return d
+}
+
 // run refreshes the facts every clusterFactsEvery until ctx ends; it
 // forgets the membership facts when it ends.
 func (w *clusterWatch) run(ctx context.Context, c etcdAPI) {
 	defer w.metrics.cluster.forgetMembers()
-	tick := time.NewTicker(clusterFactsEvery)
+	tick := time.NewTicker(w.every(clusterFactsEvery))
 	defer tick.Stop()
 	for {
 		w.refresh(ctx, c)
@@ -336,7 +345,7 @@ func (w *clusterWatch) refresh(ctx context.Context, c etcdAPI) {
 	}
 	if w.store != nil {
 		now := w.now()
-		if w.listedAt.IsZero() || now.Sub(w.listedAt) >= storeFactsEvery {
+		if w.listedAt.IsZero() || now.Sub(w.listedAt) >= w.every(storeFactsEvery) {
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			snaps, err := w.store.List(lctx, w.clusterName())
 			cancel()
