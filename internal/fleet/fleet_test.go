@@ -158,7 +158,15 @@ func TestGroupProcessHandling(t *testing.T) {
 		t.Fatalf("group file %+v, %v: want two running instances", f, err)
 	}
 
-	// KillEtcd: the fake supervisor starts a new one.
+	// KillEtcd: the fake supervisor starts a new one. /healthz answers
+	// before the fake's etcd is up: wait for it first.
+	err = Poll(ctx, pollInterval, func() (bool, string) {
+		pid, _ := a.EtcdPID()
+		return pid != 0, "etcd not started"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	old, err := g.KillEtcd(a.ID)
 	if err != nil {
 		t.Fatal(err)
