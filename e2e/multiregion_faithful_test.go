@@ -195,19 +195,10 @@ func TestMultiRegionFaithful(t *testing.T) {
 	for id, line := range derivedTimings(g) {
 		t.Logf("%s: %s", id, strings.TrimSpace(line))
 	}
-	if os.Getenv(envFaithfulReplace) != "" {
-		replaceIn(t, ctx, g, west, st.ClusterID)
-		replaceIn(t, ctx, g, east, st.ClusterID)
-	}
+	replaceIn(t, ctx, g, west, st.ClusterID)
+	replaceIn(t, ctx, g, east, st.ClusterID)
 	for _, inst := range g.Running() {
 		checkKeys(t, ctx, g, "faithful", 50, inst.ID)
 	}
 	t.Logf("whole scenario %s", time.Since(start).Round(time.Millisecond))
 }
-
-// envFaithfulReplace, when set, adds to TestMultiRegionFaithful the
-// replacement of an instance in each region. It is off by default: on the
-// faithful network the replacement does not converge yet (the terminated
-// member stays, so etcd refuses the replacement as a learner with
-// "reconfigure breaks active quorum"; see the report of the faithful tier).
-const envFaithfulReplace = "FAITHFUL_REPLACE"

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -116,6 +117,8 @@ func fillPublicAddresses(body []byte, public func(id string) (ip, name string, o
 		if !ok {
 			return m
 		}
-		return fmt.Appendf(m, "<dnsName>%s</dnsName><ipAddress>%s</ipAddress>", name, ip)
+		// m is a window on body: appending to it in place would write over
+		// the elements that follow.
+		return fmt.Appendf(slices.Clip(m), "<dnsName>%s</dnsName><ipAddress>%s</ipAddress>", name, ip)
 	})
 }
