@@ -106,6 +106,8 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	}
 	checkPublicMembers(t, g, after)
 	converged := time.Since(terminated)
+	waitClientName(t, ctx, g, after, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) })
+	records := time.Since(terminated)
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
 	rules, err := g.WaitIngress(ictx, wantedIngress(g, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) }))
 	cancel()
@@ -115,9 +117,9 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	if slices.ContainsFunc(rules, func(r cluster.IngressRule) bool { return r.CIDR == victimIP+"/32" }) {
 		t.Errorf("a rule of terminated %s (%s) is left: %v", victim.ID, victimIP, rules)
 	}
-	t.Logf("replaced %s by %s (%s, %s) in %s: converged %s, rules %s after the termination",
-		victim.ID, repl.ID, g.PublicIP(repl.ID), g.PublicName(repl.ID), region,
-		converged.Round(time.Millisecond), time.Since(terminated).Round(time.Millisecond))
+	t.Logf("replaced %s by %s (%s, %s) in %s: converged %s, records %s, rules %s after the termination",
+		victim.ID, repl.ID, g.PublicIP(repl.ID), g.PublicName(repl.ID), region, converged.Round(time.Millisecond),
+		records.Round(time.Millisecond), time.Since(terminated).Round(time.Millisecond))
 }
 
 // TestMultiRegionFaithful: 2+1 instances in two regions, each in a
@@ -192,6 +194,7 @@ func TestMultiRegionFaithful(t *testing.T) {
 		t.Errorf("no connection went between the regions through the public addresses: %v", forwarded)
 	}
 	putKeys(t, ctx, g, "faithful", 50)
+	waitClientName(t, ctx, g, st, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) })
 	for id, line := range derivedTimings(g) {
 		t.Logf("%s: %s", id, strings.TrimSpace(line))
 	}

@@ -14,8 +14,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +44,9 @@ func newAWSMultiWith(t *testing.T, opts fleet.AWSMultiOptions) *fleet.AWSMulti {
 	}
 	lw := &testLogWriter{t: t}
 	opts.Binary, opts.Dir = binary, t.TempDir()
+	if opts.HostedZone == "" {
+		opts.HostedZone = testZone
+	}
 	opts.Args = append(append([]string(nil), fastFlags...), opts.Args...)
 	opts.Logger = slog.New(slog.NewTextHandler(lw, nil))
 	g, err := fleet.NewAWSMulti(testContext(t, 2*time.Minute), opts)
@@ -105,6 +111,7 @@ func TestMultiRegion(t *testing.T) {
 		t.Fatalf("members by region %v, want 2 in %s and 1 in %s", regions, east, west)
 	}
 	putKeys(t, ctx, g, "multi", 50)
+	waitClientName(t, ctx, g, st, privateAddress)
 
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
 	rules, err := g.WaitIngress(ictx, wantedIngress(g, privateAddress))
@@ -165,6 +172,8 @@ func TestMultiRegion(t *testing.T) {
 	}
 	t.Logf("rules follow the replacement %s after the termination", time.Since(terminated).Round(time.Millisecond))
 	checkForeignRule(t, ctx, g, east)
+	waitClientName(t, ctx, g, after, privateAddress)
+	t.Logf("records follow the replacement %s after the termination", time.Since(terminated).Round(time.Millisecond))
 
 	for _, inst := range g.Running() {
 		checkKeys(t, ctx, g, "multi", 50, inst.ID)
@@ -182,5 +191,65 @@ func checkForeignRule(t *testing.T, ctx context.Context, g *fleet.AWSMulti, regi
 		return r.CIDR == "192.0.2.99/32" && r.Description == "monitoring"
 	}) {
 		t.Errorf("the operator's rule in %s is gone: %v", region, rules)
+	}
+}
+
+// waitClientName waits, within convergeTimeout, until Route53 holds the
+// records of st's members, and checks that the cluster's name is an A
+// record of every running instance's address as addr gives it: the name
+// a client in any region connects to. On the faithful network it then
+// resolves the name from an instance of each region and reads etcd's
+// /health through it, as a client there would.
+func waitClientName(t *testing.T, ctx context.Context, g *fleet.AWSMulti, st cluster.ClusterStatus, addr func(*fleet.Instance) string) {
+	t.Helper()
+	spec := g.DNSSpec()
+	want := cluster.WantedRecords(spec, st.Members)
+	var addrs []string
+	for _, inst := range g.Running() {
+		addrs = append(addrs, addr(inst))
+	}
+	slices.Sort(addrs)
+	i := slices.IndexFunc(want, func(r cluster.DNSRecord) bool { return r.Type == cluster.RecordA && r.Name == spec.Domain() })
+	if i < 0 || !slices.Equal(want[i].Values, addrs) {
+		t.Fatalf("wanted records %v: want an A record %s of %v", recordLines(want), spec.Domain(), addrs)
+	}
+	wctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	defer cancel()
+	err := fleet.Poll(wctx, 200*time.Millisecond, func() (bool, string) {
+		have, err := g.Records(wctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return cluster.EqualRecords(want, have), fmt.Sprintf("Route53 holds\n  %s\nwant\n  %s", recordLines(have), recordLines(want))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Faithful() {
+		return
+	}
+	name := strings.TrimSuffix(spec.Domain(), ".")
+	asked := map[string]bool{}
+	for _, inst := range g.Running() {
+		region := g.RegionOf(inst.ID)
+		if asked[region] {
+			continue
+		}
+		asked[region] = true
+		got, err := g.LookupFrom(ctx, inst.ID, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, addrs) {
+			t.Errorf("%s in %s resolves %s to %v, want %v", inst.ID, region, name, got, addrs)
+		}
+		status, body, err := g.GetFrom(ctx, inst.ID, fmt.Sprintf("http://%s:%d/health", name, cluster.DefaultPorts.Client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
+			t.Errorf("%s in %s: GET /health of %s: %d %s", inst.ID, region, name, status, body)
+		}
 	}
 }

@@ -88,8 +88,8 @@ type AWSGroup struct {
 	ec2  *ec2.Client
 	asg  *autoscaling.Client
 	r53  *route53.Client
-	// zoneID is the id of the hosted zone of opts.HostedZone.
-	zoneID string
+	// zone is the hosted zone of opts.HostedZone, nil without one.
+	zone *hostedZone
 	// endpoint is the appliances' AWS: moto, or opts.Proxy's endpoint.
 	endpoint string
 	// closeProxy stops opts.Proxy's proxy; nil without one.
@@ -173,7 +173,7 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		}
 	}
 	if opts.HostedZone != "" {
-		if err := g.createZone(ctx); err != nil {
+		if g.zone, err = createHostedZone(ctx, log, g.r53, opts.HostedZone, name); err != nil {
 			g.Close()
 			return nil, err
 		}

@@ -30,6 +30,7 @@ import (
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -66,6 +67,11 @@ type AWSMultiOptions struct {
 	// that the public proxy adds (half each way); SetInterRegionRTT
 	// changes it.
 	InterRegionRTT time.Duration
+	// HostedZone, when set, is a public Route53 hosted zone ("example.org")
+	// that NewAWSMulti creates in moto and every appliance gets as
+	// --hosted-zone; Records reads back what they publish there. On the
+	// faithful network the resolver answers the zone's names from it.
+	HostedZone string
 }
 
 // AWSMulti is a multi-region group in a moto of its own.
@@ -82,6 +88,9 @@ type AWSMulti struct {
 
 	regionMu sync.Mutex
 	regionOf map[string]string // by instance id
+
+	// zone is the hosted zone of opts.HostedZone, nil without one.
+	zone *hostedZone
 
 	// faithful is the network of Options.Faithful, nil on loopback; the
 	// appliances' AWS is then endpoint, which fills in the public
@@ -166,6 +175,18 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	if g.moto, err = StartMoto(ctx, opts.Dir); err != nil {
 		g.Close()
 		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	if opts.HostedZone != "" {
+		r53 := route53.NewFromConfig(motoConfig(g.moto.URL, opts.Regions[0]))
+		if g.zone, err = createHostedZone(ctx, log, r53, opts.HostedZone, name); err != nil {
+			g.Close()
+			return nil, err
+		}
+		if g.faithful != nil {
+			g.faithful.mu.Lock()
+			g.faithful.public = g.zone.lookupA
+			g.faithful.mu.Unlock()
+		}
 	}
 	for _, r := range opts.Regions {
 		if err := g.createRegion(ctx, g.regions[r]); err != nil {
@@ -327,10 +348,11 @@ func (g *AWSMulti) launch(ctx context.Context, region string) (*Instance, error)
 	g.regionMu.Lock()
 	g.regionOf[id] = region
 	g.regionMu.Unlock()
-	inst, err := g.startInstance(ctx, md, endpoint,
-		"--regions", strings.Join(g.opts.Regions, ","),
-		"--cluster-tag-key", AWSMultiTag,
-	)
+	flags := []string{"--regions", strings.Join(g.opts.Regions, ","), "--cluster-tag-key", AWSMultiTag}
+	if g.opts.HostedZone != "" {
+		flags = append(flags, "--hosted-zone", g.opts.HostedZone)
+	}
+	inst, err := g.startInstance(ctx, md, endpoint, flags...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,11 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
@@ -168,4 +171,54 @@ func (g *AWSMulti) DialFrom(ctx context.Context, id, address string) error {
 		return fmt.Errorf("fleet: dialing %s from %s: %w", address, inst, err)
 	}
 	return nil
+}
+
+// GetFrom makes an HTTP GET of url from instance id's namespace, the
+// url's host resolved as the instance resolves it (LookupFrom), and
+// returns the status and the body: what a client on that machine gets.
+func (g *AWSMulti) GetFrom(ctx context.Context, id, url string) (int, []byte, error) {
+	inst := g.Instance(id)
+	if g.faithful == nil || inst == nil || inst.Netns == "" {
+		return 0, nil, fmt.Errorf("fleet: a GET from %s: %w", id, ErrNotNetns)
+	}
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(address)
+		if err != nil {
+			return nil, err
+		}
+		addrs := []string{host}
+		if net.ParseIP(host) == nil {
+			if addrs, err = g.LookupFrom(ctx, id, host); err != nil {
+				return nil, err
+			}
+		}
+		var errs []error
+		for _, a := range addrs {
+			var c net.Conn
+			// The socket belongs to the namespace it was made in, whatever
+			// thread uses it later.
+			err := inNetns(inst.Netns, func() (err error) {
+				var d net.Dialer
+				c, err = d.DialContext(ctx, network, net.JoinHostPort(a, port))
+				return err
+			})
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, err)
+		}
+		return nil, fmt.Errorf("dialing %s (%v): %w", address, addrs, errors.Join(errs...))
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("fleet: GET %s from %s: %w", url, inst, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
 }

@@ -62,6 +62,9 @@ const (
 	// dnsTTL is the TTL of the resolver's answers: short, as a test's
 	// instances come and go.
 	dnsTTL = 5
+	// publicLookupTimeout bounds the resolver's reading of the hosted
+	// zone for one question.
+	publicLookupTimeout = 2 * time.Second
 )
 
 // publicHost is an instance as the faithful network knows it.
@@ -92,8 +95,12 @@ type faithfulNet struct {
 	// new namespace's first table.
 	sgMu sync.Mutex
 
-	mu       sync.Mutex
-	hosts    map[string]*publicHost // by instance id
+	mu    sync.Mutex
+	hosts map[string]*publicHost // by instance id
+	// public answers, when set, a name that is no instance's: the
+	// addresses public DNS (the group's hosted zone) holds for it, the
+	// same from everywhere; ok false for a name it does not hold.
+	public   func(ctx context.Context, name string) (addrs []string, ok bool)
 	nextPub  int
 	resolvs  []string          // /etc/netns/<ns> directories created
 	sgScript map[string]string // the security-group table of each region, as applied
@@ -198,18 +205,34 @@ func (f *faithfulNet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	for _, h := range f.hosts {
 		hosts = append(hosts, *h)
 	}
+	public := f.public
 	f.mu.Unlock()
 	for _, q := range req.Question {
-		addr, ok := answer(hosts, f.regionOfAddress, asker, q.Name)
-		if !ok {
+		var addrs []string
+		if addr, ok := answer(hosts, f.regionOfAddress, asker, q.Name); ok {
+			addrs = []string{addr}
+		} else if public != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), publicLookupTimeout)
+			addrs, ok = public(ctx, q.Name)
+			cancel()
+			if !ok {
+				m.Rcode = dns.RcodeNameError
+				continue
+			}
+		} else {
 			m.Rcode = dns.RcodeNameError
 			continue
 		}
-		if q.Qtype == dns.TypeA && q.Qclass == dns.ClassINET {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL},
-				A:   net.ParseIP(addr).To4(),
-			})
+		if q.Qtype != dns.TypeA || q.Qclass != dns.ClassINET {
+			continue
+		}
+		for _, addr := range addrs {
+			if ip := net.ParseIP(addr).To4(); ip != nil {
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL},
+					A:   ip,
+				})
+			}
 		}
 	}
 	_ = w.WriteMsg(m)
