@@ -241,7 +241,7 @@ func (w *writer) stop() (acked int, gap time.Duration, err error) {
 
 // checkWritten reads, through the instance id alone (a linearizable read),
 // every one of the n acknowledged keys under prefix.
-func checkWritten(t *testing.T, ctx context.Context, g *fleet.Group, id, prefix string, n int) {
+func checkWritten(t *testing.T, ctx context.Context, g etcdClients, id, prefix string, n int) {
 	t.Helper()
 	c, err := g.Client(ctx, id)
 	if err != nil {

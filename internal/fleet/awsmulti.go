@@ -401,6 +401,11 @@ func (g *AWSMulti) WaitConverged(ctx context.Context, voters int) (cluster.Clust
 	return g.procs.waitConvergedAmong(ctx, voters, func() ([]*Instance, error) { return g.Running(), nil })
 }
 
+// StatusOf is instance id's view of the cluster (its /v1/status).
+func (g *AWSMulti) StatusOf(ctx context.Context, id string) (cluster.ClusterStatus, error) {
+	return g.procs.StatusOf(ctx, id)
+}
+
 // Client returns an etcd client over the given instances, or over the
 // running instances when none is given. The caller closes it.
 func (g *AWSMulti) Client(ctx context.Context, ids ...string) (*clientv3.Client, error) {

@@ -105,6 +105,27 @@ func (g *AWSMulti) SetInterRegionRTT(rtt time.Duration) error {
 	return nil
 }
 
+// IsolateRegion cuts region off the Internet (see publicProxy.isolate):
+// its instances reach each other, and no one else reaches them, until
+// HealRegion.
+func (g *AWSMulti) IsolateRegion(region string) error {
+	if g.faithful == nil {
+		return fmt.Errorf("fleet: isolating %s: %w", region, ErrNotNetns)
+	}
+	if _, ok := g.regions[region]; !ok {
+		return fmt.Errorf("fleet: %s is not a region of group %s", region, g.name)
+	}
+	g.faithful.proxy.isolate(region)
+	return nil
+}
+
+// HealRegion ends the isolation of region.
+func (g *AWSMulti) HealRegion(region string) {
+	if g.faithful != nil {
+		g.faithful.proxy.heal(region)
+	}
+}
+
 // PublicConnections counts the connections the public proxy forwarded and
 // those that the destination did not accept (its security group dropped
 // them), by "from→to" region.

@@ -32,16 +32,20 @@ type publicProxy struct {
 
 	mu        sync.Mutex
 	listeners map[string][]net.Listener // by public address
-	conns     map[net.Conn]bool
+	conns     map[net.Conn][2]string    // the regions it joins, from and to
 	closed    bool
-	dialed    map[string]int // "from→to" regions: connections forwarded
-	refused   map[string]int // "from→to" regions: connections the destination did not accept
+	done      chan struct{} // closed by close
+	// cut holds the isolated regions, each with a channel closed when it
+	// is healed.
+	cut     map[string]chan struct{}
+	dialed  map[string]int // "from→to" regions: connections forwarded
+	refused map[string]int // "from→to" regions: connections the destination did not accept
 }
 
 func newPublicProxy(log *slog.Logger, source func(addr string) (publicHost, bool)) *publicProxy {
 	return &publicProxy{log: log.With("component", "public-proxy"), source: source,
-		listeners: map[string][]net.Listener{}, conns: map[net.Conn]bool{},
-		dialed: map[string]int{}, refused: map[string]int{}}
+		listeners: map[string][]net.Listener{}, conns: map[net.Conn][2]string{},
+		dialed: map[string]int{}, refused: map[string]int{}, done: make(chan struct{}), cut: map[string]chan struct{}{}}
 }
 
 // listen proxies the appliance's ports of h's public address.
@@ -95,28 +99,67 @@ func (p *publicProxy) serve(ln net.Listener, dst publicHost, port int) {
 	}
 }
 
-// track adds (or with add false removes) a connection to those Close cuts.
-func (p *publicProxy) track(c net.Conn, add bool) bool {
+// track adds (or with add false removes) a connection between regions
+// to those that close and isolate cut.
+func (p *publicProxy) track(c net.Conn, regions [2]string, add bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if add {
 		if p.closed {
 			return false
 		}
-		p.conns[c] = true
+		p.conns[c] = regions
 		return true
 	}
 	delete(p.conns, c)
 	return true
 }
 
-func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
-	if !p.track(in, true) {
-		in.Close()
-		return
+// isolate cuts region off the Internet, as an outage of the region's
+// network: its connections through the proxy end, and new ones, from or
+// to it, are held unanswered until heal (packets dropped). Traffic within
+// the region, on private addresses, goes on.
+func (p *publicProxy) isolate(region string) {
+	p.mu.Lock()
+	if _, ok := p.cut[region]; !ok {
+		p.cut[region] = make(chan struct{})
 	}
-	defer p.track(in, false)
-	defer in.Close()
+	var cut []net.Conn
+	for c, r := range p.conns {
+		if r[0] == region || r[1] == region {
+			cut = append(cut, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
+	p.log.Info("region isolated", "region", region, "connections_cut", len(cut))
+}
+
+// heal ends the isolation of region.
+func (p *publicProxy) heal(region string) {
+	p.mu.Lock()
+	if ch, ok := p.cut[region]; ok {
+		close(ch)
+		delete(p.cut, region)
+	}
+	p.mu.Unlock()
+	p.log.Info("region healed", "region", region)
+}
+
+// isolation is the channel of whichever of two regions is isolated, nil
+// if neither is.
+func (p *publicProxy) isolation(a, b string) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ch, ok := p.cut[a]; ok {
+		return ch
+	}
+	return p.cut[b]
+}
+
+func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
 	srcAddr, _, _ := net.SplitHostPort(in.RemoteAddr().String())
 	d := net.Dialer{Timeout: publicDialTimeout}
 	fromRegion := "outside"
@@ -128,6 +171,21 @@ func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
 			delay = time.Duration(p.oneWay.Load())
 		}
 	}
+	regions := [2]string{fromRegion, dst.region}
+	if !p.track(in, regions, true) {
+		in.Close()
+		return
+	}
+	defer p.track(in, regions, false)
+	defer in.Close()
+	if cut := p.isolation(fromRegion, dst.region); cut != nil {
+		// Dropped: the source sees a connection that never answers.
+		select {
+		case <-cut:
+		case <-p.done:
+		}
+		return
+	}
 	key := fromRegion + "→" + dst.region
 	out, err := d.Dial("tcp", net.JoinHostPort(dst.private, strconv.Itoa(port)))
 	if err != nil {
@@ -137,11 +195,11 @@ func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
 		p.log.Debug("connection not accepted", "from", srcAddr, "to", dst.id, "port", port, "err", err)
 		return
 	}
-	if !p.track(out, true) {
+	if !p.track(out, regions, true) {
 		out.Close()
 		return
 	}
-	defer p.track(out, false)
+	defer p.track(out, regions, false)
 	defer out.Close()
 	p.mu.Lock()
 	p.dialed[key]++
@@ -215,6 +273,9 @@ func (p *publicProxy) counts() (dialed, refused map[string]int) {
 // close stops every listener and cuts every connection.
 func (p *publicProxy) close() {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	var all []io.Closer
 	for _, lns := range p.listeners {
