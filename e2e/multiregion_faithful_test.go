@@ -131,7 +131,7 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 // the terminated instance's.
 func TestMultiRegionFaithful(t *testing.T) {
 	start := time.Now()
-	g := newAWSMultiFaithful(t, 0, 2, 1)
+	g := newAWSMultiFaithful(t, faithfulRTT(t), 2, 1)
 	ctx := testContext(t, 4*time.Minute)
 	east, west := g.Regions()[0], g.Regions()[1]
 
