@@ -42,10 +42,11 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", "local,aws,recovery,gaps", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), comma-separated")
+	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), multiregion (leader elections across regions on the faithful network), comma-separated; a partial list replaces only its own rows of -out")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
+	multiWindow := flag.Duration("multiregion-window", 5*time.Minute, "how long the elections of each multi-region group are counted")
 	flag.Parse()
-	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window); err != nil {
+	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window, *multiWindow); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
@@ -71,7 +72,15 @@ func (f figure) row() string {
 	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, med, f.unit, s[0], s[len(s)-1], len(s), f.note)
 }
 
-func run(binary, out string, runs int, figures []string, window time.Duration) error {
+// allFigures are the figure sets a full run measures.
+var allFigures = []string{"local", "aws", "recovery", "gaps", "multiregion"}
+
+func run(binary, out string, runs int, figures []string, window, multiWindow time.Duration) error {
+	for _, f := range figures {
+		if !slices.Contains(allFigures, f) {
+			return fmt.Errorf("-figures: unknown figure set %q (want some of %s)", f, strings.Join(allFigures, ", "))
+		}
+	}
 	binary, err := filepath.Abs(binary)
 	if err != nil {
 		return err
@@ -104,7 +113,18 @@ func run(binary, out string, runs int, figures []string, window time.Duration) e
 		}
 		figs = append(figs, gaps...)
 	}
-	return write(out, figs, runs)
+	if slices.Contains(figures, "multiregion") {
+		multi, err := measureMultiRegion(ctx, binary, multiWindow)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, multi...)
+	}
+	partial := ""
+	if len(figures) < len(allFigures) {
+		partial = strings.Join(figures, ",")
+	}
+	return write(out, figs, runs, partial)
 }
 
 // measureLocal measures the figures of the local provider.
@@ -436,18 +456,69 @@ func statusKB(pid int, field string) (int, error) {
 	return 0, fmt.Errorf("no %s", field)
 }
 
-func write(path string, figs []figure, runs int) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s (%d cores, %s/%s, %s). "+
+func write(path string, figs []figure, runs int, partial string) error {
+	rows := make([]string, 0, len(figs))
+	for _, f := range figs {
+		rows = append(rows, f.row())
+	}
+	header := fmt.Sprintf("# Benchmarks\n\nWritten by `make bench` on %s (%d cores, %s/%s, %s). "+
 		"Local provider unless a figure names moto (the AWS provider against moto_server), real appliance processes "+
 		"and the bundled etcd on 127.x loopback addresses; "+
-		"each figure is the median of %d runs, with the range. Appliance flags: the defaults (`%s`).\n\n",
+		"each figure is the median of %d runs, with the range. Appliance flags: the defaults (`%s`).\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		runs, strings.Join(applianceArgs, " "))
-	b.WriteString("| figure (SPEC §7) | target | median | range | runs | note |\n|---|---|---|---|---|---|\n")
-	for _, f := range figs {
-		b.WriteString(f.row() + "\n")
+	if partial != "" {
+		// Keep the rows of the figures this run did not measure, in place.
+		old, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("a partial run (-figures %s) updates %s, which cannot be read: %w", partial, path, err)
+		}
+		rows = mergeRows(tableRows(string(old)), figs)
+		header, _, _ = strings.Cut(string(old), "\n| figure")
+		header = strings.TrimRight(header, "\n") + fmt.Sprintf(" The rows of `-figures %s` were measured again on %s.\n",
+			partial, time.Now().UTC().Format("2006-01-02"))
+	}
+	var b strings.Builder
+	b.WriteString(header)
+	b.WriteString("\n| figure (SPEC §7) | target | median | range | runs | note |\n|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		b.WriteString(r + "\n")
 	}
 	b.WriteString(notes)
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// tableRows are the figure rows of a written file.
+func tableRows(doc string) []string {
+	var rows []string
+	in := false
+	for _, line := range strings.Split(doc, "\n") {
+		switch {
+		case strings.HasPrefix(line, "|---"):
+			in = true
+		case in && strings.HasPrefix(line, "| "):
+			rows = append(rows, line)
+		case in:
+			return rows
+		}
+	}
+	return rows
+}
+
+// mergeRows replaces the rows of figs among rows, by figure name, and adds
+// the others at the end.
+func mergeRows(rows []string, figs []figure) []string {
+	name := func(row string) string {
+		cells := strings.SplitN(row, " | ", 2)
+		return strings.TrimPrefix(cells[0], "| ")
+	}
+	out := slices.Clone(rows)
+	for _, f := range figs {
+		if i := slices.IndexFunc(out, func(r string) bool { return name(r) == f.name }); i >= 0 {
+			out[i] = f.row()
+		} else {
+			out = append(out, f.row())
+		}
+	}
+	return out
 }

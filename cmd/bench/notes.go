@@ -64,4 +64,12 @@ const notes = `
     So the gaps come in steps of that deadline: a SIGKILLed leader costs one deadline when the survivors elect
     a new leader within it (the election timeout is randomized between 1 and 2 s), else two; a handover costs
     none or one, depending on whether a write was in flight.
+- *Leader elections across regions*: a group of 2+1 members in two regions on the faithful network (each region
+  a network namespace, members reached through their public names and addresses, security groups enforced; the
+  harness's public proxy holds every byte between regions for half the round trip). One group with the default
+  flags (the appliance measures the round trips to its peers before the cluster forms and derives heartbeat and
+  election timeout from them) and one pinned to etcd's defaults run side by side, each with a writer
+  putting a key every 100 ms from outside the regions; the figure is the raft term's increase over the window (each
+  election, won or not, raises it; pre-vote keeps a partitioned member from raising it alone), per hour. One sample
+  per run of the bench.
 `

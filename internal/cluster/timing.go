@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -22,6 +23,9 @@ func (t Timing) String() string {
 	}
 	return fmt.Sprintf("heartbeat %d ms, election timeout %d ms", t.HeartbeatMS, t.ElectionMS)
 }
+
+// LogValue logs t as its String in every log format.
+func (t Timing) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // etcd refuses an election timeout above 50 s, or below 5 heartbeats.
 const (
