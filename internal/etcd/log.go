@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +29,9 @@ const (
 
 // etcdLog re-encodes etcd's output as records of the appliance's logger,
 // one per line, so that the appliance's log has one schema: etcd's zap JSON
-// lines keep their time, message and fields under their level, anything
-// else (a Go panic, a usage text) is logged as it is at ERROR.
+// lines keep their time, message and fields under their level, gRPC's own
+// lines their message and severity, anything else (a Go panic, a usage
+// text) is logged as it is at ERROR.
 type etcdLog struct {
 	handler slog.Handler
 	// stopping reports whether the appliance asked etcd to stop, after
@@ -91,8 +93,11 @@ func logRecord(line []byte, now time.Time, stopping bool) (slog.Record, bool) {
 	}
 	z, err := parseZap(line)
 	if err != nil {
-		// Not one of zap's lines: etcd writes others only when it is dying
-		// (a Go panic or runtime error) or refuses its command line.
+		if r, ok := grpcRecord(line, now); ok {
+			return r, true
+		}
+		// Neither zap's nor gRPC's: etcd writes others only when it is
+		// dying (a Go panic or runtime error) or refuses its command line.
 		return slog.NewRecord(now, slog.LevelError, string(line), 0), true
 	}
 	at := now
@@ -119,6 +124,30 @@ func logRecord(line []byte, now time.Time, stopping bool) (slog.Record, bool) {
 	}
 	r := slog.NewRecord(at, level, z.msg, 0)
 	r.AddAttrs(attrs...)
+	return r, true
+}
+
+// grpcLine is a line of gRPC's own logger, which etcd leaves on its
+// default: the standard library's date and time to the second, a severity,
+// the message. Seen at a stop: "2026/12/06 14:07:53 WARNING: [core] [Server
+// #2] grpc: Server.processUnaryRPC failed to write status: connection
+// error: desc = "transport is closing"".
+var grpcLine = regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? (INFO|WARNING|ERROR|FATAL): (.*)$`)
+
+// grpcRecord is the record of a line of gRPC's logger, at its severity
+// (FATAL at ERROR, with etcd_level) and at the time it was read, which is
+// more precise than the line's own.
+func grpcRecord(line []byte, now time.Time) (slog.Record, bool) {
+	m := grpcLine.FindSubmatch(line)
+	if m == nil {
+		return slog.Record{}, false
+	}
+	level := map[string]slog.Level{"INFO": slog.LevelInfo, "WARNING": slog.LevelWarn, "ERROR": slog.LevelError, "FATAL": slog.LevelError}[string(m[1])]
+	r := slog.NewRecord(now, level, string(m[2]), 0)
+	r.AddAttrs(slog.String("logger", "grpc"))
+	if string(m[1]) == "FATAL" {
+		r.AddAttrs(slog.String(etcdLevelKey, "fatal"))
+	}
 	return r, true
 }
 

@@ -355,3 +355,27 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// gRPC's own logger writes plain lines with a severity; they keep it.
+func TestEtcdLogGRPCLines(t *testing.T) {
+	now := time.Date(2026, 12, 6, 14, 7, 53, 254e6, time.UTC)
+	for _, tt := range []struct {
+		line      string
+		want      slog.Level
+		msg       string
+		etcdLevel string
+	}{
+		{`2026/12/06 14:07:53 WARNING: [core] [Server #2] grpc: Server.processUnaryRPC failed to write status: connection error: desc = "transport is closing"`,
+			slog.LevelWarn, `[core] [Server #2] grpc: Server.processUnaryRPC failed to write status: connection error: desc = "transport is closing"`, ""},
+		{`2026/12/06 14:07:53 INFO: [core] x`, slog.LevelInfo, "[core] x", ""},
+		{`2026/12/06 14:07:53.123456 ERROR: [transport] y`, slog.LevelError, "[transport] y", ""},
+		{`2026/12/06 14:07:53 FATAL: z`, slog.LevelError, "z", "fatal"},
+		{`2026/12/06 14:07:53 NOTICE: not gRPC's`, slog.LevelError, "2026/12/06 14:07:53 NOTICE: not gRPC's", ""},
+	} {
+		r, ok := logRecord([]byte(tt.line), now, false)
+		if !ok || r.Level != tt.want || r.Message != tt.msg || !r.Time.Equal(now) || etcdLevel(r) != tt.etcdLevel {
+			t.Errorf("%q: record %v %q at %v, etcd_level %q; want %v %q at %v, etcd_level %q",
+				tt.line, r.Level, r.Message, r.Time, etcdLevel(r), tt.want, tt.msg, now, tt.etcdLevel)
+		}
+	}
+}

@@ -56,7 +56,8 @@ type Process struct {
 // into the last lines the Process keeps (LastLines) and, re-encoded one
 // record per line, to etcdLog under component=etcd, as logger's own lines
 // go: etcd's zap JSON lines with their time, level (dpanic, panic and fatal
-// at ERROR), message, caller and fields, any other line at ERROR as it is.
+// at ERROR), message, caller and fields, gRPC's lines with their severity,
+// any other line at ERROR as it is.
 // A nil etcdLog drops them. When pidFile is not empty the child's pid is
 // written there and removed after it exited, for KillLeftover.
 //
