@@ -61,6 +61,9 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 		}
 		lines = append(lines, l)
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading log lines: %v", err)
+	}
 	return lines
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,9 @@ func TestRealEtcdCleanStopLogsNoError(t *testing.T) {
 	spec := singleMemberSpec(t)
 	p, log := startEtcd(t, bin, spec, "")
 	waitHealthy(t, p, spec)
+	// etcd handles SIGTERM only once it serves (etcdmain: HandleInterrupts,
+	// then this line); before, the signal ends it at once, logging nothing.
+	waitFor(t, "etcd handling signals", func() bool { return strings.Contains(log.String(), `"msg":"notifying init daemon"`) })
 	if err := p.Stop(10 * time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
