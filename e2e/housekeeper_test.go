@@ -179,7 +179,7 @@ func logContains(t *testing.T, path string, from int64, s string) bool {
 		return false
 	}
 	for _, l := range strings.Split(string(b[from:]), "\n") {
-		if !strings.HasPrefix(l, "{") && strings.Contains(l, s) {
+		if !etcdsOwnLine(l) && strings.Contains(l, s) {
 			return true
 		}
 	}

@@ -134,7 +134,7 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: no snapshot store: set --store (or ETCD_APPLIANCE_STORE) to file:///dir or s3://bucket/prefix\n", name)
 		return nil, nil, 2
 	}
-	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
+	logger := newLogger(cfg.LogFormat, cfg.LogLevel, name)
 	registry := prometheus.NewRegistry()
 	ident, group, _, _, err := newProvider(ctx, cfg, logger, registry)
 	if err != nil {
@@ -157,7 +157,7 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 		return nil, nil, 1
 	}
 	return appliance.New(appliance.Options{
-		Config: cfg, Logger: logger.With("component", name), Identity: ident, Group: group,
+		Config: cfg, Logger: logger, Identity: ident, Group: group,
 		EtcdCommand: etcdCmd, EtcdVersion: etcdVersion, Registry: registry, Store: store,
 	}), cfg, 0
 }

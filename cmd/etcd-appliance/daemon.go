@@ -16,6 +16,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/config/etcdflags"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/logging"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
@@ -46,7 +47,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "etcd-appliance: %v\n", err)
 		return 2
 	}
-	logger := newLogger(cfg.LogFormat, cfg.LogLevel)
+	logger := newLogger(cfg.LogFormat, cfg.LogLevel, "appliance")
 	logUnknownEnv(logger, fs, os.Environ())
 	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
 	if err != nil {
@@ -85,7 +86,7 @@ func runDaemon(ctx context.Context, args []string) int {
 	launch, _ := group.(provider.Launch)
 	a := appliance.New(appliance.Options{
 		Config:       cfg,
-		Logger:       logger.With("component", "appliance"),
+		Logger:       logger,
 		Identity:     ident,
 		Group:        group,
 		EtcdCommand:  etcdCmd,
@@ -188,18 +189,17 @@ func etcdVersionOf(ctx context.Context, external string, etcdCmd []string) (stri
 	return etcd.BinaryVersion(ctx, etcdCmd)
 }
 
-func newLogger(format, level string) *slog.Logger {
+// newLogger is the appliance's logger on stderr, which etcd's lines are
+// re-encoded into too (package logging has the schema). Its lines are
+// component's unless a part of the appliance names its own.
+func newLogger(format, level, component string) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
 	if format == "" {
 		format = "json"
 		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			format = "text"
 		}
 	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return logging.New(os.Stderr, format, lv).With(logging.ComponentKey, component)
 }

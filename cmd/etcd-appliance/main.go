@@ -51,8 +51,8 @@
 //	--multi-region-network public     multi-region: public (public names, rules by public IP) or private (peered VPCs)
 //	--heartbeat-interval 0 --election-timeout 0
 //	                                  etcd's raft timing on every member (0: etcd's 100ms/1s; multi-region: derived from the round trips)
-//	--log-format json|text            default: json unless stderr is a terminal
-//	--log-level info
+//	--log-format json|text            default: json unless stderr is a terminal; etcd's lines re-encoded into it
+//	--log-level info                  for etcd's lines too
 package main
 
 import (

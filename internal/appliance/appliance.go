@@ -16,11 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,8 +44,6 @@ type Options struct {
 	EtcdVersion string
 	// Version is the appliance's own, as built ("dev" when empty).
 	Version string
-	// EtcdOutput receives the etcd child's log.
-	EtcdOutput io.Writer
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 	// Registry is served on /metrics with the appliance's own metrics
@@ -107,11 +103,7 @@ func New(opts Options) *Appliance {
 	if opts.Now == nil {
 		n.now = time.Now
 	}
-	var out io.Writer = os.Stderr
-	if opts.EtcdOutput != nil {
-		out = opts.EtcdOutput
-	}
-	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out,
+	l := &launcher{node: n, etcdCmd: opts.EtcdCommand,
 		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand}}
 	w := &world{node: n, http: &http.Client{Timeout: time.Second}, reachable: listening}
 	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}

@@ -312,7 +312,7 @@ func (s *snapshotter) verify(ctx context.Context, m snapstore.Meta) error {
 	if err != nil {
 		return fmt.Errorf("restoring: %w", err)
 	}
-	proc, err := s.launcher.start(ctx, spec, io.Discard, filepath.Join(scratch, "etcd.pid"))
+	proc, err := s.launcher.start(ctx, spec, nil, filepath.Join(scratch, "etcd.pid"))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -44,7 +43,6 @@ type launcher struct {
 	*node
 	// etcdCmd is the program and leading arguments that run etcd.
 	etcdCmd []string
-	etcdOut io.Writer
 	// current is the release the appliance is configured to run (etcdCmd).
 	current etcdRelease
 
@@ -109,7 +107,7 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 	}
 	l.log.Info("starting etcd", "state", spec.InitialClusterState, "initial_cluster", spec.InitialCluster,
 		"force_new_cluster", spec.ForceNewCluster, "etcd_version", r.Version, "timing", launch.Timing)
-	proc, err := l.startCommand(ctx, r.Command, spec, l.etcdOut, l.data.pidFile())
+	proc, err := l.startCommand(ctx, r.Command, spec, l.log, l.data.pidFile())
 	if err != nil {
 		return nil, err
 	}
@@ -177,16 +175,17 @@ func (l *launcher) keepCurrent() {
 }
 
 // start runs an etcd server of the current release; the throwaway etcd
-// that verifies snapshots starts here too.
-func (l *launcher) start(ctx context.Context, spec etcd.ServerSpec, out io.Writer, pidFile string) (*etcd.Process, error) {
-	return l.startCommand(ctx, l.etcdCmd, spec, out, pidFile)
+// that verifies snapshots starts here too. etcdLog receives etcd's own lines
+// (nil: only kept for the reason of an exit).
+func (l *launcher) start(ctx context.Context, spec etcd.ServerSpec, etcdLog *slog.Logger, pidFile string) (*etcd.Process, error) {
+	return l.startCommand(ctx, l.etcdCmd, spec, etcdLog, pidFile)
 }
 
 // startCommand runs an etcd server with the program and leading arguments
 // of command.
-func (l *launcher) startCommand(ctx context.Context, command []string, spec etcd.ServerSpec, out io.Writer, pidFile string) (*etcd.Process, error) {
+func (l *launcher) startCommand(ctx context.Context, command []string, spec etcd.ServerSpec, etcdLog *slog.Logger, pidFile string) (*etcd.Process, error) {
 	argv := append(append([]string(nil), command[1:]...), etcd.Args(spec)...)
-	proc, err := etcd.Start(ctx, l.log, command[0], argv, os.Environ(), out, pidFile)
+	proc, err := etcd.Start(ctx, l.log, command[0], argv, os.Environ(), etcdLog, pidFile)
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}

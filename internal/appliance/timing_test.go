@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,7 +71,7 @@ func TestLaunchRecordsAndPublishesTiming(t *testing.T) {
 	a := testAppliance(t)
 	timing := cluster.Timing{HeartbeatMS: 120, ElectionMS: 1200}
 	a.setTiming(timing)
-	l := &launcher{node: a.node, etcdCmd: []string{"/bin/true"}, etcdOut: os.Stderr,
+	l := &launcher{node: a.node, etcdCmd: []string{"/bin/true"},
 		current: etcdRelease{Version: "3.6.16", Command: []string{"/bin/true"}}}
 	spec := l.spec(cluster.Launch{Timing: timing})
 	if spec.HeartbeatMS != 120 || spec.ElectionMS != 1200 {

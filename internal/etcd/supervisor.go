@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,9 @@ type Process struct {
 	pidFile string
 	lines   *lineRing
 	done    chan struct{}
+	// stopping is set once Stop is called: from then on, etcd's shutdown
+	// noise is no error (see shutdownNoise).
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	exited bool  // the child has exited; its pid must not be signalled any more
@@ -48,15 +52,19 @@ type Process struct {
 // The child gets its own process group, so that Stop reaches everything it
 // spawned, and SIGKILL as its parent-death signal, so that it dies with the
 // appliance. Its environment is env minus every ETCD_APPLIANCE_* variable (a
-// nil env is an empty one, not the appliance's). Its stdout and stderr go to
-// out and into the last lines the Process keeps (LastLines). When pidFile is
-// not empty the child's pid is written there and removed after it exited, for
-// KillLeftover.
+// nil env is an empty one, not the appliance's). Its stdout and stderr go
+// into the last lines the Process keeps (LastLines) and, re-encoded one
+// record per line, to etcdLog under component=etcd, as logger's own lines
+// go: etcd's zap JSON lines with their time, level (dpanic, panic and fatal
+// at ERROR), message, caller and fields, gRPC's lines with their severity,
+// any other line at ERROR as it is.
+// A nil etcdLog drops them. When pidFile is not empty the child's pid is
+// written there and removed after it exited, for KillLeftover.
 //
 // ctx only bounds the start: the child is not tied to it, so that an
 // appliance whose run context was cancelled can still stop etcd gracefully
 // with Stop.
-func Start(ctx context.Context, logger *slog.Logger, bin string, argv []string, env []string, out io.Writer, pidFile string) (*Process, error) {
+func Start(ctx context.Context, logger *slog.Logger, bin string, argv []string, env []string, etcdLog *slog.Logger, pidFile string) (*Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -64,9 +72,10 @@ func Start(ctx context.Context, logger *slog.Logger, bin string, argv []string, 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "etcd")
-	if out == nil {
-		out = io.Discard
+	if etcdLog == nil {
+		etcdLog = slog.New(slog.DiscardHandler)
 	}
+	etcdLog = etcdLog.With("component", "etcd")
 	// Our own pipe rather than exec's: exec's Wait would also wait for the
 	// output, and we want to kill the group between the exit and the reaping.
 	r, w, err := os.Pipe()
@@ -95,7 +104,7 @@ func Start(ctx context.Context, logger *slog.Logger, bin string, argv []string, 
 	}
 	go func() {
 		defer close(copied)
-		p.copyOutput(r, out)
+		p.copyOutput(r, newEtcdLog(etcdLog, p.stopping.Load))
 	}()
 	return p, nil
 }
@@ -166,22 +175,18 @@ func (p *Process) wait(cmd *exec.Cmd, started chan<- error, r *os.File, copied <
 	close(p.done)
 }
 
-// copyOutput tees the child's output to out and the kept lines until the
-// pipe closes. A failing out is logged once and then skipped: a full log disk
-// must not block or kill etcd.
-func (p *Process) copyOutput(r io.Reader, out io.Writer) {
+// copyOutput tees the child's output to its log and the kept lines until
+// the pipe closes. Neither can fail: slog drops a record its writer refuses,
+// so a full log disk does not block or kill etcd.
+func (p *Process) copyOutput(r io.Reader, log *etcdLog) {
 	defer p.lines.flush()
+	defer log.flush()
 	buf := make([]byte, 32<<10)
-	var outErr error
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			p.lines.Write(buf[:n])
-			if outErr == nil {
-				if _, outErr = out.Write(buf[:n]); outErr != nil {
-					p.logger.Warn("writing etcd's output failed; keeping only its last lines", "pid", p.pid, "err", outErr)
-				}
-			}
+			log.Write(buf[:n])
 		}
 		if err != nil {
 			return
@@ -222,6 +227,7 @@ func (p *Process) Stop(grace time.Duration) error {
 	default:
 	}
 	p.logger.Info("stopping etcd", "pid", p.pid, "grace", grace)
+	p.stopping.Store(true)
 	if err := p.signalGroup(syscall.SIGTERM); err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/logging"
 )
 
 // childModeEnv makes the test binary act as a child instead of running the
@@ -55,7 +56,7 @@ func runChild(mode string) int {
 	case "supervisor":
 		// An appliance: it supervises a sleeping child and gets killed.
 		env := append(os.Environ(), childModeEnv+"=sleep")
-		p, err := Start(context.Background(), nil, os.Args[0], nil, env, os.Stdout, "")
+		p, err := Start(context.Background(), nil, os.Args[0], nil, env, nil, "")
 		if err != nil {
 			fmt.Println("starting child:", err)
 			return 1
@@ -81,12 +82,13 @@ func runChild(mode string) int {
 }
 
 // startChild starts the test binary as a child in mode with Start, and makes
-// sure the test leaves no process behind.
+// sure the test leaves no process behind. The child's output is logged, as
+// JSON, into the buffer returned.
 func startChild(t *testing.T, mode string, pidFile string, args ...string) (*Process, *syncBuffer) {
 	t.Helper()
 	out := &syncBuffer{}
 	env := append(os.Environ(), childModeEnv+"="+mode)
-	p, err := Start(context.Background(), testLogger(t), os.Args[0], args, env, out, pidFile)
+	p, err := Start(context.Background(), testLogger(t), os.Args[0], args, env, logging.New(out, "json", slog.LevelDebug), pidFile)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -202,8 +204,16 @@ func TestLastLinesAndOutput(t *testing.T) {
 		t.Errorf("LastLines() = %d lines %q … %q, want %q … %q",
 			len(got), got[0], got[len(got)-1], want[0], want[len(want)-1])
 	}
-	if got := out.String(); !strings.HasPrefix(got, "line 1\nline 2\n") || !strings.HasSuffix(got, "line 150\nlast words without a newline") {
-		t.Errorf("out did not get all of the child's output; it got %d bytes", len(got))
+	// Every line is logged, as it is at ERROR: none is one of etcd's.
+	var msgs []string
+	for _, l := range jsonLines(t, out.String()) {
+		if l["level"] != "ERROR" || l["component"] != "etcd" {
+			t.Errorf("child's line logged as %v, want level ERROR, component etcd", l)
+		}
+		msgs = append(msgs, fmt.Sprint(l["msg"]))
+	}
+	if len(msgs) != 151 || msgs[0] != "line 1" || msgs[149] != "line 150" || msgs[150] != "last words without a newline" {
+		t.Errorf("the log did not get every line of the child's output; it got %d: %q", len(msgs), msgs)
 	}
 }
 
@@ -217,7 +227,7 @@ func TestChildEnvironment(t *testing.T) {
 		// A race-enabled child otherwise sleeps a second before exiting.
 		"GORACE=atexit_sleep_ms=0",
 	}
-	p, err := Start(context.Background(), testLogger(t), os.Args[0], nil, env, io.Discard, "")
+	p, err := Start(context.Background(), testLogger(t), os.Args[0], nil, env, nil, "")
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -268,7 +278,7 @@ func TestStartFailures(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{childModeEnv + "=sleep"}
 
-	_, err := Start(context.Background(), testLogger(t), filepath.Join(dir, "no-such-etcd"), nil, env, io.Discard, filepath.Join(dir, "a.pid"))
+	_, err := Start(context.Background(), testLogger(t), filepath.Join(dir, "no-such-etcd"), nil, env, nil, filepath.Join(dir, "a.pid"))
 	if err == nil {
 		t.Error("Start of a missing binary succeeded")
 	}
@@ -277,8 +287,7 @@ func TestStartFailures(t *testing.T) {
 	}
 
 	// An unwritable pid file: the child must not be left running untracked.
-	out := &syncBuffer{}
-	_, err = Start(context.Background(), testLogger(t), os.Args[0], []string{"--data-dir=" + dir}, env, out, filepath.Join(dir, "missing", "etcd.pid"))
+	_, err = Start(context.Background(), testLogger(t), os.Args[0], []string{"--data-dir=" + dir}, env, testLogger(t), filepath.Join(dir, "missing", "etcd.pid"))
 	if err == nil {
 		t.Fatal("Start with an unwritable pid file succeeded")
 	}
@@ -288,7 +297,7 @@ func TestStartFailures(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Start(ctx, testLogger(t), os.Args[0], nil, env, io.Discard, ""); !errors.Is(err, context.Canceled) {
+	if _, err := Start(ctx, testLogger(t), os.Args[0], nil, env, nil, ""); !errors.Is(err, context.Canceled) {
 		t.Errorf("Start with a cancelled context: %v, want context.Canceled", err)
 	}
 }
