@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -222,13 +223,16 @@ func electedAfter(logs []string, t time.Time) string {
 			if !strings.Contains(line, "became leader at term") {
 				continue
 			}
+			// etcd's own lines (a static cluster) say ts; the appliance
+			// re-encodes its etcd's with time.
 			var l struct {
-				TS string `json:"ts"`
+				TS   string `json:"ts"`
+				Time string `json:"time"`
 			}
 			if json.Unmarshal([]byte(line), &l) != nil {
 				continue
 			}
-			at, err := time.Parse(time.RFC3339Nano, l.TS)
+			at, err := time.Parse(time.RFC3339Nano, cmp.Or(l.Time, l.TS))
 			if err == nil && at.After(t) && (first.IsZero() || at.Before(first)) {
 				first = at
 			}
