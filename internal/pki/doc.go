@@ -1,0 +1,52 @@
+// Package pki is the cluster's certificates (SPEC §4.8, issue 11): a cluster
+// CA, certificates it issues to members and users, their renewal without
+// restarting etcd, the operator's files reloaded on change (--tls files),
+// where the CA key is kept (Store: DirStore here, AWS Secrets Manager in
+// package awssecret), and the mutual-TLS configs of the appliance API.
+//
+// The pieces:
+//   - ClusterCA: the signing Authority and the Bundle of trusted CAs, in one
+//     PEM text (MarshalPEM, ParseClusterCA) that a Store keeps; Introduce,
+//     Promote and Retire rotate the CA with an overlap, both CAs trusted
+//     meanwhile.
+//   - Authority.Issue: an ECDSA P-256 certificate with the caller's name,
+//     addresses and lifetime; a Member's serves and is a client (etcd peers
+//     use one certificate both ways), a User's is a client only.
+//   - Renewer (--tls auto) and FileSource (--tls files): the certificate and
+//     bundle in use, as Credentials for ServerTLS and ClientTLS, and, for
+//     the Renewer, written to KeyPairFiles for etcd.
+//   - EnsureCA: the stored CA, or one created race-free by the first
+//     instance.
+//
+// # How etcd takes a renewed certificate (etcd v3.7.3, read in its source)
+//
+// go.etcd.io/etcd/client/pkg/v3/transport, listener.go: TLSInfo.baseConfig
+// (line 368) leaves tls.Config.Certificates empty and sets GetCertificate
+// (line 474) and GetClientCertificate (line 493) to closures that call
+// tlsutil.NewCert (tlsutil/tlsutil.go:53), which reads --cert-file and then
+// --key-file from disk and parses them with tls.X509KeyPair — at every
+// handshake, on the client and peer listeners and on the peer transport's
+// dials (transport.go:28, ClientConfig). Its own comment (lines 348-367)
+// says the certificates are left empty precisely so that every new
+// connection reloads, SNI or not. So a certificate file replaced on disk is
+// served from the next handshake on, without a restart; connections already
+// open keep the certificate they were made with (TLS checks expiry only at
+// the handshake).
+//
+// Two consequences are built in here. The two files are read one after the
+// other, so a renewal that replaces them with two renames can be seen
+// half-done (new certificate, old key) by one handshake; KeyPairFiles with
+// Cert == Key makes it one file and one rename, and tls.X509KeyPair takes
+// the certificate and the key out of the same text. And the trusted CAs are
+// not reloaded: ServerConfig (listener.go:529) builds ClientCAs and
+// ClientConfig (line 562) builds RootCAs once, from cafiles() (line 520,
+// the one --trusted-ca-file) through tlsutil.NewCertPool, when a listener
+// (listener_tls.go:59, newTLSListener) or the gRPC server (server/v3
+// embed/serve.go:230) is made. A new --trusted-ca-file content therefore
+// needs an etcd restart: a CA rotation restarts etcd once on each member
+// (rolling) with the two-CA bundle before any member renews under the new
+// CA, and may restart it again, or not, after Retire. The appliance's own
+// endpoints (ServerTLS, ClientTLS) take the bundle at every handshake.
+// TestRealEtcdReloadsRenewedCertificate shows the renewal half against the
+// real etcd.
+package pki
