@@ -230,10 +230,10 @@ func TestRenewerSetCA(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 10 s", what)
+			t.Fatalf("no %s within 30 s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
