@@ -125,6 +125,12 @@ type LeafRequest struct {
 // from now (a little before, see backdate) for req.Lifetime. A certificate
 // that would outlive the authority is refused: rotate the CA first.
 func (a *Authority) Issue(req LeafRequest, now time.Time) (*KeyPair, error) {
+	return a.issue(req, nil, now)
+}
+
+// issue signs a certificate for req's subject and key, a new key when key
+// is nil.
+func (a *Authority) issue(req LeafRequest, key crypto.Signer, now time.Time) (*KeyPair, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
@@ -133,9 +139,12 @@ func (a *Authority) Issue(req LeafRequest, now time.Time) (*KeyPair, error) {
 		return nil, fmt.Errorf("a certificate for %q until %s would outlive its CA %q (until %s): rotate the CA",
 			req.CommonName, notAfter.UTC().Format(time.RFC3339), a.Cert.Subject.CommonName, a.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating a key for %q: %w", req.CommonName, err)
+	if key == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("generating a key for %q: %w", req.CommonName, err)
+		}
+		key = k
 	}
 	serial, err := newSerial()
 	if err != nil {

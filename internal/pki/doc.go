@@ -31,13 +31,17 @@
 // connection reloads, SNI or not. So a certificate file replaced on disk is
 // served from the next handshake on, without a restart; connections already
 // open keep the certificate they were made with (TLS checks expiry only at
-// the handshake).
+// the handshake). etcd v3.5.36 and v3.6.16 have the same code (their
+// listener.go:482/505 and :474/493), so members of an older etcd during a
+// rolling upgrade reload the same way.
 //
-// Two consequences are built in here. The two files are read one after the
-// other, so a renewal that replaces them with two renames can be seen
-// half-done (new certificate, old key) by one handshake; KeyPairFiles with
-// Cert == Key makes it one file and one rename, and tls.X509KeyPair takes
-// the certificate and the key out of the same text. And the trusted CAs are
+// Two consequences are built in here. The two paths are opened one after
+// the other — even when they name one file — so a renewal with a new key
+// can be seen half done (old certificate, new key) by a handshake, which
+// then fails and is redialled by its peer. Giving etcd one combined file
+// (KeyPairFiles with Cert == Key) narrows that to a handshake whose own two
+// opens straddle the one rename; RenewerConfig.KeepKey closes it
+// (TestRenewalSeenHalfDone measures both). And the trusted CAs are
 // not reloaded: ServerConfig (listener.go:529) builds ClientCAs and
 // ClientConfig (line 562) builds RootCAs once, from cafiles() (line 520,
 // the one --trusted-ca-file) through tlsutil.NewCertPool, when a listener

@@ -2,6 +2,7 @@ package pki_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"os"
@@ -186,5 +187,68 @@ func TestEnsureCACorruptStore(t *testing.T) {
 	}, nil)
 	if !errors.Is(err, pki.ErrBadCA) {
 		t.Errorf("err = %v, want ErrBadCA", err)
+	}
+}
+
+// What etcd does at every handshake — open the certificate path, then the
+// key path, and pair them — never fails during renewals that keep the key,
+// with one file or two. With a new key each time it may (the reads can
+// straddle a rename); how often is logged, not asserted.
+func TestRenewalSeenHalfDone(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name    string
+		files   pki.KeyPairFiles
+		keepKey bool
+	}{
+		{"two files, key kept", pki.KeyPairFiles{Cert: filepath.Join(dir, "a.crt"), Key: filepath.Join(dir, "a.key")}, true},
+		{"one file, key kept", pki.KeyPairFiles{Cert: filepath.Join(dir, "b.pem"), Key: filepath.Join(dir, "b.pem")}, true},
+		{"two files, new keys", pki.KeyPairFiles{Cert: filepath.Join(dir, "c.crt"), Key: filepath.Join(dir, "c.key")}, false},
+		{"one file, new keys", pki.KeyPairFiles{Cert: filepath.Join(dir, "d.pem"), Key: filepath.Join(dir, "d.pem")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock := newFakeClock(t0)
+			r, err := pki.NewRenewer(pki.RenewerConfig{
+				CA: newCA(t, "ca", t0), Request: memberRequest("i-1", time.Hour), Files: c.files, KeepKey: c.keepKey,
+				Now: clock.Now, After: clock.After,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			result := make(chan [2]int)
+			go func() {
+				reads, failures := 0, 0
+				for {
+					select {
+					case <-done:
+						result <- [2]int{reads, failures}
+						return
+					default:
+					}
+					if _, err := tls.LoadX509KeyPair(c.files.Cert, c.files.Key); err != nil {
+						failures++
+					}
+					reads++
+				}
+			}()
+			first := r.Current()
+			for range 50 {
+				clock.Set(clock.Now().Add(40 * time.Minute))
+				if renewed, err := r.RenewIfDue(); err != nil || !renewed {
+					t.Fatalf("renewed %v, %v", renewed, err)
+				}
+			}
+			close(done)
+			got := <-result
+			sameKey := first.Cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(r.Current().Cert.PublicKey)
+			if sameKey != c.keepKey {
+				t.Errorf("the last certificate has the first one's key: %v, want %v", sameKey, c.keepKey)
+			}
+			if c.keepKey && got[1] != 0 {
+				t.Errorf("%d of %d reads during 50 renewals failed", got[1], got[0])
+			}
+			t.Logf("%d of %d reads during 50 renewals failed", got[1], got[0])
+		})
 	}
 }

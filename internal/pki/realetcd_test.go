@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
@@ -97,6 +100,21 @@ func TestRealEtcdReloadsRenewedCertificate(t *testing.T) {
 	if got.serial.Cmp(renewed.Cert.SerialNumber) != 0 {
 		t.Errorf("after the renewal etcd serves serial %x, want the renewed %x (first %x)",
 			got.serial, renewed.Cert.SerialNumber, first.Cert.SerialNumber)
+	}
+
+	// The appliance's etcd client (gRPC) speaks the same mutual TLS.
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{clientURL}, TLS: pki.ClientTLS(client, "127.0.0.1"), DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	kvCtx, kvCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer kvCancel()
+	if _, err := cli.Put(kvCtx, "k", "v"); err != nil {
+		t.Errorf("Put through clientv3 with ClientTLS: %v", err)
 	}
 
 	// The trusted CA file is not reloaded: a member of a newly introduced CA

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -34,6 +35,14 @@ type RenewerConfig struct {
 	// RenewFraction is the part of the validity after which a certificate
 	// is renewed, in (0, 1); default DefaultRenewFraction.
 	RenewFraction float64
+	// KeepKey renews with the key of the first certificate instead of a
+	// new key each time. etcd reads the certificate file and then the key
+	// file at every handshake; with a new key, a handshake whose reads
+	// straddle a renewal pairs the old certificate with the new key and
+	// fails (its peer dials again). With the key kept no handshake ever
+	// fails, but a stolen key stays good for as long as the Renewer lives,
+	// not one certificate lifetime. Default: a new key each renewal.
+	KeepKey bool
 	// RetryInterval is how soon a failed renewal is retried; default 30 s,
 	// at most a tenth of the lifetime.
 	RetryInterval time.Duration
@@ -182,7 +191,11 @@ func (r *Renewer) renew(reason string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ca := r.ca.Load()
-	kp, err := ca.Issue(r.cfg.Request, r.cfg.Now())
+	var key crypto.Signer
+	if previous := r.current.Load(); previous != nil && r.cfg.KeepKey {
+		key = previous.key
+	}
+	kp, err := ca.Signer.issue(r.cfg.Request, key, r.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("renewing the certificate of %q: %w", r.cfg.Request.CommonName, err)
 	}
