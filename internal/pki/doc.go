@@ -48,9 +48,16 @@
 // (listener_tls.go:59, newTLSListener) or the gRPC server (server/v3
 // embed/serve.go:230) is made. A new --trusted-ca-file content therefore
 // needs an etcd restart: a CA rotation restarts etcd once on each member
-// (rolling) with the two-CA bundle before any member renews under the new
-// CA, and may restart it again, or not, after Retire. The appliance's own
-// endpoints (ServerTLS, ClientTLS) take the bundle at every handshake.
-// TestRealEtcdReloadsRenewedCertificate shows the renewal half against the
-// real etcd.
+// (rolling) after Introduce, before Promote lets any member renew under
+// the new CA, and may restart it again, or not, after Retire. The
+// appliance's own endpoints (ServerTLS, ClientTLS) take the bundle at every
+// handshake. TestRealEtcdReloadsRenewedCertificate shows both against the
+// real etcd: a renewal served to the next connection, a CA added to the
+// file refused until a restart.
+//
+// One more thing etcd does not do by itself: --peer-client-cert-auth
+// accepts any client certificate of a trusted CA on the peer port, a
+// User's too. Limiting the peer port to members takes
+// --peer-cert-allowed-hostname (a name only member certificates carry) or
+// a CA of its own for peers.
 package pki

@@ -252,3 +252,11 @@ func TestRenewalSeenHalfDone(t *testing.T) {
 		})
 	}
 }
+
+// Without a generator, an empty store is ErrNoCA, not a new CA.
+func TestEnsureCAReadOnly(t *testing.T) {
+	_, _, err := pki.EnsureCA(context.Background(), pki.DirStore{Dir: t.TempDir()}, nil, nil)
+	if !errors.Is(err, pki.ErrNoCA) {
+		t.Errorf("err = %v, want ErrNoCA", err)
+	}
+}

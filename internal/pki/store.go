@@ -32,7 +32,9 @@ type Store interface {
 
 // EnsureCA is the cluster CA of store, created by generate when the store
 // has none (race-free: when another instance created one first, its CA is
-// the one returned). What it reads is parsed before it is used, so that a
+// the one returned). With generate nil, an empty store is ErrNoCA: an
+// instance that must not create the CA (`client-cert`, an operator-supplied
+// CA) only reads. What it reads is parsed before it is used, so that a
 // corrupt or foreign secret is an error (ErrBadCA), never a CA. created
 // says whether this call created the CA.
 func EnsureCA(ctx context.Context, store Store, generate func() (*ClusterCA, error), log *slog.Logger) (ca *ClusterCA, created bool, err error) {
@@ -50,6 +52,9 @@ func EnsureCA(ctx context.Context, store Store, generate func() (*ClusterCA, err
 		return ca, false, nil
 	case !errors.Is(err, ErrNoCA):
 		return nil, false, fmt.Errorf("reading the cluster CA: %w", err)
+	}
+	if generate == nil {
+		return nil, false, err
 	}
 	mine, err := generate()
 	if err != nil {
