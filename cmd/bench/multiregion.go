@@ -62,9 +62,9 @@ func measureMultiRegion(ctx context.Context, binary string, window time.Duration
 				target:  "0 / h",
 				unit:    "/ h",
 				samples: []float64{perHour},
-				note: fmt.Sprintf("%d elections (raft term %d → %d) over %s; timing %s; %d writes, %d failed, write p50 %s, p99 %s",
+				note: fmt.Sprintf("%d elections (raft term %d → %d) over %s; timing %s; %d writes, %d failed, write p50 %s, p99 %s, leader in %s",
 					r.elections, r.termBefore, r.termAfter, r.window.Round(time.Second), r.timing,
-					r.writes, r.failed, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond)),
+					r.writes, r.failed, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.leaderRegion),
 			})
 			log.Printf("multi-region %s, %s: %d elections in %s", rtt, s.name, r.elections, r.window.Round(time.Second))
 		}
@@ -80,6 +80,8 @@ type multiRegionRun struct {
 	window                time.Duration
 	writes, failed        int
 	p50, p99              time.Duration
+	// leaderRegion is where the leader was at the end.
+	leaderRegion string
 }
 
 // measureElections starts a faithful group of 2+1 at rtt with args, waits
@@ -114,7 +116,7 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 		return r, err
 	}
 	defer c.Close()
-	if r.termBefore, err = highestTerm(ctx, g); err != nil {
+	if r.termBefore, _, err = highestTerm(ctx, g); err != nil {
 		return r, err
 	}
 	start := time.Now()
@@ -135,7 +137,7 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 		lat = append(lat, time.Since(t0))
 	}
 	r.window = time.Since(start)
-	if r.termAfter, err = highestTerm(ctx, g); err != nil {
+	if r.termAfter, r.leaderRegion, err = highestTerm(ctx, g); err != nil {
 		return r, err
 	}
 	r.elections = r.termAfter - r.termBefore
@@ -146,21 +148,35 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 	return r, nil
 }
 
-// highestTerm is the highest raft term any running member reports.
-func highestTerm(ctx context.Context, g *fleet.AWSMulti) (uint64, error) {
-	var term uint64
+// highestTerm is the highest raft term any running member reports, and
+// the region of the leader.
+func highestTerm(ctx context.Context, g *fleet.AWSMulti) (term uint64, leaderRegion string, err error) {
 	for _, inst := range g.Running() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := g.StatusOf(sctx, inst.ID)
 		cancel()
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		for _, m := range st.Members {
 			term = max(term, m.RaftTerm)
+			if m.Leader {
+				leaderRegion = fmt.Sprintf("%s (%d of 3 members there)", g.RegionOf(m.Name), regionSize(g, g.RegionOf(m.Name)))
+			}
 		}
 	}
-	return term, nil
+	return term, leaderRegion, nil
+}
+
+// regionSize is how many running instances region holds.
+func regionSize(g *fleet.AWSMulti, region string) int {
+	n := 0
+	for _, inst := range g.Running() {
+		if g.RegionOf(inst.ID) == region {
+			n++
+		}
+	}
+	return n
 }
 
 // derivedTiming is the timing the first instance's log says it runs with:
