@@ -27,7 +27,7 @@ func (a *api) serve() (*http.Server, error) {
 	addr := apiAddress(a.bindAddress(), a.ports.API)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listening for the appliance API on %s: %w", addr, err)
+		return nil, fmt.Errorf("listening for the appliance API: %w", apiListenError(addr, err))
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

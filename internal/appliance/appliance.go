@@ -88,6 +88,8 @@ type Appliance struct {
 	drainer     *drainer    // nil: the provider has no termination hooks
 	launchGate  *launchGate // nil: the provider has no launch hooks
 	restarts    etcd.Backoff
+	// portWatch remembers the problem of etcd's ports last logged.
+	portWatch portsWatch
 }
 
 // New builds an appliance; Run starts it.
@@ -112,7 +114,10 @@ func New(opts Options) *Appliance {
 		out = opts.EtcdOutput
 	}
 	l := &launcher{node: n, etcdCmd: opts.EtcdCommand, etcdOut: out,
-		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand}}
+		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand},
+		checkPorts: func(ctx context.Context, ports []etcd.Port) error {
+			return etcd.CheckPorts(ctx, ports, portGrace)
+		}}
 	w := &world{node: n, http: &http.Client{Timeout: time.Second}, reachable: listening}
 	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}
 	dns := &dnsPublisher{node: n, dns: opts.DNS, spec: opts.DNSSpec}
@@ -191,13 +196,24 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	var delay time.Duration
 	for {
+		if !a.etcdPortsFree(run) {
+			if !sleep(run, portsRetry) {
+				return a.stop(ctx, run, nil)
+			}
+			continue
+		}
 		proc, err := a.starter.run(run)
 		if run.Err() != nil {
 			return a.stop(ctx, run, proc)
 		}
 		if err != nil {
-			a.startFailed(run, err)
-			if !sleep(run, a.cfg.StartupInterval) {
+			pause := a.cfg.StartupInterval
+			if a.portsBusy(err) {
+				pause = portsRetry
+			} else {
+				a.startFailed(run, err)
+			}
+			if !sleep(run, pause) {
 				return a.stop(ctx, run, nil)
 			}
 			continue

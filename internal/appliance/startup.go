@@ -47,6 +47,9 @@ type launcher struct {
 	etcdOut io.Writer
 	// current is the release the appliance is configured to run (etcdCmd).
 	current etcdRelease
+	// checkPorts checks that etcd can listen on its ports before it
+	// starts (etcd.CheckPorts); nil: they are not checked.
+	checkPorts func(ctx context.Context, ports []etcd.Port) error
 
 	// mu orders the records of the release that starts on the data.
 	mu sync.Mutex
@@ -100,6 +103,13 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 	spec := l.spec(launch)
 	if err := spec.Validate(); err != nil {
 		return nil, err
+	}
+	clientSetBy := clientPortFlag
+	if launch.ClientPort != 0 {
+		clientSetBy = privateClientPort
+	}
+	if err := l.portsFree(ctx, spec, clientSetBy); err != nil {
+		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
 	if err := l.record(r); err != nil {
 		return nil, err
