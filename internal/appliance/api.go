@@ -15,6 +15,10 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 )
 
+// peerViewWait bounds how long /v1/peer waits for a fresh listing of the
+// group (groupLister.freshen): peers ask with a 1 s deadline.
+const peerViewWait = 300 * time.Millisecond
+
 // api is the appliance's HTTP API: what peers read to plan (/v1/peer) and
 // what operators and load balancers read.
 type api struct {
@@ -44,6 +48,7 @@ func (a *Appliance) Handler() http.Handler { return a.api.handler() }
 func (a *api) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/peer", func(w http.ResponseWriter, r *http.Request) {
+		a.groups.freshen(r.Context(), cluster.SteadyListEvery, peerViewWait)
 		writeJSON(w, http.StatusOK, a.peerState())
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {

@@ -105,7 +105,10 @@ func New(opts Options) *Appliance {
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
 	n.metrics.backupInterval.Set(cfg.BackupInterval.Seconds())
-	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() }}
+	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() },
+		listed: func(group []cluster.Instance) {
+			n.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
+		}}
 	if opts.Now == nil {
 		n.now = time.Now
 	}

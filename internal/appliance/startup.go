@@ -466,8 +466,8 @@ func (s *starter) gather(ctx context.Context) (cluster.StartupInputs, error) {
 	if err != nil {
 		s.log.Debug("group listing failed", "err", err)
 	} else {
+		// The listing published itself as the instance's group view.
 		in.GroupKnown, in.Group = true, group
-		s.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
 	}
 	s.firewall.admitSelf(ctx)
 	local, err := s.localInputs()
