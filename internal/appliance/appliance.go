@@ -35,8 +35,11 @@ import (
 
 // Options are the parts an Appliance is built from.
 type Options struct {
-	Config   *config.Config
-	Logger   *slog.Logger
+	Config *config.Config
+	Logger *slog.Logger
+	// Identity and Group say who the instance is and what its group is;
+	// nil only for a by-hand operation that asks neither (`restore
+	// --set-aside`, `restore --list` with --cluster-name).
 	Identity provider.Identity
 	Group    provider.Group
 	// EtcdCommand is the program and leading arguments that run etcd: the
