@@ -79,6 +79,11 @@ func TestBusyPortHoldsEtcdBack(t *testing.T) {
 		t.Errorf("a launch refused on its port recorded release %+v", r)
 	}
 
+	// The launch's refusal is reported as the check before a plan's is:
+	// the same problem, logged once for both.
+	if !a.portsBusy(err) {
+		t.Fatalf("portsBusy(%v) = false", err)
+	}
 	for range 3 {
 		if a.etcdPortsFree(t.Context()) {
 			t.Fatal("etcdPortsFree with a held client port = true")
@@ -86,7 +91,7 @@ func TestBusyPortHoldsEtcdBack(t *testing.T) {
 		now = now.Add(portsRetry)
 	}
 	if n := strings.Count(logs.String(), "etcd cannot listen on its ports"); n != 1 {
-		t.Errorf("3 looks at a held port logged it %d times, want once:\n%s", n, logs.String())
+		t.Errorf("a refused launch and 3 looks at a held port logged it %d times, want once:\n%s", n, logs.String())
 	}
 	if waiting, _ := a.waitingFor(); !strings.Contains(waiting, want) {
 		t.Errorf("waiting = %q, want it to say %q", waiting, want)

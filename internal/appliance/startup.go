@@ -109,7 +109,9 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 		clientSetBy = privateClientPort
 	}
 	if err := l.portsFree(ctx, spec, clientSetBy); err != nil {
-		return nil, fmt.Errorf("starting etcd: %w", err)
+		// As it is: the check before the plan words it so, and the
+		// appliance logs a change of its words (reportPorts).
+		return nil, err
 	}
 	if err := l.record(r); err != nil {
 		return nil, err
