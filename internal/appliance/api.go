@@ -16,7 +16,11 @@ import (
 )
 
 // peerViewWait bounds how long /v1/peer waits for a fresh listing of the
-// group (groupLister.freshen): peers ask with a 1 s deadline.
+// group (groupLister.freshen): peers ask with a 1 s deadline. The wait
+// never lengthens a round trip that raft timing is derived from: only an
+// instance whose etcd runs goes cluster.SteadyListEvery without listing
+// (starting ones list every second), and a running member publishes its
+// timing, which a planning peer then takes instead of deriving one.
 const peerViewWait = 300 * time.Millisecond
 
 // api is the appliance's HTTP API: what peers read to plan (/v1/peer) and
