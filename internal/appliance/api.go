@@ -16,11 +16,11 @@ import (
 )
 
 // peerViewWait bounds how long /v1/peer waits for a fresh listing of the
-// group (groupLister.freshen): peers ask with a 1 s deadline. The wait
-// never lengthens a round trip that raft timing is derived from: only an
-// instance whose etcd runs goes cluster.SteadyListEvery without listing
-// (starting ones list every second), and a running member publishes its
-// timing, which a planning peer then takes instead of deriving one.
+// group (groupLister.freshen) while the instance's etcd runs: peers ask
+// with a 1 s deadline. The wait never lengthens a round trip that raft
+// timing is derived from: a running member publishes its timing, which a
+// planning peer takes instead of deriving one. (An instance without etcd
+// plans, and lists the group every second, itself.)
 const peerViewWait = 300 * time.Millisecond
 
 // api is the appliance's HTTP API: what peers read to plan (/v1/peer) and
@@ -52,7 +52,11 @@ func (a *Appliance) Handler() http.Handler { return a.api.handler() }
 func (a *api) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/peer", func(w http.ResponseWriter, r *http.Request) {
-		a.groups.freshen(r.Context(), cluster.SteadyListEvery, peerViewWait)
+		wait := time.Duration(0)
+		if a.peerState().EtcdRunning {
+			wait = peerViewWait
+		}
+		a.groups.freshen(r.Context(), cluster.SteadyListEvery, wait)
 		writeJSON(w, http.StatusOK, a.peerState())
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
