@@ -57,11 +57,18 @@ func (g *groupLister) list(ctx context.Context, maxAge time.Duration) ([]cluster
 		return nil, err
 	}
 	g.mu.Lock()
+	if now.Before(g.at) {
+		// A listing started later ended first: it is the newer one, and
+		// stays the one kept and published.
+		g.mu.Unlock()
+		return insts, nil
+	}
 	g.at, g.instances = now, slices.Clone(insts)
-	g.mu.Unlock()
 	if g.listed != nil {
+		// Under the lock, so that views are published in the order kept.
 		g.listed(slices.Clone(insts))
 	}
+	g.mu.Unlock()
 	return insts, nil
 }
 
