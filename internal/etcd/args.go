@@ -65,10 +65,10 @@ func (s ServerSpec) ClientURL() string { return hostURL(s.Address, s.ClientPort)
 func (s ServerSpec) PeerURL() string { return hostURL(s.Address, s.PeerPort) }
 
 // MetricsURL is the URL etcd serves /metrics and /health on.
-func (s ServerSpec) MetricsURL() string { return hostURL(s.listenHost(), s.MetricsPort) }
+func (s ServerSpec) MetricsURL() string { return hostURL(s.ListenHost(), s.MetricsPort) }
 
-// listenHost is the IP etcd binds: ListenAddress, or else Address.
-func (s ServerSpec) listenHost() string {
+// ListenHost is the IP etcd binds: ListenAddress, or else Address.
+func (s ServerSpec) ListenHost() string {
 	if s.ListenAddress != "" {
 		return s.ListenAddress
 	}
@@ -90,9 +90,9 @@ func Args(s ServerSpec) []string {
 	args := []string{
 		"--name=" + s.Name,
 		"--data-dir=" + s.DataDir,
-		"--listen-client-urls=" + hostURL(s.listenHost(), s.ClientPort),
+		"--listen-client-urls=" + hostURL(s.ListenHost(), s.ClientPort),
 		"--advertise-client-urls=" + s.ClientURL(),
-		"--listen-peer-urls=" + hostURL(s.listenHost(), s.PeerPort),
+		"--listen-peer-urls=" + hostURL(s.ListenHost(), s.PeerPort),
 		"--initial-advertise-peer-urls=" + s.PeerURL(),
 		"--listen-metrics-urls=" + s.MetricsURL(),
 		"--initial-cluster=" + strings.Join(cluster, ","),
