@@ -149,15 +149,8 @@ func TestMultiRegionFaithful(t *testing.T) {
 
 	// The resolver splits the horizon: the private address in the region,
 	// the public one outside.
-	var eastInst, westInst *fleet.Instance
-	for _, inst := range g.Running() {
-		switch g.RegionOf(inst.ID) {
-		case east:
-			eastInst = inst
-		case west:
-			westInst = inst
-		}
-	}
+	inRegion := oneInEachRegion(g)
+	eastInst, westInst := inRegion[east], inRegion[west]
 	for _, c := range []struct {
 		from, of *fleet.Instance
 		want     string
@@ -231,15 +224,8 @@ func TestMultiRegionFaithfulPeered(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPrivateMembers(t, g, st)
-	var eastInst, westInst *fleet.Instance
-	for _, inst := range g.Running() {
-		switch g.RegionOf(inst.ID) {
-		case east:
-			eastInst = inst
-		case west:
-			westInst = inst
-		}
-	}
+	inRegion := oneInEachRegion(g)
+	eastInst, westInst := inRegion[east], inRegion[west]
 	// Peering's DNS resolution: the public name is the private address in
 	// the other region too; and the private address is reachable there.
 	addrs, err := g.LookupFrom(ctx, eastInst.ID, g.PublicName(westInst.ID))
@@ -286,4 +272,13 @@ func checkPrivateMembers(t *testing.T, g *fleet.AWSMulti, st cluster.ClusterStat
 			t.Errorf("%s: member publishes public IP %q in private mode", inst.ID, m.PublicIP)
 		}
 	}
+}
+
+// oneInEachRegion is a running instance of each region, by region.
+func oneInEachRegion(g *fleet.AWSMulti) map[string]*fleet.Instance {
+	out := map[string]*fleet.Instance{}
+	for _, inst := range g.Running() {
+		out[g.RegionOf(inst.ID)] = inst
+	}
+	return out
 }
