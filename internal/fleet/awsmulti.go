@@ -67,6 +67,10 @@ type AWSMultiOptions struct {
 	// that the public proxy adds (half each way); SetInterRegionRTT
 	// changes it.
 	InterRegionRTT time.Duration
+	// InterRegionLoss, with Faithful, is the share (0 to 1) of the chunks
+	// between regions that the public proxy "loses": each arrives a TCP
+	// retransmission timeout later, holding back those after it.
+	InterRegionLoss float64
 	// Peered, with Faithful, joins the regions' VPCs by peering with DNS
 	// resolution on (faithfulpeering.go): the instances reach each other's
 	// private addresses, and public names resolve to private addresses in
@@ -160,6 +164,7 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		g.faithful.proxy.oneWay.Store(int64(opts.InterRegionRTT / 2))
+		g.faithful.proxy.lossPPM.Store(int64(opts.InterRegionLoss * 1e6))
 		if opts.Peered {
 			if err := g.faithful.peer(ctx, opts.Regions); err != nil {
 				g.Close()
