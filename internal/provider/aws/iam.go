@@ -30,6 +30,9 @@ type PolicyFeatures struct {
 	// MultiRegion allows keeping the members' ingress rules in the cluster
 	// security group of every region (--regions, SPEC §4.4).
 	MultiRegion bool
+	// CASecret is the name of the Secrets Manager secret that holds the
+	// cluster CA of --tls auto (--tls-ca-secret); empty: none.
+	CASecret string
 }
 
 // PolicyDocument is an IAM policy document.
@@ -177,6 +180,17 @@ func Policy(f PolicyFeatures) PolicyDocument {
 				Action:   []string{"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"},
 				Resource: []string{arn + "ec2:*:*:security-group/*"},
 			})
+	}
+	if f.CASecret != "" {
+		// The first appliance creates the CA's secret, the others read it,
+		// and a CA rotation writes a new version (SPEC §4.8). Secrets
+		// Manager appends six characters to a secret's name in its ARN.
+		doc.Statement = append(doc.Statement, PolicyStatement{
+			Sid:      "KeepTheClusterCA",
+			Effect:   "Allow",
+			Action:   []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+			Resource: []string{arn + "secretsmanager:*:*:secret:" + f.CASecret + "-??????"},
+		})
 	}
 	return doc
 }
