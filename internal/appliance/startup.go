@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
 
 // etcdProcess is a running etcd child (*etcd.Process).
@@ -74,6 +76,7 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		AutoCompactionRetention: l.cfg.AutoCompactionRetention,
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
 		InitialCluster:          slices.Clone(launch.InitialCluster),
+		TLS:                     l.etcdTLSFiles(),
 	}
 	if launch.ClientPort != 0 {
 		spec.ClientPort = launch.ClientPort
@@ -203,6 +206,8 @@ type world struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
+	// ignored is the last reason each peer's answer was ignored for.
+	ignored map[string]string
 }
 
 // listenTimeout bounds the TCP connect that tells whether anything listens
@@ -253,7 +258,7 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		wg.Go(func() {
 			st, rtt, err := w.askPeer(ctx, inst.Address)
 			if err != nil {
-				w.log.Debug("peer did not answer", "peer", inst.ID, "err", err)
+				w.unanswered(inst.ID, err)
 				return
 			}
 			mu.Lock()
@@ -268,6 +273,31 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		}
 	}
 	return answers
+}
+
+// unanswered logs why a peer's answer is missing: at Debug when it did not
+// answer (not started, gone), at Warn, once for each peer and cause, when
+// something answered that is not a member of the cluster — a server
+// without a member certificate of the cluster CA, or a plaintext one — and
+// its answer is ignored.
+func (w *world) unanswered(peer string, err error) {
+	var record tls.RecordHeaderError
+	if !errors.Is(err, pki.ErrUntrustedServer) && !errors.As(err, &record) {
+		w.log.Debug("peer did not answer", "peer", peer, "err", err)
+		return
+	}
+	w.mu.Lock()
+	if w.ignored == nil {
+		w.ignored = map[string]string{}
+	}
+	repeat := w.ignored[peer] == err.Error()
+	w.ignored[peer] = err.Error()
+	w.mu.Unlock()
+	level := slog.LevelWarn
+	if repeat {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, "peer answer ignored: the server is not a member of the cluster", "peer", peer, "err", err)
 }
 
 // remember records client URLs where a member ran.
@@ -292,7 +322,7 @@ func (w *world) seenURLs() []string {
 // askPeer asks the appliance at address for its state, and times the
 // round trip.
 func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState, time.Duration, error) {
-	url := "http://" + apiAddress(address, w.ports.API) + "/v1/peer"
+	url := w.apiURL(address, "/v1/peer")
 	// The round trip is timed from the request's last byte to the answer's
 	// first, so that a new connection's handshake does not count.
 	var wrote, answered time.Time

@@ -1,0 +1,134 @@
+package fleet
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
+)
+
+// fleetTLS is a group run with --tls auto (Options.TLS): the appliances
+// keep the cluster CA in a directory of the group (the first to start
+// creates it), and the fleet's own clients — its calls to the appliance
+// APIs and its etcd clients — show a user certificate it issues from that
+// CA, as an operator with CA access would (`client-cert`).
+type fleetTLS struct {
+	dir string
+
+	mu    sync.Mutex
+	creds *staticCredentials // nil until the CA exists
+	http  *http.Client
+}
+
+// userCertLifetime is the lifetime of the fleet's own certificate: longer
+// than any test or demo.
+const userCertLifetime = 24 * time.Hour
+
+// tlsArgs are the flags of `etcd-appliance run` that turn TLS on.
+func (t *fleetTLS) args() []string {
+	if t == nil {
+		return nil
+	}
+	return []string{"--tls", "auto", "--tls-ca-dir", t.dir}
+}
+
+// credentials are the fleet's certificate and the cluster's trust, issued
+// once the first appliance created the CA; before, an error.
+func (t *fleetTLS) credentials(ctx context.Context) (*staticCredentials, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.creds != nil {
+		return t.creds, nil
+	}
+	ca, _, err := pki.EnsureCA(ctx, pki.DirStore{Dir: t.dir}, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: the cluster CA in %s: %w", t.dir, err)
+	}
+	kp, err := ca.Issue(pki.LeafRequest{Kind: pki.User, CommonName: "fleet", Lifetime: userCertLifetime}, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("fleet: issuing the fleet's certificate: %w", err)
+	}
+	t.creds = &staticCredentials{cert: kp.TLSCertificate(), trust: ca.Trust}
+	t.http = &http.Client{Transport: pki.MemberTransport(t.creds)}
+	t.http.Transport.(*http.Transport).DisableKeepAlives = true
+	return t.creds, nil
+}
+
+// staticCredentials are a certificate that does not change and the bundle
+// it trusts (pki.Credentials).
+type staticCredentials struct {
+	cert  *tls.Certificate
+	trust *pki.Bundle
+}
+
+var _ pki.Credentials = (*staticCredentials)(nil)
+
+func (c *staticCredentials) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.cert, nil
+}
+
+func (c *staticCredentials) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.cert, nil
+}
+
+func (c *staticCredentials) Trust() *pki.Bundle { return c.trust }
+
+// TLS reports whether the group runs with --tls auto.
+func (g *Group) TLS() bool { return g.tls != nil }
+
+// CADir is the directory of the cluster CA of a group run with TLS, "" without.
+func (g *Group) CADir() string {
+	if g.tls == nil {
+		return ""
+	}
+	return g.tls.dir
+}
+
+// ClientTLS is the TLS config of a client of the group's etcd: the fleet's
+// user certificate, verifying the members' certificates under the cluster
+// CA; nil for a group without TLS. It fails until the first appliance has
+// created the CA.
+func (g *Group) ClientTLS(ctx context.Context) (*tls.Config, error) {
+	if g.tls == nil {
+		return nil, nil
+	}
+	creds, err := g.tls.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pki.EtcdClientTLS(creds), nil
+}
+
+// scheme is the scheme of the group's etcd URLs and appliance APIs.
+func (g *Group) scheme() string {
+	if g.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// apiClient is the HTTP client of the appliance APIs.
+func (g *Group) apiClient(ctx context.Context) (*http.Client, error) {
+	if g.tls == nil {
+		return httpClient, nil
+	}
+	if _, err := g.tls.credentials(ctx); err != nil {
+		return nil, err
+	}
+	g.tls.mu.Lock()
+	defer g.tls.mu.Unlock()
+	return g.tls.http, nil
+}
+
+// newFleetTLS is the TLS of a group in dir, or nil when off.
+func newFleetTLS(on bool, dir string) *fleetTLS {
+	if !on {
+		return nil
+	}
+	return &fleetTLS{dir: filepath.Join(dir, "ca")}
+}
