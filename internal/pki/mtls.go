@@ -123,7 +123,7 @@ func IsClusterCertificate(chains [][]*x509.Certificate, trust *Bundle) bool {
 // peers' APIs (https://): every connection shows c's current certificate
 // and accepts only a member certificate of c's bundle that names the host
 // dialled (ClientTLS); any other server fails the dial with
-// ErrUntrustedServer.
+// ErrUntrustedServer, a plaintext one too.
 func MemberTransport(c Credentials) *http.Transport {
 	return &http.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -132,7 +132,12 @@ func MemberTransport(c Credentials) *http.Transport {
 				return nil, err
 			}
 			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: ClientTLS(c, host)}
-			return d.DialContext(ctx, network, addr)
+			conn, err := d.DialContext(ctx, network, addr)
+			var record tls.RecordHeaderError
+			if errors.As(err, &record) {
+				return nil, fmt.Errorf("%w: the server at %s does not speak TLS: %v", ErrUntrustedServer, addr, err)
+			}
+			return conn, err
 		},
 		ForceAttemptHTTP2:   false,
 		MaxIdleConnsPerHost: 2,
