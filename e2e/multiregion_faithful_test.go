@@ -73,8 +73,10 @@ func derivedTimings(g *fleet.AWSMulti) map[string]string {
 
 // replaceIn terminates the first running instance of region, launches its
 // replacement there and waits until the cluster is the running instances
-// again, with the same cluster id, and the rules follow.
-func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region string, clusterID cluster.ID) {
+// again, with the same cluster id, advertised as check wants, and the
+// rules and records follow the instances' addresses as addr gives them.
+func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region string, clusterID cluster.ID,
+	addr func(*fleet.Instance) string, check func(*testing.T, *fleet.AWSMulti, cluster.ClusterStatus)) {
 	t.Helper()
 	var victim *fleet.Instance
 	for _, inst := range g.Running() {
@@ -86,7 +88,7 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	if victim == nil {
 		t.Fatalf("no running instance in %s", region)
 	}
-	victimIP := g.PublicIP(victim.ID)
+	victimIP := addr(victim)
 	if err := g.Terminate(ctx, victim.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -104,12 +106,12 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	if after.ClusterID != clusterID {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", clusterID, after.ClusterID)
 	}
-	checkPublicMembers(t, g, after)
+	check(t, g, after)
 	converged := time.Since(terminated)
-	waitClientName(t, ctx, g, after, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) })
+	waitClientName(t, ctx, g, after, addr)
 	records := time.Since(terminated)
 	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	rules, err := g.WaitIngress(ictx, wantedIngress(g, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) }))
+	rules, err := g.WaitIngress(ictx, wantedIngress(g, addr))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +120,7 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 		t.Errorf("a rule of terminated %s (%s) is left: %v", victim.ID, victimIP, rules)
 	}
 	t.Logf("replaced %s by %s (%s, %s) in %s: converged %s, records %s, rules %s after the termination",
-		victim.ID, repl.ID, g.PublicIP(repl.ID), g.PublicName(repl.ID), region, converged.Round(time.Millisecond),
+		victim.ID, repl.ID, addr(repl), g.PublicName(repl.ID), region, converged.Round(time.Millisecond),
 		records.Round(time.Millisecond), time.Since(terminated).Round(time.Millisecond))
 }
 
@@ -147,15 +149,8 @@ func TestMultiRegionFaithful(t *testing.T) {
 
 	// The resolver splits the horizon: the private address in the region,
 	// the public one outside.
-	var eastInst, westInst *fleet.Instance
-	for _, inst := range g.Running() {
-		switch g.RegionOf(inst.ID) {
-		case east:
-			eastInst = inst
-		case west:
-			westInst = inst
-		}
-	}
+	inRegion := oneInEachRegion(g)
+	eastInst, westInst := inRegion[east], inRegion[west]
 	for _, c := range []struct {
 		from, of *fleet.Instance
 		want     string
@@ -198,10 +193,92 @@ func TestMultiRegionFaithful(t *testing.T) {
 	for id, line := range derivedTimings(g) {
 		t.Logf("%s: %s", id, strings.TrimSpace(line))
 	}
-	replaceIn(t, ctx, g, west, st.ClusterID)
-	replaceIn(t, ctx, g, east, st.ClusterID)
+	public := func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) }
+	replaceIn(t, ctx, g, west, st.ClusterID, public, checkPublicMembers)
+	replaceIn(t, ctx, g, east, st.ClusterID, public, checkPublicMembers)
 	for _, inst := range g.Running() {
 		checkKeys(t, ctx, g, "faithful", 50, inst.ID)
 	}
 	t.Logf("whole scenario %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestMultiRegionFaithfulPeered: the regions' VPCs peered with DNS
+// resolution on, the appliances in --multi-region-network private: 2+1
+// members advertise their private addresses and reach each other over the
+// peering (never through the public addresses), with rules for the
+// private addresses enforced in both regions; a replacement in each region
+// follows; the client name lists the private addresses and serves from
+// both regions.
+func TestMultiRegionFaithfulPeered(t *testing.T) {
+	if os.Geteuid() != 0 && !testing.Short() {
+		t.Fatal("the faithful network needs root (network namespaces): run the e2e tests as root, as .ci/run does")
+	}
+	g := newAWSMultiWith(t, fleet.AWSMultiOptions{Sizes: []int{2, 1}, Faithful: true, Peered: true,
+		Args: []string{"--multi-region-network", "private"}})
+	ctx := testContext(t, 4*time.Minute)
+	east, west := g.Regions()[0], g.Regions()[1]
+	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	st, err := g.WaitConverged(cctx, 3)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPrivateMembers(t, g, st)
+	inRegion := oneInEachRegion(g)
+	eastInst, westInst := inRegion[east], inRegion[west]
+	// Peering's DNS resolution: the public name is the private address in
+	// the other region too; and the private address is reachable there.
+	addrs, err := g.LookupFrom(ctx, eastInst.ID, g.PublicName(westInst.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(addrs, []string{westInst.Address}) {
+		t.Errorf("%s resolves %s to %v over the peering, want [%s]", eastInst.ID, g.PublicName(westInst.ID), addrs, westInst.Address)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = g.DialFrom(dctx, eastInst.ID, fmt.Sprintf("%s:%d", westInst.Address, cluster.DefaultPorts.Peer))
+	cancel()
+	if err != nil {
+		t.Errorf("no path over the peering: %v", err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	_, err = g.WaitIngress(ictx, wantedIngress(g, privateAddress))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, ctx, g, "peered", 50)
+	waitClientName(t, ctx, g, st, privateAddress)
+	replaceIn(t, ctx, g, west, st.ClusterID, privateAddress, checkPrivateMembers)
+	replaceIn(t, ctx, g, east, st.ClusterID, privateAddress, checkPrivateMembers)
+	for _, inst := range g.Running() {
+		checkKeys(t, ctx, g, "peered", 50, inst.ID)
+	}
+	if forwarded, _ := g.PublicConnections(); forwarded[east+"→"+west]+forwarded[west+"→"+east] > 0 {
+		t.Errorf("members went through the public addresses although peered: %v", forwarded)
+	}
+}
+
+// checkPrivateMembers checks that every running instance is a member that
+// advertises its private address and publishes no public one.
+func checkPrivateMembers(t *testing.T, g *fleet.AWSMulti, st cluster.ClusterStatus) {
+	t.Helper()
+	for _, inst := range g.Running() {
+		m := memberByName(t, st, inst.ID)
+		if want := cluster.DefaultPorts.PeerURL("http", inst.Address); m.PeerURL != want {
+			t.Errorf("%s: member peer URL %q, want %q (its private address)", inst.ID, m.PeerURL, want)
+		}
+		if m.PublicIP != "" {
+			t.Errorf("%s: member publishes public IP %q in private mode", inst.ID, m.PublicIP)
+		}
+	}
+}
+
+// oneInEachRegion is a running instance of each region, by region.
+func oneInEachRegion(g *fleet.AWSMulti) map[string]*fleet.Instance {
+	out := map[string]*fleet.Instance{}
+	for _, inst := range g.Running() {
+		out[g.RegionOf(inst.ID)] = inst
+	}
+	return out
 }

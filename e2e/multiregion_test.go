@@ -229,13 +229,7 @@ func waitClientName(t *testing.T, ctx context.Context, g *fleet.AWSMulti, st clu
 		return
 	}
 	name := strings.TrimSuffix(spec.Domain(), ".")
-	asked := map[string]bool{}
-	for _, inst := range g.Running() {
-		region := g.RegionOf(inst.ID)
-		if asked[region] {
-			continue
-		}
-		asked[region] = true
+	for region, inst := range oneInEachRegion(g) {
 		got, err := g.LookupFrom(ctx, inst.ID, name)
 		if err != nil {
 			t.Fatal(err)

@@ -45,6 +45,7 @@ func main() {
 	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), multiregion (leader elections across regions on the faithful network), comma-separated; a partial list replaces only its own rows of -out")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	multiWindow := flag.Duration("multiregion-window", 5*time.Minute, "how long the elections of each multi-region group are counted")
+	flag.StringVar(&multiRegionOnly, "multiregion-only", "", "measure only the multi-region wires whose label contains this (e.g. \"loss\")")
 	flag.Parse()
 	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window, *multiWindow); err != nil {
 		log.Fatalf("bench: %v", err)

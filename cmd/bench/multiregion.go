@@ -19,9 +19,30 @@ import (
 // faithful network (regions in network namespaces, the round trip added by
 // the harness's public proxy).
 
-// multiRegionRTTs are the round trips between regions measured:
-// us-east-1 ↔ eu-west-1 is about 80 ms, US ↔ Asia up to 200 ms and more.
-var multiRegionRTTs = []time.Duration{80 * time.Millisecond, 200 * time.Millisecond}
+// multiRegionWires are the wires between regions measured: us-east-1 ↔
+// eu-west-1 is about 80 ms, US ↔ Asia up to 200 ms and more; the
+// harness's proxy delays evenly, so one wire also loses 1% of its chunks
+// (each then waits a TCP retransmission timeout), as a congested or
+// flapping path between regions does.
+var multiRegionWires = []struct {
+	rtt  time.Duration
+	loss float64
+}{
+	{80 * time.Millisecond, 0},
+	{200 * time.Millisecond, 0},
+	{200 * time.Millisecond, 0.01},
+}
+
+// multiRegionOnly, when set, measures only the wires whose label (see
+// wireLabel) it names: to measure one again.
+var multiRegionOnly string
+
+func wireLabel(rtt time.Duration, loss float64) string {
+	if loss == 0 {
+		return rtt.String() + " between them"
+	}
+	return fmt.Sprintf("%s and %g%% loss between them", rtt, loss*100)
+}
 
 // etcdDefaultTiming are the flags that pin etcd's default raft timing.
 var etcdDefaultTiming = []string{"--heartbeat-interval", "100ms", "--election-timeout", "1s"}
@@ -36,7 +57,11 @@ const multiRegionWrites = 100 * time.Millisecond
 // term increases) of each.
 func measureMultiRegion(ctx context.Context, binary string, window time.Duration) ([]figure, error) {
 	var figs []figure
-	for _, rtt := range multiRegionRTTs {
+	for _, wire := range multiRegionWires {
+		rtt, label := wire.rtt, wireLabel(wire.rtt, wire.loss)
+		if multiRegionOnly != "" && !strings.Contains(label, multiRegionOnly) {
+			continue
+		}
 		settings := []struct {
 			name string
 			args []string
@@ -48,25 +73,25 @@ func measureMultiRegion(ctx context.Context, binary string, window time.Duration
 		errs := make([]error, len(settings))
 		var wg sync.WaitGroup
 		for k, s := range settings {
-			wg.Go(func() { results[k], errs[k] = measureElections(ctx, binary, rtt, s.args, window) })
+			wg.Go(func() { results[k], errs[k] = measureElections(ctx, binary, rtt, wire.loss, s.args, window) })
 		}
 		wg.Wait()
 		for k, s := range settings {
 			if errs[k] != nil {
-				return nil, fmt.Errorf("%s at %s: %w", s.name, rtt, errs[k])
+				return nil, fmt.Errorf("%s, %s: %w", s.name, label, errs[k])
 			}
 			r := results[k]
 			perHour := float64(r.elections) * float64(time.Hour) / float64(r.window)
 			figs = append(figs, figure{
-				name:    fmt.Sprintf("3 members in 2 regions, %s between them, %s → leader elections per hour, nothing failing", rtt, s.name),
+				name:    fmt.Sprintf("3 members in 2 regions, %s, %s → leader elections per hour, no member failing", label, s.name),
 				target:  "0 / h",
 				unit:    "/ h",
 				samples: []float64{perHour},
-				note: fmt.Sprintf("%d elections (raft term %d → %d) over %s; timing %s; %d writes, %d failed, write p50 %s, p99 %s",
+				note: fmt.Sprintf("%d elections (raft term %d → %d) over %s; timing %s; %d writes, %d failed, write p50 %s, p99 %s, leader in %s",
 					r.elections, r.termBefore, r.termAfter, r.window.Round(time.Second), r.timing,
-					r.writes, r.failed, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond)),
+					r.writes, r.failed, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.leaderRegion),
 			})
-			log.Printf("multi-region %s, %s: %d elections in %s", rtt, s.name, r.elections, r.window.Round(time.Second))
+			log.Printf("multi-region %s, %s: %d elections in %s", label, s.name, r.elections, r.window.Round(time.Second))
 		}
 	}
 	return figs, nil
@@ -80,12 +105,14 @@ type multiRegionRun struct {
 	window                time.Duration
 	writes, failed        int
 	p50, p99              time.Duration
+	// leaderRegion is where the leader was at the end.
+	leaderRegion string
 }
 
-// measureElections starts a faithful group of 2+1 at rtt with args, waits
+// measureElections starts a faithful group of 2+1 at rtt and loss with args, waits
 // for 3 healthy voters, and over window writes lightly and counts the
 // elections.
-func measureElections(ctx context.Context, binary string, rtt time.Duration, args []string, window time.Duration) (multiRegionRun, error) {
+func measureElections(ctx context.Context, binary string, rtt time.Duration, loss float64, args []string, window time.Duration) (multiRegionRun, error) {
 	var r multiRegionRun
 	dir, err := os.MkdirTemp("", "etcd-appliance-bench-multi-")
 	if err != nil {
@@ -95,7 +122,7 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 	gctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	g, err := fleet.NewAWSMulti(gctx, fleet.AWSMultiOptions{
 		Binary: binary, Dir: dir, Args: append(slices.Clone(applianceArgs), args...),
-		Sizes: []int{2, 1}, Faithful: true, InterRegionRTT: rtt,
+		Sizes: []int{2, 1}, Faithful: true, InterRegionRTT: rtt, InterRegionLoss: loss,
 	})
 	cancel()
 	if err != nil {
@@ -114,7 +141,7 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 		return r, err
 	}
 	defer c.Close()
-	if r.termBefore, err = highestTerm(ctx, g); err != nil {
+	if r.termBefore, _, err = highestTerm(ctx, g); err != nil {
 		return r, err
 	}
 	start := time.Now()
@@ -135,7 +162,7 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 		lat = append(lat, time.Since(t0))
 	}
 	r.window = time.Since(start)
-	if r.termAfter, err = highestTerm(ctx, g); err != nil {
+	if r.termAfter, r.leaderRegion, err = highestTerm(ctx, g); err != nil {
 		return r, err
 	}
 	r.elections = r.termAfter - r.termBefore
@@ -146,21 +173,35 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, arg
 	return r, nil
 }
 
-// highestTerm is the highest raft term any running member reports.
-func highestTerm(ctx context.Context, g *fleet.AWSMulti) (uint64, error) {
-	var term uint64
+// highestTerm is the highest raft term any running member reports, and
+// the region of the leader.
+func highestTerm(ctx context.Context, g *fleet.AWSMulti) (term uint64, leaderRegion string, err error) {
 	for _, inst := range g.Running() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := g.StatusOf(sctx, inst.ID)
 		cancel()
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		for _, m := range st.Members {
 			term = max(term, m.RaftTerm)
+			if m.Leader {
+				leaderRegion = fmt.Sprintf("%s (%d of 3 members there)", g.RegionOf(m.Name), regionSize(g, g.RegionOf(m.Name)))
+			}
 		}
 	}
-	return term, nil
+	return term, leaderRegion, nil
+}
+
+// regionSize is how many running instances region holds.
+func regionSize(g *fleet.AWSMulti, region string) int {
+	n := 0
+	for _, inst := range g.Running() {
+		if g.RegionOf(inst.ID) == region {
+			n++
+		}
+	}
+	return n
 }
 
 // derivedTiming is the timing the first instance's log says it runs with:

@@ -71,5 +71,7 @@ const notes = `
   election timeout from them) and one pinned to etcd's defaults run side by side, each with a writer
   putting a key every 100 ms from outside the regions; the figure is the raft term's increase over the window (each
   election, won or not, raises it; pre-vote keeps a partitioned member from raising it alone), per hour. One sample
-  per run of the bench.
+  per run of the bench. The proxy's delay is even, so "loss" rows also lose a share of the chunks between regions:
+  each lost one arrives a TCP retransmission timeout later (the round trip plus 200 ms, doubled when lost again) and
+  holds back the chunks after it, as a congested path between regions does to raft's sparse heartbeats.
 `

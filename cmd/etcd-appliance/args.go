@@ -48,8 +48,12 @@ func parseFlags(fs *pflag.FlagSet, args []string) (code int, ok bool) {
 		return 2, false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "etcd-appliance %s: unexpected argument %q: it takes flags only (see --help)\n",
-			fs.Name(), fs.Arg(0))
+		takes := "flags only"
+		if !fs.HasFlags() {
+			takes = "none"
+		}
+		fmt.Fprintf(fs.Output(), "etcd-appliance %s: unexpected argument %q: it takes %s (see --help)\n",
+			fs.Name(), fs.Arg(0), takes)
 		return 2, false
 	}
 	return 0, true
@@ -83,11 +87,17 @@ func flagError(fs *pflag.FlagSet, err error) string {
 // printHelp writes a command's usage: each flag, its default, and the
 // environment variables that set it when it is not given.
 func printHelp(w io.Writer, fs *pflag.FlagSet) {
-	fmt.Fprintf(w, "Usage: etcd-appliance %s [flags]\n", fs.Name())
+	if !fs.HasFlags() {
+		fmt.Fprintf(w, "Usage: etcd-appliance %s\n", fs.Name())
+	} else {
+		fmt.Fprintf(w, "Usage: etcd-appliance %s [flags]\n", fs.Name())
+	}
 	if about := commandSummary(fs.Name()); about != "" {
 		fmt.Fprintf(w, "\n%s.\n", about)
 	}
-	fmt.Fprintf(w, "\nFlags:\n%s", flagUsages(fs))
+	if fs.HasFlags() {
+		fmt.Fprintf(w, "\nFlags:\n%s", flagUsages(fs))
+	}
 }
 
 // flagUsages are pflag's lines of the flags, each usage followed by the

@@ -21,7 +21,11 @@ import (
 // through this instance's etcd, stored in --store; it prints the object
 // and its revision as JSON.
 func runBackup(ctx context.Context, args []string, out io.Writer) int {
-	a, _, code := manualAppliance(ctx, "backup", args, nil)
+	cfg, code, ok := parseManual("backup", args, nil)
+	if !ok {
+		return code
+	}
+	a, code := manualAppliance(ctx, "backup", cfg, manualUse{identity: true, store: true})
 	if a == nil {
 		return code
 	}
@@ -41,6 +45,20 @@ type restoreFlags struct {
 	setAside bool
 }
 
+// use is what the mode the flags choose uses of the configuration: --from
+// all of it; --list the store and the cluster's name; --set-aside the data
+// dir only.
+func (rf restoreFlags) use() manualUse {
+	switch {
+	case rf.list:
+		return manualUse{store: true, clusterName: true}
+	case rf.setAside:
+		return manualUse{}
+	default:
+		return manualUse{identity: true, store: true}
+	}
+}
+
 // runRestore is `etcd-appliance restore`: with --from, this instance's data
 // is replaced by a new one-member cluster holding the snapshot; with
 // --set-aside, this instance's data is moved aside so that it joins the
@@ -48,13 +66,13 @@ type restoreFlags struct {
 // must be stopped on the instance; both changes need --yes.
 func runRestore(ctx context.Context, args []string, out io.Writer) int {
 	var rf restoreFlags
-	a, _, code := manualAppliance(ctx, "restore", args, func(fs *pflag.FlagSet) {
+	cfg, code, ok := parseManual("restore", args, func(fs *pflag.FlagSet) {
 		fs.StringVar(&rf.from, "from", "", "the snapshot object to restore (see --list), e.g. orders/20261125T120000Z-r4711.db")
 		fs.BoolVar(&rf.yes, "yes", false, "really replace this instance's data (it is moved aside, never deleted)")
-		fs.BoolVar(&rf.list, "list", false, "list the cluster's snapshots in the store, newest first")
-		fs.BoolVar(&rf.setAside, "set-aside", false, "move this instance's data aside, so that it joins the restored cluster")
+		fs.BoolVar(&rf.list, "list", false, "list the cluster's snapshots in the store, newest first (needs --store, and --cluster-name or the group's)")
+		fs.BoolVar(&rf.setAside, "set-aside", false, "move this instance's data aside, so that it joins the restored cluster (needs --data-dir only)")
 	})
-	if a == nil {
+	if !ok {
 		return code
 	}
 	modes := 0
@@ -67,11 +85,20 @@ func runRestore(ctx context.Context, args []string, out io.Writer) int {
 		fmt.Fprintln(os.Stderr, "etcd-appliance restore: give exactly one of --from OBJECT, --set-aside or --list")
 		return 2
 	}
+	a, code := manualAppliance(ctx, "restore", cfg, rf.use())
+	if a == nil {
+		return code
+	}
 	if rf.list {
 		snaps, err := a.Snapshots(ctx)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "etcd-appliance restore: %v\n", err)
 			return 1
+		}
+		if len(snaps) == 0 {
+			// stdout stays JSON for scripts; the words go to the operator.
+			fmt.Fprintf(os.Stderr, "etcd-appliance restore: no snapshots of cluster %q in %s\n", a.ClusterName(), cfg.Store)
+			snaps = []snapshot.Meta{}
 		}
 		return printJSON(out, snaps)
 	}
@@ -103,11 +130,11 @@ func runRestore(ctx context.Context, args []string, out io.Writer) int {
 		"next": "start the appliance here; on every other instance run `etcd-appliance restore --set-aside --yes` before starting it"})
 }
 
-// manualAppliance builds an appliance from run's flags (and environment)
-// plus extra ones, for a by-hand operation. It returns nil and the exit
-// code when the configuration is invalid.
-func manualAppliance(ctx context.Context, name string, args []string, extra func(*pflag.FlagSet)) (*appliance.Appliance, *config.Config, int) {
-	cfg := config.NewConfig()
+// parseManual parses the command line (and environment) of a by-hand
+// operation: run's flags plus extra ones. ok is false when the command is
+// to exit with code.
+func parseManual(name string, args []string, extra func(*pflag.FlagSet)) (cfg *config.Config, code int, ok bool) {
+	cfg = config.NewConfig()
 	fs := newFlagSet(name)
 	cfg.RegisterFlags(fs)
 	if extra != nil {
@@ -115,51 +142,90 @@ func manualAppliance(ctx context.Context, name string, args []string, extra func
 	}
 	config.AnnotateEnv(fs)
 	if code, ok := parseFlags(fs, args); !ok {
-		return nil, nil, code
+		return nil, code, false
 	}
 	warnUnknownEnv(os.Stderr, fs, os.Environ())
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid environment: %v\n", name, err)
-		return nil, nil, 2
+		return nil, 2, false
 	}
-	if err := validate(cfg); err != nil {
+	return cfg, 0, true
+}
+
+// manualUse is what a by-hand operation uses of the configuration: it
+// demands, and sets up, nothing else.
+type manualUse struct {
+	// identity is who the instance is, in its group, and the etcd it runs:
+	// --instance-id and --group-file with --provider local.
+	identity bool
+	// store is the snapshot store, --store.
+	store bool
+	// clusterName is the cluster's name, which prefixes its snapshots:
+	// --cluster-name, or else the group's (--group-file with --provider
+	// local).
+	clusterName bool
+}
+
+// manualAppliance builds an appliance for a by-hand operation from cfg,
+// with what use says the operation uses. It returns nil and the exit code
+// when the configuration is invalid.
+func manualAppliance(ctx context.Context, name string, cfg *config.Config, use manualUse) (*appliance.Appliance, int) {
+	validated := cfg.ValidateWithoutIdentity()
+	if use.identity {
+		validated = validate(cfg)
+	}
+	if err := validated; err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: invalid configuration: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
-		return nil, nil, 2
+		return nil, 2
 	}
-	if err := checkGroupFile(cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
-		return nil, nil, 2
+	if use.identity {
+		if err := checkGroupFile(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
+			return nil, 2
+		}
 	}
-	if cfg.Store == "" {
+	if use.store && cfg.Store == "" {
 		fmt.Fprintf(os.Stderr, "etcd-appliance %s: no snapshot store: set --store (or ETCD_APPLIANCE_STORE) to file:///dir or s3://bucket/prefix\n", name)
-		return nil, nil, 2
+		return nil, 2
+	}
+	groupNamed := use.clusterName && cfg.ClusterName == ""
+	if groupNamed && cfg.Provider == config.ProviderLocal && cfg.GroupFile == "" {
+		fmt.Fprintf(os.Stderr, "etcd-appliance %s: the cluster's name is unknown: set --cluster-name, or --group-file for the group's\n", name)
+		return nil, 2
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel, name)
 	registry := prometheus.NewRegistry()
-	ident, group, _, _, err := newProvider(ctx, cfg, logger, registry)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance %s: setting up the provider: %v\n", name, err)
-		return nil, nil, 1
+	opts := appliance.Options{Config: cfg, Logger: logger, Registry: registry}
+	if use.identity || groupNamed {
+		ident, group, _, _, err := newProvider(ctx, cfg, logger, registry)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: setting up the provider: %v\n", name, err)
+			return nil, 1
+		}
+		opts.Identity, opts.Group = ident, group
 	}
-	store, err := snapshot.Open(ctx, cfg.Store, snapshot.Options{Logger: logger, Registerer: registry})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
-		return nil, nil, 2
+	if use.store {
+		store, err := snapshot.Open(ctx, cfg.Store, snapshot.Options{Logger: logger, Registerer: registry})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
+			return nil, 2
+		}
+		opts.Store = store
 	}
-	etcdCmd, err := etcdCommand(cfg.EtcdBinary)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
-		return nil, nil, 1
+	if use.identity {
+		etcdCmd, err := etcdCommand(cfg.EtcdBinary)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)
+			return nil, 1
+		}
+		etcdVersion, err := etcdVersionOf(ctx, cfg.EtcdBinary, etcdCmd)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: learning the version of --etcd-binary: %v\n", name, err)
+			return nil, 1
+		}
+		opts.EtcdCommand, opts.EtcdVersion = etcdCmd, etcdVersion
 	}
-	etcdVersion, err := etcdVersionOf(ctx, cfg.EtcdBinary, etcdCmd)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcd-appliance %s: learning the version of --etcd-binary: %v\n", name, err)
-		return nil, nil, 1
-	}
-	return appliance.New(appliance.Options{
-		Config: cfg, Logger: logger, Identity: ident, Group: group,
-		EtcdCommand: etcdCmd, EtcdVersion: etcdVersion, Registry: registry, Store: store,
-	}), cfg, 0
+	return appliance.New(opts), 0
 }
 
 func printJSON(out io.Writer, v any) int {

@@ -11,14 +11,16 @@ import (
 // runDemo is `etcd-appliance demo`.
 func runDemo(ctx context.Context, args []string) int {
 	fs := newFlagSet("demo")
-	members := fs.Int("members", 3, "instances in the demo group (3-5 recommended)")
+	members := fs.Int("members", 3, "instances in the demo group, 3-9")
 	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
 	onAWS := fs.Bool("aws", false, "tour an Auto Scaling group in moto (the AWS emulator; needs moto_server) instead of a local group: Route53 records, replacement through the Auto Scaling API")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *members < 1 || *members > 9 {
-		fmt.Fprintln(os.Stderr, "etcd-appliance demo: --members must be between 1 and 9")
+	// The demo replaces an instance and counts the keys that survived: a
+	// group of 1 or 2 loses its quorum, or its only copy, on the way.
+	if *members < 3 || *members > 9 {
+		fmt.Fprintf(os.Stderr, "etcd-appliance demo: --members %d is out of range: give 3 to 9 (the demo replaces an instance, which a group of fewer than 3 does not survive)\n", *members)
 		return 2
 	}
 	self, err := os.Executable()

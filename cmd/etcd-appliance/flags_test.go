@@ -48,6 +48,15 @@ func TestBadFlagIsOneLine(t *testing.T) {
 		{[]string{"status", "--timeout"}, `flag "--timeout" needs a value`},
 		{[]string{"status", "--wait-healthy=soon"}, `invalid argument "soon" for "--wait-healthy"`},
 		{[]string{"demo", "--members", "three"}, `invalid argument "three" for "--members"`},
+		{[]string{"demo", "--members", "1"}, `--members 1 is out of range: give 3 to 9`},
+		{[]string{"demo", "--members", "2"}, `--members 2 is out of range: give 3 to 9`},
+		{[]string{"demo", "--members", "10"}, `--members 10 is out of range: give 3 to 9`},
+		{[]string{"status", "--api", "ftp://10.0.1.5:2378"}, `--api "ftp://10.0.1.5:2378": scheme "ftp": want http:// or https://`},
+		{[]string{"status", "--api", "10.0.1.5:api"}, `--api "10.0.1.5:api": not a URL`},
+		{[]string{"status", "--api", "http://"}, `--api "http://": no host`},
+		{[]string{"restore", "--list", "--store", "file:///x"}, "the cluster's name is unknown: set --cluster-name, or --group-file"},
+		{[]string{"restore", "--set-aside", "--store", "ftp://x"}, `--store`},
+		{[]string{"version", "--verbose"}, `unknown flag "--verbose"`},
 		{[]string{"iam-policy", "--lifecycle-hooks=maybe"}, `invalid argument "maybe" for "--lifecycle-hooks"`},
 		{[]string{"completion", "fish"}, "completion bash or completion zsh"},
 		{[]string{"completion"}, "completion bash or completion zsh"},
@@ -82,6 +91,7 @@ func TestHelpNamesEachFlagsVariable(t *testing.T) {
 		{[]string{"iam-policy", "--help"}, []string{"(env ETCD_APPLIANCE_HOSTED_ZONE, or HOSTED_ZONE)"}, "--store-bucket"},
 		{[]string{"demo", "--help"}, []string{"--members int", "(default 3)"}, "--members"},
 		{[]string{"completion", "--help"}, []string{"Usage: etcd-appliance completion bash|zsh"}, ""},
+		{[]string{"version", "--help"}, []string{"Usage: etcd-appliance version", "print the appliance and bundled etcd versions."}, ""},
 	} {
 		var code int
 		var stderr string

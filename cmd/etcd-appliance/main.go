@@ -148,9 +148,8 @@ func run(ctx context.Context, args []string) int {
 	case "restore":
 		return runRestore(ctx, rest, os.Stdout)
 	case "version", "--version":
-		if len(rest) > 0 {
-			fmt.Fprintf(os.Stderr, "etcd-appliance version: unexpected argument %q: it takes none\n", rest[0])
-			return 2
+		if code, ok := parseFlags(newFlagSet("version"), rest); !ok {
+			return code
 		}
 		printVersion(os.Stdout)
 		return 0

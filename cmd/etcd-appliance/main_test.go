@@ -176,3 +176,89 @@ func badConfigExit(args []string) int {
 	}
 	return exitUsage
 }
+
+// TestVersionHelpIsHelp: `version --help` says what the command does; it
+// prints no version.
+func TestVersionHelpIsHelp(t *testing.T) {
+	var code int
+	out := stdoutOf(t, func() { code = run(t.Context(), []string{"version", "--help"}) })
+	if code != 0 || !strings.HasPrefix(out, "Usage: etcd-appliance version\n") || strings.Contains(out, bundledEtcdVersion()) {
+		t.Errorf("version --help = exit %d:\n%s\nwant 0 and the command's usage, no version", code, out)
+	}
+}
+
+// TestStatusTakesHostPort: --api without a scheme is the appliance at
+// host:port over http, and a missing port is 2378.
+func TestStatusTakesHostPort(t *testing.T) {
+	healthy := cluster.ClusterStatus{Reporter: "i-a", ClusterID: 0x1f, Leader: 0xa, Members: []cluster.MemberStatus{
+		{ID: 0xa, Name: "i-a", Role: cluster.RoleVoter, Healthy: true, Leader: true},
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(healthy)
+	}))
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	if code := statusCommand(t.Context(), []string{"--api", hostPort}, &out, &errOut); code != statusHealthy {
+		t.Errorf("status --api %s = %d (%q), want %d", hostPort, code, errOut.String(), statusHealthy)
+	}
+	for in, want := range map[string]string{
+		"10.0.1.5:2378":          "http://10.0.1.5:2378",
+		"10.0.1.5":               "http://10.0.1.5:2378",
+		"[fd00::5]:2400":         "http://[fd00::5]:2400",
+		"node-1.example.org":     "http://node-1.example.org:2378",
+		"https://10.0.1.5:2378/": "https://10.0.1.5:2378",
+		"http://10.0.1.5:2378":   "http://10.0.1.5:2378",
+	} {
+		if got, err := apiBase(in); err != nil || got != want {
+			t.Errorf("apiBase(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestRestoreAsksOnlyForWhatItUses: --list needs the store and the
+// cluster's name, --set-aside the data dir; neither demands the instance's
+// identity, and an empty store lists as [] with a line saying so.
+func TestRestoreAsksOnlyForWhatItUses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), refusalTimeout)
+	defer cancel()
+	dir := t.TempDir()
+	store := "file://" + filepath.Join(dir, "store")
+	group := filepath.Join(dir, "group.json")
+	if err := os.WriteFile(group, []byte(`{"name": "orders", "instances": [{"id": "i-1", "address": "127.0.0.1", "state": "running"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"restore", "--list", "--store", store, "--cluster-name", "orders"},
+		{"restore", "--list", "--store", store, "--group-file", group},
+	} {
+		var code int
+		var stderr string
+		stdout := stdoutOf(t, func() { stderr = stderrOf(t, func() { code = run(ctx, args) }) })
+		var listed []any
+		if code != 0 || json.Unmarshal([]byte(stdout), &listed) != nil || listed == nil || len(listed) != 0 ||
+			strings.TrimSpace(stderr) != `etcd-appliance restore: no snapshots of cluster "orders" in `+store {
+			t.Errorf("%q on an empty store = exit %d, stdout %q, stderr %q; want 0, [] and one line naming the cluster",
+				args, code, stdout, stderr)
+		}
+	}
+
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(filepath.Join(data, "etcd", "member", "wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "etcd", "member", "wal", "0000000000000000-0000000000000000.wal"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var code int
+	var stderr string
+	stdout := stdoutOf(t, func() {
+		stderr = stderrOf(t, func() { code = run(ctx, []string{"restore", "--set-aside", "--yes", "--data-dir", data}) })
+	})
+	if code != 0 || !strings.Contains(stdout, `"set_aside"`) || stderr != "" {
+		t.Errorf("restore --set-aside --yes --data-dir = exit %d, stdout %q, stderr %q; want 0 and the place it went", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "etcd", "member", "wal")); err == nil {
+		t.Errorf("restore --set-aside left the data in %s", data)
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +36,7 @@ func runStatus(ctx context.Context, args []string) int {
 func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status")
 	fs.SetOutput(stderr)
-	api := fs.String("api", os.Getenv("ETCD_APPLIANCE_API"), "appliance API URL, e.g. http://10.0.1.5:2378 (default: this host's addresses on port 2378)")
+	api := fs.String("api", os.Getenv("ETCD_APPLIANCE_API"), "appliance API, e.g. 10.0.1.5:2378 or http://10.0.1.5:2378 (default: this host's addresses on port 2378)")
 	setEnvOf(fs, "api", "ETCD_APPLIANCE_API")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
@@ -42,9 +44,16 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code // 2 is statusUnreachable, as for any bad command line
 	}
-	candidates := []string{*api}
+	var candidates []string
 	if *api == "" {
-		candidates = localAPIs(2378)
+		candidates = localAPIs(defaultAPIPort)
+	} else {
+		base, err := apiBase(*api)
+		if err != nil {
+			fmt.Fprintf(stderr, "etcd-appliance status: --api %q: %v\n", *api, err)
+			return statusUnreachable // as for any bad command line
+		}
+		candidates = []string{base}
 	}
 	deadline := time.Now().Add(*waitHealthy)
 	for {
@@ -55,6 +64,34 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return code
 		}
 	}
+}
+
+// defaultAPIPort is the appliance API's port when --api-port is not set.
+const defaultAPIPort = 2378
+
+// apiBase is the URL of the appliance API that --api names: a URL, or a
+// host (or host:port) without a scheme, as etcdctl's endpoints may be
+// given; a missing port is the default one.
+func apiBase(api string) (string, error) {
+	if !strings.Contains(api, "://") {
+		api = "http://" + api
+	}
+	u, err := url.Parse(api)
+	switch {
+	case err != nil:
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("not a URL (%v): want host:port or http://host:port", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("scheme %q: want http:// or https://", u.Scheme)
+	case u.Hostname() == "":
+		return "", errors.New("no host: want host:port or http://host:port")
+	case u.Port() == "":
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(defaultAPIPort))
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
 }
 
 // askStatus asks the candidates in turn; the first answer wins.

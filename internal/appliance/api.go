@@ -19,6 +19,14 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
 
+// peerViewWait bounds how long /v1/peer waits for a fresh listing of the
+// group (groupLister.freshen) while the instance's etcd runs: peers ask
+// with a 1 s deadline. The wait never lengthens a round trip that raft
+// timing is derived from: a running member publishes its timing, which a
+// planning peer takes instead of deriving one. (An instance without etcd
+// plans, and lists the group every second, itself.)
+const peerViewWait = 300 * time.Millisecond
+
 // api is the appliance's HTTP API: what peers read to plan (/v1/peer) and
 // what operators and load balancers read.
 type api struct {
@@ -31,7 +39,7 @@ func (a *api) serve() (*http.Server, error) {
 	addr := apiAddress(a.bindAddress(), a.ports.API)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listening for the appliance API on %s: %w", addr, err)
+		return nil, fmt.Errorf("listening for the appliance API: %w", apiListenError(addr, err))
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 	if a.tls != nil {
@@ -51,6 +59,11 @@ func (a *Appliance) Handler() http.Handler { return a.api.handler() }
 func (a *api) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/peer", func(w http.ResponseWriter, r *http.Request) {
+		wait := time.Duration(0)
+		if a.peerState().EtcdRunning {
+			wait = peerViewWait
+		}
+		a.groups.freshen(r.Context(), cluster.SteadyListEvery, wait)
 		writeJSON(w, http.StatusOK, a.peerState())
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
@@ -57,6 +59,10 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 
 func TestPeerEndpointPublishesTheInstanceState(t *testing.T) {
 	a := testAppliance(t)
+	a.groups.group.(*fakeGroup).instances = []cluster.Instance{
+		{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning},
+		{ID: "i-2", Address: "127.0.0.2", State: cluster.InstanceRunning},
+	}
 	code, body := get(t, a.Handler(), "/v1/peer")
 	if code != http.StatusOK {
 		t.Fatalf("GET /v1/peer = %d", code)
@@ -68,6 +74,51 @@ func TestPeerEndpointPublishesTheInstanceState(t *testing.T) {
 	if st.InstanceID != "i-1" || st.PeerURL != "http://127.0.0.1:2380" || len(st.GroupView) != 2 || st.EtcdRunning {
 		t.Errorf("peer state = %+v", st)
 	}
+}
+
+// TestPeerGroupViewFollowsTheListing: /v1/peer's group_view is the group
+// as last listed, by any loop; a reader of a view older than
+// cluster.SteadyListEvery gets it listed again (a running member that does
+// not keep house lists the group for nobody else), and a recent one is
+// served as it is.
+func TestPeerGroupViewFollowsTheListing(t *testing.T) {
+	a := testAppliance(t)
+	g := a.groups.group.(*fakeGroup)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	running := func(ids ...string) []cluster.Instance {
+		var out []cluster.Instance
+		for _, id := range ids {
+			out = append(out, cluster.Instance{ID: id, Address: "127.0.0.1", State: cluster.InstanceRunning})
+		}
+		return out
+	}
+	view := func() []string {
+		t.Helper()
+		_, body := get(t, a.Handler(), "/v1/peer")
+		var st cluster.PeerState
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("decoding %q: %v", body, err)
+		}
+		return st.GroupView
+	}
+
+	// Housekeeping (or /v1/status) lists the group: the view follows.
+	g.instances = running("i-1", "i-2", "i-3")
+	if _, err := a.groups.list(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.peerState().GroupView; !slices.Equal(got, []string{"i-1", "i-2", "i-3"}) {
+		t.Fatalf("group view after a listing = %v", got)
+	}
+
+	// i-3 is replaced by i-4 while nobody on this instance lists the group.
+	g.instances = running("i-1", "i-2", "i-4")
+	if got := view(); !slices.Equal(got, []string{"i-1", "i-2", "i-3"}) || g.listings != 1 {
+		t.Errorf("a reader of a recent view got %v after %d listings, want the view as listed once", got, g.listings)
+	}
+	now = now.Add(cluster.SteadyListEvery)
+	waitFor(t, func() bool { return slices.Equal(view(), []string{"i-1", "i-2", "i-4"}) })
 }
 
 func TestReadyzFollowsTheMember(t *testing.T) {

@@ -34,8 +34,11 @@ import (
 
 // Options are the parts an Appliance is built from.
 type Options struct {
-	Config   *config.Config
-	Logger   *slog.Logger
+	Config *config.Config
+	Logger *slog.Logger
+	// Identity and Group say who the instance is and what its group is;
+	// nil only for a by-hand operation that asks neither (`restore
+	// --set-aside`, `restore --list` with --cluster-name).
 	Identity provider.Identity
 	Group    provider.Group
 	// EtcdCommand is the program and leading arguments that run etcd: the
@@ -92,6 +95,8 @@ type Appliance struct {
 	drainer     *drainer    // nil: the provider has no termination hooks
 	launchGate  *launchGate // nil: the provider has no launch hooks
 	restarts    etcd.Backoff
+	// portWatch remembers the problem of etcd's ports last logged.
+	portWatch portsWatch
 }
 
 // New builds an appliance; Run starts it.
@@ -107,12 +112,18 @@ func New(opts Options) *Appliance {
 	}
 	n.dial = dialEtcd(opts.Logger, n.etcdTLS)
 	n.metrics.backupInterval.Set(cfg.BackupInterval.Seconds())
-	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() }}
+	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() },
+		listed: func(group []cluster.Instance) {
+			n.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
+		}}
 	if opts.Now == nil {
 		n.now = time.Now
 	}
 	l := &launcher{node: n, etcdCmd: opts.EtcdCommand,
-		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand}}
+		current: etcdRelease{Version: opts.EtcdVersion, Command: opts.EtcdCommand},
+		checkPorts: func(ctx context.Context, ports []etcd.Port) error {
+			return etcd.CheckPorts(ctx, ports, portGrace)
+		}}
 	w := &world{node: n, http: &http.Client{Timeout: time.Second}, reachable: listening}
 	fw := &firewallKeeper{node: n, fw: opts.Firewall, spec: opts.FirewallSpec}
 	dns := &dnsPublisher{node: n, dns: opts.DNS, spec: opts.DNSSpec}
@@ -206,13 +217,24 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	var delay time.Duration
 	for {
+		if !a.etcdPortsFree(run) {
+			if !sleep(run, portsRetry) {
+				return a.stop(ctx, run, nil)
+			}
+			continue
+		}
 		proc, err := a.starter.run(run)
 		if run.Err() != nil {
 			return a.stop(ctx, run, proc)
 		}
 		if err != nil {
-			a.startFailed(run, err)
-			if !sleep(run, a.cfg.StartupInterval) {
+			pause := a.cfg.StartupInterval
+			if a.portsBusy(err) {
+				pause = portsRetry
+			} else {
+				a.startFailed(run, err)
+			}
+			if !sleep(run, pause) {
 				return a.stop(ctx, run, nil)
 			}
 			continue

@@ -23,10 +23,17 @@ const startupListEvery = time.Second
 type groupLister struct {
 	group provider.Group
 	now   func() time.Time
+	// listed hears every successful listing (nil: nobody), which the node
+	// publishes as its view of the group.
+	listed func([]cluster.Instance)
 
 	mu        sync.Mutex
 	at        time.Time
 	instances []cluster.Instance
+	// tried is when freshen last listed; refreshing is closed when its
+	// listing ends, nil while none is under way.
+	tried      time.Time
+	refreshing chan struct{}
 }
 
 func (g *groupLister) name() string { return g.group.Name() }
@@ -50,9 +57,54 @@ func (g *groupLister) list(ctx context.Context, maxAge time.Duration) ([]cluster
 		return nil, err
 	}
 	g.mu.Lock()
+	if now.Before(g.at) {
+		// A listing started later ended first: it is the newer one, and
+		// stays the one kept and published.
+		g.mu.Unlock()
+		return insts, nil
+	}
 	g.at, g.instances = now, slices.Clone(insts)
+	if g.listed != nil {
+		// Under the lock, so that views are published in the order kept.
+		g.listed(slices.Clone(insts))
+	}
 	g.mu.Unlock()
 	return insts, nil
+}
+
+// freshen lists the group in the background when the last listing, and
+// the last one freshen started, are older than maxAge, and waits up to
+// wait for it to end. It serves the readers of the published view of the
+// group (/v1/peer): an instance whose member runs and that does not keep
+// house lists the group for nobody else, and its view would otherwise be
+// as old as its start. ctx's values go to the listing, not its end: the
+// listing outlives the reader who asked too late.
+func (g *groupLister) freshen(ctx context.Context, maxAge, wait time.Duration) {
+	now := g.now()
+	g.mu.Lock()
+	done := g.refreshing
+	if done == nil {
+		if now.Sub(g.at) < maxAge || now.Sub(g.tried) < maxAge {
+			g.mu.Unlock()
+			return
+		}
+		done = make(chan struct{})
+		g.refreshing, g.tried = done, now
+		go func() {
+			defer close(done)
+			_, _ = g.list(context.WithoutCancel(ctx), 0)
+			g.mu.Lock()
+			g.refreshing = nil
+			g.mu.Unlock()
+		}()
+	}
+	g.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // desired is the group's desired capacity as its provider last listed it,

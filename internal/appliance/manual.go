@@ -52,6 +52,10 @@ func (a *Appliance) Backup(ctx context.Context) (snapstore.Meta, error) {
 	return a.snapshots.take(ctx, c)
 }
 
+// ClusterName is the cluster's name, which prefixes its snapshots in the
+// store: --cluster-name, or the group's.
+func (a *Appliance) ClusterName() string { return a.clusterName() }
+
 // Snapshots lists the cluster's snapshots in the store, newest first.
 func (a *Appliance) Snapshots(ctx context.Context) ([]snapstore.Meta, error) {
 	if a.snapshots.store == nil {

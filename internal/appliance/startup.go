@@ -47,6 +47,9 @@ type launcher struct {
 	etcdCmd []string
 	// current is the release the appliance is configured to run (etcdCmd).
 	current etcdRelease
+	// checkPorts checks that etcd can listen on its ports before it
+	// starts (etcd.CheckPorts); nil: they are not checked.
+	checkPorts func(ctx context.Context, ports []etcd.Port) error
 
 	// mu orders the records of the release that starts on the data.
 	mu sync.Mutex
@@ -100,6 +103,15 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 	}
 	spec := l.spec(launch)
 	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	clientSetBy := clientPortFlag
+	if launch.ClientPort != 0 {
+		clientSetBy = privateClientPort
+	}
+	if err := l.portsFree(ctx, spec, clientSetBy); err != nil {
+		// As it is: the check before the plan words it so, and the
+		// appliance logs a change of its words (reportPorts).
 		return nil, err
 	}
 	if err := l.record(r); err != nil {
@@ -485,8 +497,8 @@ func (s *starter) gather(ctx context.Context) (cluster.StartupInputs, error) {
 	if err != nil {
 		s.log.Debug("group listing failed", "err", err)
 	} else {
+		// The listing published itself as the instance's group view.
 		in.GroupKnown, in.Group = true, group
-		s.setPeer(func(p *cluster.PeerState) { p.GroupView = cluster.GroupView(group) })
 	}
 	s.firewall.admitSelf(ctx)
 	local, err := s.localInputs()

@@ -299,17 +299,25 @@ func EnvName(flagName string) string {
 }
 
 // Validate checks the configuration; its errors name the flag and the fix.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(true) }
+
+// ValidateWithoutIdentity is Validate but for the flags that say who the
+// instance is (--instance-id and --group-file, required with --provider
+// local), for a by-hand operation that does not ask: `restore --list` and
+// `restore --set-aside` must not demand what they do not use.
+func (c *Config) ValidateWithoutIdentity() error { return c.validate(false) }
+
+func (c *Config) validate(identity bool) error {
 	var errs []error
 	bad := func(flagName, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("--%s %s", flagName, fmt.Sprintf(format, args...)))
 	}
 	switch c.Provider {
 	case ProviderLocal:
-		if c.InstanceID == "" {
+		if identity && c.InstanceID == "" {
 			bad("instance-id", "is required with --provider local: set it to this instance's id in the group file")
 		}
-		if c.GroupFile == "" {
+		if identity && c.GroupFile == "" {
 			bad("group-file", "is required with --provider local: point it at the group's JSON file")
 		}
 	case ProviderAWS:

@@ -96,10 +96,10 @@ func (s ServerSpec) PeerURL() string { return hostURL(s.Scheme(), s.Address, s.P
 
 // MetricsURL is the URL etcd serves /metrics and /health on: plain http,
 // TLS or not, so that Prometheus scrapes it without a client certificate.
-func (s ServerSpec) MetricsURL() string { return hostURL("http", s.listenHost(), s.MetricsPort) }
+func (s ServerSpec) MetricsURL() string { return hostURL("http", s.ListenHost(), s.MetricsPort) }
 
-// listenHost is the IP etcd binds: ListenAddress, or else Address.
-func (s ServerSpec) listenHost() string {
+// ListenHost is the IP etcd binds: ListenAddress, or else Address.
+func (s ServerSpec) ListenHost() string {
 	if s.ListenAddress != "" {
 		return s.ListenAddress
 	}
@@ -121,9 +121,9 @@ func Args(s ServerSpec) []string {
 	args := []string{
 		"--name=" + s.Name,
 		"--data-dir=" + s.DataDir,
-		"--listen-client-urls=" + hostURL(s.Scheme(), s.listenHost(), s.ClientPort),
+		"--listen-client-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.ClientPort),
 		"--advertise-client-urls=" + s.ClientURL(),
-		"--listen-peer-urls=" + hostURL(s.Scheme(), s.listenHost(), s.PeerPort),
+		"--listen-peer-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.PeerPort),
 		"--initial-advertise-peer-urls=" + s.PeerURL(),
 		"--listen-metrics-urls=" + s.MetricsURL(),
 		"--initial-cluster=" + strings.Join(cluster, ","),

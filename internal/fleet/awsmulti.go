@@ -67,6 +67,15 @@ type AWSMultiOptions struct {
 	// that the public proxy adds (half each way); SetInterRegionRTT
 	// changes it.
 	InterRegionRTT time.Duration
+	// InterRegionLoss, with Faithful, is the share (0 to 1) of the chunks
+	// between regions that the public proxy "loses": each arrives a TCP
+	// retransmission timeout later, holding back those after it.
+	InterRegionLoss float64
+	// Peered, with Faithful, joins the regions' VPCs by peering with DNS
+	// resolution on (faithfulpeering.go): the instances reach each other's
+	// private addresses, and public names resolve to private addresses in
+	// every region. Run the appliances with --multi-region-network private.
+	Peered bool
 	// HostedZone, when set, is a public Route53 hosted zone ("example.org")
 	// that NewAWSMulti creates in moto and every appliance gets as
 	// --hosted-zone; Records reads back what they publish there. On the
@@ -126,6 +135,9 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 	if len(opts.Regions) == 0 {
 		opts.Regions = defaultAWSMultiRegions()
 	}
+	if opts.Peered && !opts.Faithful {
+		return nil, errors.New("fleet: AWSMultiOptions.Peered needs Faithful")
+	}
 	if len(opts.Sizes) != len(opts.Regions) {
 		return nil, fmt.Errorf("fleet: %d sizes for %d regions", len(opts.Sizes), len(opts.Regions))
 	}
@@ -152,6 +164,13 @@ func NewAWSMulti(ctx context.Context, opts AWSMultiOptions) (*AWSMulti, error) {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		g.faithful.proxy.oneWay.Store(int64(opts.InterRegionRTT / 2))
+		g.faithful.proxy.lossPPM.Store(int64(opts.InterRegionLoss * 1e6))
+		if opts.Peered {
+			if err := g.faithful.peer(ctx, opts.Regions); err != nil {
+				g.Close()
+				return nil, fmt.Errorf("fleet: %w", err)
+			}
+		}
 		for _, r := range opts.Regions {
 			// A copy without the lock: the netlab releases it.
 			g.regions[r] = &awsRegion{name: r, net: &subnet{prefix: g.faithful.labs[r].net.prefix}}

@@ -100,7 +100,10 @@ type faithfulNet struct {
 	// public answers, when set, a name that is no instance's: the
 	// addresses public DNS (the group's hosted zone) holds for it, the
 	// same from everywhere; ok false for a name it does not hold.
-	public   func(ctx context.Context, name string) (addrs []string, ok bool)
+	public func(ctx context.Context, name string) (addrs []string, ok bool)
+	// router is the peering router's namespace, "" unless the regions are
+	// peered (faithfulpeering.go).
+	router   string
 	nextPub  int
 	resolvs  []string          // /etc/netns/<ns> directories created
 	sgScript map[string]string // the security-group table of each region, as applied
@@ -177,14 +180,15 @@ func (f *faithfulNet) startDNS() error {
 }
 
 // answer is the resolver's decision for a name asked from asker: the
-// address, whether the name is known. Pure, for tests.
-func answer(hosts []publicHost, regionOf func(ip string) string, asker, name string) (string, bool) {
+// address, whether the name is known. With peered regions an asker in any
+// region gets the private address. Pure, for tests.
+func answer(hosts []publicHost, regionOf func(ip string) string, peered bool, asker, name string) (string, bool) {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	for _, h := range hosts {
 		if h.name != name {
 			continue
 		}
-		if regionOf(asker) == h.region {
+		if from := regionOf(asker); from == h.region || (peered && from != "") {
 			return h.private, true
 		}
 		return h.public, true
@@ -205,11 +209,11 @@ func (f *faithfulNet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	for _, h := range f.hosts {
 		hosts = append(hosts, *h)
 	}
-	public := f.public
+	public, peered := f.public, f.router != ""
 	f.mu.Unlock()
 	for _, q := range req.Question {
 		var addrs []string
-		if addr, ok := answer(hosts, f.regionOfAddress, asker, q.Name); ok {
+		if addr, ok := answer(hosts, f.regionOfAddress, peered, asker, q.Name); ok {
 			addrs = []string{addr}
 		} else if public != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), publicLookupTimeout)
@@ -286,6 +290,14 @@ func (f *faithfulNet) setupHost(ctx context.Context, id string) (publicHost, err
 	ns, err := f.labs[h.region].namespace(ctx, h.private)
 	if err != nil {
 		return h, err
+	}
+	f.mu.Lock()
+	peered := f.router != ""
+	f.mu.Unlock()
+	if peered {
+		if err := f.routePeers(ctx, ns, h.region); err != nil {
+			return h, err
+		}
 	}
 	dir := filepath.Join(etcNetnsDir, ns)
 	f.mu.Lock()
@@ -417,6 +429,16 @@ func (f *faithfulNet) close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 		defer cancel()
+		// The router first: its legs lie in every region's bridge, so no
+		// region's netlab is clean before it is gone.
+		f.mu.Lock()
+		router := f.router
+		f.mu.Unlock()
+		if router != "" {
+			if err := removeNetlabObjects(ctx, f.ip, []string{router}); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		for _, lab := range f.labs {
 			if err := lab.close(ctx); err != nil {
 				errs = append(errs, err)

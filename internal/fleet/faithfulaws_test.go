@@ -1,6 +1,9 @@
 package fleet
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The EC2 endpoint's rewrite keeps every element it does not replace: an
 // instance whose state was overwritten listed as "pending" for ever, and
@@ -20,5 +23,17 @@ func TestFillPublicAddressesKeepsTheRest(t *testing.T) {
 		`<item><instanceId>i-2</instanceId><instanceState><code>16</code><name>running</name></instanceState></item>`
 	if got := string(fillPublicAddresses([]byte(in), public)); got != want {
 		t.Errorf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A lost chunk waits a retransmission timeout, doubled for each loss of
+// its retransmission.
+func TestRetransmission(t *testing.T) {
+	if d := retransmission(0, 100*time.Millisecond); d != 0 {
+		t.Errorf("no loss: %s, want 0", d)
+	}
+	// Always lost: 300 + 600 + 1200 + 2400 + 4800 + 9600 ms.
+	if d, want := retransmission(1, 50*time.Millisecond), 18900*time.Millisecond; d != want {
+		t.Errorf("always lost: %s, want %s", d, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -29,6 +30,9 @@ type publicProxy struct {
 	source func(addr string) (publicHost, bool)
 	// oneWay is the inter-region one-way delay in nanoseconds.
 	oneWay atomic.Int64
+	// lossPPM is the share of chunks between regions, in parts per
+	// million, that are "lost" and arrive a TCP retransmission later.
+	lossPPM atomic.Int64
 
 	mu        sync.Mutex
 	listeners map[string][]net.Listener // by public address
@@ -164,11 +168,13 @@ func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
 	d := net.Dialer{Timeout: publicDialTimeout}
 	fromRegion := "outside"
 	var delay time.Duration
+	var loss float64
 	if src, ok := p.source(srcAddr); ok {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src.public)}
 		fromRegion = src.region
 		if src.region != dst.region {
 			delay = time.Duration(p.oneWay.Load())
+			loss = float64(p.lossPPM.Load()) / 1e6
 		}
 	}
 	regions := [2]string{fromRegion, dst.region}
@@ -206,15 +212,41 @@ func (p *publicProxy) forward(in net.Conn, dst publicHost, port int) {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); delayedCopy(out, in, delay) }()
-	go func() { defer wg.Done(); delayedCopy(in, out, delay) }()
+	go func() { defer wg.Done(); delayedCopy(out, in, delay, loss) }()
+	go func() { defer wg.Done(); delayedCopy(in, out, delay, loss) }()
 	wg.Wait()
 }
 
+// minRTO is Linux's least TCP retransmission timeout.
+const minRTO = 200 * time.Millisecond
+
+// retransmission is the extra wait of a chunk that a wire with loss
+// loses: a TCP retransmission timeout (the round trip plus minRTO), doubled
+// for each retransmission lost again, up to maxRetransmissions; zero for
+// a chunk not lost. Sparse traffic such as raft's heartbeats has no later
+// segment to trigger a fast retransmit, so a timeout is what a loss costs
+// it.
+func retransmission(loss float64, oneWay time.Duration) time.Duration {
+	var extra time.Duration
+	rto := 2*oneWay + minRTO
+	for range maxRetransmissions {
+		if rand.Float64() >= loss {
+			break
+		}
+		extra += rto
+		rto *= 2
+	}
+	return extra
+}
+
+// maxRetransmissions bounds the retransmissions of one lost chunk.
+const maxRetransmissions = 6
+
 // delayedCopy copies src to dst, each chunk written delay after it was
-// read, in order; then it half-closes dst. The delay is the point of the
-// proxy: a wire's latency, not a rate limit.
-func delayedCopy(dst, src net.Conn, delay time.Duration) {
+// read, in order (a lost chunk holds back those after it, as in TCP), then
+// half-closes dst. The delay is the point of the proxy: a wire's latency,
+// not a rate limit.
+func delayedCopy(dst, src net.Conn, delay time.Duration, loss float64) {
 	defer func() {
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
@@ -231,11 +263,17 @@ func delayedCopy(dst, src net.Conn, delay time.Duration) {
 	chunks := make(chan chunk, 4096)
 	go func() {
 		defer close(chunks)
+		var last time.Time
 		for {
 			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
-				chunks <- chunk{buf[:n], time.Now().Add(delay)}
+				at := time.Now().Add(delay + retransmission(loss, delay))
+				if at.Before(last) {
+					at = last
+				}
+				last = at
+				chunks <- chunk{buf[:n], at}
 			}
 			if err != nil {
 				return

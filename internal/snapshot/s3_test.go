@@ -27,24 +27,13 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// The moto-backed tests need moto_server (SPEC §6). They run in the
-// end-to-end tier; the unit tier (-short) skips them. Without moto they
-// fail: a missing emulator must not pass as a green run.
+// The moto-backed tests need moto_server: see testcluster.MotoForTest.
 
 const motoRegion = "us-east-1"
 
 func startMoto(t testing.TB) *testcluster.Moto {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("moto-backed test: runs in the end-to-end tier, not under -short")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	m, err := testcluster.StartMoto(ctx, t.TempDir())
-	if err != nil {
-		t.Fatalf("the S3 store tests need moto_server (SPEC §6): %v", err)
-	}
-	t.Cleanup(m.Close)
+	m := testcluster.MotoForTest(t, "the S3 store tests")
 	return m
 }
 

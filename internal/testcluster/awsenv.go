@@ -1,8 +1,10 @@
 package testcluster
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -56,4 +58,23 @@ func AWSRequests(t testing.TB, reg prometheus.Gatherer, api, code string) float6
 		}
 	}
 	return 0
+}
+
+// MotoForTest starts a moto_server for a moto-backed test of what (as in
+// "the S3 store tests"), stopped when t ends. Such tests run in the
+// end-to-end tier and are skipped under -short; without moto they fail,
+// for a missing emulator must not pass as a green run (SPEC §6).
+func MotoForTest(t testing.TB, what string) *Moto {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("moto-backed test: runs in the end-to-end tier, not under -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m, err := StartMoto(ctx, t.TempDir())
+	if err != nil {
+		t.Fatalf("%s need moto_server (SPEC §6): %v", what, err)
+	}
+	t.Cleanup(m.Close)
+	return m
 }

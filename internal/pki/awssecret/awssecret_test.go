@@ -21,9 +21,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// The moto-backed tests need moto_server (SPEC §6). They run in the
-// end-to-end tier; the unit tier (-short) skips them. Without moto they
-// fail: a missing emulator must not pass as a green run.
+// The moto-backed tests need moto_server: see testcluster.MotoForTest.
 //
 // moto gap, written down: moto 5.2's CreateSecret checks for the name and
 // then adds the secret without a lock (moto/secretsmanager/models.py,
@@ -37,16 +35,7 @@ const motoRegion = "us-east-1"
 
 func startMoto(t *testing.T) *testcluster.Moto {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("moto-backed test: runs in the end-to-end tier, not under -short")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	m, err := testcluster.StartMoto(ctx, t.TempDir())
-	if err != nil {
-		t.Fatalf("the CA secret tests need moto_server (SPEC §6): %v", err)
-	}
-	t.Cleanup(m.Close)
+	m := testcluster.MotoForTest(t, "the CA secret tests")
 	// After moto started: moto's own botocore chokes on an empty AWS_PROFILE.
 	testcluster.IsolateAWSEnv(t)
 	return m
