@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,16 @@ func TestTLSBootstrap(t *testing.T) {
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
 		t.Errorf("etcd's metrics port: %s", resp.Status)
 	}
+	// `etcd-appliance status` speaks TLS with a certificate it issues
+	// itself from the CA directory.
+	out, err := exec.CommandContext(ctx, binary, "status", "--api", net.JoinHostPort(inst.Address, "2378"), "--tls-ca-dir", g.CADir()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "3 of 3 voters healthy") {
+		t.Errorf("status --tls-ca-dir: %v\n%s", err, out)
+	}
+	if out, err := exec.CommandContext(ctx, binary, "status", "--api", net.JoinHostPort(inst.Address, "2378"), "--timeout", "3s").CombinedOutput(); err == nil {
+		t.Errorf("status without TLS flags answered from a TLS cluster:\n%s", out)
+	}
+
 	// The peer port admits member certificates only: the fleet's user
 	// certificate, of the cluster CA, is refused there.
 	if err := peerPortAccepts(ctx, inst, trusting); err == nil {
