@@ -162,14 +162,19 @@ func foreignCredentials(t *testing.T, kind pki.Kind, name string) *pki.Renewer {
 	return r
 }
 
-// TestTLSReplace terminates the leader's instance of a TLS group and
-// launches a replacement: it issues itself a certificate of the cluster CA,
+// TestTLSReplace takes a by-hand backup of a TLS group, then terminates
+// the leader's instance and launches a replacement: it issues itself a certificate of the cluster CA,
 // joins over TLS, and the stale member goes.
 func TestTLSReplace(t *testing.T) {
-	g := newTLSGroup(t)
+	g := newTLSGroup(t, "--store", "file://"+t.TempDir(), "--backup-interval", "1h")
 	ctx := testContext(t, 2*time.Minute)
-	_, st := startConverged(t, ctx, g, 3)
+	insts, st := startConverged(t, ctx, g, 3)
 	putKeys(t, ctx, g, "before", 20)
+	// A by-hand backup reaches etcd over TLS with a certificate it issues
+	// itself from the CA.
+	if out, errOut, code, err := g.Command(ctx, insts[1].ID, "backup"); err != nil || code != 0 {
+		t.Fatalf("backup over TLS: exit %d, err %v\n%s%s", code, err, out, errOut)
+	}
 	old := leaderOf(t, st)
 	victim := g.Instance(old.Name)
 	if err := g.Terminate(ctx, victim.ID); err != nil {

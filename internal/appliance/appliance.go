@@ -291,7 +291,7 @@ func (a *Appliance) prepare(ctx context.Context) (release func(), err error) {
 // cluster that speaks the other scheme. The peer state published before
 // it names http URLs; it is published again here with the scheme in use.
 func (a *Appliance) prepareTLS(ctx context.Context, ld cluster.LocalData, lerr error) error {
-	t, err := a.setUpTLS(ctx, a.caStore, a.dnsSpec)
+	t, err := a.setUpTLS(ctx, a.caStore, a.dnsSpec, false)
 	if err != nil {
 		return err
 	}

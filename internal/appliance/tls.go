@@ -48,7 +48,10 @@ const caGenerateLifetime = pki.DefaultCALifetime
 // the store fails (AWS may throttle at boot), issues itself a member
 // certificate for every address and name it is reached by, and writes it
 // under the data dir for etcd.
-func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSpec) (*memberTLS, error) {
+//
+// A one-shot command (backup, restore) passes oneShot: it only reads the
+// CA, and its certificate lives in memory, leaving the daemon's files alone.
+func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSpec, oneShot bool) (*memberTLS, error) {
 	log := n.log.With("component", "tls")
 	switch n.cfg.TLS {
 	case config.TLSFiles:
@@ -69,9 +72,16 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 	if store == nil {
 		return nil, errors.New("--tls auto: no CA store given")
 	}
-	ca, err := n.clusterCA(ctx, store, log)
+	ca, err := n.clusterCA(ctx, store, log, !oneShot)
 	if err != nil {
 		return nil, err
+	}
+	if oneShot {
+		r, err := pki.NewRenewer(pki.RenewerConfig{CA: ca, Request: n.memberRequest(dns), Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--tls auto: issuing a certificate: %w", err)
+		}
+		return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r)}, nil
 	}
 	dir := n.data.tlsDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -102,10 +112,14 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 }
 
 // clusterCA is the cluster CA of store, created by this instance when it is
-// the first; asked again every startup interval while the store fails.
-func (n *node) clusterCA(ctx context.Context, store pki.Store, log *slog.Logger) (*pki.ClusterCA, error) {
-	generate := func() (*pki.ClusterCA, error) {
-		return pki.NewClusterCA("etcd-appliance CA "+n.clusterName(), n.now(), caGenerateLifetime)
+// the first and may create; asked again every startup interval while the
+// store fails.
+func (n *node) clusterCA(ctx context.Context, store pki.Store, log *slog.Logger, create bool) (*pki.ClusterCA, error) {
+	var generate func() (*pki.ClusterCA, error)
+	if create {
+		generate = func() (*pki.ClusterCA, error) {
+			return pki.NewClusterCA("etcd-appliance CA "+n.clusterName(), n.now(), caGenerateLifetime)
+		}
 	}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -115,8 +129,9 @@ func (n *node) clusterCA(ctx context.Context, store pki.Store, log *slog.Logger)
 		case err == nil:
 			log.Info("cluster CA ready", "ca", ca, "created_here", created)
 			return ca, nil
-		case errors.Is(err, pki.ErrBadCA):
-			// A corrupt or foreign CA does not mend by waiting.
+		case errors.Is(err, pki.ErrBadCA), errors.Is(err, pki.ErrNoCA) && !create:
+			// A corrupt or foreign CA does not mend by waiting, nor does
+			// an empty store for a command that may not create one.
 			return nil, fmt.Errorf("--tls auto: %w", err)
 		}
 		log.Warn("the cluster CA is not readable yet; asking again", "err", err)
