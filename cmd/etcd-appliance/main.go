@@ -51,6 +51,13 @@
 //	--multi-region-network public     multi-region: public (public names, rules by public IP) or private (peered VPCs)
 //	--heartbeat-interval 0 --election-timeout 0
 //	                                  etcd's raft timing on every member (0: etcd's 100ms/1s; multi-region: derived from the round trips)
+//	--tls off                         off (plaintext), auto (a cluster CA the appliance keeps; every instance issues
+//	                                  itself a short-lived certificate and renews it) or files (the operator's)
+//	--tls-ca-dir ""                   tls auto: the CA's directory, shared by every instance
+//	--tls-ca-secret ""                tls auto, aws: the CA's AWS Secrets Manager secret (created by the first instance)
+//	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
+//	--tls-cert-file "" --tls-key-file "" --tls-trusted-ca-file ""
+//	                                  tls files: the member's certificate and key, and the CA bundle
 //	--log-format json|text            default: json unless stderr is a terminal; etcd's lines re-encoded into it
 //	--log-level info                  for etcd's lines too
 package main
