@@ -296,6 +296,9 @@ func (a *Appliance) prepareTLS(ctx context.Context, ld cluster.LocalData, lerr e
 		return err
 	}
 	a.tls = t
+	if t != nil {
+		t.exportExpiry(a.metrics.registry)
+	}
 	if lerr == nil {
 		if err := a.checkScheme(ld); err != nil {
 			return err

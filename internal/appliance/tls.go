@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
@@ -32,6 +34,8 @@ type memberTLS struct {
 	// peers dials the other appliances' APIs, accepting member
 	// certificates of the cluster CA only.
 	peers *http.Transport
+	// current is the certificate in use.
+	current func() *pki.KeyPair
 }
 
 // tlsDir is where --tls auto writes the member's certificate, key and CA
@@ -61,7 +65,7 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 			return nil, fmt.Errorf("--tls files: %w", err)
 		}
 		log.Info("TLS on with the operator's files", "certificate", src.Current(), "cert_file", files.Cert)
-		return &memberTLS{creds: src, keep: src.Run, peers: pki.MemberTransport(src),
+		return &memberTLS{creds: src, keep: src.Run, peers: pki.MemberTransport(src), current: src.Current,
 			// The operator's certificates need not carry pki.MemberHostname:
 			// the peer port admits every certificate of their CA.
 			files: etcd.TLSFiles{CertFile: files.Cert, KeyFile: files.Key, TrustedCAFile: files.CA}}, nil
@@ -81,7 +85,7 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 		if err != nil {
 			return nil, fmt.Errorf("--tls auto: issuing a certificate: %w", err)
 		}
-		return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r)}, nil
+		return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r), current: r.Current}, nil
 	}
 	dir := n.data.tlsDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -106,7 +110,7 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 	cert := r.Current().Cert
 	log.Info("TLS on with the cluster CA", "certificate", r.Current(), "ips", cert.IPAddresses, "dns_names", cert.DNSNames,
 		"renew_at", pki.RenewAt(cert.NotBefore, cert.NotAfter, pki.DefaultRenewFraction).UTC())
-	return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r),
+	return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r), current: r.Current,
 		files: etcd.TLSFiles{CertFile: files.Cert, KeyFile: files.Key, TrustedCAFile: files.CA,
 			PeerAllowedHostname: pki.MemberHostname}}, nil
 }
@@ -170,6 +174,19 @@ func (n *node) memberRequest(dns *cluster.DNSSpec) pki.LeafRequest {
 		}
 	}
 	return req
+}
+
+// exportExpiry exports when the certificate in use expires, for an alert
+// on a renewal that keeps failing (or operator files left to expire).
+func (t *memberTLS) exportExpiry(reg prometheus.Registerer) {
+	err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "etcd_appliance_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the certificate this member serves and shows expires (--tls auto renews it after two thirds of its lifetime).",
+	}, func() float64 { return float64(t.current().Cert.NotAfter.Unix()) }))
+	var already prometheus.AlreadyRegisteredError
+	if err != nil && !errors.As(err, &already) {
+		panic(err)
+	}
 }
 
 // scheme is the scheme of etcd's client and peer URLs and of the

@@ -170,6 +170,9 @@ func TestAPIAuthorizesByPath(t *testing.T) {
 	}
 	member, user, stranger := chainOf(ca, pki.Member), chainOf(ca, pki.User), chainOf(foreign, pki.Member)
 	h := a.Handler()
+	if _, body := get(t, h, "/metrics"); !strings.Contains(body, "etcd_appliance_tls_certificate_expiry_timestamp_seconds") {
+		t.Error("/metrics lacks etcd_appliance_tls_certificate_expiry_timestamp_seconds")
+	}
 	for _, tt := range []struct {
 		path   string
 		chains [][]*x509.Certificate
