@@ -12,6 +12,7 @@
 //	iam-policy  the least-privilege IAM policy for the enabled features
 //	backup   a snapshot of the cluster now, into --store
 //	restore  a snapshot into this instance's data dir, by hand
+//	client-cert  a user certificate of the cluster CA (--tls auto), for etcdctl
 //	version  the appliance's and the bundled etcd's versions
 //	completion  a bash or zsh completion script (completion bash|zsh)
 //
@@ -93,6 +94,7 @@ func commands() []struct{ name, summary string } {
 		{"iam-policy", "print the least-privilege IAM policy for the enabled features"},
 		{"backup", "take a snapshot of the cluster now and store it (--store)"},
 		{"restore", "restore a snapshot into this instance (--from OBJECT --yes), list them (--list)"},
+		{"client-cert", "issue a client certificate of the cluster CA (--tls auto) for etcdctl and programs"},
 		{"version", "print the appliance and bundled etcd versions"},
 		{"completion", "print a bash or zsh completion script: completion bash|zsh"},
 	}
@@ -154,6 +156,8 @@ func run(ctx context.Context, args []string) int {
 		return runBackup(ctx, rest, os.Stdout)
 	case "restore":
 		return runRestore(ctx, rest, os.Stdout)
+	case "client-cert":
+		return runClientCert(ctx, rest, os.Stdout)
 	case "version", "--version":
 		if code, ok := parseFlags(newFlagSet("version"), rest); !ok {
 			return code
