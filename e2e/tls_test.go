@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -113,6 +115,28 @@ func TestTLSBootstrap(t *testing.T) {
 	}
 	if out, err := exec.CommandContext(ctx, binary, "status", "--api", net.JoinHostPort(inst.Address, "2378"), "--timeout", "3s").CombinedOutput(); err == nil {
 		t.Errorf("status without TLS flags answered from a TLS cluster:\n%s", out)
+	}
+
+	// A certificate from `client-cert` writes over TLS, as etcdctl would.
+	certDir := t.TempDir()
+	if out, err := exec.CommandContext(ctx, binary, "client-cert", "--name", "alice", "--out", certDir, "--tls-ca-dir", g.CADir()).CombinedOutput(); err != nil {
+		t.Fatalf("client-cert: %v\n%s", err, out)
+	}
+	alice, err := (transport.TLSInfo{CertFile: filepath.Join(certDir, "cert.pem"), KeyFile: filepath.Join(certDir, "key.pem"),
+		TrustedCAFile: filepath.Join(certDir, "ca.pem")}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := clientv3.New(clientv3.Config{Endpoints: []string{inst.ClientURL()}, TLS: alice, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = ac.Put(pctx, "/e2e/alice", "hello")
+	cancel()
+	ac.Close()
+	if err != nil {
+		t.Errorf("a write with client-cert's certificate: %v", err)
 	}
 
 	// The peer port admits member certificates only: the fleet's user
