@@ -344,3 +344,87 @@ func servedSerial(ctx context.Context, addr string, cfg *tls.Config) (*big.Int, 
 	}
 	return seen, nil
 }
+
+// TestTLSFiles runs a group on the operator's certificate files (--tls
+// files), issued here from a CA the appliances never see the key of: the
+// cluster forms over TLS, and a certificate replaced on disk is served
+// without a restart, by etcd at once and by the appliance API at its next
+// look at the files.
+func TestTLSFiles(t *testing.T) {
+	g := newTLSGroup(t)
+	ctx := testContext(t, 2*time.Minute)
+	// The fleet's clients take their certificate from the CA directory.
+	ca, _, err := pki.EnsureCA(ctx, pki.DirStore{Dir: g.CADir()}, func() (*pki.ClusterCA, error) {
+		return pki.NewClusterCA("operator CA", time.Now(), 48*time.Hour)
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := g.Add(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]pki.KeyPairFiles{}
+	issue := func(inst *fleet.Instance) {
+		t.Helper()
+		kp, err := ca.Issue(pki.LeafRequest{Kind: pki.Member, CommonName: inst.ID,
+			IPs: []net.IP{net.ParseIP(inst.Address), net.IPv4(127, 0, 0, 1)}, Lifetime: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteKeyPair(files[inst.ID], kp, ca.Trust); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, inst := range insts {
+		dir := t.TempDir()
+		f := pki.KeyPairFiles{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), CA: filepath.Join(dir, "ca.pem")}
+		files[inst.ID] = f
+		issue(inst)
+		// --tls-ca-dir= undoes the fleet's --tls auto flags.
+		if err := g.SetArgs(inst.ID, "--tls", "files", "--tls-ca-dir=", "--tls-cert-file", f.Cert, "--tls-key-file", f.Key,
+			"--tls-trusted-ca-file", f.CA); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, inst.ID)
+	}
+	start := time.Now()
+	if err := g.Start(ctx, ids...); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ctx, g, 3)
+	t.Logf("3 healthy voters on the operator's files %s after the start", time.Since(start).Round(time.Millisecond))
+	putKeys(t, ctx, g, "files", 20)
+
+	cfg, err := g.ClientTLS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := insts[0]
+	before, err := servedSerial(ctx, inst.Address+":2379", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue(inst)
+	pid, _ := inst.EtcdPID()
+	replaced := time.Now()
+	for _, port := range []string{"2379", "2378"} {
+		err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+			serial, err := servedSerial(ctx, inst.Address+":"+port, cfg)
+			if err != nil {
+				return false, err.Error()
+			}
+			return serial.Cmp(before) != 0, fmt.Sprintf("port %s still serves serial %x", port, serial)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("port %s serves the replaced certificate %s after the files changed", port, time.Since(replaced).Round(time.Millisecond))
+	}
+	if now, _ := inst.EtcdPID(); now != pid {
+		t.Errorf("etcd of %s restarted (pid %d, was %d)", inst.ID, now, pid)
+	}
+	putKeys(t, ctx, g, "after", 20)
+	waitConverged(t, ctx, g, 3)
+}
