@@ -17,6 +17,8 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
 	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
 	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5), and launches with one it completes once a healthy voter")
+	caSecret := fs.String("tls-ca-secret", os.Getenv("ETCD_APPLIANCE_TLS_CA_SECRET"), "the cluster CA's Secrets Manager secret of --tls auto (enables creating and reading it, that secret only)")
+	setEnvOf(fs, "tls-ca-secret", "ETCD_APPLIANCE_TLS_CA_SECRET")
 	setEnvOf(fs, "hosted-zone", "ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE")
 	setEnvOf(fs, "regions", "ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -26,6 +28,7 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	if err != nil {
 		return refuse(os.Stderr, "iam-policy", err)
 	}
+	features.CASecret = *caSecret
 	doc := awsprovider.Policy(features)
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")

@@ -30,6 +30,9 @@ type PolicyFeatures struct {
 	// MultiRegion allows keeping the members' ingress rules in the cluster
 	// security group of every region (--regions, SPEC §4.4).
 	MultiRegion bool
+	// CASecret is the Secrets Manager secret of the cluster CA (--tls auto
+	// --tls-ca-secret: a name or an ARN); empty: none.
+	CASecret string
 }
 
 // PolicyDocument is an IAM policy document.
@@ -159,6 +162,22 @@ func Policy(f PolicyFeatures) PolicyDocument {
 				Action:   []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
 				Resource: []string{objects},
 			})
+	}
+	if f.CASecret != "" {
+		// The cluster CA (--tls auto, package pki/awssecret): the first
+		// instance creates the secret, every instance reads it. A secret's
+		// ARN ends in its name and six random characters. Rotation's
+		// PutSecretValue is the operator's, not the instances'.
+		secret := f.CASecret
+		if !strings.HasPrefix(secret, "arn:") {
+			secret = arn + "secretsmanager:*:*:secret:" + secret + "-??????"
+		}
+		doc.Statement = append(doc.Statement, PolicyStatement{
+			Sid:      "KeepTheClusterCA",
+			Effect:   "Allow",
+			Action:   []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"},
+			Resource: []string{secret},
+		})
 	}
 	if f.MultiRegion {
 		// Ingress changes support resource-level permissions on security
