@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
@@ -427,4 +428,53 @@ func TestTLSFiles(t *testing.T) {
 	}
 	putKeys(t, ctx, g, "after", 20)
 	waitConverged(t, ctx, g, 3)
+}
+
+// TestAWSTLS runs an Auto Scaling group with --tls auto --tls-ca-secret:
+// the first instance creates the cluster CA in moto's Secrets Manager (its
+// region from IMDS), the others read it, and the cluster forms over TLS.
+// Each member's certificate names its DNS names in the hosted zone, and the
+// SRV records are the -ssl ones.
+func TestAWSTLS(t *testing.T) {
+	start := time.Now()
+	g := newAWSGroupWith(t, fleet.AWSOptions{Size: 3, HostedZone: testZone, TLS: true})
+	ctx := testContext(t, 3*time.Minute)
+	st := waitAWSConverged(t, ctx, g, 3)
+	t.Logf("3 healthy voters over TLS %s after creating the group; cluster %s", time.Since(start).Round(time.Millisecond), st.ClusterID)
+	putKeys(t, ctx, g, "aws-tls", 20)
+	spec := g.DNSSpec()
+	for _, m := range st.Members {
+		if !strings.HasPrefix(m.PeerURL, "https://") {
+			t.Errorf("member %s advertises %s, want https", m.Name, m.PeerURL)
+		}
+		inst := g.Instance(m.Name)
+		conn, err := tls.Dial("tcp", net.JoinHostPort(inst.Address, "2378"), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		for _, name := range spec.CertNames(m.Name) {
+			if err := cert.VerifyHostname(name); err != nil {
+				t.Errorf("%s's certificate: %v", m.Name, err)
+			}
+		}
+	}
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		recs, err := g.Records(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		var names []string
+		for _, r := range recs {
+			names = append(names, r.Name)
+			if r.Type == cluster.RecordSRV && r.Name == "_etcd-client-ssl._tcp."+spec.Domain() && len(r.Values) == 3 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no _etcd-client-ssl SRV record of 3 members among %v", names)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki/awssecret"
 )
 
 // fleetTLS is a group run with --tls auto (Options.TLS): the appliances
@@ -18,7 +21,12 @@ import (
 // APIs and its etcd clients — show a user certificate it issues from that
 // CA, as an operator with CA access would (`client-cert`).
 type fleetTLS struct {
+	// dir is the CA directory of a local group, "" for an AWS group.
 	dir string
+	// store keeps the CA: dir, or the AWS group's secret in moto.
+	store pki.Store
+	// flags are the flags of `etcd-appliance run` that turn TLS on.
+	flags []string
 
 	mu    sync.Mutex
 	creds *staticCredentials // nil until the CA exists
@@ -34,7 +42,7 @@ func (t *fleetTLS) args() []string {
 	if t == nil {
 		return nil
 	}
-	return []string{"--tls", "auto", "--tls-ca-dir", t.dir}
+	return t.flags
 }
 
 // credentials are the fleet's certificate and the cluster's trust, issued
@@ -45,9 +53,9 @@ func (t *fleetTLS) credentials(ctx context.Context) (*staticCredentials, error) 
 	if t.creds != nil {
 		return t.creds, nil
 	}
-	ca, _, err := pki.EnsureCA(ctx, pki.DirStore{Dir: t.dir}, nil, nil)
+	ca, _, err := pki.EnsureCA(ctx, t.store, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("fleet: the cluster CA in %s: %w", t.dir, err)
+		return nil, fmt.Errorf("fleet: the cluster CA: %w", err)
 	}
 	kp, err := ca.Issue(pki.LeafRequest{Kind: pki.User, CommonName: "fleet", Lifetime: userCertLifetime}, time.Now())
 	if err != nil {
@@ -130,5 +138,13 @@ func newFleetTLS(on bool, dir string) *fleetTLS {
 	if !on {
 		return nil
 	}
-	return &fleetTLS{dir: filepath.Join(dir, "ca")}
+	dir = filepath.Join(dir, "ca")
+	return &fleetTLS{dir: dir, store: pki.DirStore{Dir: dir}, flags: []string{"--tls", "auto", "--tls-ca-dir", dir}}
+}
+
+// awsSecretTLS is the TLS of an AWS group: the CA in the Secrets Manager
+// secret name of moto at endpoint, which the first appliance creates.
+func awsSecretTLS(endpoint, name string) *fleetTLS {
+	sm := secretsmanager.NewFromConfig(motoConfig(endpoint, AWSRegion))
+	return &fleetTLS{store: awssecret.New(sm, name), flags: []string{"--tls", "auto", "--tls-ca-secret", name}}
 }
