@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -294,7 +296,7 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 // its answer is ignored.
 func (w *world) unanswered(peer string, err error) {
 	var record tls.RecordHeaderError
-	if !errors.Is(err, pki.ErrUntrustedServer) && !errors.As(err, &record) {
+	if !errors.Is(err, pki.ErrUntrustedServer) && !errors.As(err, &record) && !errors.Is(err, errPeerSpeaksTLS) {
 		w.log.Debug("peer did not answer", "peer", peer, "err", err)
 		return
 	}
@@ -309,8 +311,16 @@ func (w *world) unanswered(peer string, err error) {
 	if repeat {
 		level = slog.LevelDebug
 	}
-	w.log.Log(context.Background(), level, "peer answer ignored: the server is not a member of the cluster", "peer", peer, "err", err)
+	msg := "peer answer ignored: the server is not a member of the cluster"
+	if errors.Is(err, errPeerSpeaksTLS) {
+		msg = "peer answer ignored: the peer runs with TLS, this instance without"
+	}
+	w.log.Log(context.Background(), level, msg, "peer", peer, "err", err)
 }
+
+// errPeerSpeaksTLS: a peer's API speaks TLS while this instance runs with
+// --tls off; every instance of a cluster must run with the same --tls.
+var errPeerSpeaksTLS = errors.New("the peer speaks TLS and this instance runs with --tls off: give every instance the same --tls")
 
 // remember records client URLs where a member ran.
 func (w *world) remember(urls ...string) {
@@ -351,6 +361,14 @@ func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState,
 		return cluster.PeerState{}, 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadRequest && w.tls == nil {
+		// Go's TLS server answers a plaintext request so: the peer runs
+		// with --tls on, this instance with --tls off.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if strings.Contains(string(body), "HTTPS") {
+			return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %w", url, errPeerSpeaksTLS)
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}

@@ -265,3 +265,27 @@ func TestSchemeChangeRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestPlaintextInstanceSaysItsPeerSpeaksTLS: an instance run with --tls off
+// whose peer speaks TLS says so at Warn, not as a peer that did not answer.
+func TestPlaintextInstanceSaysItsPeerSpeaksTLS(t *testing.T) {
+	a := testAppliance(t)
+	logs := &syncBuffer{}
+	a.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ca, err := pki.NewClusterCA("cluster", time.Now(), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(pki.LeafRequest{Kind: pki.Member, CommonName: "i-2", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Lifetime: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ports.API = peerServer(t, kp)
+	answers := a.world.askPeers(t.Context(), []cluster.Instance{{ID: "i-2", Address: "127.0.0.1", State: cluster.InstanceRunning}})
+	if len(answers) != 0 {
+		t.Fatalf("answers %v from a TLS peer to a plaintext instance", answers)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="peer answer ignored: the peer runs with TLS, this instance without"`) {
+		t.Errorf("no Warn naming the TLS mismatch:\n%s", logs.String())
+	}
+}
