@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
@@ -51,10 +52,10 @@ var etcdDefaultTiming = []string{"--heartbeat-interval", "100ms", "--election-ti
 // window (a write every multiRegionWrites).
 const multiRegionWrites = 100 * time.Millisecond
 
-// measureMultiRegion runs, at each round trip, a group of 2+1 members in two
+// measureMultiRegion runs, on each wire, a group of 2+1 members in two
 // regions with the default flags (derived timing) and one with etcd's
-// default timing side by side for window, and counts the elections (raft
-// term increases) of each.
+// default timing side by side for window, each with its leader moved to the
+// region of one, and counts the elections (raft term increases) of each.
 func measureMultiRegion(ctx context.Context, binary string, window time.Duration) ([]figure, error) {
 	var figs []figure
 	for _, wire := range multiRegionWires {
@@ -136,6 +137,13 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, los
 		return r, err
 	}
 	r.timing = derivedTiming(g)
+	// The harder place for the leader: alone in its region, every commit
+	// and every heartbeat crosses the wire, and its quorum is the other
+	// region's (with the leader among the two, its quorum is in-region and
+	// pre-vote keeps a lagging follower from disturbing it).
+	if err := moveLeaderTo(ctx, g, g.Regions()[1]); err != nil {
+		return r, err
+	}
 	c, err := g.Client(ctx)
 	if err != nil {
 		return r, err
@@ -171,6 +179,41 @@ func measureElections(ctx context.Context, binary string, rtt time.Duration, los
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}
 	return r, nil
+}
+
+// moveLeaderTo moves the leadership to a member in region, unless it is
+// there already.
+func moveLeaderTo(ctx context.Context, g *fleet.AWSMulti, region string) error {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := g.StatusOf(sctx, g.Running()[0].ID)
+	if err != nil {
+		return err
+	}
+	var leader, target *cluster.MemberStatus
+	for i, m := range st.Members {
+		if m.Leader {
+			leader = &st.Members[i]
+		}
+		if g.RegionOf(m.Name) == region && target == nil {
+			target = &st.Members[i]
+		}
+	}
+	if leader == nil || target == nil {
+		return fmt.Errorf("no leader, or no member in %s: %s", region, fleet.Summarize(st))
+	}
+	if g.RegionOf(leader.Name) == region {
+		return nil
+	}
+	c, err := g.Client(ctx, leader.Name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.MoveLeader(sctx, uint64(target.ID)); err != nil {
+		return fmt.Errorf("moving the leadership to %s in %s: %w", target.Name, region, err)
+	}
+	return nil
 }
 
 // highestTerm is the highest raft term any running member reports, and

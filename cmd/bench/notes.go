@@ -68,7 +68,9 @@ const notes = `
   a network namespace, members reached through their public names and addresses, security groups enforced; the
   harness's public proxy holds every byte between regions for half the round trip). One group with the default
   flags (the appliance measures the round trips to its peers before the cluster forms and derives heartbeat and
-  election timeout from them) and one pinned to etcd's defaults run side by side, each with a writer
+  election timeout from them) and one pinned to etcd's defaults run side by side, each with its leader moved to the
+  region of one (so that every heartbeat and commit crosses the wire: with the leader in the region of two its
+  quorum is in-region, and etcd's pre-vote keeps the far follower from starting elections), and a writer
   putting a key every 100 ms from outside the regions; the figure is the raft term's increase over the window (each
   election, won or not, raises it; pre-vote keeps a partitioned member from raising it alone), per hour. One sample
   per run of the bench. The proxy's delay is even, so "loss" rows also lose a share of the chunks between regions:

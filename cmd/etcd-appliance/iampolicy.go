@@ -16,11 +16,11 @@ func runIAMPolicy(args []string, out io.Writer) int {
 	zoneID := fs.String("hosted-zone-id", "", "the zone's id, to scope record changes to it (default: any zone)")
 	bucket := fs.String("store-bucket", "", "S3 bucket of the snapshot store (enables the snapshot statement, scoped to the bucket)")
 	regions := fs.String("regions", firstEnv("ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS"), "multi-region mode's regions, comma-separated (enables the security group statements)")
+	caSecret := fs.String("tls-ca-secret", os.Getenv("ETCD_APPLIANCE_TLS_CA_SECRET"), "the Secrets Manager secret of --tls auto's cluster CA (enables the statement that creates and reads it, scoped to it)")
 	hooks := fs.Bool("lifecycle-hooks", true, "the group holds terminations with a lifecycle hook that the instance completes once drained (SPEC §4.5), and launches with one it completes once a healthy voter")
-	caSecret := fs.String("tls-ca-secret", os.Getenv("ETCD_APPLIANCE_TLS_CA_SECRET"), "the cluster CA's Secrets Manager secret of --tls auto (enables creating and reading it, that secret only)")
-	setEnvOf(fs, "tls-ca-secret", "ETCD_APPLIANCE_TLS_CA_SECRET")
 	setEnvOf(fs, "hosted-zone", "ETCD_APPLIANCE_HOSTED_ZONE", "HOSTED_ZONE")
 	setEnvOf(fs, "regions", "ETCD_APPLIANCE_REGIONS", "ACTIVE_REGIONS")
+	setEnvOf(fs, "tls-ca-secret", "ETCD_APPLIANCE_TLS_CA_SECRET")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,4 +102,25 @@ func withStderr(t *testing.T, f func() int) (int, string) {
 		t.Fatal(err)
 	}
 	return code, string(b)
+}
+
+// --tls-ca-secret grants creating, reading and updating that secret only.
+func TestIAMPolicyScopesTheCASecret(t *testing.T) {
+	doc := awsprovider.Policy(awsprovider.PolicyFeatures{CASecret: "orders/etcd-ca", Partition: "aws-cn"})
+	i := slices.IndexFunc(doc.Statement, func(st awsprovider.PolicyStatement) bool { return st.Sid == "KeepTheClusterCA" })
+	if i < 0 {
+		t.Fatalf("no KeepTheClusterCA statement: %+v", doc.Statement)
+	}
+	st := doc.Statement[i]
+	if want := []string{"arn:aws-cn:secretsmanager:*:*:secret:orders/etcd-ca-??????"}; !slices.Equal(st.Resource, want) {
+		t.Errorf("resource %v, want %v", st.Resource, want)
+	}
+	if want := []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"}; !slices.Equal(st.Action, want) {
+		t.Errorf("actions %v, want %v", st.Action, want)
+	}
+	if slices.ContainsFunc(awsprovider.Policy(awsprovider.PolicyFeatures{}).Statement, func(st awsprovider.PolicyStatement) bool {
+		return st.Sid == "KeepTheClusterCA"
+	}) {
+		t.Error("a policy without --tls-ca-secret grants the CA secret")
+	}
 }

@@ -30,8 +30,8 @@ type PolicyFeatures struct {
 	// MultiRegion allows keeping the members' ingress rules in the cluster
 	// security group of every region (--regions, SPEC §4.4).
 	MultiRegion bool
-	// CASecret is the Secrets Manager secret of the cluster CA (--tls auto
-	// --tls-ca-secret: a name or an ARN); empty: none.
+	// CASecret is the name of the Secrets Manager secret that holds the
+	// cluster CA of --tls auto (--tls-ca-secret); empty: none.
 	CASecret string
 }
 
@@ -163,22 +163,6 @@ func Policy(f PolicyFeatures) PolicyDocument {
 				Resource: []string{objects},
 			})
 	}
-	if f.CASecret != "" {
-		// The cluster CA (--tls auto, package pki/awssecret): the first
-		// instance creates the secret, every instance reads it. A secret's
-		// ARN ends in its name and six random characters. Rotation's
-		// PutSecretValue is the operator's, not the instances'.
-		secret := f.CASecret
-		if !strings.HasPrefix(secret, "arn:") {
-			secret = arn + "secretsmanager:*:*:secret:" + secret + "-??????"
-		}
-		doc.Statement = append(doc.Statement, PolicyStatement{
-			Sid:      "KeepTheClusterCA",
-			Effect:   "Allow",
-			Action:   []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"},
-			Resource: []string{secret},
-		})
-	}
 	if f.MultiRegion {
 		// Ingress changes support resource-level permissions on security
 		// groups, but the groups' ids are not known here (one per region):
@@ -196,6 +180,17 @@ func Policy(f PolicyFeatures) PolicyDocument {
 				Action:   []string{"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"},
 				Resource: []string{arn + "ec2:*:*:security-group/*"},
 			})
+	}
+	if f.CASecret != "" {
+		// The first appliance creates the CA's secret, the others read it,
+		// and a CA rotation writes a new version (SPEC §4.8). Secrets
+		// Manager appends six characters to a secret's name in its ARN.
+		doc.Statement = append(doc.Statement, PolicyStatement{
+			Sid:      "KeepTheClusterCA",
+			Effect:   "Allow",
+			Action:   []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+			Resource: []string{arn + "secretsmanager:*:*:secret:" + f.CASecret + "-??????"},
+		})
 	}
 	return doc
 }

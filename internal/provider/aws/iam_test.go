@@ -57,20 +57,6 @@ func TestPolicyGrantsExactlyWhatTheProviderCalls(t *testing.T) {
 	}
 }
 
-// TestPolicyKeepsTheClusterCA: --tls-ca-secret grants creating and reading
-// that secret only.
-func TestPolicyKeepsTheClusterCA(t *testing.T) {
-	doc := Policy(PolicyFeatures{CASecret: "orders-ca", Partition: "aws-cn"})
-	st := doc.Statement[len(doc.Statement)-1]
-	if st.Sid != "KeepTheClusterCA" || !slices.Equal(st.Action, []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"}) ||
-		!slices.Equal(st.Resource, []string{"arn:aws-cn:secretsmanager:*:*:secret:orders-ca-??????"}) {
-		t.Errorf("CA statement %+v", st)
-	}
-	if got := allowed(Policy(PolicyFeatures{})); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "secretsmanager:") }) {
-		t.Errorf("without a CA secret the policy allows %v", got)
-	}
-}
-
 func TestPolicyScopesRecordChangesToTheZone(t *testing.T) {
 	doc := Policy(PolicyFeatures{DNS: true, HostedZoneID: "/hostedzone/Z123"})
 	b, err := json.Marshal(doc)
