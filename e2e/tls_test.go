@@ -97,8 +97,14 @@ func TestTLSBootstrap(t *testing.T) {
 			t.Errorf("GET %s without a certificate: %s, want %d", path, resp.Status, want)
 		}
 	}
-	if code, _, err := g.Get(ctx, inst.ID, "/v1/peer"); err != nil || code != http.StatusForbidden {
-		t.Errorf("GET /v1/peer with the fleet's user certificate: %d (err %v), want 403: members only", code, err)
+	userClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: trusting}}
+	if resp, err := userClient.Get(inst.APIURL() + "/v1/peer"); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /v1/peer with a user certificate: %v (err %v), want 403: members only", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if _, err := g.Peer(ctx, inst.ID); err != nil {
+		t.Errorf("GET /v1/peer with the fleet's member certificate: %v", err)
 	}
 	if _, err := g.StatusOf(ctx, inst.ID); err != nil {
 		t.Errorf("GET /v1/status with the fleet's user certificate: %v", err)

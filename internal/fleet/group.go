@@ -78,7 +78,8 @@ type Options struct {
 	// TLS runs the appliances with --tls auto, the cluster CA in Dir/ca
 	// (created by the first appliance to start), and has the fleet's own
 	// clients (status, Client) speak mutual TLS with a user certificate of
-	// that CA.
+	// that CA (a member certificate for /v1/peer, which admits only
+	// members).
 	TLS bool
 }
 

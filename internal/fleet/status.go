@@ -31,7 +31,7 @@ func (g *Group) get(ctx context.Context, inst *Instance, path string) (int, []by
 	if err != nil {
 		return 0, nil, err
 	}
-	hc, err := g.apiClient(ctx)
+	hc, err := g.apiClient(ctx, path)
 	if err != nil {
 		return 0, nil, err
 	}

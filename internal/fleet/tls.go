@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,10 @@ type fleetTLS struct {
 	mu    sync.Mutex
 	creds *staticCredentials // nil until the CA exists
 	http  *http.Client
+	// member reads /v1/peer, which admits members only: the fleet holds
+	// the CA, as the cloud's operator does, and shows a member
+	// certificate there.
+	member *http.Client
 }
 
 // userCertLifetime is the lifetime of the fleet's own certificate: longer
@@ -61,9 +67,16 @@ func (t *fleetTLS) credentials(ctx context.Context) (*staticCredentials, error) 
 	if err != nil {
 		return nil, fmt.Errorf("fleet: issuing the fleet's certificate: %w", err)
 	}
+	mkp, err := ca.Issue(pki.LeafRequest{Kind: pki.Member, CommonName: "fleet", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Lifetime: userCertLifetime}, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("fleet: issuing the fleet's member certificate: %w", err)
+	}
 	t.creds = &staticCredentials{cert: kp.TLSCertificate(), trust: ca.Trust}
 	t.http = &http.Client{Transport: pki.MemberTransport(t.creds)}
 	t.http.Transport.(*http.Transport).DisableKeepAlives = true
+	t.member = &http.Client{Transport: pki.MemberTransport(&staticCredentials{cert: mkp.TLSCertificate(), trust: ca.Trust})}
+	t.member.Transport.(*http.Transport).DisableKeepAlives = true
 	return t.creds, nil
 }
 
@@ -120,8 +133,10 @@ func (g *Group) scheme() string {
 	return "http"
 }
 
-// apiClient is the HTTP client of the appliance APIs.
-func (g *Group) apiClient(ctx context.Context) (*http.Client, error) {
+// apiClient is the HTTP client of the appliance APIs for path: with TLS,
+// showing the fleet's user certificate, or its member certificate for
+// /v1/peer.
+func (g *Group) apiClient(ctx context.Context, path string) (*http.Client, error) {
 	if g.tls == nil {
 		return httpClient, nil
 	}
@@ -130,6 +145,9 @@ func (g *Group) apiClient(ctx context.Context) (*http.Client, error) {
 	}
 	g.tls.mu.Lock()
 	defer g.tls.mu.Unlock()
+	if strings.HasPrefix(path, "/v1/peer") {
+		return g.tls.member, nil
+	}
 	return g.tls.http, nil
 }
 
