@@ -213,6 +213,12 @@ func manualAppliance(ctx context.Context, name string, cfg *config.Config, use m
 		opts.Store = store
 	}
 	if use.identity {
+		caStore, err := newCAStore(ctx, cfg, registry)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "etcd-appliance %s: opening the cluster CA's store: %v\n", name, err)
+			return nil, 1
+		}
+		opts.CAStore = caStore
 		etcdCmd, err := etcdCommand(cfg.EtcdBinary)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "etcd-appliance %s: %v\n", name, err)

@@ -17,6 +17,8 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/config/etcdflags"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
 	"github.com/etcd-appliance/etcd-appliance/internal/logging"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki/awssecret"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	awsprovider "github.com/etcd-appliance/etcd-appliance/internal/provider/aws"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider/local"
@@ -80,6 +82,11 @@ func runDaemon(ctx context.Context, args []string) int {
 			return 1
 		}
 	}
+	caStore, err := newCAStore(ctx, cfg, registry)
+	if err != nil {
+		logger.Error("cannot open the cluster CA's store", "err", err)
+		return 1
+	}
 	// The aws provider holds terminations with lifecycle hooks (§4.5).
 	lifecycle, _ := group.(provider.Lifecycle)
 	// and holds new instances out of service until they are voters.
@@ -100,6 +107,7 @@ func runDaemon(ctx context.Context, args []string) int {
 		Lifecycle:    lifecycle,
 		Launch:       launch,
 		Store:        store,
+		CAStore:      caStore,
 	})
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("appliance stopped", "err", err)
@@ -144,7 +152,7 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 			}
 		}
 	}
-	spec := cfg.DNSSpec(name, false)
+	spec := cfg.DNSSpec(name, cfg.TLSOn())
 	if spec == nil {
 		return p, p, nil, nil, nil
 	}
@@ -153,6 +161,19 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 		return nil, nil, nil, nil, err
 	}
 	return p, p, dns, spec, nil
+}
+
+// newCAStore is where --tls auto keeps the cluster CA: --tls-ca-dir, or
+// --tls-ca-secret in AWS Secrets Manager of the instance's region; nil
+// otherwise.
+func newCAStore(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) (pki.Store, error) {
+	switch {
+	case cfg.TLS != config.TLSAuto:
+		return nil, nil
+	case cfg.TLSCADir != "":
+		return pki.DirStore{Dir: cfg.TLSCADir}, nil
+	}
+	return awssecret.Open(ctx, awssecret.Options{Name: cfg.TLSCASecret, Registerer: reg})
 }
 
 // checkGroupFile refuses, at start, a group file of the local provider that

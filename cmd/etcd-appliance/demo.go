@@ -14,6 +14,7 @@ func runDemo(ctx context.Context, args []string) int {
 	members := fs.Int("members", 3, "instances in the demo group, 3-9")
 	keep := fs.Bool("keep", false, "leave the group running until Ctrl-C")
 	onAWS := fs.Bool("aws", false, "tour an Auto Scaling group in moto (the AWS emulator; needs moto_server) instead of a local group: Route53 records, replacement through the Auto Scaling API")
+	withTLS := fs.Bool("tls", false, "run the group with --tls auto: mutual TLS on every port, the cluster CA in the demo's directory (or in moto's Secrets Manager with --aws)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -28,7 +29,7 @@ func runDemo(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
 		return 1
 	}
-	if err := demo.Run(ctx, demo.Options{Binary: self, Members: *members, Keep: *keep, Out: os.Stdout, AWS: *onAWS}); err != nil {
+	if err := demo.Run(ctx, demo.Options{Binary: self, Members: *members, Keep: *keep, Out: os.Stdout, AWS: *onAWS, TLS: *withTLS}); err != nil {
 		fmt.Fprintf(os.Stderr, "etcd-appliance demo: %v\n", err)
 		return 1
 	}

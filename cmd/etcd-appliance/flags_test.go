@@ -189,7 +189,8 @@ echo "${COMPREPLY[*]}"`
 		want  string
 	}{
 		{[]string{fake, "re"}, "restore"},
-		{[]string{fake, "c"}, "completion"},
+		{[]string{fake, "co"}, "completion"},
+		{[]string{fake, "cl"}, "client-cert"},
 		{[]string{fake, "run", "--st"}, "--stale-grace --store"},
 		{[]string{fake, "backup", "--data-dir", "/x", "--d"}, "--data-dir"},
 		{[]string{fake, "completion", "z"}, "zsh"},

@@ -12,6 +12,7 @@
 //	iam-policy  the least-privilege IAM policy for the enabled features
 //	backup   a snapshot of the cluster now, into --store
 //	restore  a snapshot into this instance's data dir, by hand
+//	client-cert  a user certificate of the cluster CA (--tls auto), for etcdctl
 //	version  the appliance's and the bundled etcd's versions
 //	completion  a bash or zsh completion script (completion bash|zsh)
 //
@@ -51,6 +52,13 @@
 //	--multi-region-network public     multi-region: public (public names, rules by public IP) or private (peered VPCs)
 //	--heartbeat-interval 0 --election-timeout 0
 //	                                  etcd's raft timing on every member (0: etcd's 100ms/1s; multi-region: derived from the round trips)
+//	--tls off                         off (plaintext), auto (a cluster CA the appliance keeps; every instance issues
+//	                                  itself a short-lived certificate and renews it) or files (the operator's)
+//	--tls-ca-dir ""                   tls auto: the CA's directory, shared by every instance
+//	--tls-ca-secret ""                tls auto, aws: the CA's AWS Secrets Manager secret (created by the first instance)
+//	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
+//	--tls-cert-file "" --tls-key-file "" --tls-trusted-ca-file ""
+//	                                  tls files: the member's certificate and key, and the CA bundle
 //	--log-format json|text            default: json unless stderr is a terminal; etcd's lines re-encoded into it
 //	--log-level info                  for etcd's lines too
 package main
@@ -86,6 +94,7 @@ func commands() []struct{ name, summary string } {
 		{"iam-policy", "print the least-privilege IAM policy for the enabled features"},
 		{"backup", "take a snapshot of the cluster now and store it (--store)"},
 		{"restore", "restore a snapshot into this instance (--from OBJECT --yes), list them (--list)"},
+		{"client-cert", "issue a client certificate of the cluster CA (--tls auto) for etcdctl and programs"},
 		{"version", "print the appliance and bundled etcd versions"},
 		{"completion", "print a bash or zsh completion script: completion bash|zsh"},
 	}
@@ -147,6 +156,8 @@ func run(ctx context.Context, args []string) int {
 		return runBackup(ctx, rest, os.Stdout)
 	case "restore":
 		return runRestore(ctx, rest, os.Stdout)
+	case "client-cert":
+		return runClientCert(ctx, rest, os.Stdout)
 	case "version", "--version":
 		if code, ok := parseFlags(newFlagSet("version"), rest); !ok {
 			return code

@@ -41,13 +41,23 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for an answer")
 	waitHealthy := fs.Duration("wait-healthy", 0, "ask again every second until the cluster is healthy, for at most this long (exit 0 once healthy)")
+	var stls statusTLS
+	stls.register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code // 2 is statusUnreachable, as for any bad command line
 	}
+	hc, err := stls.client(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "etcd-appliance status: %v\n", err)
+		return statusUnreachable // as for any bad command line
+	}
 	var candidates []string
 	if *api == "" {
-		candidates = localAPIs(defaultAPIPort)
+		candidates = stls.withScheme(localAPIs(defaultAPIPort))
 	} else {
+		if stls.on() && !strings.Contains(*api, "://") {
+			*api = "https://" + *api
+		}
 		base, err := apiBase(*api)
 		if err != nil {
 			fmt.Fprintf(stderr, "etcd-appliance status: --api %q: %v\n", *api, err)
@@ -57,7 +67,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	deadline := time.Now().Add(*waitHealthy)
 	for {
-		st, err := askStatus(ctx, candidates, *timeout)
+		st, err := askStatus(ctx, hc, candidates, *timeout)
 		code := statusCode(st, err)
 		if code == statusHealthy || !time.Now().Before(deadline) || !sleepCtx(ctx, statusPoll) {
 			reportStatus(stdout, stderr, st, err, *asJSON)
@@ -95,12 +105,12 @@ func apiBase(api string) (string, error) {
 }
 
 // askStatus asks the candidates in turn; the first answer wins.
-func askStatus(ctx context.Context, candidates []string, timeout time.Duration) (cluster.ClusterStatus, error) {
+func askStatus(ctx context.Context, hc *http.Client, candidates []string, timeout time.Duration) (cluster.ClusterStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var errs []error
 	for _, base := range candidates {
-		st, err := fetchStatus(ctx, base)
+		st, err := fetchStatus(ctx, hc, base)
 		if err == nil {
 			return st, nil
 		}
@@ -178,13 +188,13 @@ func localAPIs(port int) []string {
 	return append(out, loopback...)
 }
 
-func fetchStatus(ctx context.Context, base string) (cluster.ClusterStatus, error) {
+func fetchStatus(ctx context.Context, hc *http.Client, base string) (cluster.ClusterStatus, error) {
 	var st cluster.ClusterStatus
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/status", nil)
 	if err != nil {
 		return st, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return st, err
 	}

@@ -2,17 +2,21 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
 
 // peerViewWait bounds how long /v1/peer waits for a fresh listing of the
@@ -38,6 +42,9 @@ func (a *api) serve() (*http.Server, error) {
 		return nil, fmt.Errorf("listening for the appliance API: %w", apiListenError(addr, err))
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	if a.tls != nil {
+		ln = tls.NewListener(ln, pki.APIServerTLS(a.tls.creds))
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("appliance API stopped", "err", err)
@@ -75,7 +82,39 @@ func (a *api) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
-	return mux
+	return a.authorize(mux)
+}
+
+// authorize admits requests by path when TLS is on (SPEC §4.8): /v1/peer,
+// and any other /v1/ path, only from a member of the cluster, since its
+// answers decide bootstraps and recoveries; /v1/status from any certificate
+// of the cluster CA, a user's too, since it is read-only and operators need
+// it; /metrics, /healthz and /readyz from anyone who speaks TLS, so that
+// Prometheus and load balancers need no client certificate. The TLS layer
+// verified the certificate shown, if any (pki.APIServerTLS).
+func (a *api) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.tls == nil || !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var chains [][]*x509.Certificate
+		if r.TLS != nil {
+			chains = r.TLS.VerifiedChains
+		}
+		trust := a.tls.creds.Trust()
+		switch {
+		case r.URL.Path == "/v1/status" && pki.IsClusterCertificate(chains, trust):
+		case pki.IsMemberCertificate(chains, trust):
+		case r.URL.Path == "/v1/status":
+			http.Error(w, "a certificate of the cluster CA is required", http.StatusForbidden)
+			return
+		default:
+			http.Error(w, "a member certificate of the cluster CA is required", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -106,7 +145,7 @@ func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 		endpoints = nil
 		for _, inst := range group {
 			if inst.State.InGroup() {
-				endpoints = append(endpoints, a.ports.ClientURL("http", inst.Address))
+				endpoints = append(endpoints, a.ports.ClientURL(a.scheme(), inst.Address))
 			}
 		}
 	}

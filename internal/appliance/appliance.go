@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 	"github.com/etcd-appliance/etcd-appliance/internal/provider"
 	snapstore "github.com/etcd-appliance/etcd-appliance/internal/snapshot"
 )
@@ -69,6 +70,9 @@ type Options struct {
 	// Launch holds the group's launch hook until the instance is a
 	// healthy voter; nil: the provider has no launch hooks.
 	Launch provider.Launch
+	// CAStore keeps the cluster CA with --tls auto (a directory, or AWS
+	// Secrets Manager); unused otherwise.
+	CAStore pki.Store
 }
 
 // Appliance is the daemon of one instance: its loops, wired together.
@@ -76,6 +80,10 @@ type Appliance struct {
 	*node
 	ident provider.Identity
 	api   *api
+	world *world
+	// caStore and dnsSpec make the instance's TLS (setUpTLS).
+	caStore pki.Store
+	dnsSpec *cluster.DNSSpec
 
 	starter     *starter
 	supervisor  *supervisor
@@ -100,9 +108,9 @@ func New(opts Options) *Appliance {
 		now:     opts.Now,
 		metrics: newMetrics(opts.Registry, buildInfo{Version: opts.Version, EtcdVersion: opts.EtcdVersion}),
 		data:    dataDir{root: cfg.DataDir, wal: &walPositions{}},
-		dial:    dialEtcd(opts.Logger),
 		ports:   cluster.Ports{Client: cfg.ClientPort, Peer: cfg.PeerPort, Metrics: cfg.MetricsPort, API: cfg.APIPort},
 	}
+	n.dial = dialEtcd(opts.Logger, n.etcdTLS)
 	n.metrics.backupInterval.Set(cfg.BackupInterval.Seconds())
 	n.groups = &groupLister{group: opts.Group, now: func() time.Time { return n.now() },
 		listed: func(group []cluster.Instance) {
@@ -126,6 +134,9 @@ func New(opts Options) *Appliance {
 		node:      n,
 		ident:     opts.Identity,
 		api:       &api{node: n, etcdVersion: opts.EtcdVersion},
+		world:     w,
+		caStore:   opts.CAStore,
+		dnsSpec:   opts.DNSSpec,
 		recovery:  rec,
 		snapshots: snaps,
 		leaver:    &leaver{node: n, retry: 500 * time.Millisecond},
@@ -162,6 +173,18 @@ func (a *Appliance) Run(ctx context.Context) error {
 	defer release()
 	// Nothing writes into the data dir once it is let go.
 	defer a.launcher.wait()
+	if a.tls != nil {
+		kctx, stopKeeping := context.WithCancel(ctx)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			_ = a.tls.keep(kctx)
+		}()
+		defer func() {
+			stopKeeping()
+			<-kept
+		}()
+	}
 	srv, err := a.api.serve()
 	if err != nil {
 		return err
@@ -252,12 +275,38 @@ func (a *Appliance) prepare(ctx context.Context) (release func(), err error) {
 		*p = cluster.PeerState{InstanceID: self.ID, Address: a.address, EtcdVersion: a.api.etcdVersion,
 			ClientURL: a.clientURL(), PeerURL: a.peerURL(), Phase: cluster.PhasePlanning}
 	})
-	_, _ = a.refreshLocal()
+	ld, lerr := a.refreshLocal()
 	if err := etcd.KillLeftover(a.log, a.data.pidFile(), a.data.etcd()); err != nil {
 		release()
 		return nil, fmt.Errorf("stopping an etcd left over by an earlier run: %w", err)
 	}
+	if err := a.prepareTLS(ctx, ld, lerr); err != nil {
+		release()
+		return nil, err
+	}
 	return release, nil
+}
+
+// prepareTLS sets up the instance's TLS (--tls) and refuses data of a
+// cluster that speaks the other scheme. The peer state published before
+// it names http URLs; it is published again here with the scheme in use.
+func (a *Appliance) prepareTLS(ctx context.Context, ld cluster.LocalData, lerr error) error {
+	t, err := a.setUpTLS(ctx, a.caStore, a.dnsSpec, false)
+	if err != nil {
+		return err
+	}
+	a.tls = t
+	if t != nil {
+		t.exportExpiry(a.metrics.registry)
+	}
+	if lerr == nil {
+		if err := a.checkScheme(ld); err != nil {
+			return err
+		}
+	}
+	a.world.http.Transport = a.peerTransport()
+	a.setPeer(func(p *cluster.PeerState) { p.ClientURL, p.PeerURL = a.clientURL(), a.peerURL() })
+	return nil
 }
 
 // startFailed logs why a plan could not be applied: expected refusals while

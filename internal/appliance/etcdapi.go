@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,23 +150,34 @@ type tenure interface {
 type etcdClient struct {
 	c   *clientv3.Client
 	log *slog.Logger
+	// http asks etcd's HTTP endpoints (/version) on its client port, over
+	// the same TLS as c.
+	http *http.Client
 }
 
 var _ etcdAPI = (*etcdClient)(nil)
 
-// dialEtcd is the dialer of real etcd clients.
-func dialEtcd(log *slog.Logger) dialer {
+// dialEtcd is the dialer of real etcd clients. tlsConfig is the client
+// side of etcd's mutual TLS, asked at each dial (nil: plaintext); an
+// http:// endpoint is dialled in plaintext either way.
+func dialEtcd(log *slog.Logger, tlsConfig func() *tls.Config) dialer {
 	return func(endpoints []string) (etcdAPI, error) {
-		c, err := newClient(endpoints)
+		tc := tlsConfig()
+		c, err := newClient(endpoints, tc)
 		if err != nil {
 			return nil, err
 		}
-		return &etcdClient{c: c, log: log}, nil
+		hc := http.DefaultClient
+		if tc != nil {
+			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		}
+		return &etcdClient{c: c, log: log, http: hc}, nil
 	}
 }
 
-func newClient(endpoints []string) (*clientv3.Client, error) {
+func newClient(endpoints []string, tc *tls.Config) (*clientv3.Client, error) {
 	c, err := clientv3.New(clientv3.Config{
+		TLS:                  tc,
 		Endpoints:            endpoints,
 		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    5 * time.Second,
@@ -179,7 +191,13 @@ func newClient(endpoints []string) (*clientv3.Client, error) {
 }
 
 func (e *etcdClient) Endpoints() []string { return e.c.Endpoints() }
-func (e *etcdClient) Close() error        { return e.c.Close() }
+
+func (e *etcdClient) Close() error {
+	if e.http != http.DefaultClient {
+		e.http.CloseIdleConnections()
+	}
+	return e.c.Close()
+}
 
 func (e *etcdClient) Members(ctx context.Context) (*cluster.ClusterView, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -268,7 +286,7 @@ func (e *etcdClient) versionsAt(ctx context.Context, endpoint string) (clusterVe
 	if err != nil {
 		return clusterVersions{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.http.Do(req)
 	if err != nil {
 		return clusterVersions{}, err
 	}

@@ -385,11 +385,12 @@ func (r *candidacy) holderAlive(ctx context.Context, name string) bool {
 func (r *candidacy) applianceAnswers(ctx context.Context, host string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddress(host, r.ports.API)+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.apiURL(host, "/healthz"), nil)
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// With TLS, only an appliance with a member certificate counts.
+	resp, err := (&http.Client{Transport: r.peerTransport()}).Do(req)
 	if err != nil {
 		return false
 	}

@@ -46,7 +46,7 @@ func (n *node) peerClientURLs() []string {
 	var out []string
 	for _, inst := range n.groups.last() {
 		if inst.ID != n.self.ID && inst.Address != "" && !inst.State.Gone() {
-			out = append(out, n.ports.ClientURL("http", inst.Address))
+			out = append(out, n.ports.ClientURL(n.scheme(), inst.Address))
 		}
 	}
 	return out

@@ -23,6 +23,15 @@ func (a *Appliance) identifyOnce(ctx context.Context) error {
 		return fmt.Errorf("who is this instance: %w", err)
 	}
 	a.identified(self)
+	if a.tls == nil {
+		// With TLS, etcd is reached over https with a certificate of the
+		// cluster CA, and restored data names https peer URLs.
+		t, err := a.setUpTLS(ctx, a.caStore, a.dnsSpec, true)
+		if err != nil {
+			return err
+		}
+		a.tls = t
+	}
 	return nil
 }
 

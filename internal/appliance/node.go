@@ -30,6 +30,9 @@ type node struct {
 	self    cluster.Instance
 	address string
 	ports   cluster.Ports
+	// tls is the instance's TLS, nil with --tls off; set once, before the
+	// loops start.
+	tls *memberTLS
 
 	mu    sync.Mutex
 	peer  cluster.PeerState
@@ -82,8 +85,8 @@ func (n *node) identified(self cluster.Instance) {
 	n.self.Address = n.address
 }
 
-func (n *node) clientURL() string { return n.ports.ClientURL("http", n.address) }
-func (n *node) peerURL() string   { return n.ports.PeerURL("http", n.address) }
+func (n *node) clientURL() string { return n.ports.ClientURL(n.scheme(), n.address) }
+func (n *node) peerURL() string   { return n.ports.PeerURL(n.scheme(), n.address) }
 
 // bindAddress is the IP the instance serves on: its peer-facing address,
 // unless that is its public name (multi-region mode) and --address does not

@@ -2,9 +2,11 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -13,11 +15,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
 
 // etcdProcess is a running etcd child (*etcd.Process).
@@ -77,6 +81,7 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		AutoCompactionRetention: l.cfg.AutoCompactionRetention,
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
 		InitialCluster:          slices.Clone(launch.InitialCluster),
+		TLS:                     l.etcdTLSFiles(),
 	}
 	if launch.ClientPort != 0 {
 		spec.ClientPort = launch.ClientPort
@@ -215,6 +220,8 @@ type world struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
+	// ignored is the last reason each peer's answer was ignored for.
+	ignored map[string]string
 }
 
 // listenTimeout bounds the TCP connect that tells whether anything listens
@@ -265,7 +272,7 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		wg.Go(func() {
 			st, rtt, err := w.askPeer(ctx, inst.Address)
 			if err != nil {
-				w.log.Debug("peer did not answer", "peer", inst.ID, "err", err)
+				w.unanswered(inst.ID, err)
 				return
 			}
 			mu.Lock()
@@ -281,6 +288,39 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 	}
 	return answers
 }
+
+// unanswered logs why a peer's answer is missing: at Debug when it did not
+// answer (not started, gone), at Warn, once for each peer and cause, when
+// something answered that is not a member of the cluster — a server
+// without a member certificate of the cluster CA, or a plaintext one — and
+// its answer is ignored.
+func (w *world) unanswered(peer string, err error) {
+	var record tls.RecordHeaderError
+	if !errors.Is(err, pki.ErrUntrustedServer) && !errors.As(err, &record) && !errors.Is(err, errPeerSpeaksTLS) {
+		w.log.Debug("peer did not answer", "peer", peer, "err", err)
+		return
+	}
+	w.mu.Lock()
+	if w.ignored == nil {
+		w.ignored = map[string]string{}
+	}
+	repeat := w.ignored[peer] == err.Error()
+	w.ignored[peer] = err.Error()
+	w.mu.Unlock()
+	level := slog.LevelWarn
+	if repeat {
+		level = slog.LevelDebug
+	}
+	msg := "peer answer ignored: the server is not a member of the cluster"
+	if errors.Is(err, errPeerSpeaksTLS) {
+		msg = "peer answer ignored: the peer runs with TLS, this instance without"
+	}
+	w.log.Log(context.Background(), level, msg, "peer", peer, "err", err)
+}
+
+// errPeerSpeaksTLS: a peer's API speaks TLS while this instance runs with
+// --tls off; every instance of a cluster must run with the same --tls.
+var errPeerSpeaksTLS = errors.New("the peer speaks TLS and this instance runs with --tls off: give every instance the same --tls")
 
 // remember records client URLs where a member ran.
 func (w *world) remember(urls ...string) {
@@ -304,7 +344,7 @@ func (w *world) seenURLs() []string {
 // askPeer asks the appliance at address for its state, and times the
 // round trip.
 func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState, time.Duration, error) {
-	url := "http://" + apiAddress(address, w.ports.API) + "/v1/peer"
+	url := w.apiURL(address, "/v1/peer")
 	// The round trip is timed from the request's last byte to the answer's
 	// first, so that a new connection's handshake does not count.
 	var wrote, answered time.Time
@@ -321,6 +361,14 @@ func (w *world) askPeer(ctx context.Context, address string) (cluster.PeerState,
 		return cluster.PeerState{}, 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadRequest && w.tls == nil {
+		// Go's TLS server answers a plaintext request so: the peer runs
+		// with --tls on, this instance with --tls off.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if strings.Contains(string(body), "HTTPS") {
+			return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %w", url, errPeerSpeaksTLS)
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return cluster.PeerState{}, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}

@@ -96,6 +96,19 @@ func (s DNSSpec) Validate() error {
 	return nil
 }
 
+// CertNames are the DNS names a member's certificate carries so that
+// clients resolving the layout verify it: the member's own name
+// (<label>.<name>.<zone>, when its name is a DNS label; a member whose name
+// is not is known by its member id, which exists only once it joined) and
+// the cluster's (<name>.<zone>), without the final dot.
+func (s DNSSpec) CertNames(memberName string) []string {
+	d := strings.TrimSuffix(s.Domain(), ".")
+	if l := strings.ToLower(memberName); validLabel(l) {
+		return []string{l + "." + d, d}
+	}
+	return []string{d}
+}
+
 // serviceNames are the SRV names of the layout, the ones in use first.
 func (s DNSSpec) serviceNames() (server, client string, unused []string) {
 	d := s.Domain()

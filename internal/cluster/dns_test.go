@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -334,4 +335,14 @@ func recordLines(rs []DNSRecord) string {
 		b.WriteString("  " + r.String() + "\n")
 	}
 	return b.String()
+}
+
+func TestCertNames(t *testing.T) {
+	spec := DNSSpec{Zone: "Example.org.", Name: "etcd", TTL: 60, TLS: true}
+	if got, want := spec.CertNames("i-0ABC"), []string{"i-0abc.etcd.example.org", "etcd.example.org"}; !slices.Equal(got, want) {
+		t.Errorf("CertNames(i-0ABC) = %q, want %q", got, want)
+	}
+	if got, want := spec.CertNames("not a label"), []string{"etcd.example.org"}; !slices.Equal(got, want) {
+		t.Errorf("CertNames(not a label) = %q, want %q", got, want)
+	}
 }

@@ -17,13 +17,17 @@ import (
 func Elsewhere(spec *DNSSpec, records []DNSRecord, seen []string) []string {
 	var out []string
 	if spec != nil {
+		scheme := "http"
+		if spec.TLS {
+			scheme = "https"
+		}
 		for _, r := range records {
 			if !spec.Owns(r.Name) || (r.Type != RecordA && r.Type != RecordAAAA) {
 				continue
 			}
 			for _, ip := range r.Values {
 				if net.ParseIP(ip) != nil {
-					out = append(out, "http://"+net.JoinHostPort(ip, strconv.Itoa(spec.ClientPort)))
+					out = append(out, scheme+"://"+net.JoinHostPort(ip, strconv.Itoa(spec.ClientPort)))
 				}
 			}
 		}

@@ -23,3 +23,12 @@ func TestElsewhere(t *testing.T) {
 		t.Errorf("without DNS: %q, want nothing", got)
 	}
 }
+
+// TestElsewhereWithTLS: with TLS the members' client URLs are https.
+func TestElsewhereWithTLS(t *testing.T) {
+	spec := &DNSSpec{Zone: "example.org.", Name: "orders", ClientPort: 2379, TLS: true}
+	records := []DNSRecord{{Name: "orders.example.org.", Type: RecordA, Values: []string{"10.0.0.1"}}}
+	if got, want := Elsewhere(spec, records, nil), []string{"https://10.0.0.1:2379"}; !slices.Equal(got, want) {
+		t.Errorf("Elsewhere = %q, want %q", got, want)
+	}
+}

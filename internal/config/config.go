@@ -112,9 +112,35 @@ type Config struct {
 	QuotaBackendBytes       int64
 	AutoCompactionRetention string
 
+	// TLS is --tls: TLSOff (plaintext), TLSAuto (a cluster CA the
+	// appliance manages: TLSCADir or TLSCASecret) or TLSFiles (the
+	// operator's TLSCertFile, TLSKeyFile and TLSTrustedCAFile).
+	TLS              string
+	TLSCADir         string
+	TLSCASecret      string
+	TLSCertLifetime  time.Duration
+	TLSCertFile      string
+	TLSKeyFile       string
+	TLSTrustedCAFile string
+
 	LogFormat string
 	LogLevel  string
 }
+
+// Values of --tls.
+const (
+	TLSOff   = "off"
+	TLSAuto  = "auto"
+	TLSFiles = "files"
+)
+
+// MinCertLifetime is the shortest --tls-cert-lifetime: renewal at two
+// thirds of it leaves 40 s, enough for a renewal and a retry, and short
+// enough that a test sees renewals.
+const MinCertLifetime = 2 * time.Minute
+
+// TLSOn reports whether etcd and the appliance API speak TLS.
+func (c *Config) TLSOn() bool { return c.TLS == TLSAuto || c.TLS == TLSFiles }
 
 // Retention is the snapshot retention the flags set.
 func (c *Config) Retention() spec.Retention {
@@ -147,6 +173,8 @@ func NewConfig() *Config {
 		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
+		TLS:                     TLSOff,
+		TLSCertLifetime:         7 * 24 * time.Hour,
 		LogLevel:                "info",
 	}
 }
@@ -191,6 +219,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterTagKey, "cluster-tag-key", c.ClusterTagKey, "multi-region mode: the tag whose value on this instance names the cluster; the instances and the cluster security group of every region carry it (default: "+DefaultClusterTagKey+")")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
+	fs.StringVar(&c.TLS, "tls", c.TLS, "TLS on etcd's client and peer ports and the appliance API: off (plaintext), auto (a cluster CA the appliance keeps in --tls-ca-dir or --tls-ca-secret; each instance issues itself a short-lived certificate and renews it) or files (--tls-cert-file, --tls-key-file, --tls-trusted-ca-file)")
+	fs.StringVar(&c.TLSCADir, "tls-ca-dir", c.TLSCADir, "--tls auto: directory holding the cluster CA (ca.pem, its key included); the first instance creates it, the others read it")
+	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA; the first instance creates it, the others read it")
+	fs.DurationVar(&c.TLSCertLifetime, "tls-cert-lifetime", c.TLSCertLifetime, "--tls auto: lifetime of each instance's certificate, renewed after two thirds of it without restarting etcd (at least 2m)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "--tls files: this member's certificate (server and client authentication, its addresses as SANs), PEM")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "--tls files: the key of --tls-cert-file, PEM")
+	fs.StringVar(&c.TLSTrustedCAFile, "tls-trusted-ca-file", c.TLSTrustedCAFile, "--tls files: the CA certificates members and clients are verified against, PEM")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (default: json unless stderr is a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
@@ -366,6 +401,7 @@ func (c *Config) validate(identity bool) error {
 		}
 	}
 	c.validateRegions(bad)
+	c.validateTLS(bad)
 	if c.DNSTTL <= 0 {
 		bad("dns-ttl", "%d must be positive (seconds)", c.DNSTTL)
 	}
@@ -461,6 +497,58 @@ func (c *Config) validateRegions(bad func(flagName, format string, args ...any))
 			bad("regions", "lists %q twice: list each region once", r)
 		}
 		seen[r] = true
+	}
+}
+
+// validateTLS checks --tls and the flags of its modes: each mode's flags
+// are required with it and refused without it, so that a CA source given
+// with --tls off is not silently ignored.
+func (c *Config) validateTLS(bad func(flagName, format string, args ...any)) {
+	auto, files := c.TLS == TLSAuto, c.TLS == TLSFiles
+	switch c.TLS {
+	case TLSOff, TLSAuto, TLSFiles:
+	default:
+		bad("tls", "%q is unknown: use off, auto or files", c.TLS)
+		return
+	}
+	for _, f := range []struct {
+		name, value string
+		mode        bool
+		modeName    string
+	}{
+		{"tls-ca-dir", c.TLSCADir, auto, TLSAuto},
+		{"tls-ca-secret", c.TLSCASecret, auto, TLSAuto},
+		{"tls-cert-file", c.TLSCertFile, files, TLSFiles},
+		{"tls-key-file", c.TLSKeyFile, files, TLSFiles},
+		{"tls-trusted-ca-file", c.TLSTrustedCAFile, files, TLSFiles},
+	} {
+		if f.value != "" && !f.mode {
+			bad(f.name, "is for --tls %s: set --tls %s, or remove it", f.modeName, f.modeName)
+		}
+	}
+	if auto {
+		switch {
+		case c.TLSCADir == "" && c.TLSCASecret == "":
+			bad("tls", "auto needs a CA source: set --tls-ca-dir (a directory every instance shares) or, with --provider aws, --tls-ca-secret")
+		case c.TLSCADir != "" && c.TLSCASecret != "":
+			bad("tls-ca-secret", "and --tls-ca-dir are two CA sources: set one")
+		case c.TLSCASecret != "" && c.Provider != ProviderAWS:
+			bad("tls-ca-secret", "needs --provider aws: the CA is kept in AWS Secrets Manager; use --tls-ca-dir with --provider local")
+		}
+		if c.TLSCertLifetime < MinCertLifetime {
+			bad("tls-cert-lifetime", "%s is too short: use at least %s", c.TLSCertLifetime, MinCertLifetime)
+		}
+	}
+	if files {
+		for _, f := range []struct{ name, path string }{
+			{"tls-cert-file", c.TLSCertFile}, {"tls-key-file", c.TLSKeyFile}, {"tls-trusted-ca-file", c.TLSTrustedCAFile},
+		} {
+			if f.path == "" {
+				bad(f.name, "is required with --tls files: point it at a PEM file")
+			} else if fi, err := os.Stat(f.path); err != nil || fi.IsDir() {
+				bad(f.name, "%q is not a readable file", f.path)
+			}
+		}
 	}
 }
 

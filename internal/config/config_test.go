@@ -154,6 +154,19 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"zero dns ttl", func(c *Config) { c.DNSTTL = 0 }, "--dns-ttl", "positive"},
 		{"negative dns ttl", func(c *Config) { c.DNSTTL = -60 }, "--dns-ttl", "-60"},
 		{"dns name with an underscore", func(c *Config) { c.DNSName = "my_etcd" }, "--dns-name", "my_etcd"},
+		{"unknown tls mode", func(c *Config) { c.TLS = "on" }, "--tls", "off, auto or files"},
+		{"tls auto without a CA source", func(c *Config) { c.TLS = TLSAuto }, "--tls", "--tls-ca-dir"},
+		{"tls auto with two CA sources", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCASecret = TLSAuto, dir, "ca" }, "--tls-ca-secret", "one"},
+		{"tls CA secret with the local provider", func(c *Config) { c.TLS, c.TLSCASecret = TLSAuto, "ca" }, "--tls-ca-secret", "--provider aws"},
+		{"tls certificate lifetime too short", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertLifetime = TLSAuto, dir, time.Minute }, "--tls-cert-lifetime", "2m0s"},
+		{"tls CA dir with tls off", func(c *Config) { c.TLSCADir = dir }, "--tls-ca-dir", "--tls auto"},
+		{"tls cert file with tls auto", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertFile = TLSAuto, dir, aFile }, "--tls-cert-file", "--tls files"},
+		{"tls files without a key", func(c *Config) {
+			c.TLS, c.TLSCertFile, c.TLSTrustedCAFile = TLSFiles, aFile, aFile
+		}, "--tls-key-file", "required"},
+		{"tls files with a missing CA file", func(c *Config) {
+			c.TLS, c.TLSCertFile, c.TLSKeyFile, c.TLSTrustedCAFile = TLSFiles, aFile, aFile, filepath.Join(dir, "nope")
+		}, "--tls-trusted-ca-file", "nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,6 +356,7 @@ func TestRegisterFlags(t *testing.T) {
 		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
 		"--hosted-zone=example.org", "--dns-name=etcd", "--dns-ttl=30",
 		"--store=file:///tmp/s", "--backup-interval=1m", "--dr-grace=30s", "--launch-timeout=3m",
+		"--tls=auto", "--tls-ca-dir=/tmp/ca", "--tls-cert-lifetime=2m",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -358,6 +372,7 @@ func TestRegisterFlags(t *testing.T) {
 		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second, LaunchTimeout: 3 * time.Minute,
 		MultiRegionNetwork: NetworkPublic,
 		RetainRecent:       time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
+		TLS: TLSAuto, TLSCADir: "/tmp/ca", TLSCertLifetime: 2 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

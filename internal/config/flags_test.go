@@ -51,6 +51,13 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		{"startup-interval", "500ms"},
 		{"stop-timeout", "20s"},
 		{"store", ""},
+		{"tls", "off"},
+		{"tls-ca-dir", ""},
+		{"tls-ca-secret", ""},
+		{"tls-cert-file", ""},
+		{"tls-cert-lifetime", "168h0m0s"},
+		{"tls-key-file", ""},
+		{"tls-trusted-ca-file", ""},
 	}
 	fs := newFlagSet(NewConfig())
 	var got []string

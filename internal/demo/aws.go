@@ -54,6 +54,7 @@ func (d *tour) bootstrapAWS(ctx context.Context, binary string) error {
 		Args:       applianceArgs,
 		Size:       d.opts.Members,
 		HostedZone: demoZone,
+		TLS:        d.opts.TLS,
 	})
 	if err != nil {
 		return err

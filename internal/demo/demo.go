@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -64,6 +65,9 @@ type Options struct {
 	// AWS tours an Auto Scaling group in moto instead of a local group;
 	// moto_server must be installed (else fleet.ErrMotoNotFound).
 	AWS bool
+	// TLS runs the group with --tls auto: its CA in the tour's directory
+	// (locally) or in moto's Secrets Manager (AWS).
+	TLS bool
 }
 
 // Result is the JSON object of the last output line.
@@ -140,7 +144,7 @@ func (d *tour) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.g, err = fleet.New(fleet.Options{Binary: binary, Dir: d.dir, Name: "demo", Args: applianceArgs})
+	d.g, err = fleet.New(fleet.Options{Binary: binary, Dir: d.dir, Name: "demo", Args: applianceArgs, TLS: d.opts.TLS})
 	if err != nil {
 		return err
 	}
@@ -370,6 +374,19 @@ func (d *tour) printClientHints(running []*fleet.Instance) {
 	var endpoints []string
 	for _, inst := range running {
 		endpoints = append(endpoints, inst.ClientURL())
+	}
+	if d.g != nil && d.g.TLS() {
+		// Every port speaks mutual TLS: a certificate of the cluster CA
+		// gets in.
+		certs := filepath.Join(d.dir, "client")
+		d.printf("  etcd-appliance client-cert --name demo --out %s --tls-ca-dir %s", certs, d.g.CADir())
+		d.printf("  ETCDCTL_ENDPOINTS=%s etcdctl --cacert %s --cert %s --key %s member list -w table", strings.Join(endpoints, ","),
+			filepath.Join(certs, "ca.pem"), filepath.Join(certs, "cert.pem"), filepath.Join(certs, "key.pem"))
+		if len(running) > 0 {
+			d.printf("  etcd-appliance status --api %s --tls-ca-dir %s", running[0].APIURL(), d.g.CADir())
+			d.printf("  tail -f %s", running[0].LogPath)
+		}
+		return
 	}
 	d.printf("  ETCDCTL_ENDPOINTS=%s etcdctl member list -w table", strings.Join(endpoints, ","))
 	if len(running) > 0 {

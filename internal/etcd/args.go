@@ -51,21 +51,52 @@ type ServerSpec struct {
 	HeartbeatMS, ElectionMS int
 	AutoCompactionRetention string // "" leaves auto-compaction off; otherwise periodic, e.g. "1h"
 
+	// TLS, when set, serves the client and peer ports over mutual TLS
+	// (https:// URLs); nil serves them in plaintext. The metrics port stays
+	// plain http for Prometheus either way.
+	TLS *TLSFiles
+
 	// ExtraFlags are the user's own etcd flags, passed through verbatim.
 	// They come last so that, etcd's flag parser keeping the last value,
 	// they override ours.
 	ExtraFlags []string
 }
 
+// TLSFiles are the certificate files etcd serves and verifies with, on the
+// client port and the peer port alike: one member certificate (server and
+// client authentication) for both.
+type TLSFiles struct {
+	// CertFile and KeyFile may name one file holding the certificate and
+	// then its key (see pki.KeyPairFiles): etcd reads both at every
+	// handshake, so a renewal is served without a restart.
+	CertFile, KeyFile string
+	// TrustedCAFile is the CA bundle clients and peers are verified
+	// against; etcd reads it only at start.
+	TrustedCAFile string
+	// PeerAllowedHostname, when set, admits on the peer port only
+	// certificates that name it (--peer-cert-allowed-hostname): the members'
+	// (pki.MemberHostname), not the users' of the same CA.
+	PeerAllowedHostname string
+}
+
+// Scheme is the scheme of the client and peer URLs: https with TLS.
+func (s ServerSpec) Scheme() string {
+	if s.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // ClientURL is the URL etcd advertises for clients.
-func (s ServerSpec) ClientURL() string { return hostURL(s.Address, s.ClientPort) }
+func (s ServerSpec) ClientURL() string { return hostURL(s.Scheme(), s.Address, s.ClientPort) }
 
 // PeerURL is the URL etcd advertises for peers; it is the member's entry in
 // --initial-cluster.
-func (s ServerSpec) PeerURL() string { return hostURL(s.Address, s.PeerPort) }
+func (s ServerSpec) PeerURL() string { return hostURL(s.Scheme(), s.Address, s.PeerPort) }
 
-// MetricsURL is the URL etcd serves /metrics and /health on.
-func (s ServerSpec) MetricsURL() string { return hostURL(s.ListenHost(), s.MetricsPort) }
+// MetricsURL is the URL etcd serves /metrics and /health on: plain http,
+// TLS or not, so that Prometheus scrapes it without a client certificate.
+func (s ServerSpec) MetricsURL() string { return hostURL("http", s.ListenHost(), s.MetricsPort) }
 
 // ListenHost is the IP etcd binds: ListenAddress, or else Address.
 func (s ServerSpec) ListenHost() string {
@@ -76,8 +107,8 @@ func (s ServerSpec) ListenHost() string {
 }
 
 // hostURL joins with net.JoinHostPort so IPv6 addresses get their brackets.
-func hostURL(addr string, port int) string {
-	return "http://" + net.JoinHostPort(addr, strconv.Itoa(port))
+func hostURL(scheme, addr string, port int) string {
+	return scheme + "://" + net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
 // Args is etcd's command line (without argv[0]) for s. It does not check s;
@@ -90,9 +121,9 @@ func Args(s ServerSpec) []string {
 	args := []string{
 		"--name=" + s.Name,
 		"--data-dir=" + s.DataDir,
-		"--listen-client-urls=" + hostURL(s.ListenHost(), s.ClientPort),
+		"--listen-client-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.ClientPort),
 		"--advertise-client-urls=" + s.ClientURL(),
-		"--listen-peer-urls=" + hostURL(s.ListenHost(), s.PeerPort),
+		"--listen-peer-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.PeerPort),
 		"--initial-advertise-peer-urls=" + s.PeerURL(),
 		"--listen-metrics-urls=" + s.MetricsURL(),
 		"--initial-cluster=" + strings.Join(cluster, ","),
@@ -101,6 +132,16 @@ func Args(s ServerSpec) []string {
 		// Refuse membership changes that would cost the cluster its quorum;
 		// the appliance's own rules (SPEC §4.4) are the first line, this the second.
 		"--strict-reconfig-check",
+	}
+	if t := s.TLS; t != nil {
+		args = append(args,
+			"--cert-file="+t.CertFile, "--key-file="+t.KeyFile, "--trusted-ca-file="+t.TrustedCAFile,
+			"--client-cert-auth",
+			"--peer-cert-file="+t.CertFile, "--peer-key-file="+t.KeyFile, "--peer-trusted-ca-file="+t.TrustedCAFile,
+			"--peer-client-cert-auth")
+		if t.PeerAllowedHostname != "" {
+			args = append(args, "--peer-cert-allowed-hostname="+t.PeerAllowedHostname)
+		}
 	}
 	if s.AutoCompactionRetention != "" {
 		args = append(args,
@@ -185,6 +226,9 @@ func (s ServerSpec) Validate() error {
 	errs = append(errs, s.validateInitialCluster()...)
 	if s.QuotaBackendBytes < 0 {
 		bad("--quota-backend-bytes %d must not be negative", s.QuotaBackendBytes)
+	}
+	if t := s.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.TrustedCAFile == "") {
+		bad("--cert-file %q, --key-file %q and --trusted-ca-file %q must all be set with TLS", t.CertFile, t.KeyFile, t.TrustedCAFile)
 	}
 	if r := s.AutoCompactionRetention; r != "" && !validRetention(r) {
 		bad("--auto-compaction-retention %q must be hours (\"1\") or a duration (\"30m\")", r)

@@ -91,6 +91,30 @@ func TestArgs(t *testing.T) {
 				[]string{"--snapshot-count=5000", "--heartbeat-interval", "200", "--strict-reconfig-check=false"}),
 		},
 		{
+			name: "mutual TLS on the client and peer ports, metrics in plaintext",
+			modify: func(s *ServerSpec) {
+				s.TLS = &TLSFiles{CertFile: "/d/tls/member.pem", KeyFile: "/d/tls/member.pem", TrustedCAFile: "/d/tls/ca.pem",
+					PeerAllowedHostname: "member.etcd-appliance.invalid"}
+				s.InitialCluster = []NamedPeer{{Name: "i-1", PeerURL: "https://10.0.0.1:2380"}}
+			},
+			want: cat([]string{
+				"--name=i-1",
+				"--data-dir=/var/lib/etcd-appliance/etcd",
+				"--listen-client-urls=https://10.0.0.1:2379",
+				"--advertise-client-urls=https://10.0.0.1:2379",
+				"--listen-peer-urls=https://10.0.0.1:2380",
+				"--initial-advertise-peer-urls=https://10.0.0.1:2380",
+				"--listen-metrics-urls=http://10.0.0.1:2381",
+				"--initial-cluster=i-1=https://10.0.0.1:2380",
+			}, common[8:], []string{
+				"--cert-file=/d/tls/member.pem", "--key-file=/d/tls/member.pem", "--trusted-ca-file=/d/tls/ca.pem",
+				"--client-cert-auth",
+				"--peer-cert-file=/d/tls/member.pem", "--peer-key-file=/d/tls/member.pem", "--peer-trusted-ca-file=/d/tls/ca.pem",
+				"--peer-client-cert-auth",
+				"--peer-cert-allowed-hostname=member.etcd-appliance.invalid",
+			}, logging),
+		},
+		{
 			name: "IPv6 address is bracketed",
 			modify: func(s *ServerSpec) {
 				s.Address = "fd00::1"
@@ -134,6 +158,13 @@ func TestValidate(t *testing.T) {
 			s.Address = "fd00::1"
 			s.InitialCluster = []NamedPeer{{Name: "i-1", PeerURL: "http://[fd00::1]:2380"}}
 		}},
+		{name: "TLS without a CA file", modify: func(s *ServerSpec) {
+			s.TLS = &TLSFiles{CertFile: "/c", KeyFile: "/k"}
+			s.InitialCluster = []NamedPeer{{Name: "i-1", PeerURL: "https://10.0.0.1:2380"}}
+		}, wantErr: []string{"--trusted-ca-file"}},
+		{name: "TLS with a plaintext peer URL of its own", modify: func(s *ServerSpec) {
+			s.TLS = &TLSFiles{CertFile: "/c", KeyFile: "/c", TrustedCAFile: "/ca"}
+		}, wantErr: []string{"--initial-advertise-peer-urls is https://10.0.0.1:2380"}},
 		{name: "valid existing with retention in hours", modify: func(s *ServerSpec) {
 			s.InitialClusterState = StateExisting
 			s.AutoCompactionRetention = "1"

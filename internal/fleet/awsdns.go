@@ -113,7 +113,11 @@ func (g *AWSGroup) HostedZoneID() string {
 // DNSSpec is where the appliances publish the cluster's records (see
 // dnsSpec). A test that passes --dns-name or --dns-ttl in AWSOptions.Args
 // adjusts it.
-func (g *AWSGroup) DNSSpec() cluster.DNSSpec { return dnsSpec(g.opts.HostedZone, g.name) }
+func (g *AWSGroup) DNSSpec() cluster.DNSSpec {
+	spec := dnsSpec(g.opts.HostedZone, g.name)
+	spec.TLS = g.opts.TLS
+	return spec
+}
 
 // Records reads the records the cluster owns in the hosted zone (see
 // hostedZone.records).

@@ -97,6 +97,7 @@ func (f *awsFleet) startInstance(ctx context.Context, md InstanceMetadata, endpo
 		"--data-dir", inst.DataDir,
 		"--log-format", "text",
 	}, flags...)
+	args = append(args, f.procs.tls.args()...)
 	args = append(args, opts.Args...)
 
 	f.procs.mu.Lock()

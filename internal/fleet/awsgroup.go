@@ -72,6 +72,11 @@ type AWSOptions struct {
 	// go to moto directly. The tests put their fault proxy there
 	// (internal/testcluster).
 	Proxy func(moto string) (endpoint string, closeProxy func(), err error)
+	// TLS runs the appliances with --tls auto --tls-ca-secret, the cluster
+	// CA in a Secrets Manager secret of moto that the first appliance
+	// creates, and has the fleet's clients speak mutual TLS with a user
+	// certificate of that CA.
+	TLS bool
 }
 
 // AWSGroup is an Auto Scaling group in a moto of its own, whose instances
@@ -166,6 +171,9 @@ func NewAWS(ctx context.Context, opts AWSOptions) (*AWSGroup, error) {
 		awsFleet: newAWSFleet(Options{Binary: opts.Binary, Dir: opts.Dir, Name: name, Args: opts.Args, Logger: opts.Logger}, log, sn),
 	}
 	g.endpoint = moto.URL
+	if opts.TLS {
+		g.procs.tls = awsSecretTLS(moto.URL, name+"-ca")
+	}
 	if opts.Proxy != nil {
 		if g.endpoint, g.closeProxy, err = opts.Proxy(moto.URL); err != nil {
 			g.Close()

@@ -23,6 +23,7 @@ func (g *Group) Command(ctx context.Context, id, subcommand string, extra ...str
 		"--data-dir", inst.DataDir,
 		"--log-format", "text",
 	}
+	args = append(args, g.tls.args()...)
 	args = append(append(args, g.opts.Args...), extra...)
 	binary, args := g.argv(inst, args)
 	cmd := exec.CommandContext(ctx, binary, args...)

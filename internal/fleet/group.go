@@ -75,6 +75,12 @@ type Options struct {
 	// so that the network between instances can be cut (see netlab.go).
 	// It needs root, ip and nft; New fails without them.
 	Netns bool
+	// TLS runs the appliances with --tls auto, the cluster CA in Dir/ca
+	// (created by the first appliance to start), and has the fleet's own
+	// clients (status, Client) speak mutual TLS with a user certificate of
+	// that CA (a member certificate for /v1/peer, which admits only
+	// members).
+	TLS bool
 }
 
 // Instance is one instance of the group: an entry of the group file, a data
@@ -98,17 +104,25 @@ type Instance struct {
 
 // ClientURL is the instance's etcd client URL.
 func (i *Instance) ClientURL() string {
-	return cluster.DefaultPorts.ClientURL("http", i.Address)
+	return cluster.DefaultPorts.ClientURL(i.scheme(), i.Address)
 }
 
 // PeerURL is the instance's etcd peer URL.
 func (i *Instance) PeerURL() string {
-	return cluster.DefaultPorts.PeerURL("http", i.Address)
+	return cluster.DefaultPorts.PeerURL(i.scheme(), i.Address)
 }
 
 // APIURL is the base URL of the instance's appliance API.
 func (i *Instance) APIURL() string {
-	return "http://" + net.JoinHostPort(i.Address, fmt.Sprint(cluster.DefaultPorts.API))
+	return i.scheme() + "://" + net.JoinHostPort(i.Address, fmt.Sprint(cluster.DefaultPorts.API))
+}
+
+// scheme is https when the instance's group runs with TLS.
+func (i *Instance) scheme() string {
+	if i.g == nil {
+		return "http"
+	}
+	return i.g.scheme()
 }
 
 // Running reports whether the instance's appliance process is alive.
@@ -150,6 +164,7 @@ type Group struct {
 	log  *slog.Logger
 	net  *subnet
 	lab  *netlab // nil in loopback mode
+	tls  *fleetTLS
 
 	mu        sync.Mutex
 	instances []*Instance // in launch order
@@ -190,6 +205,7 @@ func New(opts Options) (*Group, error) {
 		opts:     opts,
 		file:     filepath.Join(opts.Dir, "group.json"),
 		nextHost: 1,
+		tls:      newFleetTLS(opts.TLS, opts.Dir),
 	}
 	g.log = opts.Logger.With("component", "fleet", "group", opts.Name)
 	if opts.Netns {
@@ -532,6 +548,7 @@ func (g *Group) startOne(ctx context.Context, id string) (*Instance, error) {
 		"--data-dir", inst.DataDir,
 		"--log-format", "text",
 	}
+	args = append(args, g.tls.args()...)
 	args = append(args, g.opts.Args...)
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -31,7 +31,11 @@ func (g *Group) get(ctx context.Context, inst *Instance, path string) (int, []by
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := httpClient.Do(req)
+	hc, err := g.apiClient(ctx, path)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -287,7 +291,12 @@ func (g *Group) Client(ctx context.Context, ids ...string) (*clientv3.Client, er
 	if len(endpoints) == 0 {
 		return nil, errors.New("fleet: no running instance to connect to")
 	}
+	tc, err := g.ClientTLS(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c, err := clientv3.New(clientv3.Config{
+		TLS:         tc,
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),

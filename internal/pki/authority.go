@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,13 @@ const (
 	// extended key usages.
 	memberUnit = "etcd-appliance member"
 	userUnit   = "etcd-appliance user"
+
+	// MemberHostname is a DNS name every member certificate the cluster CA
+	// issues carries and no user certificate may: etcd's
+	// --peer-cert-allowed-hostname takes it to admit members only on the
+	// peer port (--peer-client-cert-auth alone admits any certificate of
+	// the CA). Under .invalid (RFC 6761), it never resolves.
+	MemberHostname = "member.etcd-appliance.invalid"
 )
 
 // Kind is what a certificate is for.
@@ -158,10 +166,13 @@ func (a *Authority) issue(req LeafRequest, key crypto.Signer, now time.Time) (*K
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IPAddresses:           req.IPs,
-		DNSNames:              req.DNSNames,
+		DNSNames:              slices.Clone(req.DNSNames),
 	}
 	switch req.Kind {
 	case Member:
+		if !slices.Contains(tmpl.DNSNames, MemberHostname) {
+			tmpl.DNSNames = append(tmpl.DNSNames, MemberHostname)
+		}
 		tmpl.Subject.OrganizationalUnit = []string{memberUnit}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	case User:
@@ -192,6 +203,9 @@ func (req LeafRequest) validate() error {
 			return fmt.Errorf("a member certificate for %q needs its addresses or DNS names", req.CommonName)
 		}
 	case User:
+		if slices.Contains(req.DNSNames, MemberHostname) {
+			return fmt.Errorf("a user certificate for %q must not carry %s, the member certificates' name", req.CommonName, MemberHostname)
+		}
 	default:
 		return fmt.Errorf("certificate kind %q for %q: want %q or %q", req.Kind, req.CommonName, Member, User)
 	}

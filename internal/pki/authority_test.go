@@ -38,8 +38,8 @@ func TestIssueMember(t *testing.T) {
 	if !slices.EqualFunc(c.IPAddresses, req.IPs, net.IP.Equal) {
 		t.Errorf("IP SANs = %v, want %v", c.IPAddresses, req.IPs)
 	}
-	if !slices.Equal(c.DNSNames, req.DNSNames) {
-		t.Errorf("DNS SANs = %v, want %v", c.DNSNames, req.DNSNames)
+	if want := append(slices.Clone(req.DNSNames), pki.MemberHostname); !slices.Equal(c.DNSNames, want) {
+		t.Errorf("DNS SANs = %v, want %v", c.DNSNames, want)
 	}
 	if want := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}; !slices.Equal(c.ExtKeyUsage, want) {
 		t.Errorf("ExtKeyUsage = %v, want server and client auth", c.ExtKeyUsage)
@@ -186,5 +186,36 @@ func TestKeysNeverLogged(t *testing.T) {
 	}
 	if raw, _ := json.Marshal(kp); bytes.Contains(raw, key[30:60]) || bytes.Contains(raw, material[len(material)/2:len(material)/2+30]) {
 		t.Error("json.Marshal of a key pair holds its key")
+	}
+}
+
+// TestMemberHostnameOnlyOnMembers: every member certificate carries
+// pki.MemberHostname, which etcd's --peer-cert-allowed-hostname admits, and no
+// user certificate may.
+func TestMemberHostnameOnlyOnMembers(t *testing.T) {
+	now := time.Now()
+	ca, err := pki.NewClusterCA("test", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ca.Issue(pki.LeafRequest{Kind: pki.Member, CommonName: "i-1", DNSNames: []string{"i-1.example.org"}, Lifetime: time.Minute}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Cert.VerifyHostname(pki.MemberHostname); err != nil {
+		t.Errorf("a member certificate does not name %s: %v", pki.MemberHostname, err)
+	}
+	if err := m.Cert.VerifyHostname("i-1.example.org"); err != nil {
+		t.Errorf("a member certificate lost its own name: %v", err)
+	}
+	u, err := ca.Issue(pki.LeafRequest{Kind: pki.User, CommonName: "alice", Lifetime: time.Minute}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Cert.VerifyHostname(pki.MemberHostname) == nil {
+		t.Errorf("a user certificate names %s", pki.MemberHostname)
+	}
+	if _, err := ca.Issue(pki.LeafRequest{Kind: pki.User, CommonName: "mallory", DNSNames: []string{pki.MemberHostname}, Lifetime: time.Minute}, now); err == nil {
+		t.Errorf("a user certificate naming %s was issued", pki.MemberHostname)
 	}
 }

@@ -1,11 +1,13 @@
 package pki
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"time"
 )
@@ -64,22 +66,104 @@ func ClientTLS(c Credentials, host string) *tls.Config {
 	}
 }
 
+// ErrUntrustedServer says that a server's certificate is not a member
+// certificate of the cluster CA for the address dialled: its answer is not
+// the cluster's.
+var ErrUntrustedServer = errors.New("not a cluster member's certificate")
+
 // verifyServer is the verification ClientTLS does at each handshake.
 func verifyServer(trust *Bundle, certs []*x509.Certificate, host string, now time.Time) error {
 	if len(certs) == 0 {
-		return errors.New("the server showed no certificate")
+		return fmt.Errorf("%w: the server showed no certificate", ErrUntrustedServer)
 	}
 	chains, err := trust.Verify(certs[0], certs[1:], x509.ExtKeyUsageServerAuth, now)
 	if err != nil {
-		return fmt.Errorf("the server's certificate: %w", err)
+		return fmt.Errorf("%w: the server's certificate: %w", ErrUntrustedServer, err)
 	}
 	if err := certs[0].VerifyHostname(host); err != nil {
-		return fmt.Errorf("the server's certificate: %w", err)
+		return fmt.Errorf("%w: the server's certificate: %w", ErrUntrustedServer, err)
 	}
 	if !IsMemberCertificate(chains, trust) {
-		return fmt.Errorf("the server's certificate %q is not a cluster member's", certs[0].Subject.CommonName)
+		return fmt.Errorf("%w: the server's certificate %q is a user's", ErrUntrustedServer, certs[0].Subject.CommonName)
 	}
 	return nil
+}
+
+// APIServerTLS is the appliance API's server side: as ServerTLS, except
+// that a client certificate is verified when one is shown and not required,
+// so that Prometheus and load balancers reach /metrics, /healthz and
+// /readyz with plain TLS. The handler then decides per path, from the
+// request's verified chains (IsMemberCertificate, IsClusterCertificate).
+func APIServerTLS(c Credentials) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return &tls.Config{
+				MinVersion:     tls.VersionTLS12,
+				GetCertificate: c.GetCertificate,
+				ClientAuth:     tls.VerifyClientCertIfGiven,
+				ClientCAs:      c.Trust().Pool(),
+			}, nil
+		},
+	}
+}
+
+// IsClusterCertificate says whether a peer's verified chains end at a CA of
+// trust: a member's or a user's certificate of the cluster.
+func IsClusterCertificate(chains [][]*x509.Certificate, trust *Bundle) bool {
+	for _, chain := range chains {
+		if len(chain) > 0 && trust != nil && trust.contains(chain[len(chain)-1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// MemberTransport is an HTTP transport for the appliance's calls to its
+// peers' APIs (https://): every connection shows c's current certificate
+// and accepts only a member certificate of c's bundle that names the host
+// dialled (ClientTLS); any other server fails the dial with
+// ErrUntrustedServer, a plaintext one too.
+func MemberTransport(c Credentials) *http.Transport {
+	return &http.Transport{
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: ClientTLS(c, host)}
+			conn, err := d.DialContext(ctx, network, addr)
+			var record tls.RecordHeaderError
+			if errors.As(err, &record) {
+				return nil, fmt.Errorf("%w: the server at %s does not speak TLS: %v", ErrUntrustedServer, addr, err)
+			}
+			return conn, err
+		},
+		ForceAttemptHTTP2:   false,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}
+}
+
+// EtcdClientTLS is the TLS config of a client of the cluster's etcd
+// (clientv3, which dials several endpoints through one config and names
+// each as the server name): it shows c's current certificate and accepts a
+// server certificate that verifies under c's bundle as of this call, names
+// the endpoint dialled and is a member's. Make one per client: the bundle
+// is fixed for the config's life.
+func EtcdClientTLS(c Credentials) *tls.Config {
+	trust := c.Trust()
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              trust.Pool(),
+		GetClientCertificate: c.GetClientCertificate,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if !IsMemberCertificate(cs.VerifiedChains, trust) {
+				return ErrUntrustedServer
+			}
+			return nil
+		},
+	}
 }
 
 // IsMemberCertificate says whether a peer's verified chains (as crypto/tls
