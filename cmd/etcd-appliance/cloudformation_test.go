@@ -116,7 +116,7 @@ func TestTemplateGrantsExactlyThePolicy(t *testing.T) {
 
 	want := map[string]bool{}
 	doc := awsprovider.Policy(awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z1", RecordDomain: "orders.example.org",
-		Lifecycle: true, StoreBucket: "snapshots", StorePrefix: "orders", MultiRegion: true})
+		Lifecycle: true, StoreBucket: "snapshots", StorePrefix: "orders", MultiRegion: true, CASecret: "orders/etcd-ca"})
 	for _, st := range doc.Statement {
 		for _, a := range st.Action {
 			want[a] = true
@@ -410,10 +410,10 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 		stack: "orders",
 		params: map[string]string{"InstanceCount": "3", "HostedZoneName": "example.org", "HostedZoneId": "Z0123456789ABC",
 			"DnsName": "orders-etcd", "CreateBackupBucket": "true", "ClientCidr": "10.0.0.0/8", "Regions": "us-east-1,eu-west-1",
-			"MonitoringCidr": "10.9.0.0/16", "DedicatedDataVolume": "true"},
+			"MonitoringCidr": "10.9.0.0/16", "DedicatedDataVolume": "true", "Tls": "auto"},
 		count: 3,
 		features: awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z0123456789ABC", RecordDomain: "orders-etcd.example.org",
-			StoreBucket: "yes", StorePrefix: "orders", MultiRegion: true},
+			StoreBucket: "yes", StorePrefix: "orders", MultiRegion: true, CASecret: "orders/etcd-ca"},
 		dnsName: "orders-etcd.example.org",
 		rules: []string{"2378-2378 from 10.9.0.0/16", "2378-2378 from self", "2379-2379 from 10.0.0.0/8", "2379-2380 from self",
 			"2381-2381 from 10.9.0.0/16", "2381-2381 from self"},
@@ -764,8 +764,8 @@ func iamQuery(t *testing.T, ctx context.Context, cfg sdkaws.Config, endpoint str
 // cannot know the stack: the lifecycle actions on the hook are scoped to the
 // stack's group (named after the stack, in moto's account), with
 // DescribeLifecycleHooks on "*" apart, and the ingress changes of
-// multi-region mode to the security groups tagged with the stack's name.
-// It returns the policy and the statements' conditions, as JSON by Sid.
+// multi-region mode to the security groups tagged with the stack's name,
+// and the CA's secret to the stack's account. It returns the policy and the statements' conditions, as JSON by Sid.
 func scopeToStack(doc awsprovider.PolicyDocument, region, stack string) (awsprovider.PolicyDocument, map[string]string) {
 	const describe = "autoscaling:DescribeLifecycleHooks"
 	conditions := map[string]string{}
@@ -790,6 +790,11 @@ func scopeToStack(doc awsprovider.PolicyDocument, region, stack string) (awsprov
 			st.Resource = []string{"arn:aws:ec2:*:123456789012:security-group/*"}
 			out = append(out, st)
 			conditions[st.Sid] = `{"StringEquals":{"aws:ResourceTag/aws:cloudformation:stack-name":"` + stack + `"}}`
+		case "KeepTheClusterCA":
+			for i, r := range st.Resource {
+				st.Resource[i] = strings.Replace(r, ":*:secret:", ":123456789012:secret:", 1)
+			}
+			out = append(out, st)
 		default:
 			out = append(out, st)
 		}

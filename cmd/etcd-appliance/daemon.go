@@ -164,8 +164,9 @@ func newProvider(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 }
 
 // newCAStore is where --tls auto keeps the cluster CA: --tls-ca-dir, or
-// --tls-ca-secret in AWS Secrets Manager of the instance's region; nil
-// otherwise.
+// --tls-ca-secret in AWS Secrets Manager of the instance's region — of the
+// first of --regions in multi-region mode, so that every region's members
+// share one CA; nil otherwise.
 func newCAStore(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) (pki.Store, error) {
 	switch {
 	case cfg.TLS != config.TLSAuto:
@@ -173,7 +174,11 @@ func newCAStore(ctx context.Context, cfg *config.Config, reg prometheus.Register
 	case cfg.TLSCADir != "":
 		return pki.DirStore{Dir: cfg.TLSCADir}, nil
 	}
-	return awssecret.Open(ctx, awssecret.Options{Name: cfg.TLSCASecret, Registerer: reg})
+	opts := awssecret.Options{Name: cfg.TLSCASecret, Registerer: reg}
+	if len(cfg.Regions) > 0 {
+		opts.Region = cfg.Regions[0]
+	}
+	return awssecret.Open(ctx, opts)
 }
 
 // checkGroupFile refuses, at start, a group file of the local provider that

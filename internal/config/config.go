@@ -221,7 +221,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
 	fs.StringVar(&c.TLS, "tls", c.TLS, "TLS on etcd's client and peer ports and the appliance API: off (plaintext), auto (a cluster CA the appliance keeps in --tls-ca-dir or --tls-ca-secret; each instance issues itself a short-lived certificate and renews it) or files (--tls-cert-file, --tls-key-file, --tls-trusted-ca-file)")
 	fs.StringVar(&c.TLSCADir, "tls-ca-dir", c.TLSCADir, "--tls auto: directory holding the cluster CA (ca.pem, its key included); the first instance creates it, the others read it")
-	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA; the first instance creates it, the others read it")
+	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA (in multi-region mode, in the first of --regions); the first instance creates it, the others read it")
 	fs.DurationVar(&c.TLSCertLifetime, "tls-cert-lifetime", c.TLSCertLifetime, "--tls auto: lifetime of each instance's certificate, renewed after two thirds of it without restarting etcd (at least 2m)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "--tls files: this member's certificate (server and client authentication, its addresses as SANs), PEM")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "--tls files: the key of --tls-cert-file, PEM")
