@@ -42,10 +42,11 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", "local,aws,recovery,gaps", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), comma-separated")
+	figures := flag.String("figures", "local,aws,recovery,gaps,idle", "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), comma-separated")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
+	idleWindow := flag.Duration("idle-window", time.Minute, "how long the idle cost is counted")
 	flag.Parse()
-	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window); err != nil {
+	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window, *idleWindow); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
@@ -71,7 +72,7 @@ func (f figure) row() string {
 	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, med, f.unit, s[0], s[len(s)-1], len(s), f.note)
 }
 
-func run(binary, out string, runs int, figures []string, window time.Duration) error {
+func run(binary, out string, runs int, figures []string, window, idleWindow time.Duration) error {
 	binary, err := filepath.Abs(binary)
 	if err != nil {
 		return err
@@ -103,6 +104,13 @@ func run(binary, out string, runs int, figures []string, window time.Duration) e
 			return err
 		}
 		figs = append(figs, gaps...)
+	}
+	if slices.Contains(figures, "idle") {
+		idle, err := measureIdle(ctx, binary, idleWindow)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, idle...)
 	}
 	return write(out, figs, runs)
 }
