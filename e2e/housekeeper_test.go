@@ -14,7 +14,7 @@ import (
 )
 
 // repairDeadline bounds the repair with the leader's appliance hung: the
-// housekeeper lease (5 s) expires, another appliance takes the role, removes
+// housekeeper lease (15 s) expires, another appliance takes the role, removes
 // the stale member, and the replacement joins and is promoted.
 const repairDeadline = 60 * time.Second
 

@@ -42,12 +42,13 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), multiregion (leader elections across regions on the faithful network), comma-separated; a partial list replaces only its own rows of -out")
+	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), multiregion (leader elections across regions on the faithful network), comma-separated; a partial list replaces only its own rows of -out")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
+	idleWindow := flag.Duration("idle-window", time.Minute, "how long the idle cost is counted")
 	multiWindow := flag.Duration("multiregion-window", 5*time.Minute, "how long the elections of each multi-region group are counted")
 	flag.StringVar(&multiRegionOnly, "multiregion-only", "", "measure only the multi-region wires whose label contains this (e.g. \"loss\")")
 	flag.Parse()
-	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), *window, *multiWindow); err != nil {
+	if err := run(*binary, *out, *runs, strings.Split(*figures, ","), windows{aws: *window, idle: *idleWindow, multi: *multiWindow}); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
@@ -74,9 +75,14 @@ func (f figure) row() string {
 }
 
 // allFigures are the figure sets a full run measures.
-var allFigures = []string{"local", "aws", "recovery", "gaps", "multiregion"}
+var allFigures = []string{"local", "aws", "recovery", "gaps", "idle", "multiregion"}
 
-func run(binary, out string, runs int, figures []string, window, multiWindow time.Duration) error {
+// windows are how long the figures that count over a window count.
+type windows struct {
+	aws, idle, multi time.Duration
+}
+
+func run(binary, out string, runs int, figures []string, w windows) error {
 	for _, f := range figures {
 		if !slices.Contains(allFigures, f) {
 			return fmt.Errorf("-figures: unknown figure set %q (want some of %s)", f, strings.Join(allFigures, ", "))
@@ -94,7 +100,7 @@ func run(binary, out string, runs int, figures []string, window, multiWindow tim
 		}
 	}
 	if slices.Contains(figures, "aws") {
-		aws, err := measureAWS(ctx, binary, runs, window)
+		aws, err := measureAWS(ctx, binary, runs, w.aws)
 		if err != nil {
 			return err
 		}
@@ -114,8 +120,15 @@ func run(binary, out string, runs int, figures []string, window, multiWindow tim
 		}
 		figs = append(figs, gaps...)
 	}
+	if slices.Contains(figures, "idle") {
+		idle, err := measureIdle(ctx, binary, w.idle)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, idle...)
+	}
 	if slices.Contains(figures, "multiregion") {
-		multi, err := measureMultiRegion(ctx, binary, multiWindow)
+		multi, err := measureMultiRegion(ctx, binary, w.multi)
 		if err != nil {
 			return err
 		}

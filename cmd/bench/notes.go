@@ -64,6 +64,19 @@ const notes = `
     So the gaps come in steps of that deadline: a SIGKILLed leader costs one deadline when the survivors elect
     a new leader within it (the election timeout is randomized between 1 and 2 s), else two; a handover costs
     none or one, depending on whether a write was in flight.
+- *Idle cost*: a group of 3 with the default flags converges and is left untouched for 20 s (the convergence
+  check's own /v1/status requests and the appliances' close watch after a change are over by then); then, over
+  one minute (-idle-window), each etcd member's own counters are read before and after: every gRPC message it
+  received (grpc_server_msg_received_total: one per unary call, one per message of a stream, such as a lease
+  keep-alive) and its CPU (process_cpu_seconds_total), and each appliance's CPU (utime + stime of
+  /proc/<pid>/stat). Nothing but the appliances talks to the members, so what a member receives is what the
+  appliances ask of it: its own appliance's status looks (every 3 s while steady), the keep-alives of its
+  lease in the housekeeper election (every 5 s), the cluster facts (every 30 s, from every appliance), and the
+  housekeeper's cycles (every 15 s while steady; the holder's member receives most). The reference is a
+  static etcd cluster of 3 started by hand and left idle for the same window: the CPU etcd spends with no
+  appliance at all. *Private RSS* is what only the appliance process maps (Private_Clean + Private_Dirty of
+  /proc/<pid>/smaps_rollup), read at the end of the window; VmRSS above also counts the executable's pages,
+  which the etcd child (the same binary) shares.
 - *Leader elections across regions*: a group of 2+1 members in two regions on the faithful network (each region
   a network namespace, members reached through their public names and addresses, security groups enforced; the
   harness's public proxy holds every byte between regions for half the round trip). One group with the default

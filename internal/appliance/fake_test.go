@@ -349,6 +349,8 @@ func (f *fakeEtcd) PutFact(_ context.Context, key string, value []byte) error {
 	return nil
 }
 
+func (f *fakeEtcd) Changes(context.Context) <-chan struct{} { return nil }
+
 func (f *fakeEtcd) Endpoints() []string { return []string{"http://127.0.0.1:2379"} }
 func (f *fakeEtcd) Close() error        { return nil }
 

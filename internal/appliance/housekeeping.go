@@ -37,6 +37,13 @@ type housekeeper struct {
 	// published is the summary of the holds last written to etcd (nil:
 	// none this tenure).
 	published []byte
+
+	// What the last cycle saw and did: the member list it read (nil: none),
+	// whether the cluster was steady (cluster.Steady), and whether it
+	// changed the membership (a promotion, a removal).
+	members []cluster.Member
+	steady  bool
+	changed bool
 }
 
 // reset forgets the memory of an earlier tenure of the role.
@@ -44,12 +51,14 @@ func (h *housekeeper) reset() {
 	h.firstSeen, h.absentSince, h.lastCycle = nil, nil, time.Time{}
 	h.holds = cluster.Holds{}
 	h.published = nil
+	h.members, h.steady, h.changed = nil, false, false
 }
 
 // cycle is one housekeeping cycle of the role's holder: gather, decide,
 // apply. It returns errRoleLost (wrapped) when etcd says the role is no
 // longer t's, and does nothing then.
 func (h *housekeeper) cycle(ctx context.Context, c etcdAPI, t tenure) error {
+	h.members, h.steady, h.changed = nil, false, false
 	if err := t.Held(ctx); err != nil {
 		return err
 	}
@@ -71,6 +80,7 @@ func (h *housekeeper) cycle(ctx context.Context, c etcdAPI, t tenure) error {
 			h.log.Debug("learner not promoted yet", "member", id, "err", err)
 			continue
 		}
+		h.changed = true
 		h.log.Info("learner promoted", "member", id, "reason", "in sync with the leader")
 	}
 	if plan.Remove != nil {
@@ -93,7 +103,8 @@ func (h *housekeeper) gather(ctx context.Context, c etcdAPI) (cluster.Housekeepi
 	health := memberHealth(ctx, c, view.Members, h.groups.last())
 	healthy := healthyByID(health)
 	var maxAge time.Duration
-	if cluster.Steady(view.Members, healthy, h.groups.last()) {
+	h.members, h.steady = view.Members, cluster.Steady(view.Members, healthy, h.groups.last())
+	if h.steady {
 		maxAge = cluster.SteadyListEvery
 	}
 	group, gerr := h.groups.list(ctx, maxAge)
@@ -211,6 +222,7 @@ func (h *housekeeper) removeStale(ctx context.Context, c etcdAPI, t tenure, in c
 		h.log.Warn("removing stale member failed", "member", r.Member.ID, "name", r.Member.Name, "err", err)
 		return nil
 	}
+	h.changed = true
 	h.metrics.removals.Inc()
 	delete(h.absentSince, r.Member.ID)
 	h.log.Info("stale member removed", "member", r.Member.ID, "name", r.Member.Name, "reason", r.Reason)
@@ -273,8 +285,9 @@ func newCandidacy(n *node, c etcdAPI) *candidacy {
 // tenure held, nil when none, and whether it was taken since the last look.
 // It starts a campaign when none runs: at once on the etcd leader,
 // campaignDelay after the supervision began on a voter that follows, never
-// on a learner (it serves no leases).
-func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bool) {
+// on a learner (it serves no leases). steady is the supervisor's last
+// judgement of its member (isSteady).
+func (r *candidacy) look(ctx context.Context, st etcdStatus, steady bool) (t tenure, taken bool) {
 	if r.held != nil {
 		select {
 		case <-r.held.Done():
@@ -299,7 +312,7 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 			return r.held, true
 		default:
 			if st.Leads() {
-				r.unseatDeadHolder(ctx)
+				r.unseatDeadHolder(ctx, steady)
 			}
 			return nil, false
 		}
@@ -326,9 +339,21 @@ func (r *candidacy) look(ctx context.Context, st etcdStatus) (t tenure, taken bo
 	return nil, false
 }
 
+// inLine reports whether the candidacy holds the role or waits in line for
+// it.
+func (r *candidacy) inLine() bool { return r.held != nil || r.won != nil }
+
 // holderCheckEvery bounds how often the etcd leader's appliance, waiting in
-// line for the role, looks whether its holder is dead.
-const holderCheckEvery = time.Second
+// line for the role, looks whether its holder is dead: a look is three
+// requests (the holder's key, the member list, the holder's status), so
+// while its member is steady it looks every steadyHolderCheckEvery. A
+// killed holder's instance is a change the etcd leader sees only when that
+// holder was its leader or a joiner replaces it; otherwise the holder's
+// lease ends it as soon.
+const (
+	holderCheckEvery       = time.Second
+	steadyHolderCheckEvery = housekeeperTTL * time.Second
+)
 
 // unseatDeadHolder ends the role of a holder that is dead: neither its etcd
 // nor its appliance answers (its instance was killed, or its appliance
@@ -339,9 +364,13 @@ const holderCheckEvery = time.Second
 // candidate takes over. A holder wrongly judged dead loses nothing but
 // the role: each of its cycles, and each removal, first checks it still
 // holds it.
-func (r *candidacy) unseatDeadHolder(ctx context.Context) {
+func (r *candidacy) unseatDeadHolder(ctx context.Context, steady bool) {
 	now := r.now()
-	if now.Sub(r.lastHolderCheck) < holderCheckEvery {
+	every := holderCheckEvery
+	if steady {
+		every = steadyHolderCheckEvery
+	}
+	if now.Sub(r.lastHolderCheck) < every {
 		return
 	}
 	r.lastHolderCheck = now

@@ -14,9 +14,26 @@ import (
 
 // The supervision's cadence.
 const (
-	// watchInterval is how often the running member is looked at;
-	// housekeeping runs every --reconcile-interval on top of that.
-	watchInterval = 250 * time.Millisecond
+	// watchInterval is how often the running member is looked at while
+	// anything changes; steadyWatchInterval while it is steady (it
+	// answers, has a leader, is a voter without alarms, stands in line for
+	// the housekeeper role, and nothing changed for settleAfter). Every
+	// look is a status request: 20 a minute while steady, SPEC §7's idle
+	// budget being 60 for all the requests of an appliance. A steady
+	// member learns of a change at once when it is an event (its etcd
+	// exits; a key of the appliance changes: the membership lock a join,
+	// a leave or a removal takes), within steadyWatchInterval otherwise
+	// (its leader lost or changed, an alarm); which is shorter than
+	// recoveryCheckAfter, so a loss is looked at as soon as before.
+	watchInterval       = 250 * time.Millisecond
+	steadyWatchInterval = 3 * time.Second
+	settleAfter         = 10 * time.Second
+	// Housekeeping runs every --reconcile-interval on top of the looks,
+	// and every steadyHousekeepingEvery while the member is steady and
+	// the last cycle found the cluster steady (cluster.Steady): such a
+	// cycle adds to the one before only the members' health, the group
+	// listing being as old as cluster.SteadyListEvery anyway.
+	steadyHousekeepingEvery = 15 * time.Second
 	// A member without a leader for orphanAfter looks, every
 	// orphanCheckEvery, whether a live cluster exists without it.
 	orphanAfter      = 30 * time.Second
@@ -54,9 +71,21 @@ type supervisor struct {
 	// lastMembers is the membership at the last housekeeping cycle;
 	// printedAt and printedIndex when, and at which raft index, it was
 	// last read.
-	lastMembers                  string
-	printedAt                    time.Time
-	printedIndex                 uint64
+	lastMembers  string
+	printedAt    time.Time
+	printedIndex uint64
+	// steady is the last look's judgement (isSteady); changedAt when it
+	// last saw something change; seenLeader and seenTerm the leader it
+	// saw and its term.
+	steady     bool
+	changedAt  time.Time
+	seenLeader cluster.ID
+	seenTerm   uint64
+	// markerView is the membership the marker last recorded, read at the
+	// raft index markerIndex; nil: not read this run.
+	markerView  *recordedMembership
+	markerIndex uint64
+	// The leaderless checks' cadence.
 	recoveryEvery, orphanEvery   time.Duration
 	recoveryAfter, orphanedAfter time.Duration
 }
@@ -106,20 +135,61 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseRunning })
 	s.lastMarker, s.lastLeader = time.Time{}, s.now()
 	s.lastRecovery, s.lastOrphan = time.Time{}, time.Time{}
-	tick := time.NewTicker(watchInterval)
-	defer tick.Stop()
+	s.steady, s.changedAt, s.seenLeader, s.seenTerm = false, s.now(), 0, 0
+	s.markerView = nil
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changes := c.Changes(watchCtx)
+	// etcd's exit ends the supervision at once, whatever the cadence: the
+	// restart never waits for a look.
+	next := time.NewTimer(watchInterval)
+	defer next.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-proc.Done():
 			return
-		case <-tick.C:
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			s.changedAt = s.now()
+		case <-next.C:
 		}
 		if stop := s.look(ctx, snapCtx, c, proc); stop {
 			return
 		}
+		next.Reset(lookEvery(s.steady))
 	}
+}
+
+// lookEvery is the pause before the next look.
+func lookEvery(steady bool) time.Duration {
+	if steady {
+		return steadyWatchInterval
+	}
+	return watchInterval
+}
+
+// steadiness is what a look judges steadiness on.
+type steadiness struct {
+	Now, ChangedAt time.Time
+	// Answered: the local etcd answered the status request, Status.
+	Answered bool
+	Status   etcdStatus
+	// InLine: the candidacy holds the housekeeper role or waits in line
+	// for it (a learner never campaigns).
+	InLine bool
+}
+
+// isSteady reports whether the member is steady: nothing about it changes
+// and nothing changed for settleAfter, so that it can be looked at every
+// steadyWatchInterval. It reads no clock and does no I/O.
+func isSteady(in steadiness) bool {
+	return in.Answered && in.Status.Leader != 0 && !in.Status.IsLearner && len(in.Status.Errors) == 0 &&
+		in.InLine && in.Now.Sub(in.ChangedAt) >= settleAfter
 }
 
 // look is one look at the running member; it reports whether etcd was
@@ -127,6 +197,8 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProcess) bool {
 	st, err := c.Status(ctx, s.clientURL())
 	if err != nil {
+		s.steady = false
+		s.changedAt = s.now()
 		s.setReady(false)
 		s.setPeer(func(p *cluster.PeerState) { p.HasLeader = false })
 		s.log.Debug("local etcd not answering", "err", err)
@@ -135,6 +207,15 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 		return stop
 	}
 	st.Leader = leaderOfLocal(ctx, c, st, s.peerClientURLs())
+	if st.Leader != s.seenLeader || st.RaftTerm != s.seenTerm {
+		s.changedAt, s.seenLeader, s.seenTerm = s.now(), st.Leader, st.RaftTerm
+	}
+	// Judged before the housekeeping of this look, which runs at the
+	// cadence of the last one's judgement.
+	defer func() {
+		s.steady = isSteady(steadiness{Now: s.now(), ChangedAt: s.changedAt, Answered: true, Status: st,
+			InLine: s.role.inLine() || st.IsLearner})
+	}()
 	s.publish(st)
 	s.refreshMarker(ctx, c, st)
 	if st.Leader == 0 {
@@ -169,29 +250,47 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 // housekeeper role: not where etcd leads, since etcd keeps leading while
 // its appliance hangs, and then nothing would repair the membership.
 func (s *supervisor) keepHouse(ctx, snapCtx context.Context, c etcdAPI, st etcdStatus) {
-	t, taken := s.role.look(ctx, st)
+	held := s.role.held != nil
+	t, taken := s.role.look(ctx, st, s.steady)
 	if t == nil {
+		if held {
+			s.changedAt = s.now()
+		}
 		return
 	}
 	if taken {
+		s.changedAt = s.now()
 		s.housekeeper.reset()
 		s.lastHousekeeping = time.Time{}
 	}
 	s.snapshots.ifDue(snapCtx, c, st.Revision)
-	// A cycle every --reconcile-interval, and at once when the membership
-	// changed (a member added, promoted, removed): the records and rules
-	// follow a replacement without waiting for the tick.
-	if s.now().Sub(s.lastHousekeeping) < s.cfg.ReconcileInterval && !s.membershipChanged(ctx, c, st) {
-		return
+	// A cycle every --reconcile-interval (steadyHousekeepingEvery while
+	// all is steady), and at once when the membership changed (a member
+	// added, promoted, removed): the records and rules follow a
+	// replacement without waiting for the tick.
+	every := s.cfg.ReconcileInterval
+	if s.steady && s.housekeeper.steady {
+		every = max(every, steadyHousekeepingEvery)
+	}
+	if s.now().Sub(s.lastHousekeeping) < every {
+		if !s.membershipChanged(ctx, c, st) {
+			return
+		}
+		s.changedAt = s.now()
 	}
 	s.lastHousekeeping = s.now()
 	if err := s.housekeeper.cycle(ctx, c, t); errors.Is(err, errRoleLost) {
 		s.role.lost(err)
+		s.changedAt = s.now()
 	} else if err != nil {
 		s.log.Debug("housekeeping skipped: the role could not be checked", "err", err)
-	} else {
-		// As the cycle left it (it may have promoted or removed).
+	} else if s.housekeeper.changed || s.housekeeper.members == nil {
+		// As the cycle left it (it promoted or removed, or read nothing).
 		s.lastMembers = membershipPrint(ctx, c)
+	} else {
+		// Read after this look's status: at its raft index, or later.
+		s.lastMembers = membershipPrintOf(s.housekeeper.members)
+		s.printedAt, s.printedIndex = s.now(), st.RaftIndex
 	}
 }
 
@@ -217,7 +316,17 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 		return
 	}
 	m := marker{ClusterID: st.ClusterID, MemberID: st.MemberID, Name: s.self.ID, Revision: st.Revision, UpdatedAt: now}
-	m.Voters, m.Endpoints = s.localMembership(ctx, c)
+	// The membership changes only with a raft entry: while the index
+	// stands still, the one read before is still the member's.
+	if s.markerView == nil || st.RaftIndex != s.markerIndex {
+		view, ok := s.localMembership(ctx, c)
+		if ok {
+			s.markerView, s.markerIndex = &view, st.RaftIndex
+		}
+		m.Voters, m.Endpoints = view.voters, view.endpoints
+	} else {
+		m.Voters, m.Endpoints = s.markerView.voters, s.markerView.endpoints
+	}
 	s.setPeer(func(p *cluster.PeerState) { p.Voters = m.Voters })
 	if err := s.data.writeMarker(m); err != nil {
 		s.log.Warn("recording member identity", "err", err)
@@ -229,24 +338,30 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 	s.lastMarker = now
 }
 
+// recordedMembership is what the marker records of the membership.
+type recordedMembership struct {
+	voters, endpoints []string
+}
+
 // localMembership lists the voters of the local member's cluster as the
 // member itself knows them (a serializable read: it works without quorum),
 // started or not: members of a bootstrap are named before they start; and
 // the client URLs of its members. On failure it returns what was recorded
-// before.
-func (s *supervisor) localMembership(ctx context.Context, c etcdAPI) (voters, endpoints []string) {
+// before, and false.
+func (s *supervisor) localMembership(ctx context.Context, c etcdAPI) (recordedMembership, bool) {
 	recorded, _, _ := s.data.readMarker()
 	view, err := c.LocalMembers(ctx)
 	if err != nil {
-		return recorded.Voters, recorded.Endpoints
+		return recordedMembership{recorded.Voters, recorded.Endpoints}, false
 	}
-	if voters = cluster.VoterNames(view.Members); voters == nil {
-		voters = recorded.Voters
+	out := recordedMembership{cluster.VoterNames(view.Members), clientURLs(view.Members)}
+	if out.voters == nil {
+		out.voters = recorded.Voters
 	}
-	if endpoints = clientURLs(view.Members); endpoints == nil {
-		endpoints = recorded.Endpoints
+	if out.endpoints == nil {
+		out.endpoints = recorded.Endpoints
 	}
-	return voters, endpoints
+	return out, true
 }
 
 // leaderless runs the looks a member without a leader takes at the world,
@@ -355,7 +470,15 @@ func membershipPrint(ctx context.Context, c etcdAPI) string {
 	if err != nil {
 		return ""
 	}
-	ms := slices.Clone(view.Members)
+	return membershipPrintOf(view.Members)
+}
+
+// membershipPrintOf is membershipPrint of a member list read before.
+func membershipPrintOf(members []cluster.Member) string {
+	if members == nil {
+		return ""
+	}
+	ms := slices.Clone(members)
 	slices.SortFunc(ms, func(a, b cluster.Member) int { return cmp.Compare(a.ID, b.ID) })
 	var b strings.Builder
 	for _, m := range ms {

@@ -180,3 +180,105 @@ func TestHousekeepingFollowsAMembershipChange(t *testing.T) {
 		t.Errorf("%v cycles after one look more, want still 2", got)
 	}
 }
+
+// TestIsSteady: a member is looked at closely while anything about it
+// changes, and for settleAfter after.
+func TestIsSteady(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	steady := steadiness{Now: now, ChangedAt: now.Add(-settleAfter), Answered: true, Status: leading, InLine: true}
+	for _, tc := range []struct {
+		name string
+		edit func(*steadiness)
+		want bool
+	}{
+		{"leader known, in line, nothing changed for settleAfter", func(*steadiness) {}, true},
+		{"a change within settleAfter", func(in *steadiness) { in.ChangedAt = now.Add(-settleAfter + time.Millisecond) }, false},
+		{"etcd does not answer", func(in *steadiness) { in.Answered = false }, false},
+		{"no leader", func(in *steadiness) { in.Status.Leader = 0 }, false},
+		{"a learner", func(in *steadiness) { in.Status.IsLearner = true }, false},
+		{"an alarm", func(in *steadiness) { in.Status.Errors = []string{"NOSPACE"} }, false},
+		{"neither holding the role nor in line for it", func(in *steadiness) { in.InLine = false }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := steady
+			tc.edit(&in)
+			if got := isSteady(in); got != tc.want {
+				t.Errorf("isSteady = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if lookEvery(true) != steadyWatchInterval || lookEvery(false) != watchInterval {
+		t.Errorf("lookEvery steady %s, changing %s", lookEvery(true), lookEvery(false))
+	}
+}
+
+// TestSteadyMemberAsksLittle is issue 13, item 15: once its member is
+// steady, the supervisor looks every steadyWatchInterval, reads no member
+// list for the marker while the raft index stands still, and keeps house
+// every steadyHousekeepingEvery; a leader change puts it back to close
+// looks and --reconcile-interval at once.
+func TestSteadyMemberAsksLittle(t *testing.T) {
+	self := cluster.Member{ID: 0xa, Name: "i-1", PeerURLs: []string{"http://127.0.0.1:2380"}, ClientURLs: []string{"http://127.0.0.1:2379"}}
+	b, c := clustertest.Member(0xb, false), clustertest.Member(0xc, false)
+	f := newFakeEtcd([]cluster.Member{self, b, c})
+	a := keeping(t, f, running("i-1", b.Name, c.Name))
+	clock := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a.now = clock.now
+	s := a.supervisor
+	s.role = newCandidacy(a.node, f)
+	t.Cleanup(s.role.end)
+	s.changedAt = clock.now()
+	ctx := context.Background()
+	proc := newFakeProcess()
+	st := leading
+	st.RaftIndex, st.RaftTerm = 7, 2
+	f.status[a.clientURL()] = st
+	look := func() { s.look(ctx, ctx, f, proc) }
+	cycles := func() float64 { return counter(t, a.metrics.housekeeping) }
+	waitFor(t, func() bool { look(); return cycles() == 1 })
+	// The first cycle lists the group; the second finds it steady.
+	clock.add(a.cfg.ReconcileInterval)
+	look()
+	if !a.housekeeper.steady || cycles() != 2 {
+		t.Fatal("the housekeeper found the cluster unsteady: the test's cluster is wrong")
+	}
+	if s.steady {
+		t.Fatal("steady right after the role was taken")
+	}
+	clock.add(settleAfter)
+	look()
+	if !s.steady {
+		t.Fatalf("not steady %s after the last change", settleAfter)
+	}
+	calls, base := len(f.log(false)), cycles()
+	// The marker is due (markerEvery) and housekeeping would be by
+	// --reconcile-interval: neither asks anything while all is steady.
+	clock.add(max(markerEvery, a.cfg.ReconcileInterval))
+	look()
+	if got := f.log(false)[calls:]; len(got) != 0 {
+		t.Errorf("calls of a steady look %q, want none", got)
+	}
+	if m, _, err := a.data.readMarker(); err != nil || len(m.Voters) != 3 {
+		t.Errorf("marker voters %q (err %v), want the 3 read before", m.Voters, err)
+	}
+	clock.add(steadyHousekeepingEvery)
+	look()
+	if got := cycles(); got != base+1 {
+		t.Errorf("%v cycles after steadyHousekeepingEvery, want %v", got, base+1)
+	}
+	// etcd leadership moves: looked at closely again, and the next cycle
+	// comes after --reconcile-interval.
+	moved := st
+	moved.Leader, moved.RaftTerm = 0xb, 3
+	f.status[a.clientURL()] = moved
+	clock.add(time.Millisecond)
+	look()
+	if s.steady {
+		t.Error("steady right after a leader change")
+	}
+	clock.add(a.cfg.ReconcileInterval)
+	look()
+	if got := cycles(); got != base+2 {
+		t.Errorf("%v cycles --reconcile-interval after a leader change, want %v", got, base+2)
+	}
+}
