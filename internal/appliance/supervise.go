@@ -34,6 +34,14 @@ const (
 	// cycle adds to the one before only the members' health, the group
 	// listing being as old as cluster.SteadyListEvery anyway.
 	steadyHousekeepingEvery = 15 * time.Second
+	// For settlingFor after a change, while the last cycle found the
+	// cluster unsettled (a member not yet a healthy voter, one to remove),
+	// housekeeping runs every settlingHousekeepingEvery: a just-promoted
+	// member enters the records and rules as soon as it is healthy rather
+	// than at the next --reconcile-interval. At most settlingFor /
+	// settlingHousekeepingEvery more cycles (and group listings) a change.
+	settlingFor               = 20 * time.Second
+	settlingHousekeepingEvery = time.Second
 	// A member without a leader for orphanAfter looks, every
 	// orphanCheckEvery, whether a live cluster exists without it.
 	orphanAfter      = 30 * time.Second
@@ -165,6 +173,20 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	}
 }
 
+// housekeepingEvery is the pause between housekeeping cycles: longer while
+// the member and the last cycle's view of the cluster are steady, shorter
+// for a while after a change (sinceChange ago) that the last cycle found
+// unsettled.
+func housekeepingEvery(reconcile time.Duration, memberSteady, clusterSteady bool, sinceChange time.Duration) time.Duration {
+	switch {
+	case memberSteady && clusterSteady:
+		return max(reconcile, steadyHousekeepingEvery)
+	case !clusterSteady && sinceChange < settlingFor:
+		return min(reconcile, settlingHousekeepingEvery)
+	}
+	return reconcile
+}
+
 // lookEvery is the pause before the next look.
 func lookEvery(steady bool) time.Duration {
 	if steady {
@@ -265,13 +287,11 @@ func (s *supervisor) keepHouse(ctx, snapCtx context.Context, c etcdAPI, st etcdS
 	}
 	s.snapshots.ifDue(snapCtx, c, st.Revision)
 	// A cycle every --reconcile-interval (steadyHousekeepingEvery while
-	// all is steady), and at once when the membership changed (a member
-	// added, promoted, removed): the records and rules follow a
-	// replacement without waiting for the tick.
-	every := s.cfg.ReconcileInterval
-	if s.steady && s.housekeeper.steady {
-		every = max(every, steadyHousekeepingEvery)
-	}
+	// all is steady, settlingHousekeepingEvery while a change settles),
+	// and at once when the membership changed (a member added, promoted,
+	// removed): the records and rules follow a replacement without waiting
+	// for the tick.
+	every := housekeepingEvery(s.cfg.ReconcileInterval, s.steady, s.housekeeper.steady, s.now().Sub(s.changedAt))
 	if s.now().Sub(s.lastHousekeeping) < every {
 		if !s.membershipChanged(ctx, c, st) {
 			return

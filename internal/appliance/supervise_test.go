@@ -282,3 +282,27 @@ func TestSteadyMemberAsksLittle(t *testing.T) {
 		t.Errorf("%v cycles --reconcile-interval after a leader change, want %v", got, base+2)
 	}
 }
+
+// Housekeeping slows down while all is steady and speeds up while a change
+// settles, for a while only.
+func TestHousekeepingEvery(t *testing.T) {
+	const reconcile = 5 * time.Second
+	for _, c := range []struct {
+		name              string
+		member, cluster   bool
+		sinceChange, want time.Duration
+	}{
+		{"steady", true, true, time.Hour, steadyHousekeepingEvery},
+		{"member steady, cluster just changed", true, false, time.Second, settlingHousekeepingEvery},
+		{"settling", false, false, settlingFor - time.Second, settlingHousekeepingEvery},
+		{"unsettled for long: a member down for good", false, false, settlingFor, reconcile},
+		{"member changing, cluster steady", false, true, time.Second, reconcile},
+	} {
+		if got := housekeepingEvery(reconcile, c.member, c.cluster, c.sinceChange); got != c.want {
+			t.Errorf("%s: every %s, want %s", c.name, got, c.want)
+		}
+	}
+	if got := housekeepingEvery(500*time.Millisecond, false, false, 0); got != 500*time.Millisecond {
+		t.Errorf("a --reconcile-interval below the settling pace: every %s, want it", got)
+	}
+}
