@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -95,6 +96,22 @@ func TestTLSBootstrap(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("GET %s without a certificate: %s, want %d", path, resp.Status, want)
+		}
+	}
+	// The monitoring pack's certificate alert reads these, which only an
+	// appliance with TLS exports (TestMonitoringPack runs without).
+	resp, err := anyone.Get(inst.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range onlyWithTLS {
+		if !strings.Contains(string(body), "\n"+name+" ") {
+			t.Errorf("/metrics over TLS lacks %s", name)
 		}
 	}
 	userClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: trusting}}

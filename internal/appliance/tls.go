@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -176,16 +177,27 @@ func (n *node) memberRequest(dns *cluster.DNSSpec) pki.LeafRequest {
 	return req
 }
 
-// exportExpiry exports when the certificate in use expires, for an alert
-// on a renewal that keeps failing (or operator files left to expire).
+// exportExpiry exports when the certificate in use was issued and when it
+// expires, for an alert on a renewal that keeps failing (or operator files
+// left to expire) that holds for any --tls-cert-lifetime.
 func (t *memberTLS) exportExpiry(reg prometheus.Registerer) {
-	err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "etcd_appliance_tls_certificate_expiry_timestamp_seconds",
-		Help: "When the certificate this member serves and shows expires (--tls auto renews it after two thirds of its lifetime).",
-	}, func() float64 { return float64(t.current().Cert.NotAfter.Unix()) }))
-	var already prometheus.AlreadyRegisteredError
-	if err != nil && !errors.As(err, &already) {
-		panic(err)
+	for _, g := range []struct {
+		name, help string
+		at         func(*x509.Certificate) time.Time
+	}{
+		{"etcd_appliance_tls_certificate_expiry_timestamp_seconds",
+			"When the certificate this member serves and shows expires (--tls auto renews it after two thirds of its lifetime).",
+			func(c *x509.Certificate) time.Time { return c.NotAfter }},
+		{"etcd_appliance_tls_certificate_issued_timestamp_seconds",
+			"When the certificate this member serves and shows became valid (its NotBefore).",
+			func(c *x509.Certificate) time.Time { return c.NotBefore }},
+	} {
+		err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
+			func() float64 { return float64(g.at(t.current().Cert).Unix()) }))
+		var already prometheus.AlreadyRegisteredError
+		if err != nil && !errors.As(err, &already) {
+			panic(err)
+		}
 	}
 }
 
