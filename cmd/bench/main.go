@@ -42,7 +42,7 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), multiregion (leader elections across regions on the faithful network), comma-separated; a partial list replaces only its own rows of -out")
+	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), multiregion (leader elections across regions on the faithful network), tls (bootstrap and write latency with --tls auto next to plaintext), comma-separated; a partial list replaces only its own rows of -out")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	idleWindow := flag.Duration("idle-window", time.Minute, "how long the idle cost is counted")
 	multiWindow := flag.Duration("multiregion-window", 5*time.Minute, "how long the elections of each multi-region group are counted")
@@ -67,15 +67,25 @@ func (f figure) row() string {
 	}
 	s := slices.Clone(f.samples)
 	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, median(s), f.unit, s[0], s[len(s)-1], len(s), f.note)
+}
+
+// median is the median of samples, the mean of the middle two for an even
+// count; 0 for none.
+func median(samples []float64) float64 {
+	if len(samples) == 0 {
+		return 0
 	}
-	return fmt.Sprintf("| %s | %s | **%.2f %s** | %.2f – %.2f | %d | %s |", f.name, f.target, med, f.unit, s[0], s[len(s)-1], len(s), f.note)
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 // allFigures are the figure sets a full run measures.
-var allFigures = []string{"local", "aws", "recovery", "gaps", "idle", "multiregion"}
+var allFigures = []string{"local", "aws", "recovery", "gaps", "idle", "multiregion", "tls"}
 
 // windows are how long the figures that count over a window count.
 type windows struct {
@@ -134,6 +144,13 @@ func run(binary, out string, runs int, figures []string, w windows) error {
 		}
 		figs = append(figs, multi...)
 	}
+	if slices.Contains(figures, "tls") {
+		tls, err := measureTLS(ctx, binary, runs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, tls...)
+	}
 	partial := ""
 	if len(figures) < len(allFigures) {
 		partial = strings.Join(figures, ",")
@@ -174,11 +191,17 @@ func measureLocal(ctx context.Context, binary string, runs int) ([]figure, error
 }
 
 func newGroup(binary string) (*fleet.Group, func(), error) {
+	return newGroupWith(fleet.Options{Binary: binary, Args: applianceArgs})
+}
+
+// newGroupWith is newGroup with opts, in a directory of its own (Dir).
+func newGroupWith(opts fleet.Options) (*fleet.Group, func(), error) {
 	dir, err := os.MkdirTemp("", "etcd-appliance-bench-")
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := fleet.New(fleet.Options{Binary: binary, Dir: dir, Args: applianceArgs})
+	opts.Dir = dir
+	g, err := fleet.New(opts)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err

@@ -3,6 +3,7 @@ package main
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // A partial run replaces its own rows in place and keeps the others.
@@ -20,5 +21,51 @@ func TestMergeRowsKeepsTheOthers(t *testing.T) {
 	want := []string{rows[0], b.row(), c.row()}
 	if !slices.Equal(got, want) {
 		t.Errorf("merged\n%q\nwant\n%q", got, want)
+	}
+}
+
+// The nearest rank: p99 of 100 values is the 99th, of 2000 the 1980th.
+func TestPercentile(t *testing.T) {
+	seq := func(n int) []time.Duration {
+		s := make([]time.Duration, n)
+		for i := range s {
+			s[i] = time.Duration(i + 1)
+		}
+		return s
+	}
+	for _, c := range []struct {
+		n    int
+		p    float64
+		want time.Duration
+	}{
+		{0, 99, 0},
+		{1, 50, 1},
+		{1, 99, 1},
+		{2, 50, 1},
+		{100, 50, 50},
+		{100, 99, 99},
+		{100, 100, 100},
+		{2000, 99, 1980},
+		{2000, 0, 1},
+	} {
+		if got := percentile(seq(c.n), c.p); got != c.want {
+			t.Errorf("percentile of 1..%d, p%g = %d, want %d", c.n, c.p, got, c.want)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		samples []float64
+		want    float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(c.samples); got != c.want {
+			t.Errorf("median(%v) = %g, want %g", c.samples, got, c.want)
+		}
 	}
 }

@@ -89,4 +89,23 @@ const notes = `
   per run of the bench. The proxy's delay is even, so "loss" rows also lose a share of the chunks between regions:
   each lost one arrives a TCP retransmission timeout later (the round trip plus 200 ms, doubled when lost again) and
   holds back the chunks after it, as a congested path between regions does to raft's sparse heartbeats.
+- *TLS*: each run starts a fresh group of 3 with --tls auto and one with TLS off (which goes first alternates from
+  run to run, so that the machine's noise hits both alike). Each is timed to 3 healthy voters as *Bootstrap* above;
+  with TLS that includes the first appliance creating the cluster CA (ECDSA P-256) in the group's CA directory,
+  every appliance issuing its member certificate, etcd's client and peer listeners and raft's peer connections
+  with mutual TLS, and the fleet's status requests, each a new TLS connection with its user certificate. Both
+  bootstrap rows are bimodal, TLS or not: etcd starting a new cluster first asks each peer whether the cluster
+  exists already, and a peer whose listener is bound but not serving yet holds that question for etcd's bootstrap
+  timeout (1 s a peer), so a start where the members come up in step takes about 2 s more; with few runs, read
+  the ranges next to the medians. The group then runs untouched for 2 s and one clientv3 client (with the fleet's user certificate, every member's client
+  URL, round robin) writes 200 puts of 64 B one after the other to warm up, then 2000 more, each timed; a run's
+  p50 and p99 are of those 2000 (nearest rank). A put that reaches a follower goes to the leader over the peer
+  connection, and every put is replicated to the followers, so writes cross both client and peer TLS. The
+  handshakes happen once per connection, before the timed writes (the warm-up opens the client's; raft's are
+  open since the bootstrap): what the write rows measure is the steady cost, encrypting and authenticating every
+  request, reply and raft message on sessions whose mutual authentication was done at the handshake. The two
+  stacks differ past the encryption too: etcd serves gRPC with TLS through Go's net/http HTTP/2 server (gRPC's
+  ServeHTTP) and in plaintext through gRPC's own transport behind cmux, so the rows compare the two ways etcd
+  serves, not the cipher alone. With 64 B values the cipher costs microseconds a put; the p99 of a run is its
+  20 slowest puts of 2000, which a 2-core machine shared with other work sets more than either.
 `
