@@ -512,8 +512,7 @@ func write(path string, figs []figure, runs int, partial string) error {
 		}
 		rows = mergeRows(tableRows(string(old)), figs)
 		header, _, _ = strings.Cut(string(old), "\n| figure")
-		header = strings.TrimRight(header, "\n") + fmt.Sprintf(" The rows of `-figures %s` were measured again on %s.\n",
-			partial, time.Now().UTC().Format("2006-01-02"))
+		header = partialHeader(strings.TrimRight(header, "\n"), partial, time.Now().UTC())
 	}
 	var b strings.Builder
 	b.WriteString(header)
@@ -558,4 +557,23 @@ func mergeRows(rows []string, figs []figure) []string {
 		}
 	}
 	return out
+}
+
+// partialHeader says in header that the rows of -figures partial were
+// measured again on day, replacing what an earlier run of the same figures
+// said.
+func partialHeader(header, partial string, day time.Time) string {
+	sentence := fmt.Sprintf(" The rows of `-figures %s` were measured again on ", partial)
+	for {
+		i := strings.Index(header, sentence)
+		if i < 0 {
+			break
+		}
+		end := strings.Index(header[i+len(sentence):], ".")
+		if end < 0 {
+			break
+		}
+		header = header[:i] + header[i+len(sentence)+end+1:]
+	}
+	return header + sentence + day.Format("2006-01-02") + ".\n"
 }

@@ -69,3 +69,16 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// A partial run's sentence replaces the one of its last run, and keeps the
+// others'.
+func TestPartialHeader(t *testing.T) {
+	day := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	h := "Written on 2026-12-01. The rows of `-figures multiregion` were measured again on 2026-12-02." +
+		" The rows of `-figures idle` were measured again on 2026-12-03."
+	want := "Written on 2026-12-01. The rows of `-figures idle` were measured again on 2026-12-03." +
+		" The rows of `-figures multiregion` were measured again on 2026-12-06.\n"
+	if got := partialHeader(h, "multiregion", day); got != want {
+		t.Errorf("header\n%q\nwant\n%q", got, want)
+	}
+}
