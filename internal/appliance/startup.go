@@ -274,9 +274,12 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 			a := cluster.PeerAnswer{Reachable: true, State: st, RTT: rtt}
 			if err != nil {
 				w.unanswered(inst.ID, err)
-				if a = (cluster.PeerAnswer{Ignored: w.ignoredBecause(err)}); a.Ignored == "" {
+				why := w.ignoredBecause(err)
+				if why == "" {
 					return
 				}
+				// Not an answer, but the plan says whose and why.
+				a = cluster.PeerAnswer{Ignored: why}
 			}
 			mu.Lock()
 			answers[inst.ID] = a
