@@ -168,7 +168,7 @@ func memberNames(st cluster.ClusterStatus) []string {
 // Before it waits it checks the wanted layout against the instances
 // themselves: the cluster's A record lists every member's instance address,
 // each SRV record one target per member, <id>.<name>.<zone>, whose A record
-// is that instance's address.
+// is that instance's address. With TLS the SRV records are the -ssl ones.
 func waitAWSRecords(t *testing.T, ctx context.Context, g *fleet.AWSGroup, st cluster.ClusterStatus) []cluster.DNSRecord {
 	t.Helper()
 	spec := g.DNSSpec()
@@ -191,13 +191,17 @@ func waitAWSRecords(t *testing.T, ctx context.Context, g *fleet.AWSGroup, st clu
 			t.Fatalf("wanted A record of %s is %v, want [%s]", host, a.Values, inst.Address)
 		}
 	}
+	ssl := "" // with TLS, the -ssl services
+	if spec.TLS {
+		ssl = "-ssl"
+	}
 	for _, c := range []struct {
 		key    string
 		values []string
 	}{
 		{"A " + spec.Domain(), addrs},
-		{"SRV _etcd-server._tcp." + spec.Domain(), servers},
-		{"SRV _etcd-client._tcp." + spec.Domain(), clients},
+		{"SRV _etcd-server" + ssl + "._tcp." + spec.Domain(), servers},
+		{"SRV _etcd-client" + ssl + "._tcp." + spec.Domain(), clients},
 	} {
 		slices.Sort(c.values)
 		if got := byKey[c.key].Values; !slices.Equal(got, c.values) {

@@ -501,3 +501,64 @@ func TestAWSTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTLSMismatchWaitsAndSaysWhy: an empty instance started with --tls off
+// beside a running TLS cluster never joins it and creates nothing: it
+// waits, as for peers that do not answer, and its /v1/status, `status` and
+// metrics say that its peers run with TLS and it without, and the remedy.
+// The membership stays as it was.
+func TestTLSMismatchWaitsAndSaysWhy(t *testing.T) {
+	g := newTLSGroup(t)
+	ctx := testContext(t, 2*time.Minute)
+	insts, st := startConverged(t, ctx, g, 3)
+	launched := time.Now()
+	// --tls-ca-dir= undoes the fleet's --tls auto flags.
+	plain, err := g.LaunchNWith(ctx, 1, "--tls", "off", "--tls-ca-dir=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := plain[0].ID
+	const why = "each runs with TLS, this instance without"
+	var waiting string
+	wctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	err = fleet.Poll(wctx, 200*time.Millisecond, func() (bool, string) {
+		s, err := g.StatusOf(wctx, id)
+		if err != nil {
+			return false, err.Error()
+		}
+		waiting = s.Waiting
+		ignored := 0
+		for _, u := range s.Unanswered {
+			if u.Ignored == cluster.PeerRunsTLS {
+				ignored++
+			}
+		}
+		return strings.Contains(s.Waiting, why) && ignored == 3, fmt.Sprintf("%s waits: %q, unanswered %+v", id, s.Waiting, s.Unanswered)
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s says why %s after its launch: %s", id, time.Since(launched).Round(time.Millisecond), waiting)
+	if !strings.Contains(waiting, "same --tls") {
+		t.Errorf("%s waits for %q, which names no remedy", id, waiting)
+	}
+	if v := metricValue(t, ctx, plain[0], `etcd_appliance_peers_ignored{reason="peer_tls"}`); v != "3" {
+		t.Errorf(`etcd_appliance_peers_ignored{reason="peer_tls"} = %q on %s, want 3`, v, id)
+	}
+	// `status` exits 1, degraded: the instance answers and waits.
+	out, err := exec.CommandContext(ctx, binary, "status", "--api", net.JoinHostPort(plain[0].Address, "2378")).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), id+" waits: ") ||
+		!strings.Contains(string(out), "it runs with TLS, this instance without") {
+		t.Errorf("status of %s: %v, want exit 1 saying why it waits\n%s", id, err, out)
+	}
+	now, err := g.StatusOf(ctx, insts[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameMembers(t, st, now)
+	if err := g.Terminate(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}

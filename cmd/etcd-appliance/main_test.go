@@ -86,11 +86,13 @@ func TestStatusTable(t *testing.T) {
 func TestStatusSaysWhatAWaitingInstanceWaitsFor(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	st := cluster.ClusterStatus{Reporter: "i-a", ObservedAt: now, LastExit: "no-space",
-		Waiting:    "no live cluster and peer i-c (10.0.0.3) did not answer: never create a cluster on a partial view",
-		Unanswered: []cluster.Unanswered{{Instance: "i-c", Address: "10.0.0.3", Since: now.Add(-5 * time.Minute)}}}
+		Waiting: "no live cluster and peer i-c (10.0.0.3) did not answer: never create a cluster on a partial view",
+		Unanswered: []cluster.Unanswered{{Instance: "i-c", Address: "10.0.0.3", Since: now.Add(-5 * time.Minute)},
+			{Instance: "i-b", Address: "10.0.0.2", Since: now.Add(-time.Minute), Ignored: cluster.PeerRunsTLS}}}
 	var b bytes.Buffer
 	printStatus(&b, st)
-	for _, want := range []string{"etcd on i-a last exited: no-space", "i-a waits: no live cluster", "instance i-c (10.0.0.3) has not answered for 5m0s"} {
+	for _, want := range []string{"etcd on i-a last exited: no-space", "i-a waits: no live cluster", "instance i-c (10.0.0.3) has not answered for 5m0s",
+		"instance i-b (10.0.0.2) answers and is ignored (for 1m0s): it runs with TLS, this instance without"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}

@@ -243,6 +243,11 @@ func printStatus(w io.Writer, st cluster.ClusterStatus) {
 		fmt.Fprintf(w, "%s waits: %s\n", st.Reporter, st.Waiting)
 	}
 	for _, u := range st.Unanswered {
+		if u.Ignored != "" {
+			fmt.Fprintf(w, "instance %s (%s) answers and is ignored (for %s): it %s\n", u.Instance, u.Address,
+				st.ObservedAt.Sub(u.Since).Round(time.Second), u.Ignored)
+			continue
+		}
 		fmt.Fprintf(w, "instance %s (%s) has not answered for %s\n", u.Instance, u.Address, st.ObservedAt.Sub(u.Since).Round(time.Second))
 	}
 }

@@ -221,10 +221,33 @@ func (m *metrics) addSnapshotMetrics() {
 }
 
 // waitMetrics say what holds a startup plan: the group instances that do
-// not answer, without which no cluster is created or recovered.
+// not answer, without which no cluster is created or recovered, and those
+// whose answers are ignored because they run with another --tls or CA.
 type waitMetrics struct {
 	unanswered        prometheus.Gauge
 	unansweredSeconds prometheus.Gauge
+	ignored           *prometheus.GaugeVec
+}
+
+// ignoredLabels are the reason labels of etcd_appliance_peers_ignored.
+var ignoredLabels = map[cluster.IgnoredAnswer]string{
+	cluster.PeerRunsTLS:       "peer_tls",
+	cluster.PeerRunsPlaintext: "peer_plaintext",
+	cluster.PeerUntrusted:     "untrusted",
+}
+
+// setIgnored exports how many of the unanswered instances answered and
+// were ignored, by why.
+func (w waitMetrics) setIgnored(unanswered []cluster.Unanswered) {
+	counts := map[string]int{}
+	for _, u := range unanswered {
+		if l, ok := ignoredLabels[u.Ignored]; ok {
+			counts[l]++
+		}
+	}
+	for _, l := range ignoredLabels {
+		w.ignored.WithLabelValues(l).Set(float64(counts[l]))
+	}
 }
 
 func newWaitMetrics(registry *prometheus.Registry) waitMetrics {
@@ -238,6 +261,13 @@ func newWaitMetrics(registry *prometheus.Registry) waitMetrics {
 			Help: "How long the longest-silent group instance has not answered (0: every instance answered).",
 		}),
 	}
-	registry.MustRegister(w.unanswered, w.unansweredSeconds)
+	w.ignored = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "etcd_appliance_peers_ignored",
+		Help: "Group instances, among the unanswered, whose answer this instance ignored in its last look at its peers, by reason: peer_tls (they run with TLS, this instance without), peer_plaintext (the opposite), untrusted (no member certificate of this instance's cluster CA). Above 0 for long: the instances do not run with the same --tls and CA, and this one joins no cluster across the difference.",
+	}, []string{"reason"})
+	for _, l := range ignoredLabels {
+		w.ignored.WithLabelValues(l)
+	}
+	registry.MustRegister(w.unanswered, w.unansweredSeconds, w.ignored)
 	return w
 }

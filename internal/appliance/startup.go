@@ -271,12 +271,18 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		}
 		wg.Go(func() {
 			st, rtt, err := w.askPeer(ctx, inst.Address)
+			a := cluster.PeerAnswer{Reachable: true, State: st, RTT: rtt}
 			if err != nil {
 				w.unanswered(inst.ID, err)
-				return
+				why := w.ignoredBecause(err)
+				if why == "" {
+					return
+				}
+				// Not an answer, but the plan says whose and why.
+				a = cluster.PeerAnswer{Ignored: why}
 			}
 			mu.Lock()
-			answers[inst.ID] = cluster.PeerAnswer{Reachable: true, State: st, RTT: rtt}
+			answers[inst.ID] = a
 			mu.Unlock()
 		})
 	}
@@ -289,14 +295,31 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 	return answers
 }
 
+// ignoredBecause is why the error of asking a peer means that something
+// answered at its address and the answer is ignored, "" when nothing
+// answered (not started, gone). A server whose first bytes are no TLS
+// record is plaintext (pki's transport wraps that as an untrusted server
+// too); errPeerSpeaksTLS says the opposite.
+func (w *world) ignoredBecause(err error) cluster.IgnoredAnswer {
+	var record tls.RecordHeaderError
+	switch {
+	case errors.Is(err, errPeerSpeaksTLS):
+		return cluster.PeerRunsTLS
+	case errors.As(err, &record) && w.tls != nil:
+		return cluster.PeerRunsPlaintext
+	case errors.Is(err, pki.ErrUntrustedServer):
+		return cluster.PeerUntrusted
+	}
+	return ""
+}
+
 // unanswered logs why a peer's answer is missing: at Debug when it did not
 // answer (not started, gone), at Warn, once for each peer and cause, when
 // something answered that is not a member of the cluster — a server
 // without a member certificate of the cluster CA, or a plaintext one — and
 // its answer is ignored.
 func (w *world) unanswered(peer string, err error) {
-	var record tls.RecordHeaderError
-	if !errors.Is(err, pki.ErrUntrustedServer) && !errors.As(err, &record) && !errors.Is(err, errPeerSpeaksTLS) {
+	if w.ignoredBecause(err) == "" {
 		w.log.Debug("peer did not answer", "peer", peer, "err", err)
 		return
 	}
@@ -311,11 +334,12 @@ func (w *world) unanswered(peer string, err error) {
 	if repeat {
 		level = slog.LevelDebug
 	}
+	why := w.ignoredBecause(err)
 	msg := "peer answer ignored: the server is not a member of the cluster"
-	if errors.Is(err, errPeerSpeaksTLS) {
-		msg = "peer answer ignored: the peer runs with TLS, this instance without"
+	if why == cluster.PeerRunsTLS {
+		msg = "peer answer ignored: the peer " + string(why)
 	}
-	w.log.Log(context.Background(), level, msg, "peer", peer, "err", err)
+	w.log.Log(context.Background(), level, msg, "peer", peer, "why", string(why), "err", err)
 }
 
 // errPeerSpeaksTLS: a peer's API speaks TLS while this instance runs with
@@ -558,10 +582,17 @@ func (s *starter) trackUnanswered(group []cluster.Instance, peers map[string]clu
 		longest = now.Sub(list[0].Since)
 	}
 	s.metrics.waiting.unansweredSeconds.Set(longest.Seconds())
+	s.metrics.waiting.setIgnored(list)
 	warned := map[string]bool{}
 	for _, u := range list {
 		silent := now.Sub(u.Since)
-		if silent >= unansweredWarnAfter && !s.warned[u.Instance] {
+		switch {
+		case silent < unansweredWarnAfter || s.warned[u.Instance]:
+		case u.Ignored != "":
+			s.log.Warn("a group instance answers and is ignored: it runs with another --tls or CA, and no cluster is created, recovered or joined across the difference",
+				"peer", u.Instance, "address", u.Address, "why", string(u.Ignored), "ignored_for", silent.Round(time.Second),
+				"remedy", "run every instance of the cluster with the same --tls and CA (docs/operations.md, TLS)")
+		default:
 			s.log.Warn("a group instance does not answer: no cluster is created or recovered without it",
 				"peer", u.Instance, "address", u.Address, "silent_for", silent.Round(time.Second),
 				"remedy", "start its appliance, or terminate the instance so that the group replaces it (docs/operations.md)")

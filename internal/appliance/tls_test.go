@@ -13,11 +13,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
@@ -114,16 +117,18 @@ func TestPeerAnswerIgnoredWithoutAMemberCertificate(t *testing.T) {
 	}
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	tests := []struct {
-		name   string
-		cert   *pki.KeyPair
-		answer bool
+		name    string
+		cert    *pki.KeyPair
+		answer  bool
+		ignored cluster.IgnoredAnswer
 	}{
-		{"member certificate of the cluster CA", issue(ca, pki.LeafRequest{Kind: pki.Member, CommonName: "i-2", IPs: loopback}), true},
-		{"member certificate of a foreign CA", issue(foreign, pki.LeafRequest{Kind: pki.Member, CommonName: "i-2", IPs: loopback}), false},
-		{"user certificate of the cluster CA", issue(ca, pki.LeafRequest{Kind: pki.User, CommonName: "i-2"}), false},
+		{"member certificate of the cluster CA", issue(ca, pki.LeafRequest{Kind: pki.Member, CommonName: "i-2", IPs: loopback}), true, ""},
+		{"member certificate of a foreign CA", issue(foreign, pki.LeafRequest{Kind: pki.Member, CommonName: "i-2", IPs: loopback}), false,
+			cluster.PeerUntrusted},
+		{"user certificate of the cluster CA", issue(ca, pki.LeafRequest{Kind: pki.User, CommonName: "i-2"}), false, cluster.PeerUntrusted},
 		{"member certificate for another address", issue(ca, pki.LeafRequest{Kind: pki.Member, CommonName: "i-2",
-			IPs: []net.IP{net.IPv4(10, 0, 0, 2)}}), false},
-		{"plaintext", nil, false},
+			IPs: []net.IP{net.IPv4(10, 0, 0, 2)}}), false, cluster.PeerUntrusted},
+		{"plaintext", nil, false, cluster.PeerRunsPlaintext},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,9 +136,9 @@ func TestPeerAnswerIgnoredWithoutAMemberCertificate(t *testing.T) {
 			before := len(logs.String())
 			answers := a.world.askPeers(t.Context(), []cluster.Instance{
 				{ID: "i-2", Address: "127.0.0.1", State: cluster.InstanceRunning}})
-			_, answered := answers["i-2"]
-			if answered != tt.answer {
-				t.Fatalf("answered = %t, want %t; log:\n%s", answered, tt.answer, logs.String()[before:])
+			got := answers["i-2"]
+			if got.Reachable != tt.answer || got.Ignored != tt.ignored {
+				t.Fatalf("answer %+v, want reachable %t, ignored %q; log:\n%s", got, tt.answer, tt.ignored, logs.String()[before:])
 			}
 			if !tt.answer && !strings.Contains(logs.String()[before:], `level=WARN msg="peer answer ignored`) {
 				t.Errorf("the ignored answer was not logged at Warn:\n%s", logs.String()[before:])
@@ -267,7 +272,9 @@ func TestSchemeChangeRefused(t *testing.T) {
 }
 
 // TestPlaintextInstanceSaysItsPeerSpeaksTLS: an instance run with --tls off
-// whose peer speaks TLS says so at Warn, not as a peer that did not answer.
+// whose peer speaks TLS says so at Warn, not as a peer that did not answer,
+// and its startup plan waits naming the peer, the reason and the remedy,
+// which its status and metrics show.
 func TestPlaintextInstanceSaysItsPeerSpeaksTLS(t *testing.T) {
 	a := testAppliance(t)
 	logs := &syncBuffer{}
@@ -282,10 +289,41 @@ func TestPlaintextInstanceSaysItsPeerSpeaksTLS(t *testing.T) {
 	}
 	a.ports.API = peerServer(t, kp)
 	answers := a.world.askPeers(t.Context(), []cluster.Instance{{ID: "i-2", Address: "127.0.0.1", State: cluster.InstanceRunning}})
-	if len(answers) != 0 {
-		t.Fatalf("answers %v from a TLS peer to a plaintext instance", answers)
+	if want := map[string]cluster.PeerAnswer{"i-2": {Ignored: cluster.PeerRunsTLS}}; !reflect.DeepEqual(answers, want) {
+		t.Fatalf("answers %+v from a TLS peer to a plaintext instance, want %+v", answers, want)
 	}
 	if !strings.Contains(logs.String(), `level=WARN msg="peer answer ignored: the peer runs with TLS, this instance without"`) {
 		t.Errorf("no Warn naming the TLS mismatch:\n%s", logs.String())
+	}
+
+	// The startup loop waits, naming the peer, why and the remedy.
+	a.groups.group.(*fakeGroup).instances = []cluster.Instance{
+		{ID: "i-1", Address: "127.0.0.1", State: cluster.InstanceRunning},
+		{ID: "i-2", Address: "127.0.0.1", State: cluster.InstanceRunning}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.starter.run(ctx)
+		done <- err
+	}()
+	var reason string
+	waitFor(t, func() bool {
+		reason, _ = a.waitingFor()
+		return reason != ""
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("the startup loop ended with %v, want it waiting until cancelled", err)
+	}
+	for _, want := range []string{"peer i-2 runs with TLS, this instance without", "same --tls"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("waits for %q, which lacks %q", reason, want)
+		}
+	}
+	if _, unanswered := a.waitingFor(); len(unanswered) != 1 || unanswered[0].Ignored != cluster.PeerRunsTLS {
+		t.Errorf("unanswered %+v, want i-2 ignored: %s", unanswered, cluster.PeerRunsTLS)
+	}
+	if v := testutil.ToFloat64(a.metrics.waiting.ignored.WithLabelValues("peer_tls")); v != 1 {
+		t.Errorf(`etcd_appliance_peers_ignored{reason="peer_tls"} = %v, want 1`, v)
 	}
 }

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // StartupAction is what an instance does to get its etcd running (§4.2).
@@ -220,6 +222,9 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 	if plan, ok := outOfServiceHolds(in); ok {
 		return plan
 	}
+	if plan, ok := ignoredPeersHold(in, members); ok {
+		return plan
+	}
 	view := GroupView(in.Group)
 	var answers []PeerState
 	for _, inst := range members {
@@ -338,6 +343,36 @@ func outOfServiceHolds(in StartupInputs) (StartupPlan, bool) {
 		}
 	}
 	return StartupPlan{}, false
+}
+
+// ignoredPeersHold waits, saying which and why, while group instances
+// answer but not as members of this instance's cluster: they run with
+// another --tls or CA (PeerAnswer.Ignored). Every instance of a cluster
+// must run with the same --tls; until they do, no cluster is created or
+// joined across the difference. The wait is the one a silent peer causes,
+// and it ends by itself once the configuration agrees: an instance
+// restarted with the right --tls, or the disagreeing one replaced. Its
+// reason names the remedy, for `status` and the operator.
+func ignoredPeersHold(in StartupInputs, members []Instance) (StartupPlan, bool) {
+	byWhy := map[IgnoredAnswer][]string{}
+	for _, inst := range members {
+		if a, ok := in.Peers[inst.ID]; ok && !a.Reachable && a.Ignored != "" {
+			byWhy[a.Ignored] = append(byWhy[a.Ignored], inst.ID)
+		}
+	}
+	if len(byWhy) == 0 {
+		return StartupPlan{}, false
+	}
+	var parts []string
+	for _, why := range slices.Sorted(maps.Keys(byWhy)) {
+		if ids := byWhy[why]; len(ids) == 1 {
+			parts = append(parts, fmt.Sprintf("peer %s %s", ids[0], why))
+		} else {
+			parts = append(parts, fmt.Sprintf("peers %s each %s", strings.Join(ids, ", "), why))
+		}
+	}
+	return wait("no live cluster this instance can trust: %s; every instance of a cluster must run with the same --tls and CA: "+
+		"waiting until they do (docs/operations.md, TLS)", strings.Join(parts, "; ")), true
 }
 
 // decideOnOffers accepts the one live bootstrap offer that lists this

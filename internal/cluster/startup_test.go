@@ -1123,3 +1123,65 @@ func TestBootstrapOfferDead(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideStartupNamesPeersOfAnotherTLS: an empty instance whose peers
+// answer with another --tls or CA waits, as for silent peers, and says
+// which and why and the remedy; a live cluster it can see is joined
+// whatever a stray instance of another --tls runs.
+func TestDecideStartupNamesPeersOfAnotherTLS(t *testing.T) {
+	ignored := func(why IgnoredAnswer) PeerAnswer { return PeerAnswer{Ignored: why} }
+	tests := []struct {
+		name      string
+		in        StartupInputs
+		want      StartupAction
+		reasonHas []string
+	}{
+		{
+			name: "every peer runs with TLS, this instance without",
+			in: startupInputs("i-c", func(in *StartupInputs) {
+				in.Peers["i-a"], in.Peers["i-b"] = ignored(PeerRunsTLS), ignored(PeerRunsTLS)
+			}),
+			want:      Wait,
+			reasonHas: []string{"peers i-a, i-b each runs with TLS, this instance without", "same --tls"},
+		},
+		{
+			name: "one peer plaintext, one silent: the ignored one is named",
+			in: startupInputs("i-a", func(in *StartupInputs) {
+				in.Peers["i-b"] = ignored(PeerRunsPlaintext)
+				delete(in.Peers, "i-c")
+			}),
+			want:      Wait,
+			reasonHas: []string{"peer i-b runs without TLS, this instance with", "same --tls and CA"},
+		},
+		{
+			name: "peers of another CA",
+			in: startupInputs("i-a", func(in *StartupInputs) {
+				in.Peers["i-c"] = ignored(PeerUntrusted)
+			}),
+			want:      Wait,
+			reasonHas: []string{"peer i-c shows no member certificate of this instance's cluster CA"},
+		},
+		{
+			name: "a live cluster answers: a stray plaintext instance holds no join",
+			in: startupInputs("i-c", func(in *StartupInputs) {
+				in.Cluster = liveCluster(startedMember(0xa, "i-a", "10.0.0.1"), startedMember(0xb, "i-b", "10.0.0.2"))
+				in.Group = append(in.Group, instance("i-d", "10.0.0.4", InstanceRunning))
+				in.Peers["i-d"] = ignored(PeerRunsPlaintext)
+			}),
+			want: Join,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := DecideStartup(tt.in)
+			if plan.Action != tt.want {
+				t.Fatalf("plan %s (%s), want %s", plan.Action, plan.Reason, tt.want)
+			}
+			for _, s := range tt.reasonHas {
+				if !strings.Contains(plan.Reason, s) {
+					t.Errorf("reason %q lacks %q", plan.Reason, s)
+				}
+			}
+		})
+	}
+}

@@ -291,7 +291,26 @@ type PeerAnswer struct {
 	// RTT is the round trip of the request, from its last byte sent to the
 	// answer's first byte received: the network's delay to the peer.
 	RTT time.Duration `json:"rtt,omitempty"`
+	// Ignored says why something answered at the peer's address and its
+	// answer was ignored (Reachable is then false): it is not a member of
+	// this instance's cluster as far as TLS can tell.
+	Ignored IgnoredAnswer `json:"ignored,omitempty"`
 }
+
+// IgnoredAnswer is why a peer's answer was ignored. Every instance of a
+// cluster must run with the same --tls and CA: until they do, an instance
+// neither joins nor trusts the ones that differ, and says which and why.
+type IgnoredAnswer string
+
+const (
+	// PeerRunsTLS: the peer's API speaks TLS, this instance runs with --tls off.
+	PeerRunsTLS IgnoredAnswer = "runs with TLS, this instance without"
+	// PeerRunsPlaintext: the peer's API speaks plaintext, this instance runs with TLS.
+	PeerRunsPlaintext IgnoredAnswer = "runs without TLS, this instance with"
+	// PeerUntrusted: the peer shows no member certificate of this
+	// instance's cluster CA for its address (another CA, a user's).
+	PeerUntrusted IgnoredAnswer = "shows no member certificate of this instance's cluster CA"
+)
 
 // LocalData describes the instance's own data dir.
 type LocalData struct {

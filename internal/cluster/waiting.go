@@ -13,6 +13,9 @@ type Unanswered struct {
 	Instance string    `json:"instance"`
 	Address  string    `json:"address"`
 	Since    time.Time `json:"since"`
+	// Ignored says why, when the instance answered and its answer was
+	// ignored: it runs with another --tls or CA.
+	Ignored IgnoredAnswer `json:"ignored,omitempty"`
 }
 
 // TrackUnanswered updates since (instance id → when it was first seen not
@@ -27,7 +30,8 @@ func TrackUnanswered(since map[string]time.Time, group []Instance, peers map[str
 		if inst.ID == self || !inst.State.InGroup() {
 			continue
 		}
-		if a, ok := peers[inst.ID]; ok && a.Reachable {
+		a, ok := peers[inst.ID]
+		if ok && a.Reachable {
 			continue
 		}
 		first, seen := since[inst.ID]
@@ -35,7 +39,7 @@ func TrackUnanswered(since map[string]time.Time, group []Instance, peers map[str
 			first = now
 		}
 		next[inst.ID] = first
-		out = append(out, Unanswered{Instance: inst.ID, Address: inst.Address, Since: first})
+		out = append(out, Unanswered{Instance: inst.ID, Address: inst.Address, Since: first, Ignored: a.Ignored})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Since.Equal(out[j].Since) {

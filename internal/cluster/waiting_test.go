@@ -41,3 +41,14 @@ func TestTrackUnanswered(t *testing.T) {
 		t.Errorf("unreachable answer: %+v, want i-2 unanswered", got)
 	}
 }
+
+// TestTrackUnansweredSaysWhyAnAnswerWasIgnored: an answer ignored for
+// another --tls is unanswered, and says so.
+func TestTrackUnansweredSaysWhyAnAnswerWasIgnored(t *testing.T) {
+	group := []Instance{{ID: "i-1", State: InstanceRunning}, {ID: "i-2", Address: "10.0.0.2", State: InstanceRunning}}
+	_, got := TrackUnanswered(nil, group, map[string]PeerAnswer{"i-2": {Ignored: PeerRunsTLS}}, "i-1", t0)
+	want := []Unanswered{{Instance: "i-2", Address: "10.0.0.2", Since: t0, Ignored: PeerRunsTLS}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%+v, want %+v", got, want)
+	}
+}

@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,6 +98,9 @@ type Instance struct {
 	// args are this instance's own flags of `etcd-appliance run`, after
 	// the group's Options.Args (LaunchNWith).
 	args []string
+	// plain is set when its own flags say --tls off in a group run with
+	// TLS: the fleet speaks plaintext to it (a misconfigured instance).
+	plain atomic.Bool
 
 	g    *Group
 	proc *process // guarded by g.mu; nil before the first start
@@ -119,7 +123,7 @@ func (i *Instance) APIURL() string {
 
 // scheme is https when the instance's group runs with TLS.
 func (i *Instance) scheme() string {
-	if i.g == nil {
+	if i.g == nil || i.plain.Load() {
 		return "http"
 	}
 	return i.g.scheme()
@@ -365,6 +369,7 @@ func (g *Group) LaunchNWith(ctx context.Context, n int, args ...string) ([]*Inst
 	g.mu.Lock()
 	for _, inst := range insts {
 		inst.args = slices.Clone(args)
+		inst.plain.Store(tlsOff(args))
 	}
 	g.mu.Unlock()
 	if err := g.Start(ctx, ids(insts)...); err != nil {
@@ -384,7 +389,22 @@ func (g *Group) SetArgs(id string, args ...string) error {
 		return fmt.Errorf("fleet: no instance %s", id)
 	}
 	inst.args = slices.Clone(args)
+	inst.plain.Store(tlsOff(args))
 	return nil
+}
+
+// tlsOff reports whether flags end up with --tls off.
+func tlsOff(flags []string) bool {
+	off := false
+	for k, f := range flags {
+		switch {
+		case f == "--tls" && k+1 < len(flags):
+			off = flags[k+1] == "off"
+		case strings.HasPrefix(f, "--tls="):
+			off = f == "--tls=off"
+		}
+	}
+	return off
 }
 
 // LaunchAt launches a new instance (new id) on a given address, typically

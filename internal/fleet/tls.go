@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
@@ -165,4 +167,30 @@ func newFleetTLS(on bool, dir string) *fleetTLS {
 func awsSecretTLS(endpoint, name string) *fleetTLS {
 	sm := secretsmanager.NewFromConfig(motoConfig(endpoint, AWSRegion))
 	return &fleetTLS{store: awssecret.New(sm, name), flags: []string{"--tls", "auto", "--tls-ca-secret", name}}
+}
+
+// ClusterCA is the cluster CA of an AWS group run with TLS, read back from
+// the Secrets Manager secret of moto that its appliances share, and the
+// names of every secret moto holds: the appliances must have made one.
+func (g *AWSGroup) ClusterCA(ctx context.Context) (*pki.ClusterCA, []string, error) {
+	if g.procs.tls == nil {
+		return nil, nil, errors.New("fleet: the group runs without TLS")
+	}
+	ca, _, err := pki.EnsureCA(ctx, g.procs.tls.store, nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: the cluster CA: %w", err)
+	}
+	sm := secretsmanager.NewFromConfig(motoConfig(g.moto.URL, AWSRegion))
+	var names []string
+	p := secretsmanager.NewListSecretsPaginator(sm, &secretsmanager.ListSecretsInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("fleet: listing moto's secrets: %w", err)
+		}
+		for _, s := range page.SecretList {
+			names = append(names, sdkaws.ToString(s.Name))
+		}
+	}
+	return ca, names, nil
 }

@@ -135,7 +135,7 @@ func MemberTransport(c Credentials) *http.Transport {
 			conn, err := d.DialContext(ctx, network, addr)
 			var record tls.RecordHeaderError
 			if errors.As(err, &record) {
-				return nil, fmt.Errorf("%w: the server at %s does not speak TLS: %v", ErrUntrustedServer, addr, err)
+				return nil, fmt.Errorf("%w: the server at %s does not speak TLS: %w", ErrUntrustedServer, addr, err)
 			}
 			return conn, err
 		},
