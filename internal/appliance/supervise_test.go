@@ -151,7 +151,7 @@ func TestHousekeepingFollowsAMembershipChange(t *testing.T) {
 	s := a.supervisor
 	cycles := func() float64 { return counter(t, a.metrics.housekeeping) }
 	lookUntil(t, s, leading, "first cycle", func() bool { return cycles() == 1 })
-	clock.add(time.Second) // well within --reconcile-interval
+	clock.add(settlingHousekeepingEvery / 2) // within --reconcile-interval, and the pace while a change settles
 	for range 5 {
 		s.keepHouse(context.Background(), context.Background(), f, leading)
 	}
@@ -174,7 +174,7 @@ func TestHousekeepingFollowsAMembershipChange(t *testing.T) {
 	if got := cycles(); got != 2 {
 		t.Fatalf("%v cycles after a member was added, want 2", got)
 	}
-	clock.add(time.Second)
+	clock.add(settlingHousekeepingEvery / 2)
 	s.keepHouse(context.Background(), context.Background(), f, moved)
 	if got := cycles(); got != 2 {
 		t.Errorf("%v cycles after one look more, want still 2", got)
