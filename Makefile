@@ -38,8 +38,8 @@ test: lint build test-unit test-e2e ## everything CI runs: lint, unit tests (rac
 test-unit: ## unit tests with the race detector
 	$(GO) test -race -short -count=1 -timeout 10m ./internal/... ./cmd/...
 
-test-e2e: build ## every test without -short: end-to-end (real appliance processes, real etcd on 127.x), real-etcd and harness tests
-	$(GO) test -count=1 -timeout 17m ./...
+test-e2e: build ## every test without -short but the chaos catalogue's (TestChaos*, make chaos): end-to-end (real appliance processes, real etcd on 127.x), real-etcd and harness tests
+	$(GO) test -count=1 -timeout 19m -skip '^TestChaos' ./...
 
 netlab-deps: ## install ip and nft (apt-get, as root) for the tests that run instances in network namespaces
 	bash scripts/netlab-deps.sh

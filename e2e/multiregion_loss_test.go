@@ -35,14 +35,14 @@ func faithfulRTT(t *testing.T) time.Duration {
 // recovery by the cut-off minority would happen within it.
 const regionLossWindow = 12 * time.Second
 
-// TestMultiRegionFaithfulRegionLoss: 2+2+1 members in three regions; a
+// TestChaosMultiRegionRegionLoss: 2+2+1 members in three regions; a
 // region of two is cut off the Internet (its members reach each other,
 // nobody else reaches them) under a writer. The other three keep the
 // quorum: writes go on; nobody removes the cut-off members, whose
 // instances still run; the cut-off minority does not recover a cluster of
 // its own. Once the region is back, 5 healthy voters of the same cluster
 // hold every acknowledged write.
-func TestMultiRegionFaithfulRegionLoss(t *testing.T) {
+func TestChaosMultiRegionRegionLoss(t *testing.T) {
 	rtt := faithfulRTT(t)
 	if os.Geteuid() != 0 && !testing.Short() {
 		t.Fatal("the faithful network needs root (network namespaces): run the e2e tests as root, as .ci/run does")

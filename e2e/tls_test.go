@@ -245,11 +245,11 @@ func TestTLSReplace(t *testing.T) {
 	putKeys(t, ctx, g, "after", 20)
 }
 
-// TestTLSRenewal runs a group whose certificates live 2 minutes under a
+// TestChaosTLSRenewal runs a group whose certificates live 2 minutes under a
 // writer: each member renews its certificate after two thirds of its
 // validity, and etcd serves the new one on its client and peer ports
 // without a restart, while the writer sees no error.
-func TestTLSRenewal(t *testing.T) {
+func TestChaosTLSRenewal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a certificate renewal, over a minute")
 	}

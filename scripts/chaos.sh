@@ -25,7 +25,7 @@ multi="$(mktemp)"
 trap 'rm -f "$rows" "$multi"' EXIT
 for rtt in $(echo "${FAITHFUL_RTTS:-80ms,200ms}" | tr , ' '); do
   mlog="$(mktemp -t chaos-multiregion-XXXXXX.log)"
-  FAITHFUL_RTT="$rtt" go test -count=1 -timeout 20m -v -run 'TestMultiRegionFaithful' ./e2e/ >"$mlog" 2>&1 || code=1
+  FAITHFUL_RTT="$rtt" go test -count=1 -timeout 20m -v -run 'TestMultiRegionFaithful|TestChaosMultiRegion' ./e2e/ >"$mlog" 2>&1 || code=1
   {
     echo "### Inter-region round trip $rtt"
     echo
@@ -35,6 +35,16 @@ for rtt in $(echo "${FAITHFUL_RTTS:-80ms,200ms}" | tr , ' '); do
   } >>"$multi"
   echo "chaos: multi-region at $rtt: log in $mlog"
 done
+# The other long scenarios of the catalogue (TestChaos*, left out of make test).
+clog="$(mktemp -t chaos-rest-XXXXXX.log)"
+go test -count=1 -timeout 20m -v -run '^TestChaos' -skip 'TestChaosMultiRegion' ./e2e/ >"$clog" 2>&1 || code=1
+{
+  echo "### Other long scenarios"
+  echo
+  grep -E '^\s*--- (PASS|FAIL)' "$clog" | sed 's/^ */- /'
+  echo
+} >>"$multi"
+echo "chaos: the other long scenarios: log in $clog"
 took=$(( $(date +%s) - start ))
 
 out=docs/robustness-runs.md
