@@ -327,28 +327,13 @@ func TestAWSReplaceThroughASG(t *testing.T) {
 	}
 	terminated := time.Now()
 
-	// moto launches the replacement at once; Sync starts its appliance.
-	var repl []string
-	err := fleet.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
-		started, _, err := g.Sync(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		repl = append(repl, started...)
-		return len(repl) > 0, fmt.Sprintf("no replacement of %s started", victim.ID)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(repl) != 1 {
-		t.Fatalf("started %v, want one replacement of %s", repl, victim.ID)
-	}
+	repl := startReplacement(t, ctx, g, victim)
 	ids := inService(t, ctx, g)
-	if len(ids) != 3 || slices.Contains(ids, victim.ID) || slices.Contains(before, repl[0]) {
+	if len(ids) != 3 || slices.Contains(ids, victim.ID) || slices.Contains(before, repl) {
 		t.Fatalf("in service after terminating %s: %v (before %v), replacement %v", victim.ID, ids, before, repl)
 	}
 	after := waitAWSConverged(t, ctx, g, 3)
-	newInst := g.Instance(repl[0])
+	newInst := g.Instance(repl)
 	t.Logf("replaced %s by %s through the ASG; converged %s after the termination",
 		victim, newInst, time.Since(terminated).Round(time.Millisecond))
 
@@ -421,4 +406,27 @@ func TestAWSScaleOutAndIn(t *testing.T) {
 	}
 	waitAWSRecords(t, ctx, g, three)
 	checkAWSKeysOnEach(t, ctx, g, "scale", 50)
+}
+
+// startReplacement waits for the one instance moto launches in place of
+// victim, which it does at once, and starts its appliance (Sync); it
+// returns the replacement's id.
+func startReplacement(t *testing.T, ctx context.Context, g *fleet.AWSGroup, victim *fleet.Instance) string {
+	t.Helper()
+	var repl []string
+	err := fleet.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
+		started, _, err := g.Sync(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		repl = append(repl, started...)
+		return len(repl) > 0, fmt.Sprintf("no replacement of %s started", victim.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repl) != 1 {
+		t.Fatalf("started %v, want one replacement of %s", repl, victim.ID)
+	}
+	return repl[0]
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,21 +60,7 @@ func TestAWSTLSReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	terminated := time.Now()
-	var repl []string
-	err = fleet.Poll(testContext(t, 30*time.Second), 100*time.Millisecond, func() (bool, string) {
-		started, _, err := g.Sync(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		repl = append(repl, started...)
-		return len(repl) > 0, fmt.Sprintf("no replacement of %s started", victim.ID)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(repl) != 1 {
-		t.Fatalf("started %v, want one replacement of %s", repl, victim.ID)
-	}
+	repl := startReplacement(t, ctx, g, victim)
 	after := waitAWSConverged(t, ctx, g, 3)
 	converged := time.Since(terminated)
 	if after.ClusterID != st.ClusterID {
@@ -91,7 +76,7 @@ func TestAWSTLSReplace(t *testing.T) {
 	published := time.Since(terminated)
 
 	// Writes go on through the new set, the replacement included.
-	newInst := g.Instance(repl[0])
+	newInst := g.Instance(repl)
 	c.SetEndpoints(append(endpointsOf(g, survivors), newInst.ClientURL())...)
 	waitAcked(t, ctx, w, w.acknowledged()+20)
 	acked, gap, werr := w.stop()

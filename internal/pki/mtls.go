@@ -26,14 +26,19 @@ type Credentials interface {
 // current bundle, both taken afresh at every handshake, so that a renewal
 // or a CA rotation needs no restart. Which clients are members is then
 // IsMemberCertificate's to say.
-func ServerTLS(c Credentials) *tls.Config {
+func ServerTLS(c Credentials) *tls.Config { return serverTLS(c, tls.RequireAndVerifyClientCert) }
+
+// serverTLS is a server's config that shows c's certificate and verifies
+// client certificates under c's bundle as auth says, both taken afresh at
+// every handshake.
+func serverTLS(c Credentials, auth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return &tls.Config{
 				MinVersion:     tls.VersionTLS12,
 				GetCertificate: c.GetCertificate,
-				ClientAuth:     tls.RequireAndVerifyClientCert,
+				ClientAuth:     auth,
 				ClientCAs:      c.Trust().Pool(),
 			}, nil
 		},
@@ -94,19 +99,7 @@ func verifyServer(trust *Bundle, certs []*x509.Certificate, host string, now tim
 // so that Prometheus and load balancers reach /metrics, /healthz and
 // /readyz with plain TLS. The handler then decides per path, from the
 // request's verified chains (IsMemberCertificate, IsClusterCertificate).
-func APIServerTLS(c Credentials) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return &tls.Config{
-				MinVersion:     tls.VersionTLS12,
-				GetCertificate: c.GetCertificate,
-				ClientAuth:     tls.VerifyClientCertIfGiven,
-				ClientCAs:      c.Trust().Pool(),
-			}, nil
-		},
-	}
-}
+func APIServerTLS(c Credentials) *tls.Config { return serverTLS(c, tls.VerifyClientCertIfGiven) }
 
 // IsClusterCertificate says whether a peer's verified chains end at a CA of
 // trust: a member's or a user's certificate of the cluster.
