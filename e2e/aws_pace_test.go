@@ -460,7 +460,7 @@ func TestAWSPaceTwoTerminationsAtOnce(t *testing.T) {
 		first.at.Sub(p.started).Round(time.Millisecond), second.id, second.at.Sub(first.at).Round(time.Millisecond), p.held(second.id))
 }
 
-// TestAWSPaceThreeInARow: the group terminates the three original
+// TestChaosAWSPaceThreeInARow: the group terminates the three original
 // instances one after the other at the fastest pace the harness can
 // drive: the next termination starts the moment the previous instance
 // completed its hook, before its replacement has even joined. Each one
@@ -468,7 +468,7 @@ func TestAWSPaceTwoTerminationsAtOnce(t *testing.T) {
 // budget, or waiting for the membership lock that the joining replacement
 // holds; the test says which. The cluster never has fewer than 2 healthy
 // voters and keeps every acknowledged write.
-func TestAWSPaceThreeInARow(t *testing.T) {
+func TestChaosAWSPaceThreeInARow(t *testing.T) {
 	p := newPaceRun(t)
 	ctx := testContext(t, 120*time.Second)
 	order := memberNames(p.before)
@@ -497,13 +497,13 @@ func TestAWSPaceThreeInARow(t *testing.T) {
 	}
 }
 
-// TestAWSPaceTerminationWhileReplacementIsLearner: the group starts the
+// TestChaosAWSPaceTerminationWhileReplacementIsLearner: the group starts the
 // next termination while the first replacement is still a learner. The
 // member leaves only once that learner is a promoted voter. (Whether the
 // budget holds it depends on the promotion: the appliance reads its target
 // state every second, and a learner in sync is promoted within about as
 // long; the test says which happened.)
-func TestAWSPaceTerminationWhileReplacementIsLearner(t *testing.T) {
+func TestChaosAWSPaceTerminationWhileReplacementIsLearner(t *testing.T) {
 	p := newPaceRun(t)
 	ctx := testContext(t, 90*time.Second)
 	order := memberNames(p.before)

@@ -17,7 +17,7 @@ import (
 	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
-// TestInPlaceUpgradeFrom36: a group of three runs an external etcd 3.6
+// TestChaosInPlaceUpgradeFrom36: a group of three runs an external etcd 3.6
 // (--etcd-binary); configuration management then drops the flag (the
 // bundled etcd 3.7) and restarts the service on every instance at once. Each
 // member starts once more on the copy of 3.6 its appliance kept and swaps to
@@ -26,7 +26,7 @@ import (
 // down at a time), one restore point is stored before the first member of
 // 3.7 runs, no acknowledged write of a continuous writer is lost, and the
 // cluster version ends at 3.7.
-func TestInPlaceUpgradeFrom36(t *testing.T) {
+func TestChaosInPlaceUpgradeFrom36(t *testing.T) {
 	ctx := testContext(t, 10*time.Minute)
 	bctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	old, err := testcluster.BuildEtcd(bctx, upgradeFrom)

@@ -202,14 +202,14 @@ func TestMultiRegionFaithful(t *testing.T) {
 	t.Logf("whole scenario %s", time.Since(start).Round(time.Millisecond))
 }
 
-// TestMultiRegionFaithfulPeered: the regions' VPCs peered with DNS
+// TestChaosMultiRegionPeered: the regions' VPCs peered with DNS
 // resolution on, the appliances in --multi-region-network private: 2+1
 // members advertise their private addresses and reach each other over the
 // peering (never through the public addresses), with rules for the
 // private addresses enforced in both regions; a replacement in each region
 // follows; the client name lists the private addresses and serves from
 // both regions.
-func TestMultiRegionFaithfulPeered(t *testing.T) {
+func TestChaosMultiRegionPeered(t *testing.T) {
 	if os.Geteuid() != 0 && !testing.Short() {
 		t.Fatal("the faithful network needs root (network namespaces): run the e2e tests as root, as .ci/run does")
 	}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -222,6 +223,28 @@ type world struct {
 	seen map[string]bool
 	// ignored is the last reason each peer's answer was ignored for.
 	ignored map[string]string
+	// refused says that a peer refused the connection in the last round:
+	// its appliance is not serving yet.
+	refused bool
+}
+
+// A group whose instances start at once finds some peers' APIs not up yet
+// (connection refused): for quickAskFor after it starts planning, an
+// instance asks again after quickAskEvery rather than --startup-interval,
+// so that the bootstrap does not wait a whole interval for an appliance
+// that came up a few milliseconds late. A refused connection costs
+// nothing to repeat.
+const (
+	quickAskEvery = 200 * time.Millisecond
+	quickAskFor   = 10 * time.Second
+)
+
+// refusedLastRound says whether a peer refused the connection in the last
+// round of askPeers.
+func (w *world) refusedLastRound() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.refused
 }
 
 // listenTimeout bounds the TCP connect that tells whether anything listens
@@ -265,6 +288,7 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 	answers := map[string]cluster.PeerAnswer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	refused := false
 	for _, inst := range group {
 		if inst.ID == w.self.ID || inst.State == cluster.InstanceTerminated {
 			continue
@@ -273,6 +297,11 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 			st, rtt, err := w.askPeer(ctx, inst.Address)
 			a := cluster.PeerAnswer{Reachable: true, State: st, RTT: rtt}
 			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					mu.Lock()
+					refused = true
+					mu.Unlock()
+				}
 				w.unanswered(inst.ID, err)
 				why := w.ignoredBecause(err)
 				if why == "" {
@@ -287,6 +316,9 @@ func (w *world) askPeers(ctx context.Context, group []cluster.Instance) map[stri
 		})
 	}
 	wg.Wait()
+	w.mu.Lock()
+	w.refused = refused
+	w.mu.Unlock()
 	for _, a := range answers {
 		if a.State.ClusterID != 0 && a.State.ClientURL != "" {
 			w.remember(a.State.ClientURL)
@@ -503,6 +535,7 @@ func startupState(in cluster.StartupInputs, plan cluster.StartupPlan) clusterSta
 // run loops over the startup plan until etcd runs.
 func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 	s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhasePlanning })
+	planning := s.now()
 	for {
 		in, err := s.gather(ctx)
 		if err != nil {
@@ -526,10 +559,20 @@ func (s *starter) run(ctx context.Context) (etcdProcess, error) {
 			s.setPeer(func(p *cluster.PeerState) { p.Phase = cluster.PhaseStarting })
 			return s.apply(ctx, in, plan)
 		}
-		if !sleep(ctx, s.cfg.StartupInterval) {
+		if !sleep(ctx, askAgainAfter(s.cfg.StartupInterval, s.world.refusedLastRound(), s.now().Sub(planning))) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// askAgainAfter is the pause before the next plan of a waiting instance
+// that has planned for so long: --startup-interval, or quickAskEvery while
+// a peer refused the connection in the first quickAskFor.
+func askAgainAfter(interval time.Duration, refused bool, planned time.Duration) time.Duration {
+	if refused && planned < quickAskFor {
+		return min(interval, quickAskEvery)
+	}
+	return interval
 }
 
 // gather collects the inputs of the startup plan.
