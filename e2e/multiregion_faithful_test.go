@@ -97,12 +97,7 @@ func replaceIn(t *testing.T, ctx context.Context, g *fleet.AWSMulti, region stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	after, err := g.WaitConverged(cctx, 3)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := waitMultiConverged(t, ctx, g, 3)
 	if after.ClusterID != clusterID {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", clusterID, after.ClusterID)
 	}
@@ -137,12 +132,7 @@ func TestMultiRegionFaithful(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
 	east, west := g.Regions()[0], g.Regions()[1]
 
-	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	st, err := g.WaitConverged(cctx, 3)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitMultiConverged(t, ctx, g, 3)
 	t.Logf("3 healthy voters in %s and %s with public names %s after creating the group; cluster %s",
 		east, west, time.Since(start).Round(time.Millisecond), st.ClusterID)
 	checkPublicMembers(t, g, st)
@@ -170,7 +160,7 @@ func TestMultiRegionFaithful(t *testing.T) {
 	}
 	// No path between the regions' private addresses (no peering).
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err = g.DialFrom(dctx, eastInst.ID, fmt.Sprintf("%s:%d", westInst.Address, cluster.DefaultPorts.Peer))
+	err := g.DialFrom(dctx, eastInst.ID, fmt.Sprintf("%s:%d", westInst.Address, cluster.DefaultPorts.Peer))
 	cancel()
 	if err == nil {
 		t.Errorf("%s reached %s's private address across regions", eastInst.ID, westInst.ID)
@@ -217,12 +207,7 @@ func TestChaosMultiRegionPeered(t *testing.T) {
 		Args: []string{"--multi-region-network", "private"}})
 	ctx := testContext(t, 4*time.Minute)
 	east, west := g.Regions()[0], g.Regions()[1]
-	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	st, err := g.WaitConverged(cctx, 3)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitMultiConverged(t, ctx, g, 3)
 	checkPrivateMembers(t, g, st)
 	inRegion := oneInEachRegion(g)
 	eastInst, westInst := inRegion[east], inRegion[west]

@@ -52,12 +52,7 @@ func TestChaosMultiRegionRegionLoss(t *testing.T) {
 		Faithful: true, InterRegionRTT: rtt,
 	})
 	ctx := testContext(t, 5*time.Minute)
-	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	st, err := g.WaitConverged(cctx, 5)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitMultiConverged(t, ctx, g, 5)
 	checkPublicMembers(t, g, st)
 	waitClientName(t, ctx, g, st, func(inst *fleet.Instance) string { return g.PublicIP(inst.ID) })
 
@@ -136,12 +131,7 @@ func TestChaosMultiRegionRegionLoss(t *testing.T) {
 	}
 	g.HealRegion(lost)
 	healed := time.Now()
-	cctx, cancel = context.WithTimeout(ctx, convergeTimeout)
-	after, err := g.WaitConverged(cctx, 5)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := waitMultiConverged(t, ctx, g, 5)
 	acked, gap, err := w.stop()
 	if err != nil {
 		t.Fatal(err)

@@ -89,12 +89,7 @@ func TestMultiRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
-	st, err := g.WaitConverged(cctx, 3)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitMultiConverged(t, ctx, g, 3)
 	t.Logf("3 healthy voters in %s and %s %s after creating the group; cluster %s",
 		east, west, time.Since(start).Round(time.Millisecond), st.ClusterID)
 	regions := map[string]int{}
@@ -139,12 +134,7 @@ func TestMultiRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel = context.WithTimeout(ctx, convergeTimeout)
-	after, err := g.WaitConverged(cctx, 3)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := waitMultiConverged(t, ctx, g, 3)
 	if after.ClusterID != st.ClusterID {
 		t.Fatalf("cluster id changed from %s to %s: a new cluster formed", st.ClusterID, after.ClusterID)
 	}
@@ -246,4 +236,17 @@ func waitClientName(t *testing.T, ctx context.Context, g *fleet.AWSMulti, st clu
 			t.Errorf("%s in %s: GET /health of %s: %d %s", inst.ID, region, name, status, body)
 		}
 	}
+}
+
+// waitMultiConverged waits, within convergeTimeout, until the running
+// instances of g are n healthy voters, and returns that view.
+func waitMultiConverged(t *testing.T, ctx context.Context, g *fleet.AWSMulti, n int) cluster.ClusterStatus {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	defer cancel()
+	st, err := g.WaitConverged(cctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/logging"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 // realEtcdEnv names an etcd binary (a plain etcd, or a wrapper script running
@@ -130,9 +131,9 @@ func singleMemberSpec(t *testing.T) ServerSpec {
 		Name:                "i-test",
 		DataDir:             filepath.Join(t.TempDir(), "etcd"),
 		Address:             "127.0.0.1",
-		ClientPort:          freePort(t),
-		PeerPort:            freePort(t),
-		MetricsPort:         freePort(t),
+		ClientPort:          testcluster.FreePort(t),
+		PeerPort:            testcluster.FreePort(t),
+		MetricsPort:         testcluster.FreePort(t),
 		InitialClusterState: StateNew,
 		ClusterToken:        "test",
 	}
@@ -171,14 +172,4 @@ func waitHealthy(t *testing.T, p *Process, spec ServerSpec) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

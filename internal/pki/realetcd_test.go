@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,7 +52,7 @@ func TestRealEtcdReloadsRenewedCertificate(t *testing.T) {
 	client := renewer(t, ca, memberRequest("i-client", time.Hour))
 	first := server.Current()
 
-	clientPort, peerPort := freePort(t), freePort(t)
+	clientPort, peerPort := testcluster.FreePort(t), testcluster.FreePort(t)
 	clientURL := "https://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "https://127.0.0.1:" + strconv.Itoa(peerPort)
 	args := []string{
@@ -219,14 +218,4 @@ func startRealEtcd(t *testing.T, bin string, args ...string) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

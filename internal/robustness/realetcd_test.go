@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/etcd"
+
+	"github.com/etcd-appliance/etcd-appliance/internal/testcluster"
 )
 
 // realEtcdBinary is a wrapper running the etcd bundled in
@@ -46,9 +47,9 @@ func startSingleMember(t *testing.T) *clientv3.Client {
 		Name:                "robustness",
 		DataDir:             filepath.Join(t.TempDir(), "etcd"),
 		Address:             "127.0.0.1",
-		ClientPort:          freePort(t),
-		PeerPort:            freePort(t),
-		MetricsPort:         freePort(t),
+		ClientPort:          testcluster.FreePort(t),
+		PeerPort:            testcluster.FreePort(t),
+		MetricsPort:         testcluster.FreePort(t),
 		InitialClusterState: etcd.StateNew,
 		ClusterToken:        "robustness",
 	}
@@ -180,16 +181,6 @@ func TestRecordUnknownOutcomesAgainstRealEtcd(t *testing.T) {
 	if r.Unknown == 0 {
 		t.Errorf("no unknown outcomes with a 2ms deadline")
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func testLogger(t *testing.T) *slog.Logger {

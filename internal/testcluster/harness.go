@@ -12,6 +12,8 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"net"
+	"testing"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
@@ -57,4 +59,16 @@ func NewAWSWithFaults(ctx context.Context, opts fleet.AWSOptions) (*fleet.AWSGro
 		return nil, nil, err
 	}
 	return g, proxy, nil
+}
+
+// FreePort is a TCP port of 127.0.0.1 that was free a moment ago, for a
+// test's own etcd.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
