@@ -182,7 +182,7 @@ var shutdownNoise = []struct {
 	errs []string
 }{
 	{"setting up serving from embedded etcd failed.",
-		[]string{"mux: server closed", "http: Server closed", "use of closed network connection", "grpc: the server has been stopped"}},
+		[]string{"mux: server closed", "mux: listener closed", "http: Server closed", "use of closed network connection", "grpc: the server has been stopped"}},
 	{"stopping insecure grpc server due to error", []string{"use of closed network connection"}},
 	{"stopped insecure grpc server due to error", []string{"use of closed network connection"}},
 	{"stopping secure grpc server due to error", []string{"use of closed network connection"}},

@@ -382,3 +382,19 @@ func TestEtcdLogGRPCLines(t *testing.T) {
 		}
 	}
 }
+
+// A listener closed before its mux served (a stop right after the start)
+// is shutdown noise too; seen once in CI with etcd 3.7.3.
+func TestEtcdLogListenerClosedIsShutdownNoise(t *testing.T) {
+	line := []byte(`{"level":"error","ts":"2026-12-06T16:40:01.5Z","caller":"embed/etcd.go:908",` +
+		`"msg":"setting up serving from embedded etcd failed.","error":"mux: listener closed","stacktrace":"x"}`)
+	for _, tc := range []struct {
+		stopping bool
+		want     slog.Level
+	}{{true, slog.LevelInfo}, {false, slog.LevelError}} {
+		r, ok := logRecord(line, time.Now(), tc.stopping)
+		if !ok || r.Level != tc.want {
+			t.Errorf("stopping=%v: level %v (ok %v), want %v", tc.stopping, r.Level, ok, tc.want)
+		}
+	}
+}
