@@ -282,6 +282,22 @@ func decideWithoutLiveCluster(in StartupInputs) StartupPlan {
 // had a leader: etcd's store starts at 1 and only a leader applies writes.
 const neverLedRevision = 1
 
+// bootstrapTerm is the term of the entries raft writes when a member of a
+// new cluster first starts (its configuration, one entry per member); the
+// first leader is elected at a later term and appends an entry of its own.
+const bootstrapTerm = 1
+
+// neverLed reports whether local data provably never saw a leader: its
+// recorded revision says no write was applied, and its raft log ends in
+// the bootstrap entries. The revision alone does not prove it: it is
+// recorded only once the appliance saw its member run, and a member stopped
+// just after its cluster formed (it may even have been the leader, with
+// writes acknowledged) has none recorded. A log that could not be read
+// proves nothing either.
+func (l LocalData) neverLed() bool {
+	return l.Revision <= neverLedRevision && l.Log.Known() && l.Log.Term <= bootstrapTerm
+}
+
 // decideOnDeadOffer gives up the offer this instance accepted once the
 // offer is dead: without a quorum of its members its cluster never gets a
 // leader, and while it is recorded the instance would start on it forever
@@ -291,9 +307,9 @@ const neverLedRevision = 1
 //
 // Only an offer whose cluster never had a leader is recorded (it is removed
 // once a leader is seen), so its data holds no writes: it is set aside
-// (never deleted). Data past neverLedRevision says a leader did accept
-// writes before this instance saw one: the data is kept, only the offer
-// goes, and disaster recovery (§4.6) takes it from there.
+// (never deleted). Data that may have had a leader (see neverLed) is
+// kept, only the offer goes, and disaster recovery (§4.6) takes it from
+// there.
 func decideOnDeadOffer(in StartupInputs) (StartupPlan, bool) {
 	o := in.Local.Offer
 	if o == nil || !in.GroupKnown || !inGroup(in.Group, in.Self.ID) {
@@ -315,9 +331,10 @@ func decideOnDeadOffer(in StartupInputs) (StartupPlan, bool) {
 	default:
 		return StartupPlan{}, false
 	}
-	if in.Local.Exists && in.Local.Revision > neverLedRevision {
+	if in.Local.Exists && !in.Local.neverLed() {
 		return StartupPlan{Action: AbandonOffer, Offer: o,
-			Reason: fmt.Sprintf("%s; the local data is at revision %d, so its cluster had a leader: keeping the data, dropping the offer", why, in.Local.Revision)}, true
+			Reason: fmt.Sprintf("%s; the local data (revision %d, raft log at %d/%d) may have had a leader: keeping the data, dropping the offer",
+				why, in.Local.Revision, in.Local.Log.Term, in.Local.Log.Index)}, true
 	}
 	return StartupPlan{Action: AbandonOffer, Offer: o, Wipe: in.Local.Exists,
 		Reason: why + "; its cluster never had a leader: setting its data aside and planning again"}, true

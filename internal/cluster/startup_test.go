@@ -977,6 +977,12 @@ func TestDecideStartupDeadOffers(t *testing.T) {
 			if in.Self.ID == "i-a" {
 				in.Local.Exists, in.Local.Known, in.Local.Revision = true, true, rev
 				in.Local.ClusterID, in.Local.Voters = 0x5, []string{"i-a", "i-b", "i-c"}
+				// A never-led member's raft log ends in the bootstrap
+				// entries; a leader appends at a later term.
+				in.Local.Log = LogPosition{Term: 1, Index: 3}
+				if rev > 1 {
+					in.Local.Log = LogPosition{Term: 2, Index: uint64(rev) + 10}
+				}
 			}
 			p := in.Peers["i-a"]
 			p.State.EtcdRunning, p.State.HasData, p.State.Revision, p.State.Phase = true, true, rev, PhaseRunning
@@ -1002,6 +1008,14 @@ func TestDecideStartupDeadOffers(t *testing.T) {
 			replacedInputs("i-a", heldBy(0)),
 			StartupPlan{Action: AbandonOffer, Offer: offerABC(), Wipe: true},
 			[]string{"never had a leader"}},
+		{"no revision recorded, but the holder's raft log has a leader's entries: keep the data (CI, 2026-12-06)",
+			replacedInputs("i-a", allOf(heldBy(0), func(in *StartupInputs) { in.Local.Log = LogPosition{Term: 2, Index: 56} })),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"raft log at 2/56", "keeping the data"}},
+		{"no revision recorded and the holder's raft log unreadable: nothing proves it never led, keep the data",
+			replacedInputs("i-a", allOf(heldBy(0), func(in *StartupInputs) { in.Local.Log = LogPosition{} })),
+			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
+			[]string{"keeping the data"}},
 		{"the holder's data has writes, so its cluster had a leader: keep the data, drop the offer",
 			replacedInputs("i-a", heldBy(42)),
 			StartupPlan{Action: AbandonOffer, Offer: offerABC()},
