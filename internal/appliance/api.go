@@ -145,7 +145,7 @@ func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 		endpoints = nil
 		for _, inst := range group {
 			if inst.State.InGroup() {
-				endpoints = append(endpoints, a.ports.ClientURL(a.scheme(), inst.Address))
+				endpoints = append(endpoints, a.ports.ClientURL(a.peerScheme(), inst.Address))
 			}
 		}
 	}

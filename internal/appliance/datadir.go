@@ -48,6 +48,10 @@ type marker struct {
 	// Endpoints are the client URLs of its members, as last listed: where
 	// the cluster may still run when their instances left the group.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// PeerURL is this member's own peer URL, as last listed: its scheme is
+	// the one etcd must serve peers with on this data (a move between
+	// plaintext and TLS changes it). Markers of older releases lack it.
+	PeerURL string `json:"peer_url,omitempty"`
 }
 
 // keptWipes is how many set-aside copies of the live cluster's own data are

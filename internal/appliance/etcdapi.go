@@ -47,6 +47,9 @@ type etcdAPI interface {
 	Remove(ctx context.Context, id cluster.ID) error
 	Promote(ctx context.Context, id cluster.ID) error
 	MoveLeader(ctx context.Context, to cluster.ID) error
+	// UpdatePeerURLs sets the peer URLs of member id (a move between
+	// plaintext and TLS changes their scheme).
+	UpdatePeerURLs(ctx context.Context, id cluster.ID, peerURLs []string) error
 	// Status asks the member at endpoint (a client URL) for its status.
 	Status(ctx context.Context, endpoint string) (etcdStatus, error)
 	// LockMembership takes the cluster-wide membership lock, waiting at
@@ -254,6 +257,13 @@ func (e *etcdClient) Promote(ctx context.Context, id cluster.ID) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	_, err := e.c.MemberPromote(ctx, uint64(id))
+	return err
+}
+
+func (e *etcdClient) UpdatePeerURLs(ctx context.Context, id cluster.ID, peerURLs []string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := e.c.MemberUpdate(ctx, uint64(id), peerURLs)
 	return err
 }
 

@@ -159,6 +159,20 @@ func (f *fakeEtcd) Remove(_ context.Context, id cluster.ID) error {
 	return nil
 }
 
+func (f *fakeEtcd) UpdatePeerURLs(_ context.Context, id cluster.ID, peerURLs []string) error {
+	if err := f.call("UpdatePeerURLs", id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.members {
+		if f.members[i].ID == id {
+			f.members[i].PeerURLs = slices.Clone(peerURLs)
+		}
+	}
+	return nil
+}
+
 func (f *fakeEtcd) Promote(_ context.Context, id cluster.ID) error {
 	if err := f.call("Promote", id); err != nil {
 		return err

@@ -64,7 +64,7 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 	// member first answers does not leave data of unknown identity.
 	launch := cluster.LaunchJoin(ms, s.self.ID, s.peerURL(), s.clusterName())
 	if err := s.data.writeMarker(marker{ClusterID: view.ClusterID, MemberID: id, Name: s.self.ID, UpdatedAt: s.now(),
-		Voters: launch.Voters}); err != nil {
+		Voters: launch.Voters, PeerURL: s.peerURL()}); err != nil {
 		return nil, err
 	}
 	proc, err := s.startJoined(ctx, c, id, launch)

@@ -46,7 +46,9 @@ func (n *node) peerClientURLs() []string {
 	var out []string
 	for _, inst := range n.groups.last() {
 		if inst.ID != n.self.ID && inst.Address != "" && !inst.State.Gone() {
-			out = append(out, n.ports.ClientURL(n.scheme(), inst.Address))
+			// While this member moves to TLS the others may serve
+			// plaintext only; every one serves it until the move ends.
+			out = append(out, n.ports.ClientURL(n.peerScheme(), inst.Address))
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -33,6 +34,10 @@ type node struct {
 	// tls is the instance's TLS, nil with --tls off; set once, before the
 	// loops start.
 	tls *memberTLS
+	// movingToTLS: TLS is on, but the member's peer URL in the membership
+	// is still http (checkScheme); cleared once it switched. Not under mu:
+	// the peer state's setters read the peer URL under it.
+	movingToTLS atomic.Bool
 
 	mu    sync.Mutex
 	peer  cluster.PeerState
@@ -48,6 +53,12 @@ type node struct {
 	waiting    string
 	unanswered []cluster.Unanswered
 }
+
+func (n *node) setMovingToTLS(moving bool) { n.movingToTLS.Store(moving) }
+
+// peerPlaintext reports whether etcd serves peers in plaintext although TLS
+// is on: the member moves to TLS.
+func (n *node) peerPlaintext() bool { return n.movingToTLS.Load() }
 
 // setTiming sets the raft timing etcd starts with next.
 func (n *node) setTiming(t cluster.Timing) {
@@ -86,7 +97,16 @@ func (n *node) identified(self cluster.Instance) {
 }
 
 func (n *node) clientURL() string { return n.ports.ClientURL(n.scheme(), n.address) }
-func (n *node) peerURL() string   { return n.ports.PeerURL(n.scheme(), n.address) }
+func (n *node) peerURL() string   { return n.ports.PeerURL(n.peerScheme(), n.address) }
+
+// peerScheme is the scheme of the member's peer URL: the API's, but http
+// while the member moves to TLS.
+func (n *node) peerScheme() string {
+	if n.peerPlaintext() {
+		return "http"
+	}
+	return n.scheme()
+}
 
 // bindAddress is the IP the instance serves on: its peer-facing address,
 // unless that is its public name (multi-region mode) and --address does not

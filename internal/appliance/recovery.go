@@ -272,7 +272,7 @@ func (r *recovery) restoreFile(ctx context.Context, file string, revision, known
 		return nil, err
 	}
 	if err := r.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: r.self.ID,
-		Revision: revision + bump, UpdatedAt: r.now(), Voters: []string{r.self.ID}}); err != nil {
+		Revision: revision + bump, UpdatedAt: r.now(), Voters: []string{r.self.ID}, PeerURL: r.peerURL()}); err != nil {
 		return nil, err
 	}
 	r.log.Info("snapshot restored", "from", what, "cluster", cid, "member", mid, "revision", revision+bump,

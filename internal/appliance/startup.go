@@ -83,6 +83,8 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
 		InitialCluster:          slices.Clone(launch.InitialCluster),
 		TLS:                     l.etcdTLSFiles(),
+		PeerPlaintext:           l.tls != nil && l.peerPlaintext(),
+		ClientPlaintext:         l.tls != nil && (l.peerPlaintext() || l.cfg.TLSPlaintextClients),
 	}
 	if launch.ClientPort != 0 {
 		spec.ClientPort = launch.ClientPort
@@ -781,7 +783,7 @@ func (s *starter) bootstrap(ctx context.Context, in cluster.StartupInputs, plan 
 			return nil, err
 		}
 		if err := s.data.writeMarker(marker{ClusterID: cid, MemberID: mid, Name: s.self.ID, UpdatedAt: s.now(),
-			Voters: launch.Voters}); err != nil {
+			Voters: launch.Voters, PeerURL: s.peerURL()}); err != nil {
 			return nil, err
 		}
 	}

@@ -73,7 +73,11 @@ type supervisor struct {
 
 	// The run's memory: when the marker was last written, when a leader
 	// was last seen, when the leaderless checks last ran.
-	lastMarker, lastLeader   time.Time
+	lastMarker, lastLeader time.Time
+	// lastTLSMove is when the member, moving to TLS, last looked whether
+	// its turn came; tlsMoveWhy the reason it last gave for waiting.
+	lastTLSMove              time.Time
+	tlsMoveWhy               string
 	lastRecovery, lastOrphan time.Time
 	lastHousekeeping         time.Time
 	// lastMembers is the membership at the last housekeeping cycle;
@@ -264,6 +268,9 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 	} else {
 		s.metrics.leader.Set(0)
 	}
+	if s.moveToTLS(ctx, c, proc) {
+		return true
+	}
 	s.keepHouse(ctx, snapCtx, c, st)
 	return false
 }
@@ -343,9 +350,9 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 		if ok {
 			s.markerView, s.markerIndex = &view, st.RaftIndex
 		}
-		m.Voters, m.Endpoints = view.voters, view.endpoints
+		m.Voters, m.Endpoints, m.PeerURL = view.voters, view.endpoints, view.peerURL
 	} else {
-		m.Voters, m.Endpoints = s.markerView.voters, s.markerView.endpoints
+		m.Voters, m.Endpoints, m.PeerURL = s.markerView.voters, s.markerView.endpoints, s.markerView.peerURL
 	}
 	s.setPeer(func(p *cluster.PeerState) { p.Voters = m.Voters })
 	if err := s.data.writeMarker(m); err != nil {
@@ -361,6 +368,8 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 // recordedMembership is what the marker records of the membership.
 type recordedMembership struct {
 	voters, endpoints []string
+	// peerURL is this member's own peer URL in the membership.
+	peerURL string
 }
 
 // localMembership lists the voters of the local member's cluster as the
@@ -372,9 +381,13 @@ func (s *supervisor) localMembership(ctx context.Context, c etcdAPI) (recordedMe
 	recorded, _, _ := s.data.readMarker()
 	view, err := c.LocalMembers(ctx)
 	if err != nil {
-		return recordedMembership{recorded.Voters, recorded.Endpoints}, false
+		return recordedMembership{recorded.Voters, recorded.Endpoints, recorded.PeerURL}, false
 	}
-	out := recordedMembership{cluster.VoterNames(view.Members), clientURLs(view.Members)}
+	out := recordedMembership{voters: cluster.VoterNames(view.Members), endpoints: clientURLs(view.Members), peerURL: recorded.PeerURL}
+	if i := slices.IndexFunc(view.Members, func(m cluster.Member) bool { return m.Name == s.self.ID }); i >= 0 &&
+		len(view.Members[i].PeerURLs) > 0 {
+		out.peerURL = view.Members[i].PeerURLs[0]
+	}
 	if out.voters == nil {
 		out.voters = recorded.Voters
 	}

@@ -241,30 +241,50 @@ func (n *node) etcdTLSFiles() *etcd.TLSFiles {
 }
 
 // errSchemeChange: the data dir's cluster speaks another scheme than --tls
-// says.
-var errSchemeChange = errors.New("moving a cluster between plaintext and TLS is not supported yet")
+// says, and this instance cannot move it.
+var errSchemeChange = errors.New("this instance cannot serve the data's cluster in the scheme it speaks")
 
-// checkScheme refuses to start on data whose cluster speaks another scheme
-// than --tls says: the member's peer URLs are in the data, and a member
-// advertising https to peers that dial http (or the reverse) splits the
-// cluster. The scheme is read from the client URLs the appliance last
-// recorded for the data's members and from an accepted bootstrap offer.
+// checkScheme decides how etcd serves peers on the local data, against
+// the scheme of the data's cluster: the member's own peer URL as last
+// listed (older markers: the scheme of the members' client URLs), and an
+// accepted bootstrap offer's URLs.
+//
+// Data of a plaintext cluster with --tls on is a move to TLS: the member's
+// etcd keeps its http peer URL, with the certificates to dial peers that
+// already serve https, and clients are served both ways, until every
+// member runs with TLS; then each member switches to https in turn (see
+// moveToTLS). Everything else of another scheme is refused: data of a TLS
+// cluster with --tls off (back to plaintext is the same move the other way:
+// a fresh plaintext member at a time, see docs/operations.md), and an offer
+// of the other scheme, whose cluster has not formed.
 func (n *node) checkScheme(ld cluster.LocalData) error {
-	want := n.scheme() + "://"
-	var urls []string
-	if m, ok, err := n.data.readMarker(); err == nil && ok && ld.Exists {
-		urls = append(urls, m.Endpoints...)
+	want := n.scheme()
+	m, ok, err := n.data.readMarker()
+	known := err == nil && ok && ld.Exists
+	if known {
+		u := m.PeerURL
+		if u == "" && len(m.Endpoints) > 0 {
+			u = m.Endpoints[0]
+		}
+		if scheme, _, found := strings.Cut(u, "://"); found && scheme != want {
+			if scheme == "http" && n.tls != nil {
+				n.setMovingToTLS(true)
+				n.log.Info("moving this member to TLS: etcd serves peers in plaintext, and clients both ways, until every member runs with TLS; then each member switches its peer URL to https in turn",
+					"peer_url", u)
+				return nil
+			}
+			return fmt.Errorf("the data dir %s holds a member of a cluster reached at %s, but --tls is %s: %w; "+
+				"run with the --tls the cluster was created with (see docs/operations.md, \"Moving between plaintext and TLS\"), or start this instance on an empty data dir",
+				n.cfg.DataDir, u, n.cfg.TLS, errSchemeChange)
+		}
 	}
 	if ld.Offer != nil {
 		for _, p := range ld.Offer.Members {
-			urls = append(urls, p.PeerURL)
-		}
-	}
-	for _, u := range urls {
-		if !strings.HasPrefix(u, want) {
-			return fmt.Errorf("the data dir %s holds a member of a cluster reached at %s, but --tls is %s: %w; "+
-				"run with the --tls the cluster was created with, or start this instance on an empty data dir",
-				n.cfg.DataDir, u, n.cfg.TLS, errSchemeChange)
+			if !strings.HasPrefix(p.PeerURL, want+"://") {
+				return fmt.Errorf("the data dir %s holds a bootstrap offer of a cluster reached at %s, but --tls is %s: %w; "+
+					"run with the --tls the cluster was created with, or start this instance on an empty data dir",
+					n.cfg.DataDir, p.PeerURL, n.cfg.TLS, errSchemeChange)
+			}
 		}
 	}
 	return nil

@@ -229,23 +229,28 @@ func TestMemberCertificateNamesEveryAddress(t *testing.T) {
 	}
 }
 
-// TestSchemeChangeRefused: an instance does not start on data of a cluster
-// that speaks the other scheme; moving a cluster between plaintext and TLS
-// is not supported yet.
-func TestSchemeChangeRefused(t *testing.T) {
+// TestSchemeChange: an instance with --tls on, on data of a plaintext
+// cluster, moves it to TLS: its peer URL stays http for now. Every other
+// change of scheme is refused: TLS data with --tls off, and an offer (whose
+// cluster has not formed) of the other scheme.
+func TestSchemeChange(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		tls       bool
 		endpoints []string
+		peerURL   string
 		offer     string
 		refused   bool
+		moving    bool
 	}{
-		{"plaintext data, tls off", false, []string{"http://10.0.0.1:2379"}, "", false},
-		{"plaintext data, tls on", true, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}, "", true},
-		{"tls data, tls on", true, []string{"https://10.0.0.1:2379"}, "", false},
-		{"tls data, tls off", false, []string{"https://10.0.0.1:2379"}, "", true},
-		{"plaintext offer, tls on", true, nil, "http://10.0.0.1:2380", true},
-		{"tls offer, tls on", true, nil, "https://10.0.0.1:2380", false},
+		{"plaintext data, tls off", false, []string{"http://10.0.0.1:2379"}, "", "", false, false},
+		{"plaintext data of an older marker, tls on: moving to TLS", true, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}, "", "", false, true},
+		{"plaintext peer URL, both client URLs, tls on: still moving", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "http://10.0.0.1:2380", "", false, true},
+		{"switched peer URL, tls on: moved", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "https://10.0.0.1:2380", "", false, false},
+		{"tls data, tls on", true, []string{"https://10.0.0.1:2379"}, "", "", false, false},
+		{"tls data, tls off", false, []string{"https://10.0.0.1:2379"}, "", "", true, false},
+		{"plaintext offer, tls on", true, nil, "", "http://10.0.0.1:2380", true, false},
+		{"tls offer, tls on", true, nil, "", "https://10.0.0.1:2380", false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testAppliance(t)
@@ -253,7 +258,7 @@ func TestSchemeChangeRefused(t *testing.T) {
 				a.tls = &memberTLS{}
 				a.cfg.TLS = config.TLSAuto
 			}
-			if err := a.data.writeMarker(marker{ClusterID: 1, MemberID: 2, Name: "i-1", Endpoints: tt.endpoints}); err != nil {
+			if err := a.data.writeMarker(marker{ClusterID: 1, MemberID: 2, Name: "i-1", Endpoints: tt.endpoints, PeerURL: tt.peerURL}); err != nil {
 				t.Fatal(err)
 			}
 			ld := cluster.LocalData{Exists: tt.endpoints != nil}
@@ -266,6 +271,16 @@ func TestSchemeChangeRefused(t *testing.T) {
 			}
 			if err != nil && !strings.Contains(err.Error(), "--tls") {
 				t.Errorf("the refusal %q does not name --tls", err)
+			}
+			if a.peerPlaintext() != tt.moving {
+				t.Errorf("moving to TLS: %t, want %t", a.peerPlaintext(), tt.moving)
+			}
+			wantPeer := "https"
+			if tt.moving || !tt.tls {
+				wantPeer = "http"
+			}
+			if !strings.HasPrefix(a.peerURL(), wantPeer+"://") {
+				t.Errorf("peer URL %s, want %s", a.peerURL(), wantPeer)
 			}
 		})
 	}

@@ -122,6 +122,9 @@ type Config struct {
 	TLSCertFile      string
 	TLSKeyFile       string
 	TLSTrustedCAFile string
+	// TLSPlaintextClients serves plaintext clients on etcd's client port
+	// too, beside TLS ones: for clients still moving to TLS.
+	TLSPlaintextClients bool
 
 	LogFormat string
 	LogLevel  string
@@ -173,7 +176,6 @@ func NewConfig() *Config {
 		DNSTTL:                  60,
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
-		TLS:                     TLSOff,
 		TLSCertLifetime:         7 * 24 * time.Hour,
 		LogLevel:                "info",
 	}
@@ -219,7 +221,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterTagKey, "cluster-tag-key", c.ClusterTagKey, "multi-region mode: the tag whose value on this instance names the cluster; the instances and the cluster security group of every region carry it (default: "+DefaultClusterTagKey+")")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
-	fs.StringVar(&c.TLS, "tls", c.TLS, "TLS on etcd's client and peer ports and the appliance API: off (plaintext), auto (a cluster CA the appliance keeps in --tls-ca-dir or --tls-ca-secret; each instance issues itself a short-lived certificate and renews it) or files (--tls-cert-file, --tls-key-file, --tls-trusted-ca-file)")
+	fs.StringVar(&c.TLS, "tls", c.TLS, "TLS on etcd's client and peer ports and the appliance API: off (plaintext), auto (a cluster CA the appliance keeps in --tls-ca-dir or --tls-ca-secret; each instance issues itself a short-lived certificate and renews it) or files (--tls-cert-file, --tls-key-file, --tls-trusted-ca-file) (default: auto when a CA source is given, else off); a running plaintext cluster moves to TLS member by member when its instances are restarted with it")
+	fs.BoolVar(&c.TLSPlaintextClients, "tls-plaintext-clients", c.TLSPlaintextClients, "--tls auto or files: etcd's client port serves plaintext clients too, beside TLS ones, and advertises both URLs: for clients still moving to TLS")
 	fs.StringVar(&c.TLSCADir, "tls-ca-dir", c.TLSCADir, "--tls auto: directory holding the cluster CA (ca.pem, its key included); the first instance creates it, the others read it")
 	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA (in multi-region mode, in the first of --regions); the first instance creates it, the others read it")
 	fs.DurationVar(&c.TLSCertLifetime, "tls-cert-lifetime", c.TLSCertLifetime, "--tls auto: lifetime of each instance's certificate, renewed after two thirds of it without restarting etcd (at least 2m)")
@@ -504,7 +507,17 @@ func (c *Config) validateRegions(bad func(flagName, format string, args ...any))
 // are required with it and refused without it, so that a CA source given
 // with --tls off is not silently ignored.
 func (c *Config) validateTLS(bad func(flagName, format string, args ...any)) {
+	if c.TLS == "" {
+		// Zero-touch on AWS: a CA source is all it takes.
+		c.TLS = TLSOff
+		if c.TLSCADir != "" || c.TLSCASecret != "" {
+			c.TLS = TLSAuto
+		}
+	}
 	auto, files := c.TLS == TLSAuto, c.TLS == TLSFiles
+	if c.TLSPlaintextClients && !auto && !files {
+		bad("tls-plaintext-clients", "is for --tls auto or files: with --tls off every client is plaintext")
+	}
 	switch c.TLS {
 	case TLSOff, TLSAuto, TLSFiles:
 	default:

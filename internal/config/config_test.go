@@ -159,7 +159,8 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"tls auto with two CA sources", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCASecret = TLSAuto, dir, "ca" }, "--tls-ca-secret", "one"},
 		{"tls CA secret with the local provider", func(c *Config) { c.TLS, c.TLSCASecret = TLSAuto, "ca" }, "--tls-ca-secret", "--provider aws"},
 		{"tls certificate lifetime too short", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertLifetime = TLSAuto, dir, time.Minute }, "--tls-cert-lifetime", "2m0s"},
-		{"tls CA dir with tls off", func(c *Config) { c.TLSCADir = dir }, "--tls-ca-dir", "--tls auto"},
+		{"tls CA dir with tls off", func(c *Config) { c.TLS, c.TLSCADir = TLSOff, dir }, "--tls-ca-dir", "--tls auto"},
+		{"plaintext clients with tls off", func(c *Config) { c.TLSPlaintextClients = true }, "--tls-plaintext-clients", "--tls auto or files"},
 		{"tls cert file with tls auto", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertFile = TLSAuto, dir, aFile }, "--tls-cert-file", "--tls files"},
 		{"tls files without a key", func(c *Config) {
 			c.TLS, c.TLSCertFile, c.TLSTrustedCAFile = TLSFiles, aFile, aFile
@@ -573,5 +574,33 @@ func TestEveryFlagHasAnEnvName(t *testing.T) {
 		if !seen[k] {
 			t.Errorf("ApplyEnv never looked up %s", k)
 		}
+	}
+}
+
+// TestTLSDefaultsToAutoWithACASource: --tls left unset is auto when a CA
+// source is given (zero-touch on AWS), off otherwise; an explicit value
+// stays.
+func TestTLSDefaultsToAutoWithACASource(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		mod  func(c *Config)
+		want string
+	}{
+		{"nothing given", func(*Config) {}, TLSOff},
+		{"a CA dir", func(c *Config) { c.TLSCADir = dir }, TLSAuto},
+		{"a CA dir and plaintext clients too", func(c *Config) { c.TLSCADir, c.TLSPlaintextClients = dir, true }, TLSAuto},
+		{"explicit off", func(c *Config) { c.TLS = TLSOff }, TLSOff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validLocal(t)
+			tc.mod(c)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate() = %v", err)
+			}
+			if c.TLS != tc.want {
+				t.Errorf("--tls resolved to %q, want %q", c.TLS, tc.want)
+			}
+		})
 	}
 }

@@ -51,12 +51,14 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		{"startup-interval", "500ms"},
 		{"stop-timeout", "20s"},
 		{"store", ""},
-		{"tls", "off"},
+		// Unset: auto with a CA source, else off (Validate).
+		{"tls", ""},
 		{"tls-ca-dir", ""},
 		{"tls-ca-secret", ""},
 		{"tls-cert-file", ""},
 		{"tls-cert-lifetime", "168h0m0s"},
 		{"tls-key-file", ""},
+		{"tls-plaintext-clients", "false"},
 		{"tls-trusted-ca-file", ""},
 	}
 	fs := newFlagSet(NewConfig())

@@ -55,6 +55,16 @@ type ServerSpec struct {
 	// (https:// URLs); nil serves them in plaintext. The metrics port stays
 	// plain http for Prometheus either way.
 	TLS *TLSFiles
+	// PeerPlaintext keeps the peer URLs plain http although TLS is set: a
+	// member whose peer URL in the membership is still http, while the
+	// cluster moves to TLS. etcd still dials the peers that serve https
+	// with TLS's certificate.
+	PeerPlaintext bool
+	// ClientPlaintext serves plaintext clients on the client port too, beside
+	// TLS ones (etcd tells them apart by the first bytes), and advertises
+	// the http URL first: for the appliances and clients of a cluster that
+	// moves to TLS.
+	ClientPlaintext bool
 
 	// ExtraFlags are the user's own etcd flags, passed through verbatim.
 	// They come last so that, etcd's flag parser keeping the last value,
@@ -87,12 +97,31 @@ func (s ServerSpec) Scheme() string {
 	return "http"
 }
 
-// ClientURL is the URL etcd advertises for clients.
+// PeerScheme is the scheme of the peer URLs: https with TLS, unless
+// PeerPlaintext.
+func (s ServerSpec) PeerScheme() string {
+	if s.PeerPlaintext {
+		return "http"
+	}
+	return s.Scheme()
+}
+
+// ClientURL is the URL etcd advertises for clients: with ClientPlaintext, the
+// https one of the two.
 func (s ServerSpec) ClientURL() string { return hostURL(s.Scheme(), s.Address, s.ClientPort) }
+
+// clientURLs are the client URLs for host: http first with ClientPlaintext.
+func (s ServerSpec) clientURLs(host string) string {
+	u := hostURL(s.Scheme(), host, s.ClientPort)
+	if s.ClientPlaintext && s.TLS != nil {
+		return hostURL("http", host, s.ClientPort) + "," + u
+	}
+	return u
+}
 
 // PeerURL is the URL etcd advertises for peers; it is the member's entry in
 // --initial-cluster.
-func (s ServerSpec) PeerURL() string { return hostURL(s.Scheme(), s.Address, s.PeerPort) }
+func (s ServerSpec) PeerURL() string { return hostURL(s.PeerScheme(), s.Address, s.PeerPort) }
 
 // MetricsURL is the URL etcd serves /metrics and /health on: plain http,
 // TLS or not, so that Prometheus scrapes it without a client certificate.
@@ -121,9 +150,9 @@ func Args(s ServerSpec) []string {
 	args := []string{
 		"--name=" + s.Name,
 		"--data-dir=" + s.DataDir,
-		"--listen-client-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.ClientPort),
-		"--advertise-client-urls=" + s.ClientURL(),
-		"--listen-peer-urls=" + hostURL(s.Scheme(), s.ListenHost(), s.PeerPort),
+		"--listen-client-urls=" + s.clientURLs(s.ListenHost()),
+		"--advertise-client-urls=" + s.clientURLs(s.Address),
+		"--listen-peer-urls=" + hostURL(s.PeerScheme(), s.ListenHost(), s.PeerPort),
 		"--initial-advertise-peer-urls=" + s.PeerURL(),
 		"--listen-metrics-urls=" + s.MetricsURL(),
 		"--initial-cluster=" + strings.Join(cluster, ","),

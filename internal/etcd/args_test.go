@@ -115,6 +115,26 @@ func TestArgs(t *testing.T) {
 			}, logging),
 		},
 		{
+			name: "moving to TLS: the peer URL still http, clients served both ways, the http URL advertised first",
+			modify: func(s *ServerSpec) {
+				s.TLS = &TLSFiles{CertFile: "/d/tls/member.pem", KeyFile: "/d/tls/member.pem", TrustedCAFile: "/d/tls/ca.pem"}
+				s.PeerPlaintext, s.ClientPlaintext = true, true
+			},
+			want: cat([]string{
+				"--name=i-1",
+				"--data-dir=/var/lib/etcd-appliance/etcd",
+				"--listen-client-urls=http://10.0.0.1:2379,https://10.0.0.1:2379",
+				"--advertise-client-urls=http://10.0.0.1:2379,https://10.0.0.1:2379",
+				"--listen-peer-urls=http://10.0.0.1:2380",
+				"--initial-advertise-peer-urls=http://10.0.0.1:2380",
+			}, common[6:], []string{
+				"--cert-file=/d/tls/member.pem", "--key-file=/d/tls/member.pem", "--trusted-ca-file=/d/tls/ca.pem",
+				"--client-cert-auth",
+				"--peer-cert-file=/d/tls/member.pem", "--peer-key-file=/d/tls/member.pem", "--peer-trusted-ca-file=/d/tls/ca.pem",
+				"--peer-client-cert-auth",
+			}, logging),
+		},
+		{
 			name: "IPv6 address is bracketed",
 			modify: func(s *ServerSpec) {
 				s.Address = "fd00::1"

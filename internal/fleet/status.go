@@ -31,9 +31,12 @@ func (g *Group) get(ctx context.Context, inst *Instance, path string) (int, []by
 	if err != nil {
 		return 0, nil, err
 	}
-	hc, err := g.apiClient(ctx, path)
-	if err != nil {
-		return 0, nil, err
+	hc := httpClient
+	if !inst.plain.Load() {
+		// A plaintext instance of a TLS group needs no credentials.
+		if hc, err = g.apiClient(ctx, path); err != nil {
+			return 0, nil, err
+		}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
