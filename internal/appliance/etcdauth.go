@@ -171,7 +171,11 @@ func (h *housekeeper) keepEtcdAuth(ctx context.Context, c etcdAPI) {
 			fail("etcd auth: a change failed; trying again later", "step", s.Kind, "user", s.User, "err", err, "after", authRetry)
 			return
 		}
-		h.log.Info("etcd auth: "+authStepLog[s.Kind], "user", s.User, "reason", authStepReason(s, self))
+		args := []any{"reason", authStepReason(s, self)}
+		if s.User != "" {
+			args = append(args, "user", s.User)
+		}
+		h.log.Info("etcd auth: "+authStepLog[s.Kind], args...)
 	}
 	if in.Enabled {
 		h.log.Debug("etcd auth on, this appliance root", "user", self)
