@@ -21,7 +21,7 @@ func TestTemplateRefusesEtcdAuthWithoutTLS(t *testing.T) {
 	rule, _ := rules["EtcdAuthNeedsTls"].(map[any]any)
 	cond, asserts := fmt.Sprint(rule["RuleCondition"]), fmt.Sprint(rule["Assertions"])
 	if !strings.Contains(cond, "EtcdAuth") || !strings.Contains(cond, "true") ||
-		!strings.Contains(asserts, "Tls") || !strings.Contains(asserts, "auto") {
+		!strings.Contains(asserts, "Assert:[Tls auto]") {
 		t.Errorf("rule EtcdAuthNeedsTls: condition %s, assertions %s; want EtcdAuth true to assert Tls auto", cond, asserts)
 	}
 }
