@@ -410,7 +410,7 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 		stack: "orders",
 		params: map[string]string{"InstanceCount": "3", "HostedZoneName": "example.org", "HostedZoneId": "Z0123456789ABC",
 			"DnsName": "orders-etcd", "CreateBackupBucket": "true", "ClientCidr": "10.0.0.0/8", "Regions": "us-east-1,eu-west-1",
-			"MonitoringCidr": "10.9.0.0/16", "DedicatedDataVolume": "true", "Tls": "auto"},
+			"MonitoringCidr": "10.9.0.0/16", "DedicatedDataVolume": "true", "Tls": "auto", "EtcdAuth": "true"},
 		count: 3,
 		features: awsprovider.PolicyFeatures{DNS: true, HostedZoneID: "Z0123456789ABC", RecordDomain: "orders-etcd.example.org",
 			StoreBucket: "yes", StorePrefix: "orders", MultiRegion: true, CASecret: "orders/etcd-ca"},

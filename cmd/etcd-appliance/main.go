@@ -59,6 +59,8 @@
 //	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
 //	--tls-cert-file "" --tls-key-file "" --tls-trusted-ca-file ""
 //	                                  tls files: the member's certificate and key, and the CA bundle
+//	--etcd-auth false                 etcd's RBAC on (auth enable), the appliance as a user with the root role through its
+//	                                  certificate's common name (etcd-appliance with tls auto); needs --tls auto or files
 //	--log-format json|text            default: json unless stderr is a terminal; etcd's lines re-encoded into it
 //	--log-level info                  for etcd's lines too
 package main

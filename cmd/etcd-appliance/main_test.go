@@ -30,6 +30,7 @@ func TestBadConfigurationExitsNonZero(t *testing.T) {
 		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--client-port", "70000"},
 		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--address", "0.0.0.0"},
 		{"run", "--no-such-flag"},
+		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--etcd-auth"},
 		{"run", "--instance-id", "i-1", "--group-file", "g.json", "--store", "/backups"},
 		{"backup", "--instance-id", "i-1", "--group-file", "g.json"},
 		{"backup", "--instance-id", "i-1", "--group-file", "g.json", "--store", "ftp://host/x"},

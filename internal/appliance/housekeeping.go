@@ -37,6 +37,8 @@ type housekeeper struct {
 	// published is the summary of the holds last written to etcd (nil:
 	// none this tenure).
 	published []byte
+	// auth is what this tenure knows of etcd's auth (--etcd-auth).
+	auth authKeeping
 
 	// What the last cycle saw and did: the member list it read (nil: none),
 	// whether the cluster was steady (cluster.Steady), and whether it
@@ -51,6 +53,7 @@ func (h *housekeeper) reset() {
 	h.firstSeen, h.absentSince, h.lastCycle = nil, nil, time.Time{}
 	h.holds = cluster.Holds{}
 	h.published = nil
+	h.auth = authKeeping{}
 	h.members, h.steady, h.changed = nil, false, false
 }
 
@@ -63,6 +66,7 @@ func (h *housekeeper) cycle(ctx context.Context, c etcdAPI, t tenure) error {
 		return err
 	}
 	h.metrics.housekeeping.Inc()
+	h.keepEtcdAuth(ctx, c)
 	in, health, ok := h.gather(ctx, c)
 	if !ok {
 		return nil

@@ -149,9 +149,10 @@ func (n *node) clusterCA(ctx context.Context, store pki.Store, log *slog.Logger,
 // memberRequest is the certificate of this member: every address and name
 // it is reached by — its bind and advertised addresses (the public name in
 // multi-region mode), loopback, and its own and the cluster's DNS names
-// when records are published.
+// when records are published. Its common name is every member's, the etcd
+// user of the appliances under --etcd-auth (see etcdauth.go).
 func (n *node) memberRequest(dns *cluster.DNSSpec) pki.LeafRequest {
-	req := pki.LeafRequest{Kind: pki.Member, CommonName: n.self.ID, Lifetime: n.cfg.TLSCertLifetime}
+	req := pki.LeafRequest{Kind: pki.Member, CommonName: pki.MemberCommonName, Lifetime: n.cfg.TLSCertLifetime}
 	addName := func(h string) {
 		if h == "" {
 			return

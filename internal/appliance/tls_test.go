@@ -215,6 +215,10 @@ func TestMemberCertificateNamesEveryAddress(t *testing.T) {
 	a.self.BindAddress = "10.0.0.5"
 	a.address = "ec2-1-2-3-4.compute.amazonaws.com"
 	req := a.memberRequest(&cluster.DNSSpec{Zone: "example.org", Name: "etcd", TTL: 60, TLS: true})
+	if req.CommonName != pki.MemberCommonName {
+		// Every member is the one etcd user of --etcd-auth.
+		t.Errorf("member certificate CN %q, want %q", req.CommonName, pki.MemberCommonName)
+	}
 	var names []string
 	for _, ip := range req.IPs {
 		names = append(names, ip.String())

@@ -125,6 +125,10 @@ type Config struct {
 	// TLSPlaintextClients serves plaintext clients on etcd's client port
 	// too, beside TLS ones: for clients still moving to TLS.
 	TLSPlaintextClients bool
+	// EtcdAuth is --etcd-auth: etcd's RBAC on, the appliance acting as a
+	// user with the root role through its certificate's common name.
+	// Needs TLS: etcd takes the user from the client certificate.
+	EtcdAuth bool
 
 	LogFormat string
 	LogLevel  string
@@ -229,6 +233,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "--tls files: this member's certificate (server and client authentication, its addresses as SANs), PEM")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "--tls files: the key of --tls-cert-file, PEM")
 	fs.StringVar(&c.TLSTrustedCAFile, "tls-trusted-ca-file", c.TLSTrustedCAFile, "--tls files: the CA certificates members and clients are verified against, PEM")
+	fs.BoolVar(&c.EtcdAuth, "etcd-auth", c.EtcdAuth, "etcd's RBAC: users, roles and permissions on (auth enable), the appliance acting as a user with the root role through its certificate's common name; needs --tls auto or files. Turning it off later does not disable etcd's auth: etcdctl auth disable, as root")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (default: json unless stderr is a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }
@@ -551,6 +556,9 @@ func (c *Config) validateTLS(bad func(flagName, format string, args ...any)) {
 		if c.TLSCertLifetime < MinCertLifetime {
 			bad("tls-cert-lifetime", "%s is too short: use at least %s", c.TLSCertLifetime, MinCertLifetime)
 		}
+	}
+	if c.EtcdAuth && c.TLS == TLSOff {
+		bad("etcd-auth", "needs --tls auto or --tls files: etcd takes a client's user from its certificate's common name; set --tls, or remove --etcd-auth")
 	}
 	if files {
 		for _, f := range []struct{ name, path string }{

@@ -162,6 +162,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"tls CA dir with tls off", func(c *Config) { c.TLS, c.TLSCADir = TLSOff, dir }, "--tls-ca-dir", "--tls auto"},
 		{"plaintext clients with tls off", func(c *Config) { c.TLSPlaintextClients = true }, "--tls-plaintext-clients", "--tls auto or files"},
 		{"tls cert file with tls auto", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertFile = TLSAuto, dir, aFile }, "--tls-cert-file", "--tls files"},
+		{"etcd auth with tls off", func(c *Config) { c.EtcdAuth = true }, "--etcd-auth", "--tls auto or --tls files"},
 		{"tls files without a key", func(c *Config) {
 			c.TLS, c.TLSCertFile, c.TLSTrustedCAFile = TLSFiles, aFile, aFile
 		}, "--tls-key-file", "required"},
@@ -318,6 +319,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"text logs at debug", func(c *Config) { c.LogFormat, c.LogLevel = "text", "debug" }},
 		{"external etcd binary", func(c *Config) { c.EtcdBinary = bin }},
 		{"quota zero (etcd's default)", func(c *Config) { c.QuotaBackendBytes = 0 }},
+		{"etcd auth with tls auto", func(c *Config) { c.TLS, c.TLSCADir, c.EtcdAuth = TLSAuto, dir, true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

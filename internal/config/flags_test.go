@@ -25,6 +25,7 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		{"dns-ttl", "60"},
 		{"dr-grace", "5m0s"},
 		{"election-timeout", "0s"},
+		{"etcd-auth", "false"},
 		{"etcd-binary", ""},
 		{"etcd-flag", ""},
 		{"group-file", ""},

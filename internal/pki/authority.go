@@ -116,9 +116,10 @@ func (a *Authority) LogValue() slog.Value {
 // authority chooses the key, serial and validity start.
 type LeafRequest struct {
 	Kind Kind
-	// CommonName is the instance id for a member, the etcd user name for a
-	// user (etcd takes a client certificate's CN as its user under
-	// --client-cert-auth with auth enabled).
+	// CommonName is the etcd user name: MemberCommonName for members
+	// (the appliances' user), the person's or program's for a user (etcd
+	// takes a client certificate's CN as its user under --client-cert-auth
+	// with auth enabled; see etcdauth.go).
 	CommonName string
 	// IPs and DNSNames are the member's addresses and names, as its peers
 	// and clients dial it. A member needs at least one; a user none.

@@ -17,6 +17,8 @@
 //     the Renewer, written to KeyPairFiles for etcd.
 //   - EnsureCA: the stored CA, or one created race-free by the first
 //     instance.
+//   - MemberCommonName and RootUser: the etcd users of --etcd-auth;
+//     etcdauth.go says how etcd takes a certificate's CN as its user.
 //
 // # How etcd takes a renewed certificate (etcd v3.7.3, read in its source)
 //
