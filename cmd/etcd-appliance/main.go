@@ -52,8 +52,11 @@
 //	--multi-region-network public     multi-region: public (public names, rules by public IP) or private (peered VPCs)
 //	--heartbeat-interval 0 --election-timeout 0
 //	                                  etcd's raft timing on every member (0: etcd's 100ms/1s; multi-region: derived from the round trips)
-//	--tls off                         off (plaintext), auto (a cluster CA the appliance keeps; every instance issues
-//	                                  itself a short-lived certificate and renews it) or files (the operator's)
+//	--tls ""                          off (plaintext), auto (a cluster CA the appliance keeps; every instance issues
+//	                                  itself a short-lived certificate and renews it) or files (the operator's);
+//	                                  default: auto with a CA source, else off. A plaintext cluster restarted with
+//	                                  TLS moves to it member by member
+//	--tls-plaintext-clients false     tls on: etcd's client port serves plaintext clients too (clients moving to TLS)
 //	--tls-ca-dir ""                   tls auto: the CA's directory, shared by every instance
 //	--tls-ca-secret ""                tls auto, aws: the CA's AWS Secrets Manager secret (created by the first instance)
 //	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
