@@ -23,7 +23,11 @@ var plaintextFlags = []string{"--tls", "off", "--tls-ca-dir="}
 // each switches its peer URL to https in its turn. No acknowledged write is
 // lost, the writer never stops for long, and the cluster keeps its id and
 // members. Restarted once more without --tls-plaintext-clients, the
-// cluster refuses plaintext clients and serves TLS ones.
+// cluster refuses plaintext clients and serves TLS ones. Then the way back:
+// restarted with --tls-plaintext-peers, each member switches its peer URL
+// to http in turn, under a TLS writer; then restarted with --tls off, the
+// cluster is plaintext again, every write of the three phases on every
+// member.
 func TestTLSMoveUnderWrites(t *testing.T) {
 	g := newTLSGroup(t)
 	ctx := testContext(t, 3*time.Minute)
@@ -58,28 +62,7 @@ func TestTLSMoveUnderWrites(t *testing.T) {
 	}
 	restarted := time.Since(began)
 	// Every member switches its peer URL to https in its turn.
-	var peers string
-	err = fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		resp, err := plain.MemberList(rctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		var b strings.Builder
-		https := 0
-		for _, m := range resp.Members {
-			fmt.Fprintf(&b, "%s %v %v; ", m.Name, m.PeerURLs, m.ClientURLs)
-			if len(m.PeerURLs) == 1 && strings.HasPrefix(m.PeerURLs[0], "https://") {
-				https++
-			}
-		}
-		peers = b.String()
-		return len(resp.Members) == 3 && https == 3, peers
-	})
-	if err != nil {
-		t.Fatalf("the peer URLs never all switched to https: %v", err)
-	}
+	peers := waitPeerScheme(t, ctx, plain, "https")
 	switched := time.Since(began)
 	waitAcked(t, ctx, w, w.acknowledged()+20)
 	acked, gap, werr := w.stop()
@@ -119,4 +102,80 @@ func TestTLSMoveUnderWrites(t *testing.T) {
 	for _, inst := range insts {
 		checkWritten(t, ctx, g, inst.ID, "move", acked)
 	}
+
+	// The way back, under a TLS writer: --tls-plaintext-peers, then --tls
+	// off, one instance at a time each.
+	tlsClient, err := g.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tlsClient.Close()
+	w = startWriter(ctx, tlsClient, "back")
+	began = time.Now()
+	for _, inst := range insts {
+		if err := g.SetArgs(inst.ID, "--tls-plaintext-peers"); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Restart(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitAcked(t, ctx, w, w.acknowledged()+20)
+	}
+	peers = waitPeerScheme(t, ctx, tlsClient, "http")
+	back, backGap, werr := w.stop()
+	if werr != nil {
+		t.Fatalf("the writer failed on the way back: %v", werr)
+	}
+	t.Logf("peers back to plaintext %s after the first restart; %d writes acknowledged, longest gap %s; %s",
+		time.Since(began).Round(time.Millisecond), back, backGap.Round(time.Millisecond), peers)
+	w = startWriter(ctx, plain, "off")
+	for _, inst := range insts {
+		if err := g.SetArgs(inst.ID, plaintextFlags...); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Restart(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitAcked(t, ctx, w, w.acknowledged()+20)
+	}
+	off, _, werr := w.stop()
+	if werr != nil {
+		t.Fatalf("the plaintext writer failed while TLS was turned off: %v", werr)
+	}
+	final := waitConverged(t, ctx, g, 3)
+	assertSameMembers(t, before, final)
+	for _, inst := range insts {
+		checkWritten(t, ctx, g, inst.ID, "move", acked)
+		checkWritten(t, ctx, g, inst.ID, "back", back)
+		checkWritten(t, ctx, g, inst.ID, "off", off)
+	}
+}
+
+// waitPeerScheme waits until every member's peer URL has scheme, and
+// returns the member list.
+func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, scheme string) string {
+	t.Helper()
+	var peers string
+	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		resp, err := c.MemberList(rctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		var b strings.Builder
+		n := 0
+		for _, m := range resp.Members {
+			fmt.Fprintf(&b, "%s %v %v; ", m.Name, m.PeerURLs, m.ClientURLs)
+			if len(m.PeerURLs) == 1 && strings.HasPrefix(m.PeerURLs[0], scheme+"://") {
+				n++
+			}
+		}
+		peers = b.String()
+		return len(resp.Members) == 3 && n == 3, peers
+	})
+	if err != nil {
+		t.Fatalf("the peer URLs never all switched to %s: %v", scheme, err)
+	}
+	return peers
 }

@@ -34,10 +34,12 @@ type node struct {
 	// tls is the instance's TLS, nil with --tls off; set once, before the
 	// loops start.
 	tls *memberTLS
-	// movingToTLS: TLS is on, but the member's peer URL in the membership
-	// is still http (checkScheme); cleared once it switched. Not under mu:
-	// the peer state's setters read the peer URL under it.
-	movingToTLS atomic.Bool
+	// peerHTTP: the member's peer URL in the membership is http (set by
+	// checkScheme, changed by a switch in turn). It differs from what
+	// --tls and --tls-plaintext-peers want while the member moves its peers
+	// between plaintext and TLS. Not under mu: the peer state's setters
+	// read the peer URL under it.
+	peerHTTP atomic.Bool
 
 	mu    sync.Mutex
 	peer  cluster.PeerState
@@ -54,11 +56,20 @@ type node struct {
 	unanswered []cluster.Unanswered
 }
 
-func (n *node) setMovingToTLS(moving bool) { n.movingToTLS.Store(moving) }
+func (n *node) setPeerHTTP(http bool) { n.peerHTTP.Store(http) }
 
-// peerPlaintext reports whether etcd serves peers in plaintext although TLS
-// is on: the member moves to TLS.
-func (n *node) peerPlaintext() bool { return n.movingToTLS.Load() }
+// wantPeerScheme is the scheme --tls and --tls-plaintext-peers want of the
+// peer URL.
+func (n *node) wantPeerScheme() string {
+	if n.tls == nil || n.cfg.TLSPlaintextPeers {
+		return "http"
+	}
+	return "https"
+}
+
+// peersMoving reports whether the member's peer URL is not in the scheme
+// wanted yet: it switches in its turn (movePeers).
+func (n *node) peersMoving() bool { return n.peerScheme() != n.wantPeerScheme() }
 
 // setTiming sets the raft timing etcd starts with next.
 func (n *node) setTiming(t cluster.Timing) {
@@ -99,13 +110,14 @@ func (n *node) identified(self cluster.Instance) {
 func (n *node) clientURL() string { return n.ports.ClientURL(n.scheme(), n.address) }
 func (n *node) peerURL() string   { return n.ports.PeerURL(n.peerScheme(), n.address) }
 
-// peerScheme is the scheme of the member's peer URL: the API's, but http
-// while the member moves to TLS.
+// peerScheme is the scheme of the member's peer URL. Every member serves
+// clients in it too while peers move: its clients' scheme for the other
+// members.
 func (n *node) peerScheme() string {
-	if n.peerPlaintext() {
+	if n.tls == nil || n.peerHTTP.Load() {
 		return "http"
 	}
-	return n.scheme()
+	return "https"
 }
 
 // bindAddress is the IP the instance serves on: its peer-facing address,

@@ -83,8 +83,8 @@ func (l *launcher) spec(launch cluster.Launch) etcd.ServerSpec {
 		ExtraFlags:              l.cfg.EtcdFlags.Strings(),
 		InitialCluster:          slices.Clone(launch.InitialCluster),
 		TLS:                     l.etcdTLSFiles(),
-		PeerPlaintext:           l.tls != nil && l.peerPlaintext(),
-		ClientPlaintext:         l.tls != nil && (l.peerPlaintext() || l.cfg.TLSPlaintextClients),
+		PeerPlaintext:           l.tls != nil && l.peerScheme() == "http",
+		ClientPlaintext:         l.tls != nil && (l.peersMoving() || l.cfg.TLSPlaintextClients || l.cfg.TLSPlaintextPeers),
 	}
 	if launch.ClientPort != 0 {
 		spec.ClientPort = launch.ClientPort

@@ -74,10 +74,11 @@ type supervisor struct {
 	// The run's memory: when the marker was last written, when a leader
 	// was last seen, when the leaderless checks last ran.
 	lastMarker, lastLeader time.Time
-	// lastTLSMove is when the member, moving to TLS, last looked whether
-	// its turn came; tlsMoveWhy the reason it last gave for waiting.
-	lastTLSMove              time.Time
-	tlsMoveWhy               string
+	// lastPeerMove is when the member, moving its peers between
+	// plaintext and TLS, last looked whether its turn came; peerMoveWhy
+	// the reason it last gave for waiting.
+	lastPeerMove time.Time
+	peerMoveWhy  string
 	lastRecovery, lastOrphan time.Time
 	lastHousekeeping         time.Time
 	// lastMembers is the membership at the last housekeeping cycle;
@@ -268,7 +269,7 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 	} else {
 		s.metrics.leader.Set(0)
 	}
-	if s.moveToTLS(ctx, c, proc) {
+	if s.movePeers(ctx, c, proc) {
 		return true
 	}
 	s.keepHouse(ctx, snapCtx, c, st)

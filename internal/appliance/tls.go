@@ -250,33 +250,33 @@ var errSchemeChange = errors.New("this instance cannot serve the data's cluster 
 // listed (older markers: the scheme of the members' client URLs), and an
 // accepted bootstrap offer's URLs.
 //
-// Data of a plaintext cluster with --tls on is a move to TLS: the member's
-// etcd keeps its http peer URL, with the certificates to dial peers that
-// already serve https, and clients are served both ways, until every
-// member runs with TLS; then each member switches to https in turn (see
-// moveToTLS). Everything else of another scheme is refused: data of a TLS
-// cluster with --tls off (back to plaintext is the same move the other way:
-// a fresh plaintext member at a time, see docs/operations.md), and an offer
+// A peer URL of another scheme than --tls and --tls-plaintext-peers want is
+// a move (tlsmove.go): to TLS (http data, --tls on) or back (https data,
+// --tls on with --tls-plaintext-peers). etcd serves peers in the data's
+// scheme, with the certificates to dial the members of the other, and
+// clients both ways, until the member switches in its turn. Refused: https
+// data with --tls off, which has no certificate to reach the members that
+// serve TLS (the way back goes through --tls-plaintext-peers), and an offer
 // of the other scheme, whose cluster has not formed.
 func (n *node) checkScheme(ld cluster.LocalData) error {
-	want := n.scheme()
+	want := n.wantPeerScheme()
+	n.setPeerHTTP(want == "http")
 	m, ok, err := n.data.readMarker()
-	known := err == nil && ok && ld.Exists
-	if known {
+	if err == nil && ok && ld.Exists {
 		u := m.PeerURL
 		if u == "" && len(m.Endpoints) > 0 {
 			u = m.Endpoints[0]
 		}
 		if scheme, _, found := strings.Cut(u, "://"); found && scheme != want {
-			if scheme == "http" && n.tls != nil {
-				n.setMovingToTLS(true)
-				n.log.Info("moving this member to TLS: etcd serves peers in plaintext, and clients both ways, until every member runs with TLS; then each member switches its peer URL to https in turn",
-					"peer_url", u)
-				return nil
+			if n.tls == nil {
+				return fmt.Errorf("the data dir %s holds a member of a cluster reached at %s, but --tls is %s: %w; "+
+					"run with the --tls the cluster was created with; to move it back to plaintext, first restart every instance "+
+					"with --tls-plaintext-peers, keeping --tls and its CA (see docs/operations.md, \"Moving between plaintext and TLS\")",
+					n.cfg.DataDir, u, n.cfg.TLS, errSchemeChange)
 			}
-			return fmt.Errorf("the data dir %s holds a member of a cluster reached at %s, but --tls is %s: %w; "+
-				"run with the --tls the cluster was created with (see docs/operations.md, \"Moving between plaintext and TLS\"), or start this instance on an empty data dir",
-				n.cfg.DataDir, u, n.cfg.TLS, errSchemeChange)
+			n.setPeerHTTP(scheme == "http")
+			n.log.Info("moving this member's peers to "+want+": etcd serves peers in "+scheme+", and clients both ways, "+
+				"until its turn to switch its peer URL comes", "peer_url", u)
 		}
 	}
 	if ld.Offer != nil {

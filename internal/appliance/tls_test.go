@@ -246,15 +246,19 @@ func TestSchemeChange(t *testing.T) {
 		offer     string
 		refused   bool
 		moving    bool
+		// plainPeers: --tls-plaintext-peers.
+		plainPeers bool
 	}{
-		{"plaintext data, tls off", false, []string{"http://10.0.0.1:2379"}, "", "", false, false},
-		{"plaintext data of an older marker, tls on: moving to TLS", true, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}, "", "", false, true},
-		{"plaintext peer URL, both client URLs, tls on: still moving", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "http://10.0.0.1:2380", "", false, true},
-		{"switched peer URL, tls on: moved", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "https://10.0.0.1:2380", "", false, false},
-		{"tls data, tls on", true, []string{"https://10.0.0.1:2379"}, "", "", false, false},
-		{"tls data, tls off", false, []string{"https://10.0.0.1:2379"}, "", "", true, false},
-		{"plaintext offer, tls on", true, nil, "", "http://10.0.0.1:2380", true, false},
-		{"tls offer, tls on", true, nil, "", "https://10.0.0.1:2380", false, false},
+		{"plaintext data, tls off", false, []string{"http://10.0.0.1:2379"}, "", "", false, false, false},
+		{"plaintext data of an older marker, tls on: moving to TLS", true, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}, "", "", false, true, false},
+		{"plaintext peer URL, both client URLs, tls on: still moving", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "http://10.0.0.1:2380", "", false, true, false},
+		{"switched peer URL, tls on: moved", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "https://10.0.0.1:2380", "", false, false, false},
+		{"tls data, tls on", true, []string{"https://10.0.0.1:2379"}, "", "", false, false, false},
+		{"tls data, tls off", false, []string{"https://10.0.0.1:2379"}, "", "", true, false, false},
+		{"plaintext offer, tls on", true, nil, "", "http://10.0.0.1:2380", true, false, false},
+		{"tls offer, tls on", true, nil, "", "https://10.0.0.1:2380", false, false, false},
+		{"tls data, tls on with plaintext peers: moving back", true, []string{"https://10.0.0.1:2379"}, "https://10.0.0.1:2380", "", false, true, true},
+		{"switched back, tls on with plaintext peers: moved", true, []string{"http://10.0.0.1:2379", "https://10.0.0.1:2379"}, "http://10.0.0.1:2380", "", false, false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testAppliance(t)
@@ -262,6 +266,7 @@ func TestSchemeChange(t *testing.T) {
 				a.tls = &memberTLS{}
 				a.cfg.TLS = config.TLSAuto
 			}
+			a.cfg.TLSPlaintextPeers = tt.plainPeers
 			if err := a.data.writeMarker(marker{ClusterID: 1, MemberID: 2, Name: "i-1", Endpoints: tt.endpoints, PeerURL: tt.peerURL}); err != nil {
 				t.Fatal(err)
 			}
@@ -276,11 +281,13 @@ func TestSchemeChange(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), "--tls") {
 				t.Errorf("the refusal %q does not name --tls", err)
 			}
-			if a.peerPlaintext() != tt.moving {
-				t.Errorf("moving to TLS: %t, want %t", a.peerPlaintext(), tt.moving)
+			if a.peersMoving() != tt.moving {
+				t.Errorf("moving peers: %t, want %t", a.peersMoving(), tt.moving)
 			}
+			// The peer URL stays in the data's scheme until the switch.
+			// Moving, it is the other scheme than the one wanted.
 			wantPeer := "https"
-			if tt.moving || !tt.tls {
+			if !tt.tls || tt.plainPeers != tt.moving {
 				wantPeer = "http"
 			}
 			if !strings.HasPrefix(a.peerURL(), wantPeer+"://") {

@@ -39,10 +39,10 @@ func CheckTLSMove(members []Member, self ID) error {
 		"this member's peer URL stays http until they do", plain)
 }
 
-// HTTPSPeerURL is peerURL with the https scheme.
-func HTTPSPeerURL(peerURL string) string {
-	if rest, ok := strings.CutPrefix(peerURL, "http://"); ok {
-		return "https://" + rest
+// WithScheme is u with scheme (http or https) instead of its own.
+func WithScheme(u, scheme string) string {
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		return scheme + "://" + rest
 	}
-	return peerURL
+	return u
 }

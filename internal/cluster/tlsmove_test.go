@@ -40,7 +40,10 @@ func TestCheckTLSMove(t *testing.T) {
 			}
 		})
 	}
-	if got := HTTPSPeerURL("http://10.0.0.1:2380"); got != "https://10.0.0.1:2380" {
-		t.Errorf("HTTPSPeerURL = %s", got)
+	if got := WithScheme("http://10.0.0.1:2380", "https"); got != "https://10.0.0.1:2380" {
+		t.Errorf("WithScheme = %s", got)
+	}
+	if got := WithScheme("https://[fd00::1]:2380", "http"); got != "http://[fd00::1]:2380" {
+		t.Errorf("WithScheme = %s", got)
 	}
 }

@@ -125,6 +125,10 @@ type Config struct {
 	// TLSPlaintextClients serves plaintext clients on etcd's client port
 	// too, beside TLS ones: for clients still moving to TLS.
 	TLSPlaintextClients bool
+	// TLSPlaintextPeers serves etcd's peers in plaintext although TLS is
+	// on: the way back from TLS, member by member (clients are then served
+	// both ways too).
+	TLSPlaintextPeers bool
 	// EtcdAuth is --etcd-auth: etcd's RBAC on, the appliance acting as a
 	// user with the root role through its certificate's common name.
 	// Needs TLS: etcd takes the user from the client certificate.
@@ -226,6 +230,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "etcd backend quota in bytes")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "etcd periodic auto-compaction retention (0 disables)")
 	fs.StringVar(&c.TLS, "tls", c.TLS, "TLS on etcd's client and peer ports and the appliance API: off (plaintext), auto (a cluster CA the appliance keeps in --tls-ca-dir or --tls-ca-secret; each instance issues itself a short-lived certificate and renews it) or files (--tls-cert-file, --tls-key-file, --tls-trusted-ca-file) (default: auto when a CA source is given, else off); a running plaintext cluster moves to TLS member by member when its instances are restarted with it")
+	fs.BoolVar(&c.TLSPlaintextPeers, "tls-plaintext-peers", c.TLSPlaintextPeers, "--tls auto or files: etcd's peers in plaintext, clients both ways: the way back to plaintext, each member switching its peer URL to http in turn; then --tls off")
 	fs.BoolVar(&c.TLSPlaintextClients, "tls-plaintext-clients", c.TLSPlaintextClients, "--tls auto or files: etcd's client port serves plaintext clients too, beside TLS ones, and advertises both URLs: for clients still moving to TLS")
 	fs.StringVar(&c.TLSCADir, "tls-ca-dir", c.TLSCADir, "--tls auto: directory holding the cluster CA (ca.pem, its key included); the first instance creates it, the others read it")
 	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA (in multi-region mode, in the first of --regions); the first instance creates it, the others read it")
@@ -522,6 +527,9 @@ func (c *Config) validateTLS(bad func(flagName, format string, args ...any)) {
 	auto, files := c.TLS == TLSAuto, c.TLS == TLSFiles
 	if c.TLSPlaintextClients && !auto && !files {
 		bad("tls-plaintext-clients", "is for --tls auto or files: with --tls off every client is plaintext")
+	}
+	if c.TLSPlaintextPeers && !auto && !files {
+		bad("tls-plaintext-peers", "is for --tls auto or files: it keeps the certificates for the members that still serve TLS; with --tls off every peer is plaintext")
 	}
 	switch c.TLS {
 	case TLSOff, TLSAuto, TLSFiles:

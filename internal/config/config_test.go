@@ -161,6 +161,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"tls certificate lifetime too short", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertLifetime = TLSAuto, dir, time.Minute }, "--tls-cert-lifetime", "2m0s"},
 		{"tls CA dir with tls off", func(c *Config) { c.TLS, c.TLSCADir = TLSOff, dir }, "--tls-ca-dir", "--tls auto"},
 		{"plaintext clients with tls off", func(c *Config) { c.TLSPlaintextClients = true }, "--tls-plaintext-clients", "--tls auto or files"},
+		{"plaintext peers with tls off", func(c *Config) { c.TLSPlaintextPeers = true }, "--tls-plaintext-peers", "--tls auto or files"},
 		{"tls cert file with tls auto", func(c *Config) { c.TLS, c.TLSCADir, c.TLSCertFile = TLSAuto, dir, aFile }, "--tls-cert-file", "--tls files"},
 		{"etcd auth with tls off", func(c *Config) { c.EtcdAuth = true }, "--etcd-auth", "--tls auto or --tls files"},
 		{"tls files without a key", func(c *Config) {

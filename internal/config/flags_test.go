@@ -60,6 +60,7 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		{"tls-cert-lifetime", "168h0m0s"},
 		{"tls-key-file", ""},
 		{"tls-plaintext-clients", "false"},
+		{"tls-plaintext-peers", "false"},
 		{"tls-trusted-ca-file", ""},
 	}
 	fs := newFlagSet(NewConfig())
