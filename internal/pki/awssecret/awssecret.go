@@ -15,6 +15,7 @@
 package awssecret
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -173,11 +174,22 @@ func (s *Store) readBack(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Replace puts material as the secret's current value.
-func (s *Store) Replace(ctx context.Context, material []byte) error {
+// Replace puts material as the secret's current value when the current
+// value is still previous. Secrets Manager has no conditional put: the
+// compare is a read just before the put, so two operators stepping in the
+// same second can still both write (the last wins); `etcd-appliance ca`
+// reads the result back and says so.
+func (s *Store) Replace(ctx context.Context, previous, material []byte) error {
+	stored, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(stored, previous) {
+		return fmt.Errorf("%w (secret %q)", pki.ErrCAChanged, s.name)
+	}
 	cctx, cancel := context.WithTimeout(ctx, awsconf.CallTimeout)
 	defer cancel()
-	_, err := s.api.PutSecretValue(cctx, &secretsmanager.PutSecretValueInput{
+	_, err = s.api.PutSecretValue(cctx, &secretsmanager.PutSecretValueInput{
 		SecretId:     aws.String(s.name),
 		SecretString: aws.String(string(material)),
 	})

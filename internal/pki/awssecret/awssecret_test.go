@@ -182,8 +182,11 @@ func TestStoreOnMoto(t *testing.T) {
 
 	next, _ := pki.NewAuthority("cluster-ca-2", time.Now(), pki.DefaultCALifetime)
 	introducedPEM, _ := first.Introduce(next).MarshalPEM()
-	if err := s.Replace(ctx, introducedPEM); err != nil {
+	if err := s.Replace(ctx, firstPEM, introducedPEM); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, firstPEM, secondPEM); !errors.Is(err, pki.ErrCAChanged) {
+		t.Errorf("Replace decided on the value before the last Replace: %v, want ErrCAChanged", err)
 	}
 	ca, created, err := pki.EnsureCA(ctx, s, generate, nil)
 	if err != nil || created || ca.Next == nil || !ca.Next.Cert.Equal(next.Cert) {
