@@ -98,8 +98,9 @@ type supervisor struct {
 	recoveryAfter, orphanedAfter time.Duration
 }
 
-// run watches the running etcd until it exits or ctx is done.
-func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
+// run watches the running etcd until it exits or ctx is done, and returns
+// the etcd that ran last: proc, or the one a CA rotation restarted it as.
+func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 	defer func() {
 		s.setReady(false)
 		s.metrics.leader.Set(0)
@@ -110,7 +111,7 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	if err != nil {
 		s.log.Error("cannot watch the local etcd", "err", err)
 		<-proc.Done()
-		return
+		return proc
 	}
 	// Closed in the background: the client's lease keep-alives (the
 	// housekeeper candidacy) wind down slowly against an etcd that is gone,
@@ -155,20 +156,23 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return proc
 		case <-proc.Done():
-			return
+			return proc
 		case _, ok := <-changes:
 			if !ok {
 				changes = nil
 				continue
 			}
 			s.changedAt = s.now()
+		case <-s.trustChanged():
+			s.changedAt = s.now()
 		case <-next.C:
 		}
 		if stop := s.look(ctx, snapCtx, c, proc); stop {
-			return
+			return proc
 		}
+		proc = s.rollOutTrust(ctx, proc)
 		next.Reset(lookEvery(s.steady))
 	}
 }

@@ -53,6 +53,7 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		{"store", ""},
 		{"tls", "off"},
 		{"tls-ca-dir", ""},
+		{"tls-ca-refresh-interval", "1m0s"},
 		{"tls-ca-secret", ""},
 		{"tls-cert-file", ""},
 		{"tls-cert-lifetime", "168h0m0s"},
