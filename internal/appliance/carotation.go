@@ -290,14 +290,15 @@ func (n *node) trustChanged() <-chan struct{} {
 }
 
 // rollOutTrust restarts etcd, in its turn, when it runs with another
-// bundle than the stored one. It returns the etcd that runs afterwards:
-// proc while it is not the member's turn, or when the restart failed after
-// stopping it (its exit then ends the supervision, and the appliance plans
-// again).
-func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess) etcdProcess {
+// bundle than the stored one; release, called once it is the turn, lets go
+// of the supervision's client of the local etcd. It returns the etcd that
+// runs afterwards — proc while it is not the member's turn, or when the
+// restart failed after stopping it (its exit then ends the supervision,
+// and the appliance plans again) — and whether release was called.
+func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess, release func()) (_ etcdProcess, released bool) {
 	r := s.rotation()
 	if r == nil || !r.restartPending() {
-		return proc
+		return proc, false
 	}
 	start := s.now()
 	restarted, err := s.starter.inTurn(ctx, restartTurn{
@@ -312,6 +313,8 @@ func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess) etcdPro
 			s.log.Info("CA rotation: restarting etcd in turn to load the new trust bundle", "member", id,
 				"trusted", shortFingerprints(r.renewer.Trust().Fingerprints()))
 			r.restarts.Inc()
+			released = true
+			release()
 			return s.starter.restartLocked(ctx, c, proc, id, "CA rotation", func(ctx context.Context) (etcdProcess, error) {
 				return s.starter.launcher.launch(ctx, cluster.LaunchOnData(s.self.ID, s.peerURL(), s.clusterName()))
 			})
@@ -322,17 +325,14 @@ func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess) etcdPro
 		r.setWaiting("")
 		s.log.Info("CA rotation: etcd restarted with the new trust bundle and is a healthy voter; the next member may go",
 			"took", s.now().Sub(start).Round(time.Millisecond))
-		return restarted
+		return restarted, released
 	case restarted != nil:
 		r.setWaiting("")
 		s.log.Warn("CA rotation: etcd restarted with the new trust bundle but is not a healthy voter yet", "err", err)
-		return restarted
-	}
-	select {
-	case <-proc.Done():
+		return restarted, released
+	case released:
 		s.log.Error("CA rotation: etcd did not start again after its stop; planning again", "err", err)
-		return proc
-	default:
+		return proc, released
 	}
 	why := err.Error()
 	if h := (*cluster.Hold)(nil); errors.As(err, &h) {
@@ -346,7 +346,17 @@ func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess) etcdPro
 	if changed {
 		s.log.Debug("CA rotation: not restarting etcd yet", "why", why)
 	}
-	return proc
+	return proc, false
+}
+
+// isRunning reports whether proc has not exited.
+func isRunning(proc etcdProcess) bool {
+	select {
+	case <-proc.Done():
+		return false
+	default:
+		return true
+	}
 }
 
 func shortFingerprints(fps []string) []string {

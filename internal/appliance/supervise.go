@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -107,18 +108,39 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 		s.metrics.cluster.setState(stateStarting)
 		s.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.HasLeader = false, false })
 	}()
+	for {
+		var again bool
+		if proc, again = s.watch(ctx, proc); !again {
+			return proc
+		}
+		s.log.Info("CA rotation: watching etcd again with clients that trust the new bundle")
+	}
+}
+
+// watch is run's watch with one client of the local etcd, made with the
+// trust bundle of the moment: it returns again when the bundle changed
+// (a CA rotation), for a new client that trusts what members will serve.
+func (s *supervisor) watch(ctx context.Context, proc etcdProcess) (_ etcdProcess, again bool) {
 	c, err := s.dial([]string{s.clientURL()})
 	if err != nil {
 		s.log.Error("cannot watch the local etcd", "err", err)
 		<-proc.Done()
-		return proc
+		return proc, false
 	}
 	// Closed in the background: the client's lease keep-alives (the
 	// housekeeper candidacy) wind down slowly against an etcd that is gone,
 	// and a restart or a recovery must not wait for them.
-	defer func() { go c.Close() }()
+	closeClient := sync.OnceValue(c.Close)
+	defer func() { go closeClient() }()
 	s.role = newCandidacy(s.node, c)
 	defer s.role.end()
+	// release lets go of the local etcd before a CA rotation restarts it:
+	// etcd's graceful stop waits for the client's open streams (the
+	// candidacy's lease keep-alive, the watch) up to its request timeout.
+	release := func() {
+		s.role.end()
+		_ = closeClient()
+	}
 	// A snapshot in flight ends with the supervision, before its client
 	// closes: it must not thin or verify for a member that stopped.
 	snapCtx, stopSnap := context.WithCancel(ctx)
@@ -156,9 +178,9 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 	for {
 		select {
 		case <-ctx.Done():
-			return proc
+			return proc, false
 		case <-proc.Done():
-			return proc
+			return proc, false
 		case _, ok := <-changes:
 			if !ok {
 				changes = nil
@@ -166,13 +188,16 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 			}
 			s.changedAt = s.now()
 		case <-s.trustChanged():
-			s.changedAt = s.now()
+			return proc, true
 		case <-next.C:
 		}
 		if stop := s.look(ctx, snapCtx, c, proc); stop {
-			return proc
+			return proc, false
 		}
-		proc = s.rollOutTrust(ctx, proc)
+		if restarted, released := s.rollOutTrust(ctx, proc, release); released {
+			// Watched again with a new client: this one is closed.
+			return restarted, isRunning(restarted)
+		}
 		next.Reset(lookEvery(s.steady))
 	}
 }
