@@ -59,9 +59,9 @@ type TLSStatus struct {
 }
 
 // EtcdCurrent reports whether the running etcd trusts exactly what the
-// appliance does.
+// appliance does; an etcd that does not run starts with that.
 func (t TLSStatus) EtcdCurrent() bool {
-	return sameSet(t.Trusted, t.EtcdTrusted)
+	return len(t.EtcdTrusted) == 0 || sameSet(t.Trusted, t.EtcdTrusted)
 }
 
 // MemberTLS is one member's report for a rotation check: its TLSStatus,

@@ -65,6 +65,7 @@ func TestRotationProgress(t *testing.T) {
 		want string
 	}{
 		{TLSStatus{Trusted: []string{"a"}, EtcdTrusted: []string{"a"}, Signer: "a", CertificateIssuer: "a"}, ""},
+		{TLSStatus{Trusted: []string{"a", "b"}, Signer: "a", CertificateIssuer: "a"}, ""}, // etcd not running
 		{TLSStatus{Trusted: []string{"a", "b"}, EtcdTrusted: []string{"a"}, Signer: "a", CertificateIssuer: "a"}, "etcd restarts in turn"},
 		{TLSStatus{Trusted: []string{"b", "a"}, EtcdTrusted: []string{"a", "b"}, Signer: "b", CertificateIssuer: "a"}, "renewing the certificate"},
 	} {
