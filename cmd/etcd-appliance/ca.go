@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -168,7 +169,10 @@ func (cmd caCommand) askMembers(ctx context.Context, ca *pki.ClusterCA) ([]clust
 		return nil, err
 	}
 	hc := &http.Client{Transport: pki.MemberTransport(creds)}
-	candidates := (&statusTLS{caDir: "on"}).withScheme(localAPIs(defaultAPIPort))
+	var candidates []string
+	for _, u := range localAPIs(defaultAPIPort) {
+		candidates = append(candidates, "https://"+strings.TrimPrefix(u, "http://"))
+	}
 	if cmd.api != "" {
 		api := cmd.api
 		if !strings.Contains(api, "://") {
@@ -187,11 +191,12 @@ func (cmd caCommand) askMembers(ctx context.Context, ca *pki.ClusterCA) ([]clust
 	if st.Error != "" {
 		return nil, fmt.Errorf("%s lists no members: %s", st.Reporter, st.Error)
 	}
+	// Every member serves its API on the port of the one that answered
+	// (--api-port is the same across a cluster).
 	port := defaultAPIPort
-	for _, c := range candidates {
-		if u, err := url.Parse(c); err == nil && u.Port() != "" {
-			fmt.Sscan(u.Port(), &port)
-			break
+	if u, err := url.Parse(candidates[0]); err == nil {
+		if p, err := strconv.Atoi(u.Port()); err == nil {
+			port = p
 		}
 	}
 	var out []cluster.MemberTLS
