@@ -89,6 +89,9 @@ func TestTLSCARotation(t *testing.T) {
 	// a second and restart etcd one after the other, seconds each.
 	refused("promote", "was not restarted with the bundle", "has not read the bundle")
 	refused("retire", "promote it first")
+	if out, err := caCmd(); err != nil || !strings.Contains(out, "next step: promote, not yet") {
+		t.Errorf("ca right after introduce: %v, want the promote not ready yet\n%s", err, out)
+	}
 	newCA := storedCA(t, ctx, store)
 	if newCA.Next == nil {
 		t.Fatal("no introduced CA stored")

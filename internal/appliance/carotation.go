@@ -226,9 +226,10 @@ func (c *caRotation) status() cluster.TLSStatus {
 	return st
 }
 
-// restartPending reports whether etcd runs with another bundle than the
-// appliance trusts, and a turn may be asked for now.
-func (c *caRotation) restartPending() bool {
+// restartDue reports whether etcd runs with another bundle than the
+// appliance trusts and a turn may be asked for now (at most every
+// trustRestartEvery); it records the ask.
+func (c *caRotation) restartDue() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.etcdTrust == nil || c.now().Sub(c.lastTry) < trustRestartEvery {
@@ -297,7 +298,7 @@ func (n *node) trustChanged() <-chan struct{} {
 // and the appliance plans again) — and whether release was called.
 func (s *supervisor) rollOutTrust(ctx context.Context, proc etcdProcess, release func()) (_ etcdProcess, released bool) {
 	r := s.rotation()
-	if r == nil || !r.restartPending() {
+	if r == nil || !r.restartDue() {
 		return proc, false
 	}
 	start := s.now()

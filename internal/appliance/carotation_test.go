@@ -58,7 +58,7 @@ func TestCARotationRollsOut(t *testing.T) {
 		return b.Fingerprints()
 	}
 
-	if r.restartPending() {
+	if r.restartDue() {
 		t.Error("a restart is asked for while etcd does not run")
 	}
 	r.etcdStarting()
@@ -87,15 +87,15 @@ func TestCARotationRollsOut(t *testing.T) {
 	if !strings.Contains(st.Rotation, "etcd restarts in turn") {
 		t.Errorf("after introduce, rotation progress %q, want the restart", st.Rotation)
 	}
-	if !r.restartPending() {
+	if !r.restartDue() {
 		t.Error("no restart asked for with etcd on the old bundle")
 	}
-	if r.restartPending() {
+	if r.restartDue() {
 		t.Error("a restart asked for again at once, want at most one a second")
 	}
 	r.etcdStarting()
 	r.lastTry = time.Time{}
-	if r.restartPending() {
+	if r.restartDue() {
 		t.Error("a restart asked for with etcd on the new bundle")
 	}
 	if err := cluster.CheckCAStep(cluster.CAPromote, cluster.CAState{Signer: oldFP, Next: nextFP, Trusted: st.Trusted},
@@ -113,7 +113,7 @@ func TestCARotationRollsOut(t *testing.T) {
 	}
 	step(promoted)
 	st = *a.tlsStatus()
-	if st.Signer != nextFP || st.CertificateIssuer != nextFP || st.Rotation != "" || r.restartPending() {
+	if st.Signer != nextFP || st.CertificateIssuer != nextFP || st.Rotation != "" || r.restartDue() {
 		t.Fatalf("after promote: %+v", st)
 	}
 	if err := a.tls.current().Cert.CheckSignatureFrom(next.Cert); err != nil {
@@ -123,7 +123,7 @@ func TestCARotationRollsOut(t *testing.T) {
 	step(promoted.Retire())
 	st = *a.tlsStatus()
 	if !slices.Equal(st.Trusted, []string{nextFP}) || !slices.Equal(etcdFile(), []string{nextFP}) ||
-		st.CertificateIssuer != nextFP || !r.restartPending() {
+		st.CertificateIssuer != nextFP || !r.restartDue() {
 		t.Fatalf("after retire: %+v", st)
 	}
 
