@@ -113,7 +113,7 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 		if proc, again = s.watch(ctx, proc); !again {
 			return proc
 		}
-		s.log.Info("CA rotation: watching etcd again with clients that trust the new bundle")
+		s.log.Info("CA rotation: watching etcd again with a client of the new trust bundle")
 	}
 }
 
