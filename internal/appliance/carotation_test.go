@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster/clustertest"
 	"github.com/etcd-appliance/etcd-appliance/internal/pki"
 )
 
@@ -166,5 +167,66 @@ func TestCAChange(t *testing.T) {
 		if got := caChange(tc.prev, tc.next); got != tc.want {
 			t.Errorf("%s: caChange = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestCARestartInTurn: a member whose etcd runs with an old bundle restarts
+// it only in its turn — under the membership lock, every other member a
+// healthy voter — letting go of its own client first, and says meanwhile
+// what it waits for.
+func TestCARestartInTurn(t *testing.T) {
+	a, ca, _ := tlsAppliance(t)
+	ctx := t.Context()
+	a.cfg.StartupInterval = 5 * time.Millisecond
+	a.starter.swapWait = 200 * time.Millisecond
+	ms := []cluster.Member{selfMember(a, 0xa), clustertest.Member(0xb, false), clustertest.Member(0xc, false)}
+	f := newFakeEtcd(ms)
+	for url, st := range f.status {
+		st.Leader = 0xb
+		f.status[url] = st
+	}
+	a.dial = f.dialer()
+	l := &fakeLauncher{current: etcdRelease{Version: "3.7.3", Command: []string{"etcd"}}}
+	a.starter.launcher = l
+	r := a.tls.rotation
+	r.etcdStarting()
+	next, _ := pki.NewAuthority("next", time.Now(), 24*time.Hour)
+	previous, _ := a.caStore.Load(ctx)
+	material, _ := ca.Introduce(next).MarshalPEM()
+	if err := a.caStore.Replace(ctx, previous, material); err != nil {
+		t.Fatal(err)
+	}
+	r.refresh(ctx)
+
+	c := clustertest.Member(0xc, false).ClientURLs[0]
+	f.mu.Lock()
+	healthy := f.status[c]
+	delete(f.status, c)
+	f.mu.Unlock()
+	old := newFakeProcess()
+	releases := 0
+	release := func() { releases++ }
+	got, released := a.supervisor.rollOutTrust(ctx, old, release)
+	if released || got != old || old.stopped || len(l.procs) != 0 {
+		t.Fatalf("with a voter unhealthy: released %v, old stopped %v, %d launched; want no restart", released, old.stopped, len(l.procs))
+	}
+	if st := a.tlsStatus(); !strings.Contains(st.Rotation, "is not healthy") {
+		t.Errorf("rotation progress %q, want why the restart waits", st.Rotation)
+	}
+
+	f.mu.Lock()
+	f.status[c] = healthy
+	f.mu.Unlock()
+	r.lastTry = time.Time{}
+	got, released = a.supervisor.rollOutTrust(ctx, old, release)
+	if !released || releases != 1 || !old.stopped || len(l.procs) != 1 || got != l.procs[0] {
+		t.Fatalf("in its turn: released %v (%d), old stopped %v, %d launched; want the restart", released, releases, old.stopped, len(l.procs))
+	}
+	calls := f.log(false)
+	if !slices.Contains(calls, "Lock") || calls[len(calls)-1] != "Unlock" {
+		t.Errorf("calls %q: want the restart under the membership lock", calls)
+	}
+	if got := testutil.ToFloat64(r.restarts); got != 1 {
+		t.Errorf("restarts counted %v, want 1", got)
 	}
 }
