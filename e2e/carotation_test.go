@@ -143,18 +143,29 @@ func TestTLSCARotation(t *testing.T) {
 	for _, inst := range insts {
 		checkWritten(t, ctx, g, inst.ID, "carotation", acked)
 	}
+	// A user certificate of the retired CA is refused by every member; one
+	// of the new CA, with the same client otherwise, is taken.
+	newUser := wcreds.cert.Load()
 	for _, inst := range insts {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{inst.ClientURL()}, DialTimeout: 2 * time.Second,
-			Logger: zap.NewNop(), TLS: (&swappableCredentials{}).with(oldUser, retiredCA.Trust).clientTLS()})
-		if err != nil {
-			continue // refused at dial
-		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err = c.Put(pctx, "/e2e/old-user", "x")
-		cancel()
-		c.Close()
-		if err == nil {
-			t.Errorf("%s accepted a write with a user certificate of the retired CA", inst.ID)
+		for _, user := range []struct {
+			name string
+			cert *tls.Certificate
+			ok   bool
+		}{{"old CA", oldUser, false}, {"new CA", newUser, true}} {
+			c, err := clientv3.New(clientv3.Config{Endpoints: []string{inst.ClientURL()}, DialTimeout: 2 * time.Second,
+				Logger: zap.NewNop(), TLS: (&swappableCredentials{}).with(user.cert, retiredCA.Trust).clientTLS()})
+			if err == nil {
+				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				_, err = c.Put(pctx, "/e2e/user", user.name)
+				cancel()
+				c.Close()
+			}
+			switch {
+			case user.ok && err != nil:
+				t.Errorf("%s refused a write with a user certificate of the %s: %v", inst.ID, user.name, err)
+			case !user.ok && err == nil:
+				t.Errorf("%s accepted a write with a user certificate of the retired CA", inst.ID)
+			}
 		}
 	}
 	if out, err := caCmd(); err != nil || !strings.Contains(out, "next step: introduce, ready") {
