@@ -186,6 +186,8 @@ type writer struct {
 	acked int
 	gap   time.Duration
 	err   error
+	// failed counts the attempts refused or timed out (each retried).
+	failed int
 }
 
 func startWriter(ctx context.Context, c *clientv3.Client, prefix string) *writer {
@@ -201,6 +203,11 @@ func startWriter(ctx context.Context, c *clientv3.Client, prefix string) *writer
 				pctx, pcancel := context.WithTimeout(wctx, time.Second)
 				defer pcancel()
 				_, err := c.Put(pctx, keyName(prefix, i), keyValue(prefix, i))
+				if err != nil && ctx.Err() == nil {
+					w.mu.Lock()
+					w.failed++
+					w.mu.Unlock()
+				}
 				return err == nil, fmt.Sprint(err)
 			})
 			wcancel()
@@ -221,6 +228,13 @@ func startWriter(ctx context.Context, c *clientv3.Client, prefix string) *writer
 		}
 	}()
 	return w
+}
+
+// failures is how many write attempts failed so far (each was retried).
+func (w *writer) failures() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
 }
 
 func (w *writer) acknowledged() int {

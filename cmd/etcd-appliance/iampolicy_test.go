@@ -115,7 +115,8 @@ func TestIAMPolicyScopesTheCASecret(t *testing.T) {
 	if want := []string{"arn:aws-cn:secretsmanager:*:*:secret:orders/etcd-ca-??????"}; !slices.Equal(st.Resource, want) {
 		t.Errorf("resource %v, want %v", st.Resource, want)
 	}
-	if want := []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"}; !slices.Equal(st.Action, want) {
+	if want := []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+		"secretsmanager:UpdateSecretVersionStage"}; !slices.Equal(st.Action, want) {
 		t.Errorf("actions %v, want %v", st.Action, want)
 	}
 	if slices.ContainsFunc(awsprovider.Policy(awsprovider.PolicyFeatures{}).Statement, func(st awsprovider.PolicyStatement) bool {

@@ -13,6 +13,8 @@
 //	backup   a snapshot of the cluster now, into --store
 //	restore  a snapshot into this instance's data dir, by hand
 //	client-cert  a user certificate of the cluster CA (--tls auto), for etcdctl
+//	ca       the cluster CA's rotation (--tls auto): shown, or one step taken when
+//	         it is safe: ca --step introduce|promote|retire (docs/operations.md, TLS)
 //	version  the appliance's and the bundled etcd's versions
 //	completion  a bash or zsh completion script (completion bash|zsh)
 //
@@ -60,6 +62,8 @@
 //	--tls-ca-dir ""                   tls auto: the CA's directory, shared by every instance
 //	--tls-ca-secret ""                tls auto, aws: the CA's AWS Secrets Manager secret (created by the first instance)
 //	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
+//	--tls-ca-refresh-interval 5m      tls auto: how often the CA store is read again to roll out a CA rotation's
+//	                                  step (with --tls-ca-secret, one GetSecretValue per instance each time)
 //	--tls-cert-file "" --tls-key-file "" --tls-trusted-ca-file ""
 //	                                  tls files: the member's certificate and key, and the CA bundle
 //	--etcd-auth false                 etcd's RBAC on (auth enable), the appliance as a user with the root role through its
@@ -100,6 +104,7 @@ func commands() []struct{ name, summary string } {
 		{"backup", "take a snapshot of the cluster now and store it (--store)"},
 		{"restore", "restore a snapshot into this instance (--from OBJECT --yes), list them (--list)"},
 		{"client-cert", "issue a client certificate of the cluster CA (--tls auto) for etcdctl and programs"},
+		{"ca", "rotate the cluster CA (--tls auto): show, or --step introduce|promote|retire when safe"},
 		{"version", "print the appliance and bundled etcd versions"},
 		{"completion", "print a bash or zsh completion script: completion bash|zsh"},
 	}
@@ -163,6 +168,8 @@ func run(ctx context.Context, args []string) int {
 		return runRestore(ctx, rest, os.Stdout)
 	case "client-cert":
 		return runClientCert(ctx, rest, os.Stdout)
+	case "ca":
+		return runCA(ctx, rest, os.Stdout, os.Stderr)
 	case "version", "--version":
 		if code, ok := parseFlags(newFlagSet("version"), rest); !ok {
 			return code

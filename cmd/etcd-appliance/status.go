@@ -242,6 +242,15 @@ func printStatus(w io.Writer, st cluster.ClusterStatus) {
 	if st.Waiting != "" {
 		fmt.Fprintf(w, "%s waits: %s\n", st.Reporter, st.Waiting)
 	}
+	if t := st.TLS; t != nil {
+		fmt.Fprintf(w, "TLS of %s: trusts CAs %s, its etcd %s, serves a certificate of %s (until %s)", st.Reporter,
+			strings.Join(shortAll(t.Trusted), ","), strings.Join(shortAll(t.EtcdTrusted), ","),
+			cluster.ShortFingerprint(t.CertificateIssuer), t.CertificateNotAfter.Format(time.RFC3339))
+		if t.Rotation != "" {
+			fmt.Fprintf(w, "; CA rotation: %s", t.Rotation)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, u := range st.Unanswered {
 		if u.Ignored != "" {
 			fmt.Fprintf(w, "instance %s (%s) answers and is ignored (for %s): it %s\n", u.Instance, u.Address,

@@ -131,7 +131,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (a *Appliance) Status(ctx context.Context) cluster.ClusterStatus { return a.api.status(ctx) }
 
 func (a *api) status(ctx context.Context) cluster.ClusterStatus {
-	st := cluster.ClusterStatus{Reporter: a.self.ID, ObservedAt: a.now().UTC()}
+	st := cluster.ClusterStatus{Reporter: a.self.ID, ObservedAt: a.now().UTC(), TLS: a.tlsStatus()}
 	peer := a.peerState()
 	st.LastExit = peer.LastExit
 	if !peer.HasLeader {

@@ -240,7 +240,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			continue
 		}
 		started := a.now()
-		a.supervisor.run(run, proc)
+		proc = a.supervisor.run(run, proc)
 		if run.Err() != nil {
 			return a.stop(ctx, run, proc)
 		}

@@ -127,6 +127,9 @@ func (l *launcher) launchRelease(ctx context.Context, launch cluster.Launch, r e
 	}
 	l.log.Info("starting etcd", "state", spec.InitialClusterState, "initial_cluster", spec.InitialCluster,
 		"force_new_cluster", spec.ForceNewCluster, "etcd_version", r.Version, "timing", launch.Timing)
+	if rot := l.rotation(); rot != nil {
+		rot.etcdStarting()
+	}
 	proc, err := l.startCommand(ctx, r.Command, spec, l.log, l.data.pidFile())
 	if err != nil {
 		return nil, err

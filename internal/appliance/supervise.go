@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -77,8 +78,8 @@ type supervisor struct {
 	// lastPeerMove is when the member, moving its peers between
 	// plaintext and TLS, last looked whether its turn came; peerMoveWhy
 	// the reason it last gave for waiting.
-	lastPeerMove time.Time
-	peerMoveWhy  string
+	lastPeerMove             time.Time
+	peerMoveWhy              string
 	lastRecovery, lastOrphan time.Time
 	lastHousekeeping         time.Time
 	// lastMembers is the membership at the last housekeeping cycle;
@@ -103,26 +104,48 @@ type supervisor struct {
 	recoveryAfter, orphanedAfter time.Duration
 }
 
-// run watches the running etcd until it exits or ctx is done.
-func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
+// run watches the running etcd until it exits or ctx is done, and returns
+// the etcd that ran last: proc, or the one a CA rotation restarted it as.
+func (s *supervisor) run(ctx context.Context, proc etcdProcess) etcdProcess {
 	defer func() {
 		s.setReady(false)
 		s.metrics.leader.Set(0)
 		s.metrics.cluster.setState(stateStarting)
 		s.setPeer(func(p *cluster.PeerState) { p.EtcdRunning, p.HasLeader = false, false })
 	}()
+	for {
+		var again bool
+		if proc, again = s.watch(ctx, proc); !again {
+			return proc
+		}
+		s.log.Info("watching etcd again with a new client (restarted in turn, or a new trust bundle)")
+	}
+}
+
+// watch is run's watch with one client of the local etcd, made with the
+// trust bundle of the moment: it returns again when the bundle changed
+// (a CA rotation), for a new client that trusts what members will serve.
+func (s *supervisor) watch(ctx context.Context, proc etcdProcess) (_ etcdProcess, again bool) {
 	c, err := s.dial([]string{s.clientURL()})
 	if err != nil {
 		s.log.Error("cannot watch the local etcd", "err", err)
 		<-proc.Done()
-		return
+		return proc, false
 	}
 	// Closed in the background: the client's lease keep-alives (the
 	// housekeeper candidacy) wind down slowly against an etcd that is gone,
 	// and a restart or a recovery must not wait for them.
-	defer func() { go c.Close() }()
+	closeClient := sync.OnceValue(c.Close)
+	defer func() { go closeClient() }()
 	s.role = newCandidacy(s.node, c)
 	defer s.role.end()
+	// release lets go of the local etcd before a CA rotation restarts it:
+	// etcd's graceful stop waits for the client's open streams (the
+	// candidacy's lease keep-alive, the watch) up to its request timeout.
+	release := func() {
+		s.role.end()
+		_ = closeClient()
+	}
 	// A snapshot in flight ends with the supervision, before its client
 	// closes: it must not thin or verify for a member that stopped.
 	snapCtx, stopSnap := context.WithCancel(ctx)
@@ -160,19 +183,28 @@ func (s *supervisor) run(ctx context.Context, proc etcdProcess) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return proc, false
 		case <-proc.Done():
-			return
+			return proc, false
 		case _, ok := <-changes:
 			if !ok {
 				changes = nil
 				continue
 			}
 			s.changedAt = s.now()
+		case <-s.trustChanged():
+			return proc, true
 		case <-next.C:
 		}
 		if stop := s.look(ctx, snapCtx, c, proc); stop {
-			return
+			return proc, false
+		}
+		if restarted, released := s.rollOutTrust(ctx, proc, release); released {
+			// Watched again with a new client: this one is closed.
+			return restarted, isRunning(restarted)
+		}
+		if restarted, released := s.movePeers(ctx, proc, release); released {
+			return restarted, isRunning(restarted)
 		}
 		next.Reset(lookEvery(s.steady))
 	}
@@ -268,9 +300,6 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 		s.metrics.leader.Set(1)
 	} else {
 		s.metrics.leader.Set(0)
-	}
-	if s.movePeers(ctx, c, proc) {
-		return true
 	}
 	s.keepHouse(ctx, snapCtx, c, st)
 	return false

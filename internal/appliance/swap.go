@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -121,6 +123,56 @@ func (s *starter) swap(ctx context.Context, launch cluster.Launch, prev etcdRele
 // made, rolled back or refused, and an error when it is not this member's
 // turn yet (old still runs).
 func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdProcess, prev etcdRelease) (etcdProcess, error) {
+	return s.inTurn(ctx, restartTurn{
+		what: "in-place upgrade",
+		gate: func(actx context.Context, c etcdAPI) (etcdProcess, error) {
+			current := s.launcher.currentRelease()
+			vs, err := c.Versions(actx)
+			if err != nil {
+				return nil, fmt.Errorf("version gate: %w", err)
+			}
+			restorePoint, err := s.gateVersion(actx, c, vs, current.Version)
+			switch {
+			case errors.Is(err, cluster.ErrVersionRefused):
+				s.holdSwap(swapRefused, fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
+				return old, nil
+			case err != nil:
+				return nil, err
+			}
+			if restorePoint {
+				if err := s.snapshots.restorePoint(actx, c, vs.Cluster, current.Version); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		},
+		restart: func(ctx context.Context, c etcdAPI, id cluster.ID) (etcdProcess, error) {
+			return s.swapLocked(ctx, c, launch, old, prev, id)
+		},
+	})
+}
+
+// restartTurn is a restart of this member's etcd in its turn (inTurn): the
+// in-place upgrade's swap, or a restart that loads a new trust bundle.
+type restartTurn struct {
+	// what names the restart in the log.
+	what string
+	// gate, when set, runs under the lock once it is the member's turn,
+	// before leadership moves: it may end the attempt with the etcd that
+	// runs (a refusal) or an error (not now); nil, nil goes on.
+	gate func(ctx context.Context, c etcdAPI) (etcdProcess, error)
+	// restart stops and starts etcd, under the lock, with c reaching the
+	// other members; id is the member's.
+	restart func(ctx context.Context, c etcdAPI, id cluster.ID) (etcdProcess, error)
+}
+
+// inTurn is one attempt at a restart of this member's etcd in its turn:
+// under the cluster-wide membership lock — tried, not awaited, and held
+// until the restart returns — only while every other member is a started,
+// healthy voter (swapTurn), with leadership handed over first. It returns
+// what r's gate or restart return, and an error when it is not this
+// member's turn yet (its etcd still runs, untouched).
+func (s *starter) inTurn(ctx context.Context, r restartTurn) (etcdProcess, error) {
 	c, err := s.dial(s.swapEndpoints())
 	if err != nil {
 		return nil, err
@@ -132,7 +184,7 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 		return nil, fmt.Errorf("the cluster has no quorum yet: %w", err)
 	}
 	// Tried, not awaited: a waiter's watch on the lock would hold the
-	// graceful stop of the swapping member's etcd (see swapEndpoints).
+	// graceful stop of the restarting member's etcd (see swapEndpoints).
 	unlock, err := c.TryLockMembership(actx)
 	if err != nil {
 		return nil, err
@@ -142,26 +194,31 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 	if err != nil {
 		return nil, err
 	}
-	current := s.launcher.currentRelease()
-	vs, err := c.Versions(actx)
-	if err != nil {
-		return nil, fmt.Errorf("version gate: %w", err)
-	}
-	restorePoint, err := s.gateVersion(actx, c, vs, current.Version)
-	switch {
-	case errors.Is(err, cluster.ErrVersionRefused):
-		s.holdSwap(swapRefused, fmt.Sprintf("etcd %s stays: %v", prev.Version, err))
-		return old, nil
-	case err != nil:
-		return nil, err
-	}
-	if restorePoint {
-		if err := s.snapshots.restorePoint(actx, c, vs.Cluster, current.Version); err != nil {
-			return nil, err
+	if r.gate != nil {
+		if proc, err := r.gate(actx, c); proc != nil || err != nil {
+			return proc, err
 		}
 	}
-	s.handOver(actx, self)
-	return s.swapLocked(ctx, c, launch, old, prev, self.ID)
+	s.handOver(actx, self, r.what)
+	return r.restart(ctx, c, self.ID)
+}
+
+// restartLocked stops old, starts etcd again with start and waits, for at
+// most swapWait, until the member id is a healthy voter on it. It returns
+// the new etcd, also when it did not get there (nil when it did not start).
+func (s *starter) restartLocked(ctx context.Context, c etcdAPI, old etcdProcess, id cluster.ID, what string,
+	start func(context.Context) (etcdProcess, error)) (etcdProcess, error) {
+	if err := old.Stop(s.cfg.StopTimeout); err != nil {
+		s.log.Warn(what+": stopping etcd", "err", err)
+	}
+	proc, err := start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, err = awaitStatus(ctx, c, s.clientURL(), proc, s.swapWait, func(st etcdStatus) bool {
+		return len(st.Errors) == 0 && st.Leader != 0 && !st.IsLearner && st.MemberID == id
+	})
+	return proc, err
 }
 
 // swapEndpoints are the client URLs of the other members, as the data's
@@ -173,14 +230,37 @@ func (s *starter) trySwap(ctx context.Context, launch cluster.Launch, old etcdPr
 func (s *starter) swapEndpoints() []string {
 	var out []string
 	if m, ok, err := s.data.readMarker(); err == nil && ok {
-		for _, e := range m.Endpoints {
-			if e != s.clientURL() {
-				out = append(out, e)
-			}
-		}
+		out = otherEndpoints(m.Endpoints, s.address, s.scheme())
 	}
 	if len(out) == 0 {
 		return []string{s.clientURL()}
+	}
+	return out
+}
+
+// otherEndpoints are the client URLs of endpoints whose host is not self,
+// one per host: the one of scheme when a member advertises both (a member
+// whose peers move between plaintext and TLS serves clients both ways),
+// since one client speaks one scheme to all its endpoints.
+func otherEndpoints(endpoints []string, self, scheme string) []string {
+	var hosts []string
+	byHost := map[string]string{}
+	for _, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Hostname() == self {
+			continue
+		}
+		prev, seen := byHost[u.Host]
+		if !seen {
+			hosts = append(hosts, u.Host)
+		}
+		if !seen || (u.Scheme == scheme && !strings.HasPrefix(prev, scheme+"://")) {
+			byHost[u.Host] = e
+		}
+	}
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, byHost[h])
 	}
 	return out
 }
@@ -248,29 +328,31 @@ func (s *starter) gateVersion(ctx context.Context, c etcdAPI, vs clusterVersions
 	return cluster.NeedsRestorePoint(vs.Cluster, next, versions), nil
 }
 
-// handOver moves leadership away from this member before it stops, to
-// spare the cluster an election timeout. A failure costs only that.
-func (s *starter) handOver(ctx context.Context, self cluster.MemberStatus) {
+// handOver moves leadership away from this member before it stops for
+// what, to spare the cluster an election timeout. A failure costs only
+// that.
+func (s *starter) handOver(ctx context.Context, self cluster.MemberStatus, what string) {
 	if !self.Leader {
 		return
 	}
+	failed := what + ": moving leadership before the restart"
 	local, err := s.dial([]string{s.clientURL()})
 	if err != nil {
-		s.log.Warn("in-place upgrade: moving leadership before the swap", "err", err)
+		s.log.Warn(failed, "err", err)
 		return
 	}
 	defer local.Close()
 	view, err := local.Members(ctx)
 	if err != nil {
-		s.log.Warn("in-place upgrade: moving leadership before the swap", "err", err)
+		s.log.Warn(failed, "err", err)
 		return
 	}
 	for _, m := range view.Members {
 		if m.ID != self.ID && !m.IsLearner && m.Started() {
 			if err := local.MoveLeader(ctx, m.ID); err != nil {
-				s.log.Warn("in-place upgrade: moving leadership before the swap", "to", m.ID, "err", err)
+				s.log.Warn(failed, "to", m.ID, "err", err)
 			} else {
-				s.log.Info("in-place upgrade: leadership moved before the swap", "to", m.ID)
+				s.log.Info(what+": leadership moved before the restart", "to", m.ID)
 			}
 			return
 		}
@@ -285,15 +367,9 @@ func (s *starter) swapLocked(ctx context.Context, c etcdAPI, launch cluster.Laun
 	id cluster.ID) (etcdProcess, error) {
 	current := s.launcher.currentRelease()
 	start := s.now()
-	if err := old.Stop(s.cfg.StopTimeout); err != nil {
-		s.log.Warn("in-place upgrade: stopping the old etcd", "err", err)
-	}
-	proc, err := s.launcher.launch(ctx, launch)
-	if err == nil {
-		_, err = awaitStatus(ctx, c, s.clientURL(), proc, s.swapWait, func(st etcdStatus) bool {
-			return len(st.Errors) == 0 && st.Leader != 0 && !st.IsLearner && st.MemberID == id
-		})
-	}
+	proc, err := s.restartLocked(ctx, c, old, id, "in-place upgrade", func(ctx context.Context) (etcdProcess, error) {
+		return s.launcher.launch(ctx, launch)
+	})
 	if err == nil {
 		s.metrics.swaps.WithLabelValues(swapSwapped).Inc()
 		s.metrics.swapPending.Set(0)

@@ -232,3 +232,25 @@ func TestSwapRefusedBelowTheUpgradeFloor(t *testing.T) {
 		t.Errorf("waiting %q, want the upgrade floor named", why)
 	}
 }
+
+// TestOtherEndpoints: the lock of a restart in turn goes through the other
+// members, one URL each, of the scheme this instance speaks when a member
+// advertises both.
+func TestOtherEndpoints(t *testing.T) {
+	endpoints := []string{
+		"http://10.0.0.1:2379", "https://10.0.0.1:2379", // self, moving
+		"http://10.0.0.2:2379", "https://10.0.0.2:2379", // moving
+		"https://10.0.0.3:2379", // switched
+		"http://10.0.0.4:2379",  // plaintext
+	}
+	got := otherEndpoints(endpoints, "10.0.0.1", "https")
+	want := []string{"https://10.0.0.2:2379", "https://10.0.0.3:2379", "http://10.0.0.4:2379"}
+	if !slices.Equal(got, want) {
+		t.Errorf("otherEndpoints(https) = %v, want %v", got, want)
+	}
+	got = otherEndpoints(endpoints, "10.0.0.1", "http")
+	want = []string{"http://10.0.0.2:2379", "https://10.0.0.3:2379", "http://10.0.0.4:2379"}
+	if !slices.Equal(got, want) {
+		t.Errorf("otherEndpoints(http) = %v, want %v", got, want)
+	}
+}

@@ -37,6 +37,8 @@ type memberTLS struct {
 	peers *http.Transport
 	// current is the certificate in use.
 	current func() *pki.KeyPair
+	// rotation rolls a rotated cluster CA out (--tls auto); nil otherwise.
+	rotation *caRotation
 }
 
 // tlsDir is where --tls auto writes the member's certificate, key and CA
@@ -111,7 +113,8 @@ func (n *node) setUpTLS(ctx context.Context, store pki.Store, dns *cluster.DNSSp
 	cert := r.Current().Cert
 	log.Info("TLS on with the cluster CA", "certificate", r.Current(), "ips", cert.IPAddresses, "dns_names", cert.DNSNames,
 		"renew_at", pki.RenewAt(cert.NotBefore, cert.NotAfter, pki.DefaultRenewFraction).UTC())
-	return &memberTLS{creds: r, keep: r.Run, peers: pki.MemberTransport(r), current: r.Current,
+	rot := newCARotation(n, store, r, ca, files.CA)
+	return &memberTLS{creds: r, keep: rot.keepWith(r.Run), peers: pki.MemberTransport(r), current: r.Current, rotation: rot,
 		files: etcd.TLSFiles{CertFile: files.Cert, KeyFile: files.Key, TrustedCAFile: files.CA,
 			PeerAllowedHostname: pki.MemberHostname}}, nil
 }

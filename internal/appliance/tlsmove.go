@@ -2,9 +2,9 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -35,132 +35,98 @@ import (
 const peerMoveEvery = time.Second
 
 // movePeers switches this member's peer URL to the scheme --tls and
-// --tls-plaintext-peers want when the cluster is ready for it and it is this
-// member's turn. It reports whether etcd was stopped for the appliance to
-// start it again in that scheme.
-//
-// own is the supervision's client of the local etcd: it is closed before
-// etcd stops, since its streams (the watch, the candidacy's lease
-// keep-alive) would hold etcd's graceful stop for its request timeout, 7 s.
-func (s *supervisor) movePeers(ctx context.Context, own etcdAPI, proc etcdProcess) bool {
+// --tls-plaintext-peers want, in its turn, once the cluster is ready for it.
+// release, called once it is the turn, lets go of the supervision's client
+// of the local etcd. It returns the etcd that runs afterwards and whether
+// release was called, as rollOutTrust does.
+func (s *supervisor) movePeers(ctx context.Context, proc etcdProcess, release func()) (_ etcdProcess, released bool) {
 	if s.tls == nil || !s.peersMoving() || s.now().Sub(s.lastPeerMove) < peerMoveEvery {
-		return false
+		return proc, false
 	}
 	s.lastPeerMove = s.now()
-	err := s.tryPeerMove(ctx, own, proc)
-	if err == nil {
-		return true
+	want := s.wantPeerScheme()
+	what := "moving peers to " + want
+	start := s.now()
+	var next string
+	var alone bool
+	restarted, err := s.starter.inTurn(ctx, restartTurn{
+		what: what,
+		gate: func(ctx context.Context, c etcdAPI) (etcdProcess, error) {
+			view, err := c.Members(ctx)
+			if err != nil {
+				return nil, err
+			}
+			i := slices.IndexFunc(view.Members, func(m cluster.Member) bool { return m.Name == s.self.ID })
+			if i < 0 || len(view.Members[i].PeerURLs) == 0 {
+				return nil, errors.New("this instance's member is not in the member list")
+			}
+			if want == "https" {
+				// A plaintext member could not dial this one once it
+				// serves https.
+				if err := cluster.CheckTLSMove(view.Members, view.Members[i].ID); err != nil {
+					return nil, err
+				}
+			}
+			next = cluster.WithScheme(view.Members[i].PeerURLs[0], want)
+			if alone = len(view.Members) == 1; alone {
+				// Nobody else to update it through: through its own
+				// etcd, before the restart.
+				if err := s.switchPeerURL(ctx, c, view.Members[i].ID, next, want); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		},
+		restart: func(ctx context.Context, c etcdAPI, id cluster.ID) (etcdProcess, error) {
+			released = true
+			release()
+			// etcd stops first: its peer URL changes while nobody dials it.
+			return s.starter.restartLocked(ctx, c, proc, id, what, func(ctx context.Context) (etcdProcess, error) {
+				if !alone {
+					// On failure the appliance plans again and starts
+					// etcd in the old scheme; the next turn tries anew.
+					if err := s.switchPeerURL(ctx, c, id, next, want); err != nil {
+						return nil, err
+					}
+				}
+				return s.starter.launcher.launch(ctx, cluster.LaunchOnData(s.self.ID, s.peerURL(), s.clusterName()))
+			})
+		},
+	})
+	switch {
+	case restarted != nil && err == nil:
+		s.log.Info(what+": etcd serves peers in "+want+" and is a healthy voter; the next member may go",
+			"took", s.now().Sub(start).Round(time.Millisecond))
+		return restarted, released
+	case restarted != nil:
+		s.log.Warn(what+": etcd restarted but is not a healthy voter yet", "err", err)
+		return restarted, released
+	case released:
+		s.log.Error(what+": etcd did not start again after its stop; planning again", "err", err)
+		return proc, released
 	}
-	if why := err.Error(); why != s.peerMoveWhy {
-		s.log.Info("moving peers to "+s.wantPeerScheme()+": not switching the peer URL yet", "why", why)
+	why := err.Error()
+	if h := (*cluster.Hold)(nil); errors.As(err, &h) {
+		why = h.Error()
+	}
+	if why != s.peerMoveWhy {
+		s.log.Info(what+": not switching the peer URL yet", "why", why)
 		s.peerMoveWhy = why
 	}
-	return false
+	return proc, false
 }
 
-// tryPeerMove is one attempt: nil once etcd was stopped with the member's
-// peer URL switched; an error says why not yet, and changed nothing.
-func (s *supervisor) tryPeerMove(ctx context.Context, own etcdAPI, proc etcdProcess) error {
-	local, err := s.dial([]string{s.clientURL()})
-	if err != nil {
-		return err
-	}
-	view, err := local.LocalMembers(ctx)
-	local.Close()
-	if err != nil {
-		return err
-	}
-	var self *cluster.Member
-	var others []string
-	for i, m := range view.Members {
-		switch {
-		case m.Name == s.self.ID:
-			self = &view.Members[i]
-		case m.Started():
-			// Every other member serves TLS clients while peers move
-			// (CheckTLSMove to TLS; back, they run with --tls), and one
-			// client speaks one scheme.
-			u := m.ClientURLs[0]
-			if i := slices.IndexFunc(m.ClientURLs, func(u string) bool { return strings.HasPrefix(u, "https://") }); i >= 0 {
-				u = m.ClientURLs[i]
-			}
-			others = append(others, u)
-		}
-	}
-	if self == nil || len(self.PeerURLs) == 0 {
-		return fmt.Errorf("this instance's member is not in the member list")
-	}
-	want := s.wantPeerScheme()
-	if want == "https" {
-		if err := cluster.CheckTLSMove(view.Members, self.ID); err != nil {
-			return err
-		}
-	}
-	next := cluster.WithScheme(self.PeerURLs[0], want)
-	if len(others) == 0 {
-		// Alone: nobody dials it, and nobody else takes turns.
-		return s.switchAlone(ctx, own, proc, self.ID, next)
-	}
-	// The lock and the update go through the other members: this member's
-	// etcd stops in the middle.
-	c, err := s.dial(others)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	actx, cancel := context.WithTimeout(ctx, swapAttempt)
-	defer cancel()
-	unlock, err := c.TryLockMembership(actx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := s.starter.swapTurn(actx, c)
-	if err != nil {
-		return err
-	}
-	s.starter.handOver(actx, st)
-	start := s.now()
-	own.Close()
-	if err := proc.Stop(s.cfg.StopTimeout); err != nil {
-		s.log.Warn("moving peers: stopping etcd", "err", err)
-	}
-	if err := c.UpdatePeerURLs(actx, st.ID, []string{next}); err != nil {
-		// etcd starts again in the old scheme: the next attempt tries
-		// anew.
+// switchPeerURL updates the member's peer URL to next through c and records
+// it: etcd is started in its scheme from then on.
+func (s *supervisor) switchPeerURL(ctx context.Context, c etcdAPI, id cluster.ID, next, scheme string) error {
+	if err := c.UpdatePeerURLs(ctx, id, []string{next}); err != nil {
 		return fmt.Errorf("updating the peer URL to %s: %w", next, err)
 	}
-	return s.switched(st.ID, next, start)
-}
-
-// switchAlone switches the peer URL of a cluster's only member: updated
-// through its own etcd, which then restarts.
-func (s *supervisor) switchAlone(ctx context.Context, own etcdAPI, proc etcdProcess, id cluster.ID, next string) error {
-	local, err := s.dial([]string{s.clientURL()})
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	if err := local.UpdatePeerURLs(ctx, id, []string{next}); err != nil {
-		return fmt.Errorf("updating the peer URL to %s: %w", next, err)
-	}
-	start := s.now()
-	local.Close()
-	own.Close()
-	if err := proc.Stop(s.cfg.StopTimeout); err != nil {
-		s.log.Warn("moving peers: stopping etcd", "err", err)
-	}
-	return s.switched(id, next, start)
-}
-
-// switched records the member's new peer URL once etcd stopped.
-func (s *supervisor) switched(id cluster.ID, next string, start time.Time) error {
 	if err := s.recordPeerURL(next); err != nil {
 		return err
 	}
-	s.setPeerHTTP(strings.HasPrefix(next, "http://"))
-	s.log.Info("moving peers to "+s.wantPeerScheme()+": peer URL switched; starting etcd on it", "member", id, "peer_url", next,
-		"stopped_for", s.now().Sub(start).Round(time.Millisecond))
+	s.setPeerHTTP(scheme == "http")
+	s.log.Info("moving peers to "+scheme+": peer URL switched; etcd starts on it", "member", id, "peer_url", next)
 	return nil
 }
 

@@ -55,6 +55,9 @@ type ClusterStatus struct {
 	// LastExit is why the reporter's etcd last exited, as classified from
 	// its last log lines (data-corrupt, no-space, removed, …).
 	LastExit string `json:"last_exit,omitempty"`
+	// TLS is the reporter's TLS with --tls auto: the CAs it and its etcd
+	// trust, the issuer of its certificate, a CA rotation's progress.
+	TLS *TLSStatus `json:"tls,omitempty"`
 }
 
 // HealthyVoters counts started, healthy voters.

@@ -115,13 +115,16 @@ type Config struct {
 	// TLS is --tls: TLSOff (plaintext), TLSAuto (a cluster CA the
 	// appliance manages: TLSCADir or TLSCASecret) or TLSFiles (the
 	// operator's TLSCertFile, TLSKeyFile and TLSTrustedCAFile).
-	TLS              string
-	TLSCADir         string
-	TLSCASecret      string
-	TLSCertLifetime  time.Duration
-	TLSCertFile      string
-	TLSKeyFile       string
-	TLSTrustedCAFile string
+	TLS             string
+	TLSCADir        string
+	TLSCASecret     string
+	TLSCertLifetime time.Duration
+	// TLSCARefreshInterval is how often --tls auto reads the CA store
+	// again, to roll out a CA rotation's step.
+	TLSCARefreshInterval time.Duration
+	TLSCertFile          string
+	TLSKeyFile           string
+	TLSTrustedCAFile     string
 	// TLSPlaintextClients serves plaintext clients on etcd's client port
 	// too, beside TLS ones: for clients still moving to TLS.
 	TLSPlaintextClients bool
@@ -185,6 +188,7 @@ func NewConfig() *Config {
 		QuotaBackendBytes:       2 << 30,
 		AutoCompactionRetention: "1h",
 		TLSCertLifetime:         7 * 24 * time.Hour,
+		TLSCARefreshInterval:    5 * time.Minute,
 		LogLevel:                "info",
 	}
 }
@@ -235,6 +239,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCADir, "tls-ca-dir", c.TLSCADir, "--tls auto: directory holding the cluster CA (ca.pem, its key included); the first instance creates it, the others read it")
 	fs.StringVar(&c.TLSCASecret, "tls-ca-secret", c.TLSCASecret, "--tls auto, aws provider: AWS Secrets Manager secret (name or ARN) holding the cluster CA (in multi-region mode, in the first of --regions); the first instance creates it, the others read it")
 	fs.DurationVar(&c.TLSCertLifetime, "tls-cert-lifetime", c.TLSCertLifetime, "--tls auto: lifetime of each instance's certificate, renewed after two thirds of it without restarting etcd (at least 2m)")
+	fs.DurationVar(&c.TLSCARefreshInterval, "tls-ca-refresh-interval", c.TLSCARefreshInterval, "--tls auto: how often the cluster CA is read again from --tls-ca-dir or --tls-ca-secret to roll out a CA rotation's step (`etcd-appliance ca`); one GetSecretValue per instance each time with --tls-ca-secret")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "--tls files: this member's certificate (server and client authentication, its addresses as SANs), PEM")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "--tls files: the key of --tls-cert-file, PEM")
 	fs.StringVar(&c.TLSTrustedCAFile, "tls-trusted-ca-file", c.TLSTrustedCAFile, "--tls files: the CA certificates members and clients are verified against, PEM")
@@ -560,6 +565,9 @@ func (c *Config) validateTLS(bad func(flagName, format string, args ...any)) {
 			bad("tls-ca-secret", "and --tls-ca-dir are two CA sources: set one")
 		case c.TLSCASecret != "" && c.Provider != ProviderAWS:
 			bad("tls-ca-secret", "needs --provider aws: the CA is kept in AWS Secrets Manager; use --tls-ca-dir with --provider local")
+		}
+		if c.TLSCARefreshInterval < time.Second {
+			bad("tls-ca-refresh-interval", "%s is too short: use at least 1s", c.TLSCARefreshInterval)
 		}
 		if c.TLSCertLifetime < MinCertLifetime {
 			bad("tls-cert-lifetime", "%s is too short: use at least %s", c.TLSCertLifetime, MinCertLifetime)

@@ -360,7 +360,7 @@ func TestRegisterFlags(t *testing.T) {
 		"--auto-compaction-retention=0", "--log-format=text", "--log-level=debug",
 		"--hosted-zone=example.org", "--dns-name=etcd", "--dns-ttl=30",
 		"--store=file:///tmp/s", "--backup-interval=1m", "--dr-grace=30s", "--launch-timeout=3m",
-		"--tls=auto", "--tls-ca-dir=/tmp/ca", "--tls-cert-lifetime=2m",
+		"--tls=auto", "--tls-ca-dir=/tmp/ca", "--tls-cert-lifetime=2m", "--tls-ca-refresh-interval=2s",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +376,7 @@ func TestRegisterFlags(t *testing.T) {
 		Store: "file:///tmp/s", BackupInterval: time.Minute, DRGrace: 30 * time.Second, LaunchTimeout: 3 * time.Minute,
 		MultiRegionNetwork: NetworkPublic,
 		RetainRecent:       time.Hour, RetainHourly: 24 * time.Hour, RetainDaily: 7 * 24 * time.Hour,
-		TLS: TLSAuto, TLSCADir: "/tmp/ca", TLSCertLifetime: 2 * time.Minute,
+		TLS: TLSAuto, TLSCADir: "/tmp/ca", TLSCertLifetime: 2 * time.Minute, TLSCARefreshInterval: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", c, want)

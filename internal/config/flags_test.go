@@ -55,6 +55,7 @@ func TestFlagNamesAndDefaultsAreKept(t *testing.T) {
 		// Unset: auto with a CA source, else off (Validate).
 		{"tls", ""},
 		{"tls-ca-dir", ""},
+		{"tls-ca-refresh-interval", "5m0s"},
 		{"tls-ca-secret", ""},
 		{"tls-cert-file", ""},
 		{"tls-cert-lifetime", "168h0m0s"},

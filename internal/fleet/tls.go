@@ -101,6 +101,18 @@ func (c *staticCredentials) GetClientCertificate(*tls.CertificateRequestInfo) (*
 
 func (c *staticCredentials) Trust() *pki.Bundle { return c.trust }
 
+// ReloadTLS has the fleet's clients read the cluster CA again at their next
+// use, as an operator does after a step of a CA rotation: a certificate of
+// the signer of now, the bundle of now. Clients made before keep theirs.
+func (g *Group) ReloadTLS() {
+	if g.tls == nil {
+		return
+	}
+	g.tls.mu.Lock()
+	defer g.tls.mu.Unlock()
+	g.tls.creds = nil
+}
+
 // TLS reports whether the group runs with --tls auto.
 func (g *Group) TLS() bool { return g.tls != nil }
 

@@ -2,7 +2,9 @@ package pki
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -249,4 +251,20 @@ func ParseClusterCA(data []byte) (*ClusterCA, error) {
 		return nil, fmt.Errorf("%w: no private key of the signer %q", ErrBadCA, certs[0].Subject.CommonName)
 	}
 	return ca, nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER, in hex: how status
+// reports and the `ca` command name a CA.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Fingerprints are those of the bundle's CAs, in its order.
+func (b *Bundle) Fingerprints() []string {
+	out := make([]string, 0, len(b.certs))
+	for _, c := range b.certs {
+		out = append(out, Fingerprint(c))
+	}
+	return out
 }

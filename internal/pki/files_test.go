@@ -162,8 +162,18 @@ func TestDirStoreEnsureCARace(t *testing.T) {
 	}
 	next, _ := pki.NewAuthority("local-ca-2", t0, pki.DefaultCALifetime)
 	material, _ := again.Introduce(next).MarshalPEM()
-	if err := store.Replace(ctx, material); err != nil {
+	previous, err := store.Load(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := store.Replace(ctx, previous, material); err != nil {
+		t.Fatal(err)
+	}
+	// A second operator who decided on what was stored before is refused.
+	other, _ := pki.NewAuthority("local-ca-3", t0, pki.DefaultCALifetime)
+	clobber, _ := again.Introduce(other).MarshalPEM()
+	if err := store.Replace(ctx, previous, clobber); !errors.Is(err, pki.ErrCAChanged) {
+		t.Errorf("Replace on a CA read before another Replace: %v, want ErrCAChanged", err)
 	}
 	rotated, _, err := pki.EnsureCA(ctx, store, nil, nil)
 	if err != nil || !rotated.Signer.Cert.Equal(again.Signer.Cert) || !rotated.Next.Cert.Equal(next.Cert) || len(rotated.Trust.Certificates()) != 2 {

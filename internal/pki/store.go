@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrNoCA says that a store holds no cluster CA yet.
@@ -25,10 +27,16 @@ type Store interface {
 	// what the store holds afterwards — material when it created, the
 	// winner's otherwise — and whether it created.
 	CreateIfAbsent(ctx context.Context, material []byte) (stored []byte, created bool, err error)
-	// Replace stores material in place of what is stored (a CA rotation,
-	// run by one operator; not a compare-and-swap).
-	Replace(ctx context.Context, material []byte) error
+	// Replace stores material in place of previous, what the caller read
+	// and decided on (a step of a CA rotation). When the store holds
+	// something else by then — another operator's step in between — it
+	// stores nothing and the error wraps ErrCAChanged.
+	Replace(ctx context.Context, previous, material []byte) error
 }
+
+// ErrCAChanged says that the stored CA is no longer the one a Replace was
+// decided on.
+var ErrCAChanged = errors.New("the stored cluster CA changed since it was read")
 
 // EnsureCA is the cluster CA of store, created by generate when the store
 // has none (race-free: when another instance created one first, its CA is
@@ -122,7 +130,25 @@ func (s DirStore) CreateIfAbsent(ctx context.Context, material []byte) ([]byte, 
 	return stored, false, nil
 }
 
-// Replace rewrites ca.pem atomically.
-func (s DirStore) Replace(ctx context.Context, material []byte) error {
+// Replace rewrites ca.pem atomically when it still holds previous, under
+// an exclusive lock on ca.lock that every Replace of the directory takes,
+// in this process or others.
+func (s DirStore) Replace(ctx context.Context, previous, material []byte) error {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "ca.lock"), os.O_RDWR|os.O_CREATE, secretPerm)
+	if err != nil {
+		return fmt.Errorf("locking the cluster CA: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking the cluster CA: %w", err)
+	}
+	defer func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }()
+	stored, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(stored, previous) {
+		return fmt.Errorf("%w (in %s)", ErrCAChanged, s.Dir)
+	}
 	return WriteFileAtomic(s.path(), material, secretPerm)
 }

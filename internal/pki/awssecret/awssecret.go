@@ -9,8 +9,14 @@
 // retries, so a retry of a create whose answer was lost succeeds as the
 // same create instead of losing to itself.
 //
-// IAM: secretsmanager:CreateSecret, GetSecretValue and PutSecretValue
-// (rotation) on the secret's ARN (its name followed by a random suffix:
+// Replace (a CA rotation's step) is a compare-and-swap: the new value is
+// put as a version without the AWSCURRENT label, which UpdateSecretVersionStage
+// then moves to it from the version that was read — a move Secrets Manager
+// refuses when AWSCURRENT is no longer there, that is when another Replace
+// came in between.
+//
+// IAM: secretsmanager:CreateSecret, GetSecretValue, and PutSecretValue and
+// UpdateSecretVersionStage (rotation) on the secret's ARN (its name followed by a random suffix:
 // arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-??????).
 package awssecret
 
@@ -39,6 +45,7 @@ type API interface {
 	CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
 }
 
 var _ API = (*secretsmanager.Client)(nil)
@@ -104,7 +111,7 @@ func New(api API, name string) *Store {
 func (s *Store) Load(ctx context.Context) ([]byte, error) {
 	cctx, cancel := context.WithTimeout(ctx, awsconf.CallTimeout)
 	defer cancel()
-	out, err := s.api.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.name)})
+	out, err := s.api.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.name), VersionStage: aws.String(currentStage)})
 	if err != nil {
 		var notFound *types.ResourceNotFoundException
 		if errors.As(err, &notFound) {
@@ -173,15 +180,54 @@ func (s *Store) readBack(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Replace puts material as the secret's current value.
-func (s *Store) Replace(ctx context.Context, material []byte) error {
+// pendingStage labels a value Replace put and has not made current yet;
+// currentStage is the label of the secret's value. Reads name it, although
+// it is Secrets Manager's default: moto 5.2's GetSecretValue without a
+// stage returns the version last put as current, not the one
+// UpdateSecretVersionStage moved AWSCURRENT to.
+const (
+	pendingStage = "etcd-appliance-pending"
+	currentStage = "AWSCURRENT"
+)
+
+// Replace makes material the secret's current value when the current one
+// is still previous, and fails with pki.ErrCAChanged otherwise: the value
+// read is compared, the new one put as a pending version, and AWSCURRENT
+// moved to it only from the version read (UpdateSecretVersionStage's
+// RemoveFromVersionId), which fails when another Replace moved it since.
+func (s *Store) Replace(ctx context.Context, previous, material []byte) error {
 	cctx, cancel := context.WithTimeout(ctx, awsconf.CallTimeout)
-	defer cancel()
-	_, err := s.api.PutSecretValue(cctx, &secretsmanager.PutSecretValueInput{
-		SecretId:     aws.String(s.name),
-		SecretString: aws.String(string(material)),
-	})
+	got, err := s.api.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.name), VersionStage: aws.String(currentStage)})
+	cancel()
 	if err != nil {
+		return fmt.Errorf("reading the CA secret %q: %w", s.name, err)
+	}
+	if aws.ToString(got.SecretString) != string(previous) {
+		return fmt.Errorf("%w (secret %q)", pki.ErrCAChanged, s.name)
+	}
+	cctx, cancel = context.WithTimeout(ctx, awsconf.CallTimeout)
+	put, err := s.api.PutSecretValue(cctx, &secretsmanager.PutSecretValueInput{
+		SecretId:      aws.String(s.name),
+		SecretString:  aws.String(string(material)),
+		VersionStages: []string{pendingStage},
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("replacing the CA secret %q: %w", s.name, err)
+	}
+	cctx, cancel = context.WithTimeout(ctx, awsconf.CallTimeout)
+	defer cancel()
+	_, err = s.api.UpdateSecretVersionStage(cctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(s.name),
+		VersionStage:        aws.String(currentStage),
+		MoveToVersionId:     put.VersionId,
+		RemoveFromVersionId: got.VersionId,
+	})
+	var invalid *types.InvalidParameterException
+	switch {
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w (secret %q: %v)", pki.ErrCAChanged, s.name, err)
+	case err != nil:
 		return fmt.Errorf("replacing the CA secret %q: %w", s.name, err)
 	}
 	return nil

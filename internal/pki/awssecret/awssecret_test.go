@@ -182,8 +182,11 @@ func TestStoreOnMoto(t *testing.T) {
 
 	next, _ := pki.NewAuthority("cluster-ca-2", time.Now(), pki.DefaultCALifetime)
 	introducedPEM, _ := first.Introduce(next).MarshalPEM()
-	if err := s.Replace(ctx, introducedPEM); err != nil {
+	if err := s.Replace(ctx, firstPEM, introducedPEM); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, firstPEM, secondPEM); !errors.Is(err, pki.ErrCAChanged) {
+		t.Errorf("Replace decided on the value before the last Replace: %v, want ErrCAChanged", err)
 	}
 	ca, created, err := pki.EnsureCA(ctx, s, generate, nil)
 	if err != nil || created || ca.Next == nil || !ca.Next.Cert.Equal(next.Cert) {
@@ -191,7 +194,11 @@ func TestStoreOnMoto(t *testing.T) {
 	}
 
 	raw := rawSecrets(moto.URL)
-	if _, err := raw.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: sdkaws.String("etcd-appliance/ca"), SecretString: sdkaws.String("hunter2")}); err != nil {
+	// Through the store, not raw.PutSecretValue: moto 5.2 keeps the version
+	// GetSecretValue returns by default apart from the AWSCURRENT label
+	// that UpdateSecretVersionStage moved (Replace), and a plain put then
+	// leaves two versions labelled AWSCURRENT. Secrets Manager keeps one.
+	if err := s.Replace(ctx, introducedPEM, []byte("hunter2")); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := pki.EnsureCA(ctx, s, generate, nil); !errors.Is(err, pki.ErrBadCA) {
@@ -207,5 +214,54 @@ func TestStoreOnMoto(t *testing.T) {
 	}, nil)
 	if err == nil || errors.Is(err, pki.ErrNoCA) || !strings.Contains(err.Error(), "restore-secret") {
 		t.Errorf("EnsureCA on a deleted secret: %v, want an error naming restore-secret", err)
+	}
+}
+
+// interleaved is the real client with another operator's Replace run right
+// after each read of the secret: the race the compare-and-swap must lose
+// to.
+type interleaved struct {
+	awssecret.API
+	between func()
+}
+
+func (i *interleaved) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	out, err := i.API.GetSecretValue(ctx, in, opts...)
+	if f := i.between; f != nil {
+		i.between = nil
+		f()
+	}
+	return out, err
+}
+
+// TestReplaceLosesARaceOnMoto: two operators decide on the same stored CA;
+// the one whose Replace reads before the other's completes and writes after
+// it fails with ErrCAChanged, and the other's value stays current.
+func TestReplaceLosesARaceOnMoto(t *testing.T) {
+	moto := startMoto(t)
+	ctx := context.Background()
+	raw := rawSecrets(moto.URL)
+	const name = "etcd-appliance/race"
+	base, _ := generate()
+	basePEM, _ := base.MarshalPEM()
+	winner, loser := awssecret.New(raw, name), &interleaved{API: raw}
+	if _, created, err := winner.CreateIfAbsent(ctx, basePEM); err != nil || !created {
+		t.Fatalf("CreateIfAbsent: created %v, %v", created, err)
+	}
+	a, _ := pki.NewAuthority("a", time.Now(), time.Hour)
+	b, _ := pki.NewAuthority("b", time.Now(), time.Hour)
+	aPEM, _ := base.Introduce(a).MarshalPEM()
+	bPEM, _ := base.Introduce(b).MarshalPEM()
+	loser.between = func() {
+		if err := winner.Replace(ctx, basePEM, aPEM); err != nil {
+			t.Errorf("the winner's Replace: %v", err)
+		}
+	}
+	if err := awssecret.New(loser, name).Replace(ctx, basePEM, bPEM); !errors.Is(err, pki.ErrCAChanged) {
+		t.Errorf("the loser's Replace: %v, want ErrCAChanged", err)
+	}
+	stored, err := winner.Load(ctx)
+	if err != nil || !bytes.Equal(stored, aPEM) {
+		t.Errorf("stored after the race: the winner's %v (%v)", bytes.Equal(stored, aPEM), err)
 	}
 }

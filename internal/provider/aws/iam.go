@@ -186,9 +186,10 @@ func Policy(f PolicyFeatures) PolicyDocument {
 		// and a CA rotation writes a new version (SPEC §4.8). Secrets
 		// Manager appends six characters to a secret's name in its ARN.
 		doc.Statement = append(doc.Statement, PolicyStatement{
-			Sid:      "KeepTheClusterCA",
-			Effect:   "Allow",
-			Action:   []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+			Sid:    "KeepTheClusterCA",
+			Effect: "Allow",
+			Action: []string{"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+				"secretsmanager:UpdateSecretVersionStage"},
 			Resource: []string{arn + "secretsmanager:*:*:secret:" + f.CASecret + "-??????"},
 		})
 	}
