@@ -59,6 +59,7 @@
 //	                                  default: auto with a CA source, else off. A plaintext cluster restarted with
 //	                                  TLS moves to it member by member
 //	--tls-plaintext-clients false     tls on: etcd's client port serves plaintext clients too (clients moving to TLS)
+//	--tls-plaintext-peers false       tls on: the way back, each member switching its peer URL to http in turn
 //	--tls-ca-dir ""                   tls auto: the CA's directory, shared by every instance
 //	--tls-ca-secret ""                tls auto, aws: the CA's AWS Secrets Manager secret (created by the first instance)
 //	--tls-cert-lifetime 168h          tls auto: each instance's certificate, renewed after two thirds (at least 2m)
