@@ -540,6 +540,11 @@ func TestTLSMismatchWaitsAndSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s says why %s after its launch: %s", id, time.Since(launched).Round(time.Millisecond), waiting)
+	asked := time.Now()
+	if _, err := g.StatusOf(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("its /v1/status answered in %s", time.Since(asked).Round(time.Millisecond))
 	if !strings.Contains(waiting, "same --tls") {
 		t.Errorf("%s waits for %q, which names no remedy", id, waiting)
 	}

@@ -125,6 +125,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// peerStatusWait bounds how long the status of an instance whose etcd does
+// not run waits for its peers' etcd.
+const peerStatusWait = 2 * time.Second
+
 // Status is the whole-cluster health view: the member list from the local
 // etcd when it runs, else from the group's instances, each member's status,
 // and whether its instance is in the group.
@@ -141,16 +145,39 @@ func (a *api) status(ctx context.Context) cluster.ClusterStatus {
 	st.GroupKnown, st.Group = gerr == nil, group
 
 	endpoints := []string{a.clientURL()}
+	skipped := 0
 	if !peer.EtcdRunning {
+		// The peers' etcd, read for an instance whose own does not run:
+		// a live cluster answers within milliseconds, and one that does
+		// not (a scheme this instance does not speak, a lost quorum) must
+		// not hold the status for the requests' timeouts.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, peerStatusWait)
+		defer cancel()
 		endpoints = nil
+		// A peer whose API speaks the other scheme runs its etcd in it
+		// too: not worth a dial that cannot succeed.
+		otherScheme := map[string]bool{}
+		_, unanswered := a.waitingFor()
+		for _, u := range unanswered {
+			otherScheme[u.Instance] = u.Ignored == cluster.PeerRunsTLS || u.Ignored == cluster.PeerRunsPlaintext
+		}
 		for _, inst := range group {
-			if inst.State.InGroup() {
+			switch {
+			case !inst.State.InGroup(), inst.ID == a.self.ID:
+				// Its own etcd does not run.
+			case otherScheme[inst.ID]:
+				skipped++
+			default:
 				endpoints = append(endpoints, a.ports.ClientURL(a.peerScheme(), inst.Address))
 			}
 		}
 	}
 	if len(endpoints) == 0 {
 		st.Error = "no etcd endpoint known"
+		if skipped > 0 {
+			st.Error = "no etcd endpoint this instance can read: its peers run with another --tls"
+		}
 		return st
 	}
 	c, err := a.dial(endpoints)
