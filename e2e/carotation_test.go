@@ -237,16 +237,24 @@ func checkServedIssuer(t *testing.T, ctx context.Context, insts []*fleet.Instanc
 	}
 }
 
-// servedCertificate is the certificate a TLS server at addr shows.
+// servedCertificate is the certificate a TLS server at addr shows on a new
+// connection, verified by cfg against addr's host, and the handshake's
+// error, if any (the certificate is returned when it was seen).
 func servedCertificate(ctx context.Context, addr string, cfg *tls.Config) (*x509.Certificate, error) {
+	cfg = cfg.Clone()
 	var seen *x509.Certificate
 	verify := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) > 0 {
 			seen = cs.PeerCertificates[0]
 		}
-		return verify(cs)
+		if verify != nil {
+			return verify(cs)
+		}
+		return nil
 	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg.ServerName = host
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	conn, err := (&tls.Dialer{Config: cfg}).DialContext(dctx, "tcp", addr)

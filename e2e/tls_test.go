@@ -340,33 +340,11 @@ func TestChaosTLSRenewal(t *testing.T) {
 // on a new connection. The client's certificate may be refused after the
 // handshake (a user's on the peer port): the server's was seen by then.
 func servedSerial(ctx context.Context, addr string, cfg *tls.Config) (*big.Int, error) {
-	cfg = cfg.Clone()
-	var seen *big.Int
-	verify := cfg.VerifyConnection
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) > 0 {
-			seen = cs.PeerCertificates[0].SerialNumber
-		}
-		if verify != nil {
-			return verify(cs)
-		}
-		return nil
-	}
-	host, _, _ := net.SplitHostPort(addr)
-	cfg.ServerName = host
-	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := (&tls.Dialer{Config: cfg}).DialContext(dctx, "tcp", addr)
-	if conn != nil {
-		conn.Close()
-	}
-	if seen == nil {
-		if err == nil {
-			err = errors.New("no certificate seen")
-		}
+	cert, err := servedCertificate(ctx, addr, cfg)
+	if cert == nil {
 		return nil, err
 	}
-	return seen, nil
+	return cert.SerialNumber, nil
 }
 
 // TestTLSFiles runs a group on the operator's certificate files (--tls

@@ -42,7 +42,7 @@ func main() {
 	binary := flag.String("binary", "bin/etcd-appliance", "the etcd-appliance binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the results")
 	runs := flag.Int("runs", 5, "runs per figure")
-	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), multiregion (leader elections across regions on the faithful network), tls (bootstrap and write latency with --tls auto next to plaintext), comma-separated; a partial list replaces only its own rows of -out")
+	figures := flag.String("figures", strings.Join(allFigures, ","), "which figures to measure: local (local provider), aws (moto-backed Auto Scaling group), recovery (snapshots and disaster recovery), gaps (longest client write gaps of a rolling upgrade and of the leader's termination and drain), idle (what an idle group costs its etcd members), multiregion (leader elections across regions on the faithful network), tls (bootstrap and write latency with --tls auto next to plaintext), tlsmove (a running plaintext group moved to TLS, next to a plain rolling restart), comma-separated; a partial list replaces only its own rows of -out")
 	window := flag.Duration("aws-window", cluster.DNSRecheck, "how long the steady-state AWS calls are counted; at least the DNS recheck period (5m), or its reads are missed")
 	idleWindow := flag.Duration("idle-window", time.Minute, "how long the idle cost is counted")
 	multiWindow := flag.Duration("multiregion-window", 5*time.Minute, "how long the elections of each multi-region group are counted")
@@ -85,7 +85,7 @@ func median(samples []float64) float64 {
 }
 
 // allFigures are the figure sets a full run measures.
-var allFigures = []string{"local", "aws", "recovery", "gaps", "idle", "multiregion", "tls"}
+var allFigures = []string{"local", "aws", "recovery", "gaps", "idle", "multiregion", "tls", "tlsmove"}
 
 // windows are how long the figures that count over a window count.
 type windows struct {
@@ -150,6 +150,13 @@ func run(binary, out string, runs int, figures []string, w windows) error {
 			return err
 		}
 		figs = append(figs, tls...)
+	}
+	if slices.Contains(figures, "tlsmove") {
+		move, err := measureTLSMove(ctx, binary, runs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, move...)
 	}
 	partial := ""
 	if len(figures) < len(allFigures) {

@@ -421,12 +421,13 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 		stack:    "locks",
 		params:   map[string]string{"InstanceCount": "1", "HostedZoneName": "example.org"},
 		count:    1,
-		features: awsprovider.PolicyFeatures{DNS: true, RecordDomain: "locks.example.org"},
+		// Tls defaults to auto.
+		features: awsprovider.PolicyFeatures{DNS: true, RecordDomain: "locks.example.org", CASecret: "locks/etcd-ca"},
 		dnsName:  "locks.example.org",
 		rules:    []string{"2378-2378 from self", "2379-2380 from self", "2381-2381 from self"},
 	}, {
 		stack:  "config",
-		params: map[string]string{"InstanceCount": "5"},
+		params: map[string]string{"InstanceCount": "5", "Tls": "off"},
 		count:  5,
 		rules:  []string{"2378-2378 from self", "2379-2380 from self", "2381-2381 from self"},
 	}} {
