@@ -418,9 +418,9 @@ func TestTemplateCreatesTheClusterInMoto(t *testing.T) {
 		rules: []string{"2378-2378 from 10.9.0.0/16", "2378-2378 from self", "2379-2379 from 10.0.0.0/8", "2379-2380 from self",
 			"2381-2381 from 10.9.0.0/16", "2381-2381 from self"},
 	}, {
-		stack:    "locks",
-		params:   map[string]string{"InstanceCount": "1", "HostedZoneName": "example.org"},
-		count:    1,
+		stack:  "locks",
+		params: map[string]string{"InstanceCount": "1", "HostedZoneName": "example.org"},
+		count:  1,
 		// Tls defaults to auto.
 		features: awsprovider.PolicyFeatures{DNS: true, RecordDomain: "locks.example.org", CASecret: "locks/etcd-ca"},
 		dnsName:  "locks.example.org",

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -598,6 +599,10 @@ func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member, group []c
 		terminated[inst.ID] = inst.State == cluster.InstanceTerminated
 		publicIP[inst.ID] = inst.PublicIP
 	}
+	// A member whose peers move between plaintext and TLS advertises
+	// both schemes: asked in the client's own, as etcd's auth wants a
+	// TLS client's certificate.
+	scheme := endpointScheme(c.Endpoints())
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range ms {
@@ -611,7 +616,7 @@ func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member, group []c
 		case terminated[m.Name]:
 			// No probe waits out its timeout on a machine that is gone.
 			st.Error = "instance terminated"
-			st.ClientURL = m.ClientURLs[0]
+			st.ClientURL = clientURLIn(m.ClientURLs, scheme)
 		}
 		if st.Error != "" {
 			mu.Lock()
@@ -619,7 +624,7 @@ func memberHealth(ctx context.Context, c etcdAPI, ms []cluster.Member, group []c
 			mu.Unlock()
 			continue
 		}
-		st.ClientURL = m.ClientURLs[0]
+		st.ClientURL = clientURLIn(m.ClientURLs, scheme)
 		wg.Go(func() {
 			resp, err := c.Status(ctx, st.ClientURL)
 			if err != nil {
@@ -671,6 +676,40 @@ func role(m cluster.Member) string {
 	default:
 		return cluster.RoleVoter
 	}
+}
+
+// clientURLIn is the one of a member's client URLs in scheme, when it
+// advertises one, else its first.
+func clientURLIn(urls []string, scheme string) string {
+	for _, u := range urls {
+		if strings.HasPrefix(u, scheme+"://") {
+			return u
+		}
+	}
+	return urls[0]
+}
+
+// endpointScheme is the scheme of a client's first endpoint, which decides
+// whether it speaks TLS to every one (etcd's clientv3).
+func endpointScheme(endpoints []string) string {
+	if len(endpoints) > 0 {
+		if scheme, _, ok := strings.Cut(endpoints[0], "://"); ok {
+			return scheme
+		}
+	}
+	return "http"
+}
+
+// clientURLsIn lists one client URL of every started member, in scheme
+// when it advertises one: the endpoints of one client.
+func clientURLsIn(ms []cluster.Member, scheme string) []string {
+	var out []string
+	for _, m := range ms {
+		if m.Started() {
+			out = append(out, clientURLIn(m.ClientURLs, scheme))
+		}
+	}
+	return out
 }
 
 // clientURLs lists the client URLs of started members.

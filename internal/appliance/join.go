@@ -20,7 +20,7 @@ var errPlanChanged = errors.New("the plan changed under the membership lock")
 // decides again on fresh inputs, removes the member the plan names, adds
 // itself as a learner, starts etcd and waits for its promotion.
 func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan cluster.StartupPlan) (etcdProcess, error) {
-	c, err := s.dial(clientURLs(in.Cluster.Members))
+	c, err := s.dial(clientURLsIn(in.Cluster.Members, s.peerScheme()))
 	if err != nil {
 		return nil, err
 	}

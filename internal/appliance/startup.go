@@ -473,7 +473,7 @@ func (w *world) liveAt(ctx context.Context, endpoints []string) *cluster.Cluster
 		w.log.Debug("no live cluster", "endpoints", endpoints, "err", err)
 		return nil
 	}
-	w.remember(clientURLs(view.Members)...)
+	w.remember(clientURLsIn(view.Members, w.peerScheme())...)
 	return view
 }
 
@@ -757,7 +757,7 @@ func (s *starter) noLiveElsewhere(ctx context.Context) error {
 	if view == nil {
 		return nil
 	}
-	s.liveAt = clientURLs(view.Members)
+	s.liveAt = clientURLsIn(view.Members, s.peerScheme())
 	s.log.Warn("a live cluster answers where no group instance told of it: joining it instead of creating one",
 		"cluster", view.ClusterID, "endpoints", s.liveAt)
 	return fmt.Errorf("%w: cluster %s at %v", errLiveElsewhere, view.ClusterID, s.liveAt)

@@ -78,8 +78,11 @@ type supervisor struct {
 	// lastPeerMove is when the member, moving its peers between
 	// plaintext and TLS, last looked whether its turn came; peerMoveWhy
 	// the reason it last gave for waiting.
-	lastPeerMove             time.Time
-	peerMoveWhy              string
+	lastPeerMove time.Time
+	peerMoveWhy  string
+	// peerMismatchSince is since when the membership lists this member's
+	// peer URL in another scheme than etcd serves (realignPeers).
+	peerMismatchSince        time.Time
 	lastRecovery, lastOrphan time.Time
 	lastHousekeeping         time.Time
 	// lastMembers is the membership at the last housekeeping cycle;
@@ -277,6 +280,9 @@ func (s *supervisor) look(ctx, snapCtx context.Context, c etcdAPI, proc etcdProc
 	}()
 	s.publish(st)
 	s.refreshMarker(ctx, c, st)
+	if s.realignPeers(proc) {
+		return true
+	}
 	if st.Leader == 0 {
 		s.metrics.leader.Set(0)
 		stop := s.leaderless(ctx, proc, st.ClusterID)
@@ -398,8 +404,10 @@ func (s *supervisor) refreshMarker(ctx context.Context, c etcdAPI, st etcdStatus
 // recordedMembership is what the marker records of the membership.
 type recordedMembership struct {
 	voters, endpoints []string
-	// peerURL is this member's own peer URL in the membership.
-	peerURL string
+	// peerURL is this member's own peer URL as recorded: the membership's
+	// when etcd serves peers in its scheme. listedPeerURL is the
+	// membership's, as the member last listed it.
+	peerURL, listedPeerURL string
 }
 
 // localMembership lists the voters of the local member's cluster as the
@@ -411,12 +419,18 @@ func (s *supervisor) localMembership(ctx context.Context, c etcdAPI) (recordedMe
 	recorded, _, _ := s.data.readMarker()
 	view, err := c.LocalMembers(ctx)
 	if err != nil {
-		return recordedMembership{recorded.Voters, recorded.Endpoints, recorded.PeerURL}, false
+		return recordedMembership{voters: recorded.Voters, endpoints: recorded.Endpoints, peerURL: recorded.PeerURL}, false
 	}
 	out := recordedMembership{voters: cluster.VoterNames(view.Members), endpoints: clientURLs(view.Members), peerURL: recorded.PeerURL}
 	if i := slices.IndexFunc(view.Members, func(m cluster.Member) bool { return m.Name == s.self.ID }); i >= 0 &&
 		len(view.Members[i].PeerURLs) > 0 {
-		out.peerURL = view.Members[i].PeerURLs[0]
+		out.listedPeerURL = view.Members[i].PeerURLs[0]
+		// Another scheme than etcd serves is either not applied here
+		// yet (a switch just made) or a switch half done: realignPeers
+		// decides, and records it when it acts.
+		if strings.HasPrefix(out.listedPeerURL, s.peerScheme()+"://") || s.tls == nil {
+			out.peerURL = out.listedPeerURL
+		}
 	}
 	if out.voters == nil {
 		out.voters = recorded.Voters

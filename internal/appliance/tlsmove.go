@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
@@ -31,6 +32,47 @@ import (
 // the other members, and the appliance starts etcd again on its data,
 // serving peers in the new scheme.
 
+// peerMismatchFor is how long the membership may list this member's peer
+// URL in another scheme than its etcd serves before etcd is started again
+// in the membership's: a switch just made is applied by the member's own
+// log within moments, one interrupted between the update and the record
+// (a crash, a timeout) is not.
+const peerMismatchFor = 10 * time.Second
+
+// realignPeers stops etcd, for the appliance to start it again in the
+// membership's scheme, when the membership has listed this member's peer
+// URL in another scheme than etcd serves for peerMismatchFor: a switch
+// that was half done. It reports whether it stopped etcd.
+func (s *supervisor) realignPeers(proc etcdProcess) bool {
+	listed := ""
+	if s.markerView != nil {
+		listed = s.markerView.listedPeerURL
+	}
+	scheme, _, ok := strings.Cut(listed, "://")
+	if s.tls == nil || !ok || scheme == s.peerScheme() {
+		s.peerMismatchSince = time.Time{}
+		return false
+	}
+	now := s.now()
+	if s.peerMismatchSince.IsZero() {
+		s.peerMismatchSince = now
+	}
+	if now.Sub(s.peerMismatchSince) < peerMismatchFor {
+		return false
+	}
+	s.log.Warn("the membership lists this member's peer URL in another scheme than etcd serves: starting etcd again in it",
+		"listed", listed, "served", s.peerScheme(), "for", now.Sub(s.peerMismatchSince).Round(time.Second))
+	s.peerMismatchSince = time.Time{}
+	if err := s.recordPeerURL(listed); err != nil {
+		s.log.Warn("recording the peer URL", "err", err)
+	}
+	s.setPeerHTTP(scheme == "http")
+	if err := proc.Stop(s.cfg.StopTimeout); err != nil {
+		s.log.Warn("stopping etcd", "err", err)
+	}
+	return true
+}
+
 // peerMoveEvery is how often a moving member looks whether its turn came.
 const peerMoveEvery = time.Second
 
@@ -43,15 +85,26 @@ func (s *supervisor) movePeers(ctx context.Context, proc etcdProcess, release fu
 	if s.tls == nil || !s.peersMoving() || s.now().Sub(s.lastPeerMove) < peerMoveEvery {
 		return proc, false
 	}
+	if err := s.moveWaits(ctx); err != nil {
+		// Not ready: said once, and no lock taken.
+		s.lastPeerMove = s.now()
+		s.waitsToMove(err)
+		return proc, false
+	}
 	s.lastPeerMove = s.now()
 	want := s.wantPeerScheme()
 	what := "moving peers to " + want
 	start := s.now()
 	var next string
-	var alone bool
+	var updated bool
 	restarted, err := s.starter.inTurn(ctx, restartTurn{
 		what: what,
 		gate: func(ctx context.Context, c etcdAPI) (etcdProcess, error) {
+			if s.starter.swapHeld != "" {
+				// Restarted, it would run the release the upgrade
+				// refused.
+				return nil, fmt.Errorf("an in-place upgrade is held on this member (%s)", s.starter.swapHeld)
+			}
 			view, err := c.Members(ctx)
 			if err != nil {
 				return nil, err
@@ -60,20 +113,20 @@ func (s *supervisor) movePeers(ctx context.Context, proc etcdProcess, release fu
 			if i < 0 || len(view.Members[i].PeerURLs) == 0 {
 				return nil, errors.New("this instance's member is not in the member list")
 			}
-			if want == "https" {
-				// A plaintext member could not dial this one once it
-				// serves https.
-				if err := cluster.CheckTLSMove(view.Members, view.Members[i].ID); err != nil {
-					return nil, err
-				}
+			if err := s.readyToMove(view.Members, view.Members[i].ID, want); err != nil {
+				return nil, err
 			}
 			next = cluster.WithScheme(view.Members[i].PeerURLs[0], want)
-			if alone = len(view.Members) == 1; alone {
-				// Nobody else to update it through: through its own
-				// etcd, before the restart.
+			if len(cluster.VoterNames(view.Members)) < 3 {
+				// Without this member the others have no quorum to
+				// update it through once it stopped: updated first,
+				// while it runs (alone, through its own etcd). Its
+				// peers then dial it in the new scheme until it
+				// restarts, a second or so.
 				if err := s.switchPeerURL(ctx, c, view.Members[i].ID, next, want); err != nil {
 					return nil, err
 				}
+				updated = true
 			}
 			return nil, nil
 		},
@@ -82,9 +135,13 @@ func (s *supervisor) movePeers(ctx context.Context, proc etcdProcess, release fu
 			release()
 			// etcd stops first: its peer URL changes while nobody dials it.
 			return s.starter.restartLocked(ctx, c, proc, id, what, func(ctx context.Context) (etcdProcess, error) {
-				if !alone {
+				if isRunning(proc) {
+					return nil, errors.New("etcd did not stop; its peer URL stays")
+				}
+				if !updated {
 					// On failure the appliance plans again and starts
-					// etcd in the old scheme; the next turn tries anew.
+					// etcd in the scheme the membership says
+					// (realignPeers); the next turn tries anew.
 					if err := s.switchPeerURL(ctx, c, id, next, want); err != nil {
 						return nil, err
 					}
@@ -105,15 +162,51 @@ func (s *supervisor) movePeers(ctx context.Context, proc etcdProcess, release fu
 		s.log.Error(what+": etcd did not start again after its stop; planning again", "err", err)
 		return proc, released
 	}
+	s.waitsToMove(err)
+	return proc, false
+}
+
+// readyToMove is nil when the cluster lets this member's peer URL switch to
+// scheme: to https, every other member must run with TLS (a plaintext one
+// could not dial it); every member dials http.
+func (s *supervisor) readyToMove(members []cluster.Member, self cluster.ID, scheme string) error {
+	if scheme == "https" {
+		return cluster.CheckTLSMove(members, self)
+	}
+	return nil
+}
+
+// moveWaits is readyToMove on the local member list: the cheap look before
+// a turn's lock and health checks, repeated while the operator's rollout
+// lasts.
+func (s *supervisor) moveWaits(ctx context.Context) error {
+	local, err := s.dial([]string{s.clientURL()})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	view, err := local.LocalMembers(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(view.Members, func(m cluster.Member) bool { return m.Name == s.self.ID })
+	if i < 0 {
+		return errors.New("this instance's member is not in the member list")
+	}
+	return s.readyToMove(view.Members, view.Members[i].ID, s.wantPeerScheme())
+}
+
+// waitsToMove logs, once per reason, why the member's peer URL does not
+// switch yet.
+func (s *supervisor) waitsToMove(err error) {
 	why := err.Error()
 	if h := (*cluster.Hold)(nil); errors.As(err, &h) {
 		why = h.Error()
 	}
 	if why != s.peerMoveWhy {
-		s.log.Info(what+": not switching the peer URL yet", "why", why)
+		s.log.Info("moving peers to "+s.wantPeerScheme()+": not switching the peer URL yet", "why", why)
 		s.peerMoveWhy = why
 	}
-	return proc, false
 }
 
 // switchPeerURL updates the member's peer URL to next through c and records
