@@ -179,3 +179,66 @@ func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, schem
 	}
 	return peers
 }
+
+// TestTLSMoveReplacementJoinsMidMove: mid-move, one member restarted with
+// TLS and the others still plaintext, a plaintext instance is terminated
+// and the group launches a replacement with TLS. The replacement joins with
+// an http peer URL, which the member still serving plaintext peers can
+// dial; once the last plaintext instance is restarted with TLS, every
+// member, the new one included, switches to https in turn. No acknowledged
+// write is lost.
+func TestTLSMoveReplacementJoinsMidMove(t *testing.T) {
+	g := newTLSGroup(t)
+	ctx := testContext(t, 3*time.Minute)
+	insts, err := g.LaunchNWith(ctx, 3, plaintextFlags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := waitConverged(t, ctx, g, 3)
+	plain, err := clientv3.New(clientv3.Config{DialTimeout: 2 * time.Second,
+		Endpoints: []string{"http://" + insts[0].Address + ":2379", "http://" + insts[1].Address + ":2379"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	w := startWriter(ctx, plain, "midmove")
+	moveInstance := func(id string) {
+		t.Helper()
+		if err := g.SetArgs(id, "--tls-plaintext-clients"); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Restart(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		waitAcked(t, ctx, w, w.acknowledged()+20)
+	}
+	moveInstance(insts[0].ID)
+	if err := g.Terminate(ctx, insts[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	launched := time.Now()
+	repl, err := g.Launch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ctx, g, 3)
+	joined := time.Since(launched)
+	if log := g.LogTail(repl.ID, 400); !strings.Contains(log, "joining a cluster that moves to TLS") {
+		t.Errorf("the replacement did not join with an http peer URL:\n%s", log)
+	}
+	moveInstance(insts[1].ID)
+	peers := waitPeerScheme(t, ctx, plain, "https")
+	acked, gap, werr := w.stop()
+	if werr != nil {
+		t.Fatalf("the writer failed: %v", werr)
+	}
+	t.Logf("replacement %s joined mid-move %s after its launch; every peer URL https %s after it; %d writes acknowledged, longest gap %s; %s",
+		repl.ID, joined.Round(time.Millisecond), time.Since(launched).Round(time.Millisecond), acked, gap.Round(time.Millisecond), peers)
+	after := waitConverged(t, ctx, g, 3)
+	if after.ClusterID != before.ClusterID {
+		t.Fatalf("cluster id changed from %s to %s", before.ClusterID, after.ClusterID)
+	}
+	for _, id := range []string{insts[0].ID, insts[1].ID, repl.ID} {
+		checkWritten(t, ctx, g, id, "midmove", acked)
+	}
+}

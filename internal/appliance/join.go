@@ -56,6 +56,7 @@ func (s *starter) join(ctx context.Context, in cluster.StartupInputs, plan clust
 			return nil, err
 		}
 	}
+	s.joinPeerScheme(view.Members)
 	id, learner, ms, err := s.member(ctx, c, view, plan)
 	if err != nil {
 		return nil, err

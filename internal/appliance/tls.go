@@ -270,6 +270,15 @@ func (n *node) checkScheme(ld cluster.LocalData) error {
 		if u == "" && len(m.Endpoints) > 0 {
 			u = m.Endpoints[0]
 		}
+		if u == "" && ld.Offer != nil {
+			// Data of an offer, recorded by an older release: the
+			// member's URL in it.
+			for _, p := range ld.Offer.Members {
+				if p.Name == n.self.ID {
+					u = p.PeerURL
+				}
+			}
+		}
 		if scheme, _, found := strings.Cut(u, "://"); found && scheme != want {
 			if n.tls == nil {
 				return fmt.Errorf("the data dir %s holds a member of a cluster reached at %s, but --tls is %s: %w; "+
@@ -282,7 +291,9 @@ func (n *node) checkScheme(ld cluster.LocalData) error {
 				"until its turn to switch its peer URL comes", "peer_url", u)
 		}
 	}
-	if ld.Offer != nil {
+	if ld.Offer != nil && !ld.Exists {
+		// An offer whose cluster etcd has not created here yet: started
+		// in another scheme, it would not form.
 		for _, p := range ld.Offer.Members {
 			if !strings.HasPrefix(p.PeerURL, want+"://") {
 				return fmt.Errorf("the data dir %s holds a bootstrap offer of a cluster reached at %s, but --tls is %s: %w; "+

@@ -73,6 +73,25 @@ func (s *supervisor) realignPeers(proc etcdProcess) bool {
 	return true
 }
 
+// joinPeerScheme sets the scheme a joining member's peer URL starts in: a
+// cluster moving to TLS, some of whose members still serve peers in
+// plaintext only, is joined with an http peer URL, which they can dial;
+// the new member then switches in its turn like the others.
+func (n *node) joinPeerScheme(members []cluster.Member) {
+	if n.tls == nil || n.wantPeerScheme() == "http" {
+		return
+	}
+	moving := slices.ContainsFunc(members, func(m cluster.Member) bool {
+		return len(m.PeerURLs) > 0 && strings.HasPrefix(m.PeerURLs[0], "http://")
+	})
+	if moving != n.peerHTTP.Load() {
+		n.setPeerHTTP(moving)
+		if moving {
+			n.log.Info("joining a cluster that moves to TLS: this member's peer URL starts in http, and switches in its turn")
+		}
+	}
+}
+
 // peerMoveEvery is how often a moving member looks whether its turn came.
 const peerMoveEvery = time.Second
 

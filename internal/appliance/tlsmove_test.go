@@ -1,9 +1,11 @@
 package appliance
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/config"
 )
 
@@ -49,5 +51,34 @@ func TestRealignPeers(t *testing.T) {
 	}
 	if m, _, _ := a.data.readMarker(); m.PeerURL != "https://10.0.0.1:2380" {
 		t.Errorf("the marker records %q, want the listed https URL", m.PeerURL)
+	}
+}
+
+// TestJoinPeerScheme: a TLS instance joining a cluster that still has
+// plaintext peers joins with an http peer URL, which they can dial, and
+// moves in its turn; one joining a cluster all of TLS joins with https.
+func TestJoinPeerScheme(t *testing.T) {
+	a := testAppliance(t)
+	a.tls = &memberTLS{}
+	a.cfg.TLS = config.TLSAuto
+	a.setPeerHTTP(false)
+	moving := []cluster.Member{
+		{ID: 1, Name: "i-a", PeerURLs: []string{"http://10.0.0.1:2380"}},
+		{ID: 2, Name: "i-b", PeerURLs: []string{"https://10.0.0.2:2380"}},
+	}
+	a.joinPeerScheme(moving)
+	if got := a.peerURL(); !strings.HasPrefix(got, "http://") || !a.peersMoving() {
+		t.Errorf("joining a moving cluster: peer URL %s, moving %t; want http, moving", got, a.peersMoving())
+	}
+	moving[0].PeerURLs = []string{"https://10.0.0.1:2380"}
+	a.joinPeerScheme(moving)
+	if got := a.peerURL(); !strings.HasPrefix(got, "https://") || a.peersMoving() {
+		t.Errorf("joining a TLS cluster: peer URL %s, moving %t; want https, not moving", got, a.peersMoving())
+	}
+	a.tls = nil
+	moving[0].PeerURLs = []string{"http://10.0.0.1:2380"}
+	a.joinPeerScheme(moving)
+	if got := a.peerURL(); !strings.HasPrefix(got, "http://") || a.peersMoving() {
+		t.Errorf("plaintext instance: peer URL %s, moving %t", got, a.peersMoving())
 	}
 }
