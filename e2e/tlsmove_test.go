@@ -9,12 +9,42 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-appliance/etcd-appliance/internal/cluster"
 	"github.com/etcd-appliance/etcd-appliance/internal/fleet"
 )
 
 // plaintextFlags undo the fleet's --tls auto flags: an instance of a TLS
 // group that runs in plaintext.
 var plaintextFlags = []string{"--tls", "off", "--tls-ca-dir="}
+
+// startPlaintextInTLSGroup starts a plaintext cluster of 3 in a group whose
+// fleet holds the cluster CA, ready to move to TLS.
+func startPlaintextInTLSGroup(t *testing.T) (*fleet.Group, context.Context, []*fleet.Instance, cluster.ClusterStatus) {
+	t.Helper()
+	g := newTLSGroup(t)
+	ctx := testContext(t, 3*time.Minute)
+	insts, err := g.LaunchNWith(ctx, 3, plaintextFlags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, ctx, insts, waitConverged(t, ctx, g, 3)
+}
+
+// plaintextClient is an etcd client of insts' plaintext client URLs,
+// closed when the test ends.
+func plaintextClient(t *testing.T, insts ...*fleet.Instance) *clientv3.Client {
+	t.Helper()
+	var urls []string
+	for _, inst := range insts {
+		urls = append(urls, "http://"+inst.Address+":2379")
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // TestTLSMoveUnderWrites moves a running plaintext cluster to TLS the way
 // an operator does: each instance restarted in turn with --tls auto and
@@ -29,22 +59,8 @@ var plaintextFlags = []string{"--tls", "off", "--tls-ca-dir="}
 // cluster is plaintext again, every write of the three phases on every
 // member.
 func TestTLSMoveUnderWrites(t *testing.T) {
-	g := newTLSGroup(t)
-	ctx := testContext(t, 3*time.Minute)
-	insts, err := g.LaunchNWith(ctx, 3, plaintextFlags...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := waitConverged(t, ctx, g, 3)
-	var plainURLs []string
-	for _, inst := range insts {
-		plainURLs = append(plainURLs, "http://"+inst.Address+":2379")
-	}
-	plain, err := clientv3.New(clientv3.Config{Endpoints: plainURLs, DialTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
+	g, ctx, insts, before := startPlaintextInTLSGroup(t)
+	plain := plaintextClient(t, insts...)
 	w := startWriter(ctx, plain, "move")
 
 	began := time.Now()
@@ -93,7 +109,7 @@ func TestTLSMoveUnderWrites(t *testing.T) {
 	}
 	waitConverged(t, ctx, g, 3)
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err = plain.Put(pctx, "/e2e/move-plain", "y")
+	_, err := plain.Put(pctx, "/e2e/move-plain", "y")
 	cancel()
 	if err == nil {
 		t.Errorf("a plaintext client wrote to the cluster after the move ended")
@@ -188,19 +204,8 @@ func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, schem
 // member, the new one included, switches to https in turn. No acknowledged
 // write is lost.
 func TestTLSMoveReplacementJoinsMidMove(t *testing.T) {
-	g := newTLSGroup(t)
-	ctx := testContext(t, 3*time.Minute)
-	insts, err := g.LaunchNWith(ctx, 3, plaintextFlags...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := waitConverged(t, ctx, g, 3)
-	plain, err := clientv3.New(clientv3.Config{DialTimeout: 2 * time.Second,
-		Endpoints: []string{"http://" + insts[0].Address + ":2379", "http://" + insts[1].Address + ":2379"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
+	g, ctx, insts, before := startPlaintextInTLSGroup(t)
+	plain := plaintextClient(t, insts[0], insts[1])
 	w := startWriter(ctx, plain, "midmove")
 	moveInstance := func(id string) {
 		t.Helper()
