@@ -17,17 +17,17 @@ import (
 // group that runs in plaintext.
 var plaintextFlags = []string{"--tls", "off", "--tls-ca-dir="}
 
-// startPlaintextInTLSGroup starts a plaintext cluster of 3 in a group whose
+// startPlaintextInTLSGroup starts a plaintext cluster of n in a group whose
 // fleet holds the cluster CA, ready to move to TLS.
-func startPlaintextInTLSGroup(t *testing.T) (*fleet.Group, context.Context, []*fleet.Instance, cluster.ClusterStatus) {
+func startPlaintextInTLSGroup(t *testing.T, n int) (*fleet.Group, context.Context, []*fleet.Instance, cluster.ClusterStatus) {
 	t.Helper()
 	g := newTLSGroup(t)
 	ctx := testContext(t, 3*time.Minute)
-	insts, err := g.LaunchNWith(ctx, 3, plaintextFlags...)
+	insts, err := g.LaunchNWith(ctx, n, plaintextFlags...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return g, ctx, insts, waitConverged(t, ctx, g, 3)
+	return g, ctx, insts, waitConverged(t, ctx, g, n)
 }
 
 // plaintextClient is an etcd client of insts' plaintext client URLs,
@@ -59,7 +59,7 @@ func plaintextClient(t *testing.T, insts ...*fleet.Instance) *clientv3.Client {
 // cluster is plaintext again, every write of the three phases on every
 // member.
 func TestTLSMoveUnderWrites(t *testing.T) {
-	g, ctx, insts, before := startPlaintextInTLSGroup(t)
+	g, ctx, insts, before := startPlaintextInTLSGroup(t, 3)
 	plain := plaintextClient(t, insts...)
 	w := startWriter(ctx, plain, "move")
 
@@ -171,6 +171,12 @@ func TestTLSMoveUnderWrites(t *testing.T) {
 // returns the member list.
 func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, scheme string) string {
 	t.Helper()
+	return waitPeerSchemeOf(t, ctx, c, scheme, 3)
+}
+
+// waitPeerSchemeOf is waitPeerScheme for a cluster of n members.
+func waitPeerSchemeOf(t *testing.T, ctx context.Context, c *clientv3.Client, scheme string, members int) string {
+	t.Helper()
 	var peers string
 	err := fleet.Poll(ctx, 200*time.Millisecond, func() (bool, string) {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -188,7 +194,7 @@ func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, schem
 			}
 		}
 		peers = b.String()
-		return len(resp.Members) == 3 && n == 3, peers
+		return len(resp.Members) == members && n == members, peers
 	})
 	if err != nil {
 		t.Fatalf("the peer URLs never all switched to %s: %v", scheme, err)
@@ -204,7 +210,7 @@ func waitPeerScheme(t *testing.T, ctx context.Context, c *clientv3.Client, schem
 // member, the new one included, switches to https in turn. No acknowledged
 // write is lost.
 func TestTLSMoveReplacementJoinsMidMove(t *testing.T) {
-	g, ctx, insts, before := startPlaintextInTLSGroup(t)
+	g, ctx, insts, before := startPlaintextInTLSGroup(t, 3)
 	plain := plaintextClient(t, insts[0], insts[1])
 	w := startWriter(ctx, plain, "midmove")
 	moveInstance := func(id string) {
@@ -245,5 +251,39 @@ func TestTLSMoveReplacementJoinsMidMove(t *testing.T) {
 	}
 	for _, id := range []string{insts[0].ID, insts[1].ID, repl.ID} {
 		checkWritten(t, ctx, g, id, "midmove", acked)
+	}
+}
+
+// TestTLSMoveTwoMembers: a cluster of two voters moves to TLS too. Without
+// a member the other has no quorum to update its peer URL through, so each
+// is updated first, while it runs, and restarted: no switch is left half
+// done for the appliance to mend (realignPeers), and no acknowledged write
+// is lost.
+func TestTLSMoveTwoMembers(t *testing.T) {
+	g, ctx, insts, _ := startPlaintextInTLSGroup(t, 2)
+	plain := plaintextClient(t, insts...)
+	w := startWriter(ctx, plain, "two")
+	for _, inst := range insts {
+		if err := g.SetArgs(inst.ID, "--tls-plaintext-clients"); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Restart(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitAcked(t, ctx, w, w.acknowledged()+20)
+	}
+	peers := waitPeerSchemeOf(t, ctx, plain, "https", 2)
+	waitAcked(t, ctx, w, w.acknowledged()+20)
+	acked, gap, werr := w.stop()
+	if werr != nil {
+		t.Fatalf("the writer failed: %v", werr)
+	}
+	t.Logf("a cluster of two moved to TLS; %d writes acknowledged, longest gap %s; %s", acked, gap.Round(time.Millisecond), peers)
+	for _, inst := range insts {
+		if log := g.LogTail(inst.ID, 1000); strings.Contains(log, "another scheme than etcd serves") ||
+			strings.Contains(log, "updating the peer URL to") {
+			t.Errorf("%s's switch went wrong:\n%s", inst.ID, log)
+		}
+		checkWritten(t, ctx, g, inst.ID, "two", acked)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -241,12 +242,12 @@ func showRotation(w io.Writer, st cluster.CAState, members []cluster.MemberTLS, 
 	fmt.Fprintln(tw, "MEMBER\tTRUSTS\tETCD TRUSTS\tCERTIFICATE OF\tROTATION")
 	for _, m := range members {
 		if m.TLS == nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\n", m.Name, cmpOr(m.Err, "no TLS of --tls auto reported"))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\n", m.Name, cmp.Or(m.Err, "no TLS of --tls auto reported"))
 			continue
 		}
 		t := m.TLS
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, strings.Join(shortAll(t.Trusted), ","),
-			strings.Join(shortAll(t.EtcdTrusted), ","), short(t.CertificateIssuer), cmpOr(t.Rotation, "done"))
+			strings.Join(shortAll(t.EtcdTrusted), ","), short(t.CertificateIssuer), cmp.Or(t.Rotation, "done"))
 	}
 	tw.Flush()
 	next := cluster.CARetire
@@ -269,11 +270,4 @@ func shortAll(fps []string) []string {
 		out[i] = cluster.ShortFingerprint(f)
 	}
 	return out
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

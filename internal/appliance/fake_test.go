@@ -49,6 +49,8 @@ type fakeEtcd struct {
 	versions clusterVersions
 	// facts are the appliance's keys Fact reads and PutFact writes.
 	facts map[string][]byte
+	// endpoints answer Endpoints (default: one http URL).
+	endpoints []string
 }
 
 var _ etcdAPI = (*fakeEtcd)(nil)
@@ -365,7 +367,12 @@ func (f *fakeEtcd) PutFact(_ context.Context, key string, value []byte) error {
 
 func (f *fakeEtcd) Changes(context.Context) <-chan struct{} { return nil }
 
-func (f *fakeEtcd) Endpoints() []string { return []string{"http://127.0.0.1:2379"} }
+func (f *fakeEtcd) Endpoints() []string {
+	if f.endpoints != nil {
+		return f.endpoints
+	}
+	return []string{"http://127.0.0.1:2379"}
+}
 func (f *fakeEtcd) Close() error        { return nil }
 
 // fakeProcess is an etcd child that runs until stopped.

@@ -82,3 +82,21 @@ func TestJoinPeerScheme(t *testing.T) {
 		t.Errorf("plaintext instance: peer URL %s, moving %t", got, a.peersMoving())
 	}
 }
+
+// TestMemberHealthAsksInTheClientsScheme: a member whose peers move serves
+// clients both ways and advertises http first; a TLS client asks it over
+// https, as etcd's auth (--etcd-auth) wants a certificate, and a plaintext
+// client over http.
+func TestMemberHealthAsksInTheClientsScheme(t *testing.T) {
+	m := cluster.Member{ID: 2, Name: "i-b", PeerURLs: []string{"http://10.0.0.2:2380"},
+		ClientURLs: []string{"http://10.0.0.2:2379", "https://10.0.0.2:2379"}}
+	for _, scheme := range []string{"https", "http"} {
+		f := newFakeEtcd([]cluster.Member{m})
+		f.endpoints = []string{scheme + "://10.0.0.1:2379"}
+		f.status = map[string]etcdStatus{scheme + "://10.0.0.2:2379": {MemberID: 2, Leader: 2}}
+		st := memberHealth(t.Context(), f, []cluster.Member{m}, nil)[2]
+		if !st.Healthy || st.ClientURL != scheme+"://10.0.0.2:2379" {
+			t.Errorf("%s client: asked %s, healthy %t (%s); want its %s URL", scheme, st.ClientURL, st.Healthy, st.Error, scheme)
+		}
+	}
+}
