@@ -373,7 +373,7 @@ func (f *fakeEtcd) Endpoints() []string {
 	}
 	return []string{"http://127.0.0.1:2379"}
 }
-func (f *fakeEtcd) Close() error        { return nil }
+func (f *fakeEtcd) Close() error { return nil }
 
 // fakeProcess is an etcd child that runs until stopped.
 type fakeProcess struct {
